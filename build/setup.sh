@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs what gptc needs to build and test, from Debian packages only.
+# Idempotent: asks dpkg first and runs apt-get only for what is missing.
+set -eu
+PKGS="gcc make cmake pkg-config liblua5.4-dev libpcre2-dev check libsubunit-dev libopenblas-dev"
+missing=""
+for p in $PKGS; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+if [ -n "$missing" ]; then
+  echo "gptc setup: installing$missing"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi

@@ -1,0 +1,262 @@
+-- config: the one place where config fields, their defaults and their rules
+-- live. Configs are Lua files that return a table; they run in a sandbox
+-- (no io, os, require, load, dofile) so a config can compute values but
+-- cannot touch the machine. `gptc help config` prints this schema.
+
+local M = {}
+
+local function posint(v) return math.type(v) == "integer" and v > 0 end
+local function nonneg(v) return type(v) == "number" and v >= 0 end
+
+-- kind: "int" (positive integer), "num", "bool", "string", "enum"
+-- default: a value, or a function(cfg) computing it from other fields;
+-- nil means required. `check` returns nil when fine, else the rule broken.
+M.fields = {
+  { "name", "string", nil, "model name, used in generated file headers and checkpoints" },
+  { "tokenizer", "enum", "gpt2", "gpt2 | char | word", values = { "gpt2", "char", "word" } },
+  { "data", "paths", false, "default training text: a path or a list of paths/directories, relative to the config file" },
+  { "vocab_size", "int", false, "50257 for gpt2; derived from the training text for char and word (leave unset)" },
+  { "emb_dim", "int", nil, "embedding width C" },
+  { "n_heads", "int", nil, "attention heads; emb_dim % n_heads == 0" },
+  { "n_layers", "int", nil, "transformer blocks" },
+  { "context_length", "int", nil, "maximum sequence length (positional embeddings)" },
+  { "drop_rate", "num", 0.1, "dropout on embeddings, attention weights and residual branches; 0 <= p < 1" },
+  { "qkv_bias", "bool", false, "bias on the fused QKV projection" },
+  { "tie_embeddings", "bool", true, "LM head shares the token embedding matrix (as GPT-2)" },
+  { "precision", "enum", "fp32", "fp32 | bf16 (bf16 applies to the CUDA backend)", values = { "fp32", "bf16" } },
+}
+
+M.train_fields = {
+  { "batch_size", "int", 8, "sequences per micro-batch B" },
+  { "max_length", "int", function(c) return c.context_length end, "tokens per training window T; <= context_length" },
+  { "stride", "int", function(c) return c.train.max_length end, "step between window starts; >= 1" },
+  { "val_ratio", "num", 0.1, "fraction of the text (by characters, from the end) held out; 0 < r < 1" },
+  { "shuffle", "bool", true, "reshuffle the training batches each epoch (seeded)" },
+  { "drop_last", "bool", true, "drop the last incomplete batch" },
+  { "seed", "int0", 123, "seed for init, shuffling and dropout" },
+  { "lr", "num", 4e-4, "peak learning rate" },
+  { "min_lr", "num", function(c) return c.train.lr / 10 end, "learning rate at the end of the cosine decay" },
+  { "warmup_steps", "int0", 0, "linear warmup steps" },
+  { "steps", "int", 1000, "optimizer steps" },
+  { "weight_decay", "num", 0.1, "AdamW decoupled weight decay (2-D weights and embeddings only)" },
+  { "beta1", "num", 0.9, "AdamW beta1; 0 <= b < 1" },
+  { "beta2", "num", 0.999, "AdamW beta2; 0 <= b < 1" },
+  { "eps", "num", 1e-8, "AdamW epsilon; > 0" },
+  { "grad_clip", "num", 1.0, "clip gradients to this global norm; 0 disables" },
+  { "grad_accum", "int", 1, "micro-batches per optimizer step" },
+  { "eval_interval", "int", 100, "evaluate on the val split every N steps" },
+  { "eval_steps", "int", 20, "val batches per evaluation" },
+}
+
+local function index_of(list)
+  local t = {}
+  for _, f in ipairs(list) do t[f[1]] = f end
+  return t
+end
+local top_index, train_index = index_of(M.fields), index_of(M.train_fields)
+
+-- ---- sandbox ---------------------------------------------------------------
+local SAFE = {
+  "assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber",
+  "tostring", "type", "unpack", "rawequal", "rawget", "rawlen", "rawset",
+  "setmetatable", "getmetatable",
+}
+local FORBIDDEN = { io = 1, os = 1, require = 1, load = 1, loadfile = 1, dofile = 1,
+  debug = 1, package = 1, collectgarbage = 1, loadstring = 1 }
+
+local function copy(t)
+  local r = {}
+  for k, v in pairs(t) do r[k] = v end
+  return r
+end
+
+local function sandbox(chunkname)
+  local env = {}
+  for _, n in ipairs(SAFE) do env[n] = _G[n] end
+  env.math, env.string, env.table, env.utf8 = copy(math), copy(string), copy(table), copy(utf8)
+  env.print = function() end
+  return setmetatable(env, {
+    __index = function(_, k)
+      if FORBIDDEN[k] then
+        error(string.format("%s: '%s' is not available in configs (sandbox: no io, os, require, load, dofile)",
+          chunkname, k), 2)
+      end
+      error(string.format("%s: unknown global '%s'", chunkname, tostring(k)), 2)
+    end,
+  })
+end
+
+-- Runs config source `src`; returns the raw table it returns.
+function M.run(src, chunkname)
+  local fn, err = load(src, "=" .. chunkname, "t", sandbox(chunkname))
+  if not fn then error(err, 0) end
+  -- a config is a few lines; stop runaway loops instead of hanging
+  debug.sethook(function() error(chunkname .. ": config ran too long (instruction limit)", 0) end, "", 50000000)
+  local ok, t = pcall(fn)
+  debug.sethook()
+  if not ok then error(tostring(t), 0) end
+  if type(t) ~= "table" then
+    error(chunkname .. ": a config must return a table (got " .. type(t) .. ")", 0)
+  end
+  return t
+end
+
+-- ---- validation --------------------------------------------------------------
+local function fail(where, field, rule, v)
+  local got = v == nil and "" or string.format(" (got %s)", type(v) == "string" and string.format("%q", v) or tostring(v))
+  error(string.format("%s: field '%s' %s%s", where, field, rule, got), 0)
+end
+
+local function check_kind(where, fname, f, v)
+  local kind = f[2]
+  if kind == "int" then
+    if not posint(v) then fail(where, fname, "must be a positive integer", v) end
+  elseif kind == "int0" then
+    if math.type(v) ~= "integer" or v < 0 then fail(where, fname, "must be a non-negative integer", v) end
+  elseif kind == "num" then
+    if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
+      fail(where, fname, "must be a finite number", v)
+    end
+  elseif kind == "bool" then
+    if type(v) ~= "boolean" then fail(where, fname, "must be true or false", v) end
+  elseif kind == "string" then
+    if type(v) ~= "string" or v == "" then fail(where, fname, "must be a non-empty string", v) end
+  elseif kind == "enum" then
+    local ok = false
+    for _, e in ipairs(f.values) do ok = ok or v == e end
+    if not ok then fail(where, fname, "must be one of " .. table.concat(f.values, ", "), v) end
+  elseif kind == "paths" then
+    if type(v) == "string" then return { v } end
+    if type(v) ~= "table" or #v == 0 then fail(where, fname, "must be a path or a non-empty list of paths", v) end
+    for i, p in ipairs(v) do
+      if type(p) ~= "string" or p == "" then fail(where, fname .. "[" .. i .. "]", "must be a path string", p) end
+    end
+  end
+  return v
+end
+
+local function apply(where, prefix, schema, index, t, cfg, out)
+  for k, v in pairs(t) do
+    if not index[k] then
+      fail(where, prefix .. tostring(k), "is not a known config field (see `gptc help config`)")
+    end
+  end
+  for _, f in ipairs(schema) do
+    local k, v = f[1], t[f[1]]
+    if v == nil then
+      if f[3] == nil then fail(where, prefix .. k, "is required") end
+      if type(f[3]) ~= "function" and f[3] ~= false then out[k] = f[3] end
+    else
+      out[k] = check_kind(where, prefix .. k, f, v)
+    end
+  end
+  -- computed defaults, in schema order, after the explicit fields are in
+  for _, f in ipairs(schema) do
+    if out[f[1]] == nil and type(f[3]) == "function" then out[f[1]] = f[3](cfg) end
+  end
+end
+
+-- Validates a raw config table; returns a new table with every default filled.
+-- `where` names the config (file path) in messages.
+function M.validate(t, where)
+  local cfg = { train = {} }
+  local train = t.train
+  if train ~= nil and type(train) ~= "table" then fail(where, "train", "must be a table", train) end
+  local top = copy(t)
+  top.train = nil
+  apply(where, "", M.fields, top_index, top, cfg, cfg)
+  apply(where, "train.", M.train_fields, train_index, train or {}, cfg, cfg.train)
+
+  local tr = cfg.train
+  if cfg.emb_dim % cfg.n_heads ~= 0 then
+    fail(where, "emb_dim", string.format("must be divisible by n_heads (%d)", cfg.n_heads), cfg.emb_dim)
+  end
+  if cfg.drop_rate < 0 or cfg.drop_rate >= 1 then fail(where, "drop_rate", "must satisfy 0 <= drop_rate < 1", cfg.drop_rate) end
+  if tr.max_length > cfg.context_length then
+    fail(where, "train.max_length", string.format("must be <= context_length (%d)", cfg.context_length), tr.max_length)
+  end
+  if tr.val_ratio <= 0 or tr.val_ratio >= 1 then fail(where, "train.val_ratio", "must satisfy 0 < val_ratio < 1", tr.val_ratio) end
+  if tr.lr <= 0 then fail(where, "train.lr", "must be > 0", tr.lr) end
+  if tr.min_lr < 0 or tr.min_lr > tr.lr then fail(where, "train.min_lr", "must satisfy 0 <= min_lr <= lr", tr.min_lr) end
+  if tr.warmup_steps > tr.steps then fail(where, "train.warmup_steps", "must be <= train.steps", tr.warmup_steps) end
+  if tr.weight_decay < 0 then fail(where, "train.weight_decay", "must be >= 0", tr.weight_decay) end
+  for _, b in ipairs({ "beta1", "beta2" }) do
+    if tr[b] < 0 or tr[b] >= 1 then fail(where, "train." .. b, "must satisfy 0 <= " .. b .. " < 1", tr[b]) end
+  end
+  if tr.eps <= 0 then fail(where, "train.eps", "must be > 0", tr.eps) end
+  if tr.grad_clip < 0 then fail(where, "train.grad_clip", "must be >= 0 (0 disables clipping)", tr.grad_clip) end
+
+  if cfg.tokenizer == "gpt2" then
+    if cfg.vocab_size and cfg.vocab_size ~= 50257 then
+      fail(where, "vocab_size", "must be 50257 for the gpt2 tokenizer", cfg.vocab_size)
+    end
+    cfg.vocab_size = 50257
+  end
+  if cfg.vocab_size then M.check_memory(cfg, where) end
+  return cfg
+end
+
+-- Rejects shapes whose parameters, grads, AdamW moments and activations would
+-- not fit in this machine's memory, before anything is allocated.
+function M.check_memory(cfg, where)
+  local mem = require("shapes").derive(cfg).memory
+  local total = gptc.mem_total
+  if mem.train_bytes > total then
+    error(string.format("%s: model too large: training needs %.1f GiB (parameters, grads, AdamW moments, activations) " ..
+      "but this machine has %.1f GiB; reduce emb_dim, n_layers, vocab, batch_size or max_length",
+      where, mem.train_bytes / 2 ^ 30, total / 2 ^ 30), 0)
+  end
+end
+
+-- Loads and validates config source; the entry point the runtime calls.
+function M.load(src, chunkname)
+  return M.validate(M.run(src, chunkname), chunkname)
+end
+
+-- ---- serialization: a resolved config as Lua source, re-loadable by M.load ----
+local function ser(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  if math.type(v) == "float" then
+    local s = string.format("%.17g", v)
+    if not s:find("[%.eEn]") then s = s .. ".0" end
+    return s
+  end
+  return tostring(v)
+end
+
+function M.serialize(cfg)
+  local out = { "return {" }
+  for _, f in ipairs(M.fields) do
+    local v = cfg[f[1]]
+    if f[1] == "data" then
+      v = nil -- machine-specific paths stay out of checkpoints
+    end
+    if v ~= nil then out[#out + 1] = string.format("  %s = %s,", f[1], ser(v)) end
+  end
+  out[#out + 1] = "  train = {"
+  for _, f in ipairs(M.train_fields) do
+    local v = cfg.train[f[1]]
+    if v ~= nil then out[#out + 1] = string.format("    %s = %s,", f[1], ser(v)) end
+  end
+  out[#out + 1] = "  },"
+  out[#out + 1] = "}"
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- The schema as text, for `gptc help config`.
+function M.describe()
+  local out = { "Config fields (a config is a Lua file returning a table; defaults in brackets):", "" }
+  local function row(prefix, f)
+    local d = f[3]
+    local ds = d == nil and "required" or (type(d) == "function" and "derived") or (d == false and "unset") or tostring(d)
+    out[#out + 1] = string.format("  %-22s [%s] %s", prefix .. f[1], ds, f[4])
+  end
+  for _, f in ipairs(M.fields) do row("", f) end
+  out[#out + 1] = "  train = {"
+  for _, f in ipairs(M.train_fields) do row("train.", f) end
+  out[#out + 1] = "  }"
+  out[#out + 1] = "  max_length defaults to context_length, stride to max_length, min_lr to lr/10."
+  return table.concat(out, "\n") .. "\n"
+end
+
+return M

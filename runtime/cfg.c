@@ -1,0 +1,212 @@
+/* cfg: see cfg.h. */
+#include "cfg.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lx.h"
+#include "util.h"
+
+const char *cfg_tokenizer_name(int tok) {
+  return tok == CFG_TOK_CHAR ? "char" : tok == CFG_TOK_WORD ? "word" : "gpt2";
+}
+
+static int cfg_geti(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  int v = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+  lua_pop(L, 1);
+  return v;
+}
+
+static double cfg_getn(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  double v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int cfg_getb(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  int v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static void cfg_gets(lua_State *L, int t, const char *k, char *out, size_t n) {
+  lua_getfield(L, t, k);
+  const char *s = lua_tostring(L, -1);
+  snprintf(out, n, "%s", s ? s : "");
+  lua_pop(L, 1);
+}
+
+/* Resolves `p` against the directory of the config file. */
+static void cfg_resolve(const char *cfgpath, const char *p, char *out, size_t n) {
+  const char *slash = cfgpath ? strrchr(cfgpath, '/') : NULL;
+  if (p[0] == '/' || !slash) snprintf(out, n, "%s", p);
+  else snprintf(out, n, "%.*s/%s", (int)(slash - cfgpath), cfgpath, p);
+}
+
+static int cfg_from_table(lua_State *L, int t, const char *path, cfg_t *c) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->path, sizeof c->path, "%s", path ? path : "");
+  cfg_gets(L, t, "name", c->name, sizeof c->name);
+  char buf[16];
+  cfg_gets(L, t, "tokenizer", buf, sizeof buf);
+  c->tokenizer = !strcmp(buf, "char") ? CFG_TOK_CHAR : !strcmp(buf, "word") ? CFG_TOK_WORD : CFG_TOK_GPT2;
+  cfg_gets(L, t, "precision", buf, sizeof buf);
+  c->precision = !strcmp(buf, "bf16") ? CFG_BF16 : CFG_FP32;
+  lua_getfield(L, t, "data");
+  if (lua_istable(L, -1)) {
+    int n = (int)lua_rawlen(L, -1);
+    if (n > CFG_MAX_DATA) {
+      lua_pop(L, 1);
+      return util_err("%s: field 'data' lists %d paths; at most %d are allowed", path, n, CFG_MAX_DATA);
+    }
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      cfg_resolve(path, lua_tostring(L, -1), c->data[c->n_data++], sizeof c->data[0]);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  c->vocab_size = cfg_geti(L, t, "vocab_size");
+  c->emb_dim = cfg_geti(L, t, "emb_dim");
+  c->n_heads = cfg_geti(L, t, "n_heads");
+  c->n_layers = cfg_geti(L, t, "n_layers");
+  c->context_length = cfg_geti(L, t, "context_length");
+  c->drop_rate = cfg_getn(L, t, "drop_rate");
+  c->qkv_bias = cfg_getb(L, t, "qkv_bias");
+  c->tie_embeddings = cfg_getb(L, t, "tie_embeddings");
+  lua_getfield(L, t, "train");
+  int tr = lua_gettop(L);
+  cfg_train *r = &c->train;
+  r->batch_size = cfg_geti(L, tr, "batch_size");
+  r->max_length = cfg_geti(L, tr, "max_length");
+  r->stride = cfg_geti(L, tr, "stride");
+  r->val_ratio = cfg_getn(L, tr, "val_ratio");
+  r->shuffle = cfg_getb(L, tr, "shuffle");
+  r->drop_last = cfg_getb(L, tr, "drop_last");
+  lua_getfield(L, tr, "seed");
+  r->seed = (uint64_t)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  r->lr = cfg_getn(L, tr, "lr");
+  r->min_lr = cfg_getn(L, tr, "min_lr");
+  r->warmup_steps = cfg_geti(L, tr, "warmup_steps");
+  r->steps = cfg_geti(L, tr, "steps");
+  r->weight_decay = cfg_getn(L, tr, "weight_decay");
+  r->beta1 = cfg_getn(L, tr, "beta1");
+  r->beta2 = cfg_getn(L, tr, "beta2");
+  r->eps = cfg_getn(L, tr, "eps");
+  r->grad_clip = cfg_getn(L, tr, "grad_clip");
+  r->grad_accum = cfg_geti(L, tr, "grad_accum");
+  r->eval_interval = cfg_geti(L, tr, "eval_interval");
+  r->eval_steps = cfg_geti(L, tr, "eval_steps");
+  lua_pop(L, 1);
+  return 0;
+}
+
+int cfg_load_string(const char *src, const char *name, cfg_t *cfg) {
+  lua_State *L = lx_new();
+  if (!L) return -1;
+  lua_pushstring(L, src);
+  lua_pushstring(L, name);
+  int rc = lx_call(L, "config", "load", 2, 1);
+  if (rc == 0) rc = cfg_from_table(L, lua_gettop(L), name, cfg);
+  lua_close(L);
+  return rc;
+}
+
+int cfg_load_file(const char *path, cfg_t *cfg) {
+  char *src;
+  size_t len;
+  if (util_read_file(path, &src, &len)) return util_err("config %s", util_errmsg());
+  int rc = cfg_load_string(src, path, cfg);
+  free(src);
+  return rc;
+}
+
+void cfg_push(lua_State *L, const cfg_t *c) {
+  lua_newtable(L);
+  lua_pushstring(L, c->name);
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, cfg_tokenizer_name(c->tokenizer));
+  lua_setfield(L, -2, "tokenizer");
+  lua_pushstring(L, c->precision == CFG_BF16 ? "bf16" : "fp32");
+  lua_setfield(L, -2, "precision");
+#define CFG_PUSHI(tab, f)        \
+  lua_pushinteger(L, (tab)->f); \
+  lua_setfield(L, -2, #f)
+#define CFG_PUSHN(tab, f)       \
+  lua_pushnumber(L, (tab)->f); \
+  lua_setfield(L, -2, #f)
+#define CFG_PUSHB(tab, f)        \
+  lua_pushboolean(L, (tab)->f); \
+  lua_setfield(L, -2, #f)
+  if (c->vocab_size > 0) {
+    CFG_PUSHI(c, vocab_size);
+  }
+  CFG_PUSHI(c, emb_dim);
+  CFG_PUSHI(c, n_heads);
+  CFG_PUSHI(c, n_layers);
+  CFG_PUSHI(c, context_length);
+  CFG_PUSHN(c, drop_rate);
+  CFG_PUSHB(c, qkv_bias);
+  CFG_PUSHB(c, tie_embeddings);
+  lua_newtable(L);
+  const cfg_train *r = &c->train;
+  CFG_PUSHI(r, batch_size);
+  CFG_PUSHI(r, max_length);
+  CFG_PUSHI(r, stride);
+  CFG_PUSHN(r, val_ratio);
+  CFG_PUSHB(r, shuffle);
+  CFG_PUSHB(r, drop_last);
+  lua_pushinteger(L, (lua_Integer)r->seed);
+  lua_setfield(L, -2, "seed");
+  CFG_PUSHN(r, lr);
+  CFG_PUSHN(r, min_lr);
+  CFG_PUSHI(r, warmup_steps);
+  CFG_PUSHI(r, steps);
+  CFG_PUSHN(r, weight_decay);
+  CFG_PUSHN(r, beta1);
+  CFG_PUSHN(r, beta2);
+  CFG_PUSHN(r, eps);
+  CFG_PUSHN(r, grad_clip);
+  CFG_PUSHI(r, grad_accum);
+  CFG_PUSHI(r, eval_interval);
+  CFG_PUSHI(r, eval_steps);
+  lua_setfield(L, -2, "train");
+}
+
+int cfg_set_vocab(cfg_t *cfg, int vocab_size) {
+  if (cfg->tokenizer == CFG_TOK_GPT2 && vocab_size != 50257)
+    return util_err("%s: field 'vocab_size' must be 50257 for the gpt2 tokenizer (got %d)", cfg->path,
+                    vocab_size);
+  cfg->vocab_size = vocab_size;
+  lua_State *L = lx_new();
+  if (!L) return -1;
+  cfg_push(L, cfg);
+  lua_pushstring(L, cfg->path[0] ? cfg->path : cfg->name);
+  int rc = lx_call(L, "config", "check_memory", 2, 0);
+  lua_close(L);
+  return rc;
+}
+
+char *cfg_serialize(const cfg_t *cfg) {
+  lua_State *L = lx_new();
+  if (!L) return NULL;
+  cfg_push(L, cfg);
+  char *out = NULL;
+  if (lx_call(L, "config", "serialize", 1, 1) == 0) out = util_strdup(lua_tostring(L, -1));
+  lua_close(L);
+  return out;
+}
+
+char *cfg_describe(void) {
+  lua_State *L = lx_new();
+  if (!L) return NULL;
+  char *out = NULL;
+  if (lx_call(L, "config", "describe", 0, 1) == 0) out = util_strdup(lua_tostring(L, -1));
+  lua_close(L);
+  return out;
+}

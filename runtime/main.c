@@ -1,0 +1,75 @@
+/* gptc: command-line entry point; dispatches to the subcommands in cmds.h. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "cmds.h"
+
+typedef struct {
+  const char *name;
+  int (*fn)(int, char **);
+  const char *about;
+} main_cmd;
+
+static const main_cmd main_cmds[] = {
+    {"train", cmd_train, "train a model from a config on text (CPU)"},
+    {"sample", cmd_sample, "generate text from a checkpoint"},
+    {"eval", cmd_eval, "mean cross-entropy of a checkpoint on a text"},
+    {"gen", cmd_gen, "write the generated, shape-specialized sources for a config"},
+    {"data", cmd_data, "tokenize a config's text and print the data summary and first batch"},
+    {"tokenize", cmd_tokenize, "encode text to token ids, or decode ids (--decode)"},
+    {"import", cmd_import, "convert a Hugging Face GPT-2 directory to a gptc checkpoint"},
+    {"export-hf", cmd_export_hf, "write a checkpoint as a Hugging Face GPT-2 directory"},
+    {"help", cmd_help, "help on a command, or `gptc help config` for every config field"},
+    {NULL, NULL, NULL},
+};
+
+static void main_usage(FILE *f) {
+  fprintf(f,
+          "usage: gptc COMMAND [options]\n\n"
+          "gptc %s: generates shape-specialized C for a GPT config, compiles it, trains,\n"
+          "evaluates and samples.\n\ncommands:\n",
+          GPTC_VERSION);
+  for (const main_cmd *c = main_cmds; c->name; c++) fprintf(f, "  %-10s %s\n", c->name, c->about);
+  fprintf(f, "\n'gptc COMMAND --help' lists each command's options.\n");
+}
+
+int cmd_help(int argc, char **argv) {
+  if (argc < 2) {
+    main_usage(stdout);
+    return 0;
+  }
+  if (!strcmp(argv[1], "config")) {
+    char *s = cfg_describe();
+    if (!s) return 1;
+    fputs(s, stdout);
+    return 0;
+  }
+  for (const main_cmd *c = main_cmds; c->name; c++) {
+    if (!strcmp(c->name, argv[1]) && c->fn != cmd_help) {
+      char *av[] = {argv[1], "--help", NULL};
+      return c->fn(2, av);
+    }
+  }
+  fprintf(stderr, "gptc help: unknown topic '%s' (a command name or 'config')\n", argv[1]);
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    main_usage(stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    main_usage(stdout);
+    return 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("gptc %s\n", GPTC_VERSION);
+    return 0;
+  }
+  for (const main_cmd *c = main_cmds; c->name; c++)
+    if (!strcmp(c->name, argv[1])) return c->fn(argc - 1, argv + 1);
+  fprintf(stderr, "gptc: unknown command '%s' (see 'gptc --help')\n", argv[1]);
+  return 2;
+}

@@ -1,0 +1,431 @@
+/* util: see util.h. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static char util_errbuf[2048];
+
+int util_err(const char *fmt, ...) {
+  char tmp[sizeof util_errbuf];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tmp, sizeof tmp, fmt, ap); /* fmt may use util_errmsg() itself */
+  va_end(ap);
+  /* one line: newlines in nested messages become "; " */
+  size_t j = 0;
+  for (size_t i = 0; tmp[i] && j + 3 < sizeof util_errbuf; i++) {
+    if (tmp[i] == '\n') {
+      if (tmp[i + 1] == '\0') break;
+      util_errbuf[j++] = ';';
+      util_errbuf[j++] = ' ';
+    } else {
+      util_errbuf[j++] = tmp[i];
+    }
+  }
+  util_errbuf[j] = '\0';
+  return -1;
+}
+
+const char *util_errmsg(void) { return util_errbuf[0] ? util_errbuf : "unknown error"; }
+void util_errclear(void) { util_errbuf[0] = '\0'; }
+
+void *util_malloc(size_t n, const char *what) {
+  void *p = malloc(n ? n : 1);
+  if (!p) util_err("out of memory: %s needs %zu bytes", what, n);
+  return p;
+}
+
+void *util_calloc(size_t n, size_t size, const char *what) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p) util_err("out of memory: %s needs %zu bytes", what, n * size);
+  return p;
+}
+
+void *util_realloc(void *p, size_t n, const char *what) {
+  void *q = realloc(p, n ? n : 1);
+  if (!q) util_err("out of memory: %s needs %zu bytes", what, n);
+  return q;
+}
+
+char *util_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = util_malloc(n, "string");
+  if (p) memcpy(p, s, n);
+  return p;
+}
+
+int util_read_file(const char *path, char **data, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return util_err("%s: cannot open: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    fclose(f);
+    return util_err("%s: is a directory, expected a file", path);
+  }
+  util_buf b = {0};
+  char chunk[1 << 16];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+    if (util_buf_add(&b, chunk, n)) {
+      fclose(f);
+      util_buf_free(&b);
+      return -1;
+    }
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    util_buf_free(&b);
+    return util_err("%s: read error", path);
+  }
+  if (util_buf_add(&b, "", 1)) return -1; /* NUL terminator, not counted */
+  *data = b.data;
+  *len = b.len - 1;
+  return 0;
+}
+
+int util_fsync_dir_of(const char *path) {
+  char *dir = util_strdup(path);
+  if (!dir) return -1;
+  char *slash = strrchr(dir, '/');
+  if (slash == dir) slash[1] = '\0';
+  else if (slash) *slash = '\0';
+  else strcpy(dir, ".");
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+  free(dir);
+  return 0;
+}
+
+int util_write_file_atomic(const char *path, const void *data, size_t len) {
+  size_t n = strlen(path);
+  char *tmp = util_malloc(n + 16, "temp file name");
+  if (!tmp) return -1;
+  snprintf(tmp, n + 16, "%s.tmpXXXXXX", path);
+  int fd = mkstemp(tmp);
+  if (fd < 0) {
+    util_err("%s: cannot create temp file %s: %s", path, tmp, strerror(errno));
+    free(tmp);
+    return -1;
+  }
+  const char *p = data;
+  size_t left = len;
+  while (left > 0) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      util_err("%s: write failed: %s", path, strerror(errno));
+      close(fd);
+      unlink(tmp);
+      free(tmp);
+      return -1;
+    }
+    p += w;
+    left -= (size_t)w;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    util_err("%s: fsync/close failed: %s", path, strerror(errno));
+    unlink(tmp);
+    free(tmp);
+    return -1;
+  }
+  chmod(tmp, 0644);
+  if (rename(tmp, path) != 0) {
+    util_err("%s: rename from %s failed: %s", path, tmp, strerror(errno));
+    unlink(tmp);
+    free(tmp);
+    return -1;
+  }
+  free(tmp);
+  util_fsync_dir_of(path);
+  return 0;
+}
+
+int util_file_exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+int util_is_dir(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int util_mkdir_p(const char *path) {
+  char *p = util_strdup(path);
+  if (!p) return -1;
+  for (char *s = p + 1; *s; s++) {
+    if (*s != '/') continue;
+    *s = '\0';
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+      util_err("%s: cannot create directory: %s", p, strerror(errno));
+      free(p);
+      return -1;
+    }
+    *s = '/';
+  }
+  if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+    util_err("%s: cannot create directory: %s", p, strerror(errno));
+    free(p);
+    return -1;
+  }
+  free(p);
+  if (!util_is_dir(path)) return util_err("%s: exists and is not a directory", path);
+  return 0;
+}
+
+int util_buf_add(util_buf *b, const void *p, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n) cap *= 2;
+    char *d = util_realloc(b->data, cap, "buffer");
+    if (!d) return -1;
+    b->data = d;
+    b->cap = cap;
+  }
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 0;
+}
+
+int util_buf_printf(util_buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0) return -1;
+  if (util_buf_add(b, NULL, 0) || b->len + (size_t)n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + (size_t)n + 1) cap *= 2;
+    char *d = util_realloc(b->data, cap, "buffer");
+    if (!d) return -1;
+    b->data = d;
+    b->cap = cap;
+  }
+  va_start(ap, fmt);
+  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+  return 0;
+}
+
+void util_buf_free(util_buf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+/* ---- SHA-256 (FIPS 180-4) ---- */
+static const uint32_t util_sha_k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+    0xc67178f2};
+
+#define UTIL_ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void util_sha256_block(util_sha256 *s, const uint8_t *p) {
+  uint32_t w[64];
+  for (int i = 0; i < 16; i++)
+    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 |
+           p[4 * i + 3];
+  for (int i = 16; i < 64; i++) {
+    uint32_t s0 = UTIL_ROR(w[i - 15], 7) ^ UTIL_ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+    uint32_t s1 = UTIL_ROR(w[i - 2], 17) ^ UTIL_ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+  }
+  uint32_t a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3];
+  uint32_t e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
+  for (int i = 0; i < 64; i++) {
+    uint32_t t1 = h + (UTIL_ROR(e, 6) ^ UTIL_ROR(e, 11) ^ UTIL_ROR(e, 25)) + ((e & f) ^ (~e & g)) +
+                  util_sha_k[i] + w[i];
+    uint32_t t2 = (UTIL_ROR(a, 2) ^ UTIL_ROR(a, 13) ^ UTIL_ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+    h = g;
+    g = f;
+    f = e;
+    e = d + t1;
+    d = c;
+    c = b;
+    b = a;
+    a = t1 + t2;
+  }
+  s->h[0] += a;
+  s->h[1] += b;
+  s->h[2] += c;
+  s->h[3] += d;
+  s->h[4] += e;
+  s->h[5] += f;
+  s->h[6] += g;
+  s->h[7] += h;
+}
+
+void util_sha256_init(util_sha256 *s) {
+  static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  memcpy(s->h, h0, sizeof h0);
+  s->len = 0;
+  s->n = 0;
+}
+
+void util_sha256_update(util_sha256 *s, const void *data, size_t n) {
+  const uint8_t *p = data;
+  s->len += n;
+  while (n > 0) {
+    size_t k = 64 - s->n;
+    if (k > n) k = n;
+    memcpy(s->buf + s->n, p, k);
+    s->n += k;
+    p += k;
+    n -= k;
+    if (s->n == 64) {
+      util_sha256_block(s, s->buf);
+      s->n = 0;
+    }
+  }
+}
+
+void util_sha256_final(util_sha256 *s, uint8_t out[32]) {
+  uint64_t bits = s->len * 8;
+  uint8_t pad = 0x80;
+  util_sha256_update(s, &pad, 1);
+  uint8_t z = 0;
+  while (s->n != 56) util_sha256_update(s, &z, 1);
+  uint8_t l[8];
+  for (int i = 0; i < 8; i++) l[i] = (uint8_t)(bits >> (56 - 8 * i));
+  util_sha256_update(s, l, 8);
+  for (int i = 0; i < 8; i++) {
+    out[4 * i] = (uint8_t)(s->h[i] >> 24);
+    out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);
+    out[4 * i + 2] = (uint8_t)(s->h[i] >> 8);
+    out[4 * i + 3] = (uint8_t)s->h[i];
+  }
+}
+
+void util_sha256_hex(const void *p, size_t n, char out[65]) {
+  util_sha256 s;
+  uint8_t d[32];
+  util_sha256_init(&s);
+  util_sha256_update(&s, p, n);
+  util_sha256_final(&s, d);
+  for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+uint64_t util_fnv1a(const void *data, size_t n, uint64_t h) {
+  const uint8_t *p = data;
+  if (!h) h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) {
+    h ^= p[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+/* ---- UTF-8 ---- */
+long util_utf8_invalid_at(const char *str, size_t n) {
+  const uint8_t *s = (const uint8_t *)str;
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = s[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    int len;
+    uint32_t cp, min;
+    if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
+    else return (long)i;
+    if (i + (size_t)len > n) return (long)i;
+    for (int k = 1; k < len; k++) {
+      if ((s[i + k] & 0xC0) != 0x80) return (long)i;
+      cp = cp << 6 | (s[i + k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return (long)i;
+    i += (size_t)len;
+  }
+  return -1;
+}
+
+int util_utf8_decode(const char *str, uint32_t *cp) {
+  const uint8_t *s = (const uint8_t *)str;
+  if (s[0] < 0x80) return *cp = s[0], 1;
+  if ((s[0] & 0xE0) == 0xC0) return *cp = (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F), 2;
+  if ((s[0] & 0xF0) == 0xE0)
+    return *cp = (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F), 3;
+  *cp = (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 | (uint32_t)(s[2] & 0x3F) << 6 |
+        (s[3] & 0x3F);
+  return 4;
+}
+
+int util_utf8_encode(uint32_t cp, char out[4]) {
+  if (cp < 0x80) return out[0] = (char)cp, 1;
+  if (cp < 0x800) {
+    out[0] = (char)(0xC0 | cp >> 6);
+    out[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    out[0] = (char)(0xE0 | cp >> 12);
+    out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  out[0] = (char)(0xF0 | cp >> 18);
+  out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+  out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+  out[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+double util_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+size_t util_mem_total(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && size > 0 ? (size_t)pages * (size_t)size : (size_t)1 << 32;
+}
+
+size_t util_mem_available(void) {
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (f) {
+    char line[256];
+    unsigned long long kb;
+    while (fgets(line, sizeof line, f)) {
+      if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+        fclose(f);
+        return (size_t)kb * 1024;
+      }
+    }
+    fclose(f);
+  }
+  return util_mem_total();
+}
+
+const char *util_cache_dir(void) {
+  static char path[4096];
+  const char *env = getenv("GPTC_CACHE");
+  if (env && *env) return env;
+  const char *home = getenv("HOME");
+  snprintf(path, sizeof path, "%s/.cache/gptc", home && *home ? home : "/tmp");
+  return path;
+}

@@ -1,0 +1,76 @@
+/* util: error reporting, files, hashing, small helpers shared by all modules.
+ *
+ * Error convention: a function that can fail returns -1 (or NULL) after
+ * calling util_err() with a one-line message that names the file, field or
+ * option and the rule broken. The CLI prints it as "gptc: <message>" and
+ * exits 1; tests compare it with util_errmsg(). */
+#ifndef GPTC_UTIL_H
+#define GPTC_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define UTIL_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define UTIL_PRINTF(a, b)
+#endif
+
+/* Sets the current error message (always returns -1 for `return util_err(..)`). */
+int util_err(const char *fmt, ...) UTIL_PRINTF(1, 2);
+const char *util_errmsg(void);
+void util_errclear(void);
+
+/* Allocation that reports "out of memory: <what> needs N bytes" and returns NULL. */
+void *util_malloc(size_t n, const char *what);
+void *util_calloc(size_t n, size_t size, const char *what);
+void *util_realloc(void *p, size_t n, const char *what);
+char *util_strdup(const char *s);
+
+/* Whole-file read; the buffer gets a NUL after the last byte. */
+int util_read_file(const char *path, char **data, size_t *len);
+/* Atomic write: temp file in the same directory, fsync, rename, dir fsync. */
+int util_write_file_atomic(const char *path, const void *data, size_t len);
+int util_file_exists(const char *path);
+int util_is_dir(const char *path);
+int util_mkdir_p(const char *path);
+/* fsync the directory that holds `path` (after a rename into it). */
+int util_fsync_dir_of(const char *path);
+
+/* Growable byte buffer. */
+typedef struct {
+  char *data;
+  size_t len, cap;
+} util_buf;
+int util_buf_add(util_buf *b, const void *p, size_t n);
+int util_buf_printf(util_buf *b, const char *fmt, ...) UTIL_PRINTF(2, 3);
+void util_buf_free(util_buf *b);
+
+/* SHA-256; util_sha256_hex writes 64 hex chars + NUL into out. */
+typedef struct {
+  uint32_t h[8];
+  uint64_t len;
+  uint8_t buf[64];
+  size_t n;
+} util_sha256;
+void util_sha256_init(util_sha256 *s);
+void util_sha256_update(util_sha256 *s, const void *p, size_t n);
+void util_sha256_final(util_sha256 *s, uint8_t out[32]);
+void util_sha256_hex(const void *p, size_t n, char out[65]);
+/* 64-bit FNV-1a, for cheap non-cryptographic keys. */
+uint64_t util_fnv1a(const void *p, size_t n, uint64_t h);
+
+/* UTF-8: index of the first invalid byte, or -1 when `s` is valid UTF-8
+ * (overlongs, surrogates and code points above U+10FFFF are invalid). */
+long util_utf8_invalid_at(const char *s, size_t n);
+/* Decodes one code point from valid UTF-8; returns its byte length. */
+int util_utf8_decode(const char *s, uint32_t *cp);
+int util_utf8_encode(uint32_t cp, char out[4]);
+
+double util_now(void);            /* monotonic seconds */
+size_t util_mem_total(void);      /* physical memory in bytes */
+size_t util_mem_available(void);  /* MemAvailable from /proc/meminfo (or total) */
+const char *util_cache_dir(void); /* $GPTC_CACHE or ~/.cache/gptc */
+
+#endif

@@ -1,0 +1,94 @@
+/* testutil: see testutil.h. */
+#include "testutil.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static char tu_dir[512];
+
+static void tu_cleanup(void) {
+  if (tu_dir[0] && getpid() == (pid_t)atol(strrchr(tu_dir, '.') + 1)) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tu_dir);
+    if (system(cmd)) { /* best effort */
+    }
+  }
+}
+
+const char *tu_tmpdir(void) {
+  if (!tu_dir[0]) {
+    snprintf(tu_dir, sizeof tu_dir, "%s/tmp/t.%ld", GPTC_BINARY_DIR, (long)getpid());
+    util_mkdir_p(tu_dir);
+    atexit(tu_cleanup);
+  }
+  return tu_dir;
+}
+
+static char *tu_slot(void) {
+  static char bufs[8][1024];
+  static int i;
+  return bufs[i++ & 7];
+}
+
+const char *tu_src(const char *rel) {
+  char *b = tu_slot();
+  snprintf(b, 1024, "%s/%s", GPTC_SOURCE_DIR, rel);
+  return b;
+}
+
+const char *tu_write(const char *name, const void *data, size_t len) {
+  char *b = tu_slot();
+  snprintf(b, 1024, "%s/%s", tu_tmpdir(), name);
+  FILE *f = fopen(b, "wb");
+  ck_assert_msg(f != NULL, "cannot write %s", b);
+  if (len) ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+  fclose(f);
+  return b;
+}
+
+const char *tu_write_str(const char *name, const char *s) { return tu_write(name, s, strlen(s)); }
+
+int tu_run(tu_run_result *r, const char *input, const char *fmt, ...) {
+  char args[8192], cmd[16384];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  const char *d = tu_tmpdir();
+  char in[600], out[600], err[600];
+  snprintf(in, sizeof in, "%s/.stdin", d);
+  snprintf(out, sizeof out, "%s/.stdout", d);
+  snprintf(err, sizeof err, "%s/.stderr", d);
+  if (input) {
+    FILE *f = fopen(in, "wb");
+    fputs(input, f);
+    fclose(f);
+  }
+  snprintf(cmd, sizeof cmd, "'%s' %s <%s >%s 2>%s", GPTC_EXE, args, input ? in : "/dev/null", out, err);
+  int st = system(cmd);
+  memset(r, 0, sizeof *r);
+  r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  if (util_read_file(out, &r->out, &r->out_len)) r->out = util_strdup("");
+  if (util_read_file(err, &r->err, &r->err_len)) r->err = util_strdup("");
+  return r->code;
+}
+
+void tu_run_free(tu_run_result *r) {
+  free(r->out);
+  free(r->err);
+  r->out = r->err = NULL;
+}
+
+int tu_main(Suite *s) {
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? 1 : 0;
+}

@@ -1,9 +1,119 @@
-/* cmd_gen: placeholder until the module lands. */
+/* cmd_gen: `gptc gen`, writes the generated source of a config and a
+ * readable summary of its shapes, so they can be read, diffed and
+ * benchmarked outside gptc. */
+#include <lauxlib.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "cli.h"
 #include "cmds.h"
+#include "data.h"
+#include "gen.h"
+#include "lx.h"
+#include "util.h"
+
+static const cli_opt cmd_gen_opts[] = {
+    {"--config", "FILE", "model config (.lua); required"},
+    {"--out", "DIR", "output directory (created); required; -o DIR is the same"},
+    {"--device", "NAME", "target device: cpu (default)"},
+    {"--vocab-size", "N", "vocabulary size for char/word configs (default: derived from the config's text)"},
+    {NULL, NULL, NULL},
+};
+
+static const cli_spec cmd_gen_spec = {
+    "gptc gen --config FILE -o DIR [--device cpu] [--vocab-size N]",
+    "Derives every shape of the config's model and writes DIR/model.c, the shape-specialized\n"
+    "source that gptc compiles for training (forward, backward, AdamW, evaluation, KV-cache\n"
+    "inference), and DIR/shapes.txt, every parameter tensor and activation buffer with its shape\n"
+    "and offset. char and word configs need the vocabulary size: it is read from the config's\n"
+    "text (tokenized through the token cache) unless --vocab-size is given.",
+    cmd_gen_opts,
+    0,
+};
+
+/* The config name as one safe path component (as `gptc data` names its cache). */
+static void cmd_gen_dirname(const char *name, char *out, size_t cap) {
+  size_t j = 0;
+  for (size_t i = 0; name[i] && j + 1 < cap; i++) {
+    char c = name[i];
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+             c == '_' || (c == '.' && j > 0);
+    out[j++] = ok ? c : '_';
+  }
+  if (j == 0 && cap > 1) out[j++] = '_';
+  out[j] = '\0';
+}
+
+static int cmd_gen_vocab_from_text(cfg_t *cfg) {
+  char name[256], dir[2048];
+  cmd_gen_dirname(cfg->name, name, sizeof name);
+  snprintf(dir, sizeof dir, "%s/data/%s", util_cache_dir(), name);
+  data_set ds;
+  if (data_load(cfg, NULL, 0, dir, &ds)) return -1;
+  int v = tok_vocab_size(ds.tok);
+  data_free(&ds);
+  return cfg_set_vocab(cfg, v);
+}
+
+static char *cmd_gen_summary(const cfg_t *cfg) {
+  lua_State *L = lx_new();
+  if (!L) return NULL;
+  cfg_push(L, cfg);
+  char *s = NULL;
+  if (lx_call(L, "emit", "summary", 1, 1) == 0) s = util_strdup(lua_tostring(L, -1));
+  lua_close(L);
+  return s;
+}
+
 int cmd_gen(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "gptc: 'gen' is not available in this build\n");
-  return 1;
+  /* cli_parse knows long options only: -o is spelled --out for it */
+  char *av[CLI_MAX + 1];
+  if (argc > CLI_MAX) argc = CLI_MAX;
+  for (int i = 0; i < argc; i++) av[i] = !strcmp(argv[i], "-o") ? "--out" : argv[i];
+  av[argc] = NULL;
+  cli_args a;
+  int code;
+  if (cli_parse(&cmd_gen_spec, argc, av, &a, &code)) return code;
+  const char *path = cli_get(&a, "--config");
+  if (!path || !path[0]) return cli_usage_err(&a, "option '--config FILE' is required");
+  const char *outdir = cli_get(&a, "--out");
+  if (!outdir || !outdir[0]) return cli_usage_err(&a, "option '-o DIR' is required");
+  const char *device = cli_get(&a, "--device");
+  if (!device) device = "cpu";
+  if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+    return cli_usage_err(&a, "option '--device' must be cpu or cuda (got '%s')", device);
+  long vocab = 0;
+  if (cli_has(&a, "--vocab-size") && cli_int(&a, "--vocab-size", 1, 1L << 30, &vocab)) return 2;
+
+  cfg_t cfg;
+  if (cfg_load_file(path, &cfg)) return cli_fail();
+  if (vocab) {
+    if (cfg_set_vocab(&cfg, (int)vocab)) return cli_fail();
+  } else if (cfg.vocab_size <= 0) {
+    if (cmd_gen_vocab_from_text(&cfg)) return cli_fail();
+  }
+
+  char *src;
+  size_t len;
+  char hash[65];
+  if (gen_source(&cfg, device, &src, &len, hash)) return cli_fail();
+  char *summary = cmd_gen_summary(&cfg);
+  if (!summary) {
+    free(src);
+    return cli_fail();
+  }
+  char p1[4200], p2[4200];
+  snprintf(p1, sizeof p1, "%s/model.c", outdir);
+  snprintf(p2, sizeof p2, "%s/shapes.txt", outdir);
+  int rc = util_mkdir_p(outdir);
+  if (rc) util_err("output directory %s: %s", outdir, util_errmsg());
+  if (!rc) rc = util_write_file_atomic(p1, src, len);
+  if (!rc) rc = util_write_file_atomic(p2, summary, strlen(summary));
+  free(src);
+  free(summary);
+  if (rc) return cli_fail();
+  printf("%s\n%s\nhash %s\n", p1, p2, hash);
+  return 0;
 }

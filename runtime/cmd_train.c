@@ -1,9 +1,48 @@
-/* cmd_train: placeholder until the module lands. */
+/* cmd_train: `gptc train`. */
 #include <stdio.h>
+
+#include "cli.h"
 #include "cmds.h"
+#include "train.h"
+
+static const cli_opt cmd_train_opts[] = {
+    {"--config", "FILE", "model config (Lua), e.g. configs/shakespeare-char.lua (required)"},
+    {"--text", "PATH", "training text: a file or a directory of *.txt (repeatable; default: the config's data)"},
+    {"--out", "DIR", "checkpoints, token cache and log.jsonl go here (default: out/<config name>)"},
+    {"--resume", NULL, "continue from DIR/last.safetensors with its optimizer state, bit-exactly"},
+    {"--init", "CKPT", "start from a checkpoint's weights with a fresh optimizer (fine-tuning)"},
+    {"--steps", "N", "stop after step N (the learning-rate schedule still spans train.steps)"},
+    {"--threads", "N", "CPU threads (default: all cores)"},
+    {"--quiet", NULL, "no progress output"},
+    {NULL, NULL, NULL},
+};
+
+static const cli_spec cmd_train_spec = {
+    "gptc train --config FILE [options]",
+    "Trains the config's model on the CPU: generates and compiles its shape-specialized kernels (cached),\n"
+    "tokenizes the text (cached), then runs AdamW with warmup + cosine decay, evaluating on the val split\n"
+    "every train.eval_interval steps and saving last.safetensors (with AdamW moments) and best.safetensors.\n"
+    "Ctrl-C finishes the current step, saves, and exits 0.",
+    cmd_train_opts, 0};
+
 int cmd_train(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "gptc: 'train' is not available in this build\n");
-  return 1;
+  cli_args a;
+  int code;
+  if (cli_parse(&cmd_train_spec, argc, argv, &a, &code)) return code;
+  train_opts o = {0};
+  o.config_path = cli_get(&a, "--config");
+  if (!o.config_path) return cli_usage_err(&a, "option '--config' is required");
+  o.n_texts = cli_all(&a, "--text", o.texts, CFG_MAX_DATA);
+  o.out_dir = cli_get(&a, "--out");
+  o.resume = cli_has(&a, "--resume");
+  o.init_ckpt = cli_get(&a, "--init");
+  o.quiet = cli_has(&a, "--quiet");
+  long v = 0;
+  if (cli_int(&a, "--steps", 1, 1000000000, &v)) return 2;
+  o.steps = v;
+  v = 0;
+  if (cli_int(&a, "--threads", 1, 4096, &v)) return 2;
+  o.threads = (int)v;
+  if (o.resume && o.init_ckpt) return cli_usage_err(&a, "options '--resume' and '--init' exclude each other");
+  return train_run(&o) ? cli_fail() : 0;
 }

@@ -1,0 +1,471 @@
+-- emit: renders a model's C source from its derived shapes (gen/shapes.lua)
+-- and the kernel templates (templates/cpu/). Every kernel is instantiated
+-- with literal dimensions; the passes call those instances with literal
+-- buffer offsets, so the compiler sees fixed trip counts everywhere.
+--
+-- Entry points (called from runtime/gen.c):
+--   body(cfg, opts)          the source below the header
+--   header(cfg, hash, opts)  the header comment naming config, version, hash
+--   infer_body(cfg, opts)    a standalone source with only the inference step
+--   summary(cfg)             the readable shape summary (shapes.txt)
+-- opts.real is "float" (default) or "double" (the finite-difference build);
+-- opts.vec_bytes is the host's vector width in bytes (64 for AVX-512).
+
+local shapes = require("shapes")
+local template = require("template")
+
+local M = {}
+
+local TPL = "templates/cpu/"
+
+-- ---- literals ------------------------------------------------------------------
+
+local function literal(real)
+  return function(x)
+    local s = string.format(real == "float" and "%.9g" or "%.17g", x)
+    if not s:find("[%.eEn]") then s = s .. ".0" end
+    return real == "float" and s .. "f" or s
+  end
+end
+
+local function ceil_div(a, b) return (a + b - 1) // b end
+local function round_up(a, b) return ceil_div(a, b) * b end
+
+-- ---- environment shared by every template --------------------------------------
+
+local function base_env(S, opts)
+  local real = opts.real or "float"
+  if real ~= "float" and real ~= "double" then error("emit: opts.real must be float or double", 0) end
+  local vec_bytes = opts.vec_bytes or 64
+  local size = real == "float" and 4 or 8
+  local VL = math.max(vec_bytes // size, 2)
+  local p = S.dims.p
+  local env = {
+    S = S, real = real, VL = VL, p = p, lit = literal(real), flit = literal("float"), shape_str = shapes.shape_str,
+    -- register block: MR rows x two vectors of columns; fewer rows when the
+    -- host has only 16 vector registers
+    MR = opts.mr or (vec_bytes >= 64 and 8 or 6), NV = opts.nv or 2, RSIZE = size, AB = shapes.VEC,
+    c_string = function(str) return (str:gsub('[\\"]', '\\%0'):gsub("[%c\128-\255]", function(c)
+      return string.format("\\%03o", c:byte())
+    end)) end,
+    export_kernels = opts.export_kernels and true or false,
+    gemm_blocks = opts.gemm_blocks,
+    drop_threshold = string.format("%d", math.min(math.floor(p * 2 ^ 32 + 0.5), 2 ^ 32 - 1)),
+  }
+  env.NR = env.NV * VL
+  env.acc_list = function(i)
+    local t = {}
+    for v = 0, env.NV - 1 do t[#t + 1] = string.format("c%d_%d = {0}", i, v) end
+    return table.concat(t, ", ")
+  end
+  env.b_list = function()
+    local t = {}
+    for v = 0, env.NV - 1 do t[#t + 1] = "b" .. v end
+    return table.concat(t, ", ")
+  end
+  return env
+end
+
+-- ---- kernel instances ------------------------------------------------------------
+-- Instances are keyed by function name (which encodes the shape), collected
+-- in first-use order and rendered once; backward variants are merged.
+
+local function new_kernels()
+  return { list = {}, by = {} }
+end
+
+local function use(ks, tpl, k, backward)
+  local e = ks.by[k.fn]
+  if not e then
+    e = { tpl = tpl, k = k }
+    k.backward = false
+    k.bwd = {}
+    ks.by[k.fn] = e
+    ks.list[#ks.list + 1] = e
+  end
+  if backward then e.k.backward = true end
+  return e.k
+end
+
+local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc)
+  local fn = string.format("gemm_%dx%dx%d_%s%s_%s", M_, N, K, ta and "t" or "n", tb and "t" or "n", mode)
+  if ks.by[fn] then return fn end
+  local MR, NR = env.MR, env.NR
+  local kblocks = ceil_div(K, 256)
+  local k = {
+    fn = fn, M = M_, N = N, K = K, ta = ta, tb = tb, mode = mode, desc = desc,
+    lda = ta and M_ or K, ldb = tb and K or N,
+    KC = ceil_div(K, kblocks),
+    MC = math.min(round_up(M_, MR), 16 * MR),
+    NC = math.min(round_up(N, NR), 8 * NR),
+  }
+  -- tests force tiny blocks so small shapes take every multi-block path
+  local force = env.gemm_blocks
+  if force then
+    k.KC = math.min(K, force.KC)
+    k.MC = math.min(round_up(M_, MR), round_up(force.MC, MR))
+    k.NC = math.min(round_up(N, NR), round_up(force.NC, NR))
+  end
+  k.MT, k.NT = ceil_div(M_, k.MC), ceil_div(N, k.NC)
+  use(ks, "gemm.c", k, false)
+  ks.pack_a = math.max(ks.pack_a or 0, round_up(k.MC, MR) * k.KC)
+  ks.pack_b = math.max(ks.pack_b or 0, round_up(k.NC, NR) * k.KC)
+  return fn
+end
+
+-- ---- passes --------------------------------------------------------------------
+
+-- Pointer expressions for one pass. Inside the layer loop, per-layer
+-- parameters are `lp + off` (lp = params + l * layer_stride), gradients
+-- `lg + off`, and per-layer activations `la + off`.
+local function pointers(S, mode)
+  local lay = mode == "train" and S.acts or S.eval_acts
+  local P = {}
+  local function tensor(key, in_layer)
+    if in_layer then
+      local t = S.tensor["h.0." .. key]
+      if not t then return nil end
+      return t, t.layer0_offset
+    end
+    local t = S.tensor[key]
+    return t, t and t.offset
+  end
+  function P.param(key, in_layer)
+    local t, off = tensor(key, in_layer)
+    if not t then error("emit: no tensor " .. key, 0) end
+    return string.format("%s + %d", in_layer and "lp" or "params", off)
+  end
+  function P.grad(key, in_layer)
+    local t, off = tensor(key, in_layer)
+    if not t then error("emit: no tensor " .. key, 0) end
+    return string.format("%s + %d", in_layer and "lg" or "grads", off)
+  end
+  function P.act(ref)
+    local name = type(ref) == "table" and ref.buf or ref
+    if name == "layer_in" then return "x_in" end
+    if name == "last_out" then
+      local b = lay.by.res3
+      return string.format("acts + %d", b.offset + (S.dims.L - 1) * b.stride)
+    end
+    local b = lay.by[name]
+    if not b then error("emit: no activation buffer " .. name, 0) end
+    if b.stride > 0 then return string.format("la + %d", b.offset) end
+    return string.format("acts + %d", b.offset)
+  end
+  function P.dact(name)
+    local b = S.grad_acts.by[name]
+    if b then return string.format("grad_acts + %d", b.offset) end
+    return P.act(name)
+  end
+  P.layout = lay
+  return P
+end
+
+local function site_expr(op)
+  if op.kind == "embed" then return "0" end
+  return string.format("(uint32_t)(%d + 3 * l)", op.site)
+end
+
+local function comment_shape(S, lay, ref)
+  local name = type(ref) == "table" and ref.buf or ref
+  if name == "layer_in" or name == "last_out" then name = "res3" end
+  local b = lay.by[name] or S.grad_acts.by[name]
+  return b and shapes.shape_str(b.shape) or ""
+end
+
+-- Forward call lines for one op; registers the kernel instances it needs.
+local function forward_call(S, env, ks, P, op, train, in_layer)
+  local d = S.dims
+  local k
+  local out = {}
+  local function line(fmt, ...) out[#out + 1] = string.format(fmt, ...) end
+  if op.kind == "embed" then
+    k = use(ks, "embed.c", { fn = string.format("embed_%dx%d", op.B, op.T), B = op.B, T = op.T, C = op.C,
+      V = op.V, site = 0, CW = math.min(env.VL, op.C) }, train)
+    line("/* encoded %s = wte[inputs] + wpe[t], dropout */", comment_shape(S, P.layout, op.out))
+    line("%s_forward(%s, %s, %s, inputs, rng);", k.fn, P.act(op.out), P.param("wte.weight"),
+      P.param("wpe.weight"))
+  elseif op.kind == "layernorm" then
+    k = use(ks, "layernorm.c", { fn = string.format("layernorm_%dx%d", op.N, op.C), N = op.N, C = op.C,
+      CW = math.min(env.VL, op.C) }, train)
+    line("/* %s %s = LayerNorm(%s) */", op.out.buf, comment_shape(S, P.layout, op.out), op.inp.buf)
+    line("%s_forward(%s, %s, %s, %s, %s, %s);", k.fn, P.act(op.out), P.act(op.mean), P.act(op.rstd),
+      P.act(op.inp), P.param(op.w, in_layer), P.param(op.b, in_layer))
+  elseif op.kind == "matmul" then
+    local mode = op.bias and "bias" or "set"
+    local fn = gemm_instance(ks, env, op.M, op.N, op.K, false, op.wt, mode,
+      string.format("%s forward", op.w))
+    line("/* %s %s = %s . %s%s%s */", op.out.buf, comment_shape(S, P.layout, op.out), op.inp.buf, op.w,
+      op.wt and "^T" or "", op.bias and (" + " .. op.bias) or "")
+    line("%s(%s, %s, %s, %s);", fn, P.act(op.out), P.act(op.inp), P.param(op.w, in_layer),
+      op.bias and P.param(op.bias, in_layer) or "NULL")
+  elseif op.kind == "attention" then
+    local S_, Tp = shapes.att_scratch(d, op.T)
+    k = use(ks, "attention.c", { fn = string.format("attention_%dx%d%s", op.B, op.T, op.att and "" or "_nostore"),
+      B = op.B, T = op.T, H = op.H, hd = op.hd, C = d.C, store = op.att ~= nil, S = S_, Tp = Tp }, train)
+    line("/* %s %s = causal attention over qkv%s */", op.out.buf, comment_shape(S, P.layout, op.out),
+      op.att and (", weights in att " .. comment_shape(S, P.layout, op.att)) or "")
+    line("%s_forward(%s, %s, %s, %s, rng, %s);", k.fn, P.act(op.out), op.att and P.act(op.att) or "NULL",
+      P.act(op.qkv), P.act(op.scratch), site_expr(op))
+  elseif op.kind == "residual" then
+    k = use(ks, "residual.c", { fn = string.format("residual_%d", op.N), N = op.N, shape = op.shape,
+      CH = math.min(4096, round_up(op.N, 4)) }, train)
+    line("/* %s %s = %s + dropout(%s) */", op.out.buf, comment_shape(S, P.layout, op.out),
+      op.x.buf == "layer_in" and "x_in" or op.x.buf, op.out.buf)
+    line("%s_forward(%s, %s, rng, %s);", k.fn, P.act(op.out), P.act(op.x), site_expr(op))
+  elseif op.kind == "gelu" then
+    k = use(ks, "gelu.c", { fn = string.format("gelu_%d", op.N), N = op.N, CH = math.min(4096, op.N) }, train)
+    line("/* %s %s = GELU(%s) */", op.out.buf, comment_shape(S, P.layout, op.out), op.inp.buf)
+    line("%s_forward(%s, %s);", k.fn, P.act(op.out), P.act(op.inp))
+  elseif op.kind == "loss" then
+    k = use(ks, "loss.c", { fn = string.format("crossentropy_%dx%d", op.M, op.V), M = op.M, V = op.V }, train)
+    line("/* mean cross-entropy of logits %s against targets */", comment_shape(S, P.layout, op.logits))
+    line("if (targets) loss = %s_forward(%s, %s, %s, targets);", k.fn, P.act(op.logits), P.act(op.lse),
+      P.act(op.losses))
+  else
+    error("emit: unknown op kind " .. tostring(op.kind), 0)
+  end
+  return out
+end
+
+-- Backward call lines for one op (called in reverse op order).
+local function backward_call(S, env, ks, P, op, in_layer)
+  local out = {}
+  local function line(fmt, ...) out[#out + 1] = string.format(fmt, ...) end
+  local function inst(fn) return ks.by[fn].k end
+  if op.kind == "embed" then
+    local k = inst(string.format("embed_%dx%d", op.B, op.T))
+    line("/* dwte, dwpe += dropout'(dres) scattered by token and position */")
+    line("%s_backward(%s, %s, %s, inputs, rng);", k.fn, P.grad("wte.weight"), P.grad("wpe.weight"),
+      P.dact(op.out.grad))
+  elseif op.kind == "layernorm" then
+    local k = inst(string.format("layernorm_%dx%d", op.N, op.C))
+    local seen = false
+    for _, a in ipairs(k.bwd) do seen = seen or a == op.dinp_acc end
+    if not seen then k.bwd[#k.bwd + 1] = op.dinp_acc end
+    line("/* %s %s d%s; d%s, d%s += */", op.inp.grad, op.dinp_acc and "+=" or "=", op.inp.buf, op.w, op.b)
+    line("%s_backward%s(%s, %s, %s, %s, %s, %s, %s, %s);", k.fn, op.dinp_acc and "_acc" or "",
+      P.dact(op.inp.grad), P.grad(op.w, in_layer), P.grad(op.b, in_layer), P.dact(op.out.grad), P.act(op.inp),
+      P.act(op.mean), P.act(op.rstd), P.param(op.w, in_layer))
+  elseif op.kind == "matmul" then
+    local M_, N, K = op.M, op.N, op.K
+    local dx, dw
+    if op.wt then
+      -- W (N, K): dx (M, K) = dy (M, N) . W; dW (N, K) += dy^T . x
+      dx = gemm_instance(ks, env, M_, K, N, false, false, "set", op.w .. " backward, input gradient")
+      dw = gemm_instance(ks, env, N, K, M_, true, false, "acc", op.w .. " backward, weight gradient")
+      line("/* d%s = d%s . %s; d%s += d%s^T . %s */", op.inp.buf, op.out.buf, op.w, op.w, op.out.buf, op.inp.buf)
+      line("%s(%s, %s, %s, NULL);", dx, P.dact(op.inp.grad), P.dact(op.out.grad), P.param(op.w, in_layer))
+      line("%s(%s, %s, %s, NULL);", dw, P.grad(op.w, in_layer), P.dact(op.out.grad), P.act(op.inp))
+    else
+      -- W (K, N): dx (M, K) = dy (M, N) . W^T; dW (K, N) += x^T . dy
+      dx = gemm_instance(ks, env, M_, K, N, false, true, "set", op.w .. " backward, input gradient")
+      dw = gemm_instance(ks, env, K, N, M_, true, false, "acc", op.w .. " backward, weight gradient")
+      line("/* d%s = d%s . %s^T; d%s += %s^T . d%s */", op.inp.buf, op.out.buf, op.w, op.w, op.inp.buf, op.out.buf)
+      line("%s(%s, %s, %s, NULL);", dx, P.dact(op.inp.grad), P.dact(op.out.grad), P.param(op.w, in_layer))
+      line("%s(%s, %s, %s, NULL);", dw, P.grad(op.w, in_layer), P.act(op.inp), P.dact(op.out.grad))
+    end
+    if op.bias then
+      local fn = string.format("colsum_%dx%d", M_, N)
+      use(ks, "colsum.c", { fn = fn, M = M_, N = N, CW = math.min(env.VL, N) }, false)
+      line("%s(%s, %s); /* d%s += column sums of d%s */", fn, P.grad(op.bias, in_layer), P.dact(op.out.grad),
+        op.bias, op.out.buf)
+    end
+  elseif op.kind == "attention" then
+    local k = inst(string.format("attention_%dx%d", op.B, op.T))
+    line("/* dqkv = attention backward of datty */")
+    line("%s_backward(%s, %s, %s, %s, %s, rng, %s);", k.fn, P.dact(op.qkv.grad), P.dact(op.out.grad), P.act(op.qkv),
+      P.act(op.att), P.dact(op.scratch.grad), site_expr(op))
+  elseif op.kind == "residual" then
+    local k = inst(string.format("residual_%d", op.N))
+    line("/* %s = dropout'(%s); the skip path keeps %s */", op.branch, op.out.grad, op.out.grad)
+    line("%s_backward(%s, %s, rng, %s);", k.fn, P.dact(op.branch), P.dact(op.out.grad), site_expr(op))
+  elseif op.kind == "gelu" then
+    local k = inst(string.format("gelu_%d", op.N))
+    line("/* d%s *= GELU'(%s) */", op.inp.buf, op.inp.buf)
+    line("%s_backward(%s, %s);", k.fn, P.dact(op.inp.grad), P.act(op.inp))
+  elseif op.kind == "loss" then
+    local k = inst(string.format("crossentropy_%dx%d", op.M, op.V))
+    line("/* logits (B, T, V) -> dlogits, in place */")
+    line("%s_backward(%s, %s, targets, loss_scale);", k.fn, P.act(op.logits), P.act(op.lse))
+  end
+  return out
+end
+
+local function indent(lines, n)
+  local pad = string.rep(" ", n)
+  local r = {}
+  for _, l in ipairs(lines) do r[#r + 1] = pad .. l end
+  return table.concat(r, "\n")
+end
+
+-- Renders the forward (and for training the backward) pass bodies.
+local function passes(S, env, ks)
+  local d = S.dims
+  local res = {}
+  for _, mode in ipairs({ "train", "eval" }) do
+    local prog = mode == "train" and S.train or S.eval
+    local P = pointers(S, mode)
+    local train = mode == "train"
+    local f = { pre = {}, layer = {}, post = {} }
+    for _, part in ipairs({ "pre", "layer", "post" }) do
+      for _, op in ipairs(prog[part]) do
+        for _, l in ipairs(forward_call(S, env, ks, P, op, train, part == "layer")) do f[part][#f[part] + 1] = l end
+      end
+    end
+    res[mode] = { pre = indent(f.pre, 2), layer = indent(f.layer, 4), post = indent(f.post, 2) }
+    if train then
+      local b = { pre = {}, layer = {}, post = {} }
+      for _, part in ipairs({ "post", "layer", "pre" }) do
+        local ops = prog[part]
+        for i = #ops, 1, -1 do
+          for _, l in ipairs(backward_call(S, env, ks, P, ops[i], part == "layer")) do b[part][#b[part] + 1] = l end
+        end
+      end
+      res.backward = { pre = indent(b.pre, 2), layer = indent(b.layer, 4), post = indent(b.post, 2) }
+    end
+    res[mode].acts_stride = P.layout.by.ln1.stride
+    res[mode].x_in = train
+        and string.format("l == 0 ? acts + %d : la - %d + %d", P.layout.by.encoded.offset, P.layout.by.res3.stride,
+          P.layout.by.res3.offset)
+        or string.format("acts + %d", P.layout.by.res3.offset)
+  end
+  return res
+end
+
+-- ---- optimizer chunks ------------------------------------------------------------
+
+local CHUNK = 65536
+
+local function chunk_tensors(S)
+  local c = 0
+  for _, t in ipairs(S.tensors) do
+    t.chunk0 = c
+    c = c + ceil_div(t.numel, CHUNK)
+  end
+  return c
+end
+
+-- ---- whole sources ---------------------------------------------------------------
+
+local function gemv_list(S, env)
+  local C = S.dims.C
+  local list = {}
+  for _, kn in ipairs({ { C, 3 * C }, { C, C }, { C, 4 * C }, { 4 * C, C } }) do
+    local fn = string.format("gemv_%dx%d", kn[1], kn[2])
+    local dup = false
+    for _, g in ipairs(list) do dup = dup or g.fn == fn end
+    if not dup then list[#list + 1] = { fn = fn, K = kn[1], N = kn[2], NCH = 2 * env.VL } end
+  end
+  return list
+end
+
+local function infer_env(S, env)
+  env.gemvs = gemv_list(S, env)
+  env.gemv_name = function(K, N) return string.format("gemv_%dx%d", K, N) end
+  env.so = function(name) return S.infer_scratch.by[name].offset end
+  env.goff = function(name) return S.tensor[name].offset end
+  env.loff = function(key) return S.tensor["h.0." .. key].layer0_offset end
+  return env
+end
+
+local function render(name, env, k)
+  env.k = k
+  return template.render(TPL .. name, env)
+end
+
+function M.body(cfg, opts)
+  opts = opts or {}
+  local S = shapes.derive(cfg)
+  local env = base_env(S, opts)
+  local ks = new_kernels()
+  local pass = passes(S, env, ks)
+  env.CHUNK = CHUNK
+  env.n_chunks = chunk_tensors(S)
+  env.pack_a, env.pack_b = ks.pack_a, ks.pack_b
+  local parts = { render("prelude.c", env), render("gemm_kernel.c", env) }
+  for _, e in ipairs(ks.list) do parts[#parts + 1] = render(e.tpl, env, e.k) end
+  parts[#parts + 1] = render("optim.c", env)
+  parts[#parts + 1] = render("infer.c", infer_env(S, env))
+  env.pass = pass
+  env.sizes = shapes.sizes(S)
+  env.version = gptc.version
+  env.cfg = cfg
+  parts[#parts + 1] = render("model.c", env)
+  return table.concat(parts, "\n")
+end
+
+-- Just the inference step, for a standalone program: the prelude, the
+-- inference kernels and the step itself.
+function M.infer_body(cfg, opts)
+  opts = opts or {}
+  local S = shapes.derive(cfg)
+  local env = infer_env(S, base_env(S, opts))
+  return render("prelude.c", env) .. "\n" .. render("infer.c", env)
+end
+
+function M.header(cfg, hash, opts)
+  opts = opts or {}
+  local S = shapes.derive(cfg)
+  local d = S.dims
+  return string.format([[
+/* gptc model "%s": generated by gptc %s; do not edit, regenerate with `gptc gen`.
+ * V=%d C=%d H=%d head_dim=%d L=%d context_length=%d qkv_bias=%s tie_embeddings=%s drop_rate=%g
+ * training shape B=%d T=%d, evaluation shape B=%d T=%d; %d parameters; element type %s
+ * content hash (SHA-256 of the source below this header):
+ *   %s */
+#define GPTC_SOURCE_HASH "%s"
+]], cfg.name, gptc.version, d.V, d.C, d.H, d.hd, d.L, d.ctx, tostring(cfg.qkv_bias), tostring(cfg.tie_embeddings),
+    d.p, d.B, d.T, d.eval_B, d.eval_T, S.n_params_real, opts.real or "float", hash, hash)
+end
+
+-- ---- readable summary ------------------------------------------------------------
+
+function M.summary(cfg)
+  local S = shapes.derive(cfg)
+  local d = S.dims
+  local o = {}
+  local function p(fmt, ...) o[#o + 1] = string.format(fmt, ...) end
+  p("model %s (gptc %s)", cfg.name, gptc.version)
+  p("dims: V=%d C=%d H=%d head_dim=%d L=%d context_length=%d", d.V, d.C, d.H, d.hd, d.L, d.ctx)
+  p("training shape: B=%d T=%d; evaluation shape: B=%d T=%d; drop_rate=%g", d.B, d.T, d.eval_B, d.eval_T, d.p)
+  p("qkv_bias=%s tie_embeddings=%s", tostring(cfg.qkv_bias), tostring(cfg.tie_embeddings))
+  p("")
+  p("parameters: %d (flat buffer %d floats, offsets aligned to %d)", S.n_params_real, S.n_params, shapes.ALIGN)
+  p("%-28s %-16s %12s %12s %5s %s", "tensor", "shape", "offset", "numel", "decay", "init")
+  for _, t in ipairs(S.tensors) do
+    local init = t.init_std > 0 and string.format("normal(0, %.6g)", t.init_std) or string.format("%g", t.init_value)
+    p("%-28s %-16s %12d %12d %5s %s", t.name, "[" .. table.concat(t.sizes, ", ") .. "]", t.offset, t.numel,
+      t.decay and "yes" or "no", init)
+  end
+  local function layout(lay, title)
+    p("")
+    p("%s: %d floats", title, lay.n)
+    p("%-12s %-32s %12s %12s %s", "buffer", "shape", "offset", "numel", "per layer")
+    for _, b in ipairs(lay.buffers) do
+      p("%-12s %-32s %12d %12d %s", b.name, shapes.shape_str(b.shape), b.offset, b.numel,
+        b.stride > 0 and string.format("x%d, stride %d", b.layers, b.stride) or "")
+    end
+  end
+  layout(S.acts, "training activations (acts)")
+  layout(S.grad_acts, "backward scratch (grad_acts)")
+  layout(S.eval_acts, "evaluation activations (eval_acts; layers share buffers)")
+  layout(S.infer_scratch, "inference scratch")
+  p("")
+  p("kv cache %s: %d floats", shapes.shape_str(S.kv.shape), S.kv.numel)
+  p("")
+  p("ops per layer (training): ")
+  for _, op in ipairs(S.train.layer) do
+    local b = op.kind == "matmul" and string.format(" M=%d N=%d K=%d (%s)", op.M, op.N, op.K, op.w)
+        or op.kind == "attention" and string.format(" B=%d H=%d T=%d hd=%d", op.B, op.H, op.T, op.hd)
+        or op.N and string.format(" N=%d", op.N) or ""
+    p("  %-10s%s", op.kind, b)
+  end
+  local m = S.memory
+  p("")
+  p("memory: training %.1f MiB (params, grads, AdamW m and v, acts, grad_acts); evaluation %.1f MiB; " ..
+    "inference %.1f MiB", m.train_bytes / 2 ^ 20, m.eval_bytes / 2 ^ 20, m.infer_bytes / 2 ^ 20)
+  return table.concat(o, "\n") .. "\n"
+end
+
+return M

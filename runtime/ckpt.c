@@ -1,0 +1,753 @@
+/* ckpt: see ckpt.h.
+ *
+ * File layout (safetensors): 8-byte little-endian header length N, N bytes
+ * of JSON header padded with spaces so the data starts 8-byte aligned, then
+ * the tensors' bytes back to back in header order. A checkpoint is the
+ * params file plus, optionally, "<base>.opt.safetensors" with the AdamW
+ * moments; both carry the same random pair tag so a mismatched pair (a crash
+ * between the two renames, or files copied from different runs) is caught. */
+#include "ckpt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "util.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "safetensors data is little-endian; ckpt.c reads and writes it in host order"
+#endif
+
+#define CKPT_FORMAT "1"
+#define CKPT_MAX_HEADER 100000000u /* the limit PyPI's safetensors applies */
+
+struct ckpt_st {
+  char *path;
+  FILE *f;
+  uint64_t file_size, data_start;
+  json_val *header;
+  const json_val *meta; /* __metadata__ object, or NULL */
+  int n;
+  ckpt_st_tensor *t;
+  const ckpt_st_tensor **by_name; /* t sorted by name */
+};
+
+static const struct {
+  const char *name;
+  int size, dtype;
+} ckpt_dtypes[] = {
+    {"F32", 4, CKPT_F32},    {"F16", 2, CKPT_F16},       {"BF16", 2, CKPT_BF16},     {"F64", 8, CKPT_OTHER},
+    {"I64", 8, CKPT_OTHER},  {"I32", 4, CKPT_OTHER},     {"I16", 2, CKPT_OTHER},     {"I8", 1, CKPT_OTHER},
+    {"U64", 8, CKPT_OTHER},  {"U32", 4, CKPT_OTHER},     {"U16", 2, CKPT_OTHER},     {"U8", 1, CKPT_OTHER},
+    {"BOOL", 1, CKPT_OTHER}, {"F8_E4M3", 1, CKPT_OTHER}, {"F8_E5M2", 1, CKPT_OTHER},
+};
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void ckpt_shape_str(char *out, size_t cap, int ndim, const uint64_t *shape) {
+  size_t k = (size_t)snprintf(out, cap, "[");
+  for (int i = 0; i < ndim && k < cap; i++)
+    k += (size_t)snprintf(out + k, cap - k, "%s%" PRIu64, i ? ", " : "", shape[i]);
+  if (k < cap) snprintf(out + k, cap - k, "]");
+}
+
+static int ckpt_u64_field(const char *path, const char *tname, const char *field, const json_val *v, uint64_t *out) {
+  if (v->type != JSON_NUM || !v->is_int || v->i < 0)
+    return util_err("%s: tensor '%s': %s must hold non-negative integers (header byte %zu)", path, tname, field,
+                    v->offset);
+  *out = (uint64_t)v->i;
+  return 0;
+}
+
+/* Parses one header entry into t (offsets checked against the data size). */
+static int ckpt_st_entry(ckpt_st *st, const json_member *m, ckpt_st_tensor *t, uint64_t data_len) {
+  const char *path = st->path, *name = m->key;
+  if (strlen(name) != m->key_len)
+    return util_err("%s: tensor name at header byte %zu contains a NUL character", path, m->key_offset);
+  if (m->val.type != JSON_OBJ)
+    return util_err("%s: tensor '%s': entry must be an object (got %s)", path, name, json_type_name(m->val.type));
+  for (size_t i = 0; i < m->val.len; i++) {
+    const char *k = m->val.members[i].key;
+    if (strcmp(k, "dtype") && strcmp(k, "shape") && strcmp(k, "data_offsets"))
+      return util_err("%s: tensor '%s': unknown field '%s' (expected dtype, shape, data_offsets)", path, name, k);
+  }
+  const json_val *dt = json_get(&m->val, "dtype"), *sh = json_get(&m->val, "shape"),
+                 *off = json_get(&m->val, "data_offsets");
+  if (!dt || !sh || !off) return util_err("%s: tensor '%s': entry needs dtype, shape and data_offsets", path, name);
+  if (dt->type != JSON_STR) return util_err("%s: tensor '%s': dtype must be a string", path, name);
+  int size = 0;
+  for (size_t i = 0; i < sizeof ckpt_dtypes / sizeof ckpt_dtypes[0]; i++) {
+    if (!strcmp(dt->str, ckpt_dtypes[i].name)) {
+      size = ckpt_dtypes[i].size;
+      t->dtype = ckpt_dtypes[i].dtype;
+      snprintf(t->dtype_name, sizeof t->dtype_name, "%s", ckpt_dtypes[i].name);
+    }
+  }
+  if (!size) return util_err("%s: tensor '%s': unknown dtype \"%.20s\"", path, name, dt->str);
+  if (sh->type != JSON_ARR) return util_err("%s: tensor '%s': shape must be an array", path, name);
+  if (sh->len > CKPT_MAX_DIMS)
+    return util_err("%s: tensor '%s': shape has %zu dimensions (at most %d)", path, name, sh->len, CKPT_MAX_DIMS);
+  t->ndim = (int)sh->len;
+  t->numel = 1;
+  for (int i = 0; i < t->ndim; i++) {
+    if (ckpt_u64_field(path, name, "shape", &sh->items[i], &t->shape[i])) return -1;
+    if (__builtin_mul_overflow(t->numel, t->shape[i], &t->numel))
+      return util_err("%s: tensor '%s': shape overflows 64 bits", path, name);
+  }
+  if (off->type != JSON_ARR || off->len != 2)
+    return util_err("%s: tensor '%s': data_offsets must be an array [begin, end]", path, name);
+  if (ckpt_u64_field(path, name, "data_offsets", &off->items[0], &t->begin) ||
+      ckpt_u64_field(path, name, "data_offsets", &off->items[1], &t->end))
+    return -1;
+  if (t->begin > t->end)
+    return util_err("%s: tensor '%s': data_offsets begin %" PRIu64 " is after end %" PRIu64, path, name, t->begin,
+                    t->end);
+  uint64_t need;
+  char shs[160];
+  ckpt_shape_str(shs, sizeof shs, t->ndim, t->shape);
+  if (__builtin_mul_overflow(t->numel, (uint64_t)size, &need) || need != t->end - t->begin)
+    return util_err("%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64
+                    " bytes but %s %s needs %" PRIu64 " x %d",
+                    path, name, t->begin, t->end, t->end - t->begin, t->dtype_name, shs, t->numel, size);
+  if (t->end > data_len)
+    return util_err("%s: truncated: tensor '%s' data ends at byte %" PRIu64 " but the file has %" PRIu64 " bytes", path,
+                    name, st->data_start + t->end, st->file_size);
+  return 0;
+}
+
+static int ckpt_cmp_begin(const void *a, const void *b) {
+  const ckpt_st_tensor *x = *(const ckpt_st_tensor *const *)a, *y = *(const ckpt_st_tensor *const *)b;
+  if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+  return x->end < y->end ? -1 : x->end > y->end;
+}
+
+static int ckpt_cmp_name(const void *a, const void *b) {
+  return strcmp((*(const ckpt_st_tensor *const *)a)->name, (*(const ckpt_st_tensor *const *)b)->name);
+}
+
+/* The data section must be covered exactly: no overlap, no gap, no tail. */
+static int ckpt_st_layout(ckpt_st *st, uint64_t data_len) {
+  const ckpt_st_tensor **idx = util_malloc((size_t)(st->n ? st->n : 1) * sizeof *idx, "tensor index");
+  if (!idx) return -1;
+  for (int i = 0; i < st->n; i++) idx[i] = &st->t[i];
+  qsort(idx, (size_t)st->n, sizeof *idx, ckpt_cmp_begin);
+  uint64_t at = 0;
+  const char *prev = NULL;
+  for (int k = 0; k < st->n; k++) {
+    const ckpt_st_tensor *t = idx[k];
+    if (t->begin < at) {
+      util_err("%s: tensor '%s' (data bytes [%" PRIu64 ", %" PRIu64 ")) overlaps tensor '%s'", st->path, t->name,
+               t->begin, t->end, prev);
+      free(idx);
+      return -1;
+    }
+    if (t->begin > at) {
+      util_err("%s: data bytes [%" PRIu64 ", %" PRIu64 ") (file byte %" PRIu64 ") belong to no tensor", st->path, at,
+               t->begin, st->data_start + at);
+      free(idx);
+      return -1;
+    }
+    at = t->end;
+    prev = t->name;
+  }
+  free(idx);
+  if (at != data_len)
+    return util_err("%s: %" PRIu64 " bytes after the last tensor's data (file byte %" PRIu64 ")", st->path,
+                    data_len - at, st->data_start + at);
+  return 0;
+}
+
+static int ckpt_st_parse(ckpt_st *st) {
+  const char *path = st->path;
+  struct stat sb;
+  if (fstat(fileno(st->f), &sb) != 0) return util_err("%s: cannot stat: %s", path, strerror(errno));
+  if (S_ISDIR(sb.st_mode)) return util_err("%s: is a directory, expected a safetensors file", path);
+  st->file_size = (uint64_t)sb.st_size;
+  if (st->file_size < 8)
+    return util_err("%s: truncated: %" PRIu64 " bytes, but a safetensors file starts with an 8-byte header length",
+                    path, st->file_size);
+  unsigned char len8[8];
+  if (fread(len8, 1, 8, st->f) != 8) return util_err("%s: read error at byte 0", path);
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
+  if (hlen == 0) return util_err("%s: header length (bytes 0-7) is 0", path);
+  if (hlen > CKPT_MAX_HEADER)
+    return util_err("%s: header length %" PRIu64 " (bytes 0-7) is over the limit of %u bytes", path, hlen,
+                    CKPT_MAX_HEADER);
+  if (hlen > st->file_size - 8)
+    return util_err("%s: truncated: header length %" PRIu64 " (bytes 0-7) runs past the end of the file (%" PRIu64
+                    " bytes)",
+                    path, hlen, st->file_size);
+  st->data_start = 8 + hlen;
+  char *text = util_malloc((size_t)hlen, "safetensors header");
+  if (!text) return -1;
+  if (fread(text, 1, (size_t)hlen, st->f) != hlen) {
+    free(text);
+    return util_err("%s: read error in the header (bytes 8-%" PRIu64 ")", path, 8 + hlen);
+  }
+  char what[1100];
+  snprintf(what, sizeof what, "%s: header", path);
+  st->header = json_parse(text, (size_t)hlen, what);
+  free(text);
+  if (!st->header) return -1;
+  if (st->header->type != JSON_OBJ)
+    return util_err("%s: header must be a JSON object (got %s)", path, json_type_name(st->header->type));
+
+  const json_val *h = st->header;
+  st->t = util_calloc(h->len ? h->len : 1, sizeof *st->t, "tensor list");
+  st->by_name = util_malloc((h->len ? h->len : 1) * sizeof *st->by_name, "tensor index");
+  if (!st->t || !st->by_name) return -1;
+  uint64_t data_len = st->file_size - st->data_start;
+  for (size_t i = 0; i < h->len; i++) {
+    const json_member *m = &h->members[i];
+    if (!strcmp(m->key, "__metadata__") && m->key_len == 12) {
+      if (m->val.type != JSON_OBJ)
+        return util_err("%s: __metadata__ must be an object (got %s)", path, json_type_name(m->val.type));
+      for (size_t k = 0; k < m->val.len; k++) {
+        const json_member *e = &m->val.members[k];
+        if (e->val.type != JSON_STR)
+          return util_err("%s: __metadata__ value '%s' must be a string (got %s)", path, e->key,
+                          json_type_name(e->val.type));
+      }
+      st->meta = &m->val;
+      continue;
+    }
+    ckpt_st_tensor *t = &st->t[st->n];
+    t->name = m->key;
+    if (ckpt_st_entry(st, m, t, data_len)) return -1;
+    st->by_name[st->n] = t;
+    st->n++;
+  }
+  qsort(st->by_name, (size_t)st->n, sizeof *st->by_name, ckpt_cmp_name);
+  return ckpt_st_layout(st, data_len);
+}
+
+ckpt_st *ckpt_st_open(const char *path) {
+  ckpt_st *st = util_calloc(1, sizeof *st, "safetensors reader");
+  if (!st) return NULL;
+  st->path = util_strdup(path);
+  if (!st->path) {
+    free(st);
+    return NULL;
+  }
+  st->f = fopen(path, "rb");
+  if (!st->f) {
+    util_err("%s: cannot open: %s", path, strerror(errno));
+    ckpt_st_close(st);
+    return NULL;
+  }
+  if (ckpt_st_parse(st)) {
+    ckpt_st_close(st);
+    return NULL;
+  }
+  return st;
+}
+
+void ckpt_st_close(ckpt_st *st) {
+  if (!st) return;
+  if (st->f) fclose(st->f);
+  json_free(st->header);
+  free(st->t);
+  free(st->by_name);
+  free(st->path);
+  free(st);
+}
+
+int ckpt_st_count(const ckpt_st *st) { return st->n; }
+
+const ckpt_st_tensor *ckpt_st_at(const ckpt_st *st, int i) { return i >= 0 && i < st->n ? &st->t[i] : NULL; }
+
+const ckpt_st_tensor *ckpt_st_find(const ckpt_st *st, const char *name) {
+  int lo = 0, hi = st->n;
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    int c = strcmp(st->by_name[mid]->name, name);
+    if (!c) return st->by_name[mid];
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return NULL;
+}
+
+const char *ckpt_st_meta(const ckpt_st *st, const char *key, size_t *len) {
+  const json_val *v = json_get(st->meta, key);
+  if (!v) return NULL;
+  if (len) *len = v->len;
+  return v->str;
+}
+
+static float ckpt_bits_f32(uint32_t bits) {
+  float x;
+  memcpy(&x, &bits, 4);
+  return x;
+}
+
+static float ckpt_bf16_to_f32(uint16_t h) { return ckpt_bits_f32((uint32_t)h << 16); }
+
+static float ckpt_f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  if (exp == 0x1f) return ckpt_bits_f32(sign | 0x7f800000u | man << 13);
+  if (exp) return ckpt_bits_f32(sign | (exp + 112) << 23 | man << 13);
+  if (!man) return ckpt_bits_f32(sign);
+  /* subnormal half: shift the mantissa up to an implicit leading 1 */
+  uint32_t e = 113;
+  while (!(man & 0x400)) {
+    man <<= 1;
+    e--;
+  }
+  return ckpt_bits_f32(sign | e << 23 | (man & 0x3ff) << 13);
+}
+
+int ckpt_st_read_f32(ckpt_st *st, const ckpt_st_tensor *t, float *out) {
+  if (t->dtype == CKPT_OTHER)
+    return util_err("%s: tensor '%s' has dtype %s; only F32, F16 and BF16 can be read", st->path, t->name,
+                    t->dtype_name);
+  if (fseeko(st->f, (off_t)(st->data_start + t->begin), SEEK_SET) != 0)
+    return util_err("%s: cannot seek to byte %" PRIu64 ": %s", st->path, st->data_start + t->begin, strerror(errno));
+  if (t->dtype == CKPT_F32) {
+    if (fread(out, 4, (size_t)t->numel, st->f) != t->numel)
+      return util_err("%s: read error in tensor '%s' (file bytes from %" PRIu64 ")", st->path, t->name,
+                      st->data_start + t->begin);
+    return 0;
+  }
+  unsigned char buf[1 << 15];
+  for (uint64_t done = 0; done < t->numel;) {
+    size_t k = t->numel - done < sizeof buf / 2 ? (size_t)(t->numel - done) : sizeof buf / 2;
+    if (fread(buf, 2, k, st->f) != k)
+      return util_err("%s: read error in tensor '%s' (file bytes from %" PRIu64 ")", st->path, t->name,
+                      st->data_start + t->begin);
+    for (size_t i = 0; i < k; i++) {
+      uint16_t h = (uint16_t)(buf[2 * i] | buf[2 * i + 1] << 8);
+      out[done + i] = t->dtype == CKPT_BF16 ? ckpt_bf16_to_f32(h) : ckpt_f16_to_f32(h);
+    }
+    done += k;
+  }
+  return 0;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+typedef struct {
+  const void *p;
+  size_t n;
+} ckpt_seg;
+
+/* util_write_file_atomic's steps, but streaming segments: a checkpoint is
+ * several hundred MB and must not be copied into one buffer first. */
+static int ckpt_write_atomic(const char *path, const ckpt_seg *seg, int nseg) {
+  size_t n = strlen(path);
+  char *tmp = util_malloc(n + 16, "temp file name");
+  if (!tmp) return -1;
+  snprintf(tmp, n + 16, "%s.tmpXXXXXX", path);
+  int fd = mkstemp(tmp);
+  if (fd < 0) {
+    util_err("%s: cannot create temp file %s: %s", path, tmp, strerror(errno));
+    free(tmp);
+    return -1;
+  }
+  for (int i = 0; i < nseg; i++) {
+    const char *p = seg[i].p;
+    size_t left = seg[i].n;
+    while (left > 0) {
+      ssize_t w = write(fd, p, left);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        util_err("%s: write failed: %s", path, w < 0 ? strerror(errno) : "no progress");
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return -1;
+      }
+      p += w;
+      left -= (size_t)w;
+    }
+  }
+  if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
+    util_err("%s: fsync failed: %s", path, strerror(errno));
+    close(fd);
+    unlink(tmp);
+    free(tmp);
+    return -1;
+  }
+  if (close(fd) != 0) {
+    util_err("%s: close failed: %s", path, strerror(errno));
+    unlink(tmp);
+    free(tmp);
+    return -1;
+  }
+  if (rename(tmp, path) != 0) {
+    util_err("%s: rename from %s failed: %s", path, tmp, strerror(errno));
+    unlink(tmp);
+    free(tmp);
+    return -1;
+  }
+  free(tmp);
+  util_fsync_dir_of(path);
+  return 0;
+}
+
+int ckpt_st_write(const char *path, const ckpt_st_kv *meta, int n_meta, const ckpt_st_out *t, int n) {
+  util_buf h = {0};
+  ckpt_seg *seg = util_malloc((size_t)(n + 2) * sizeof *seg, "write list");
+  if (!seg) return -1;
+  char what[1200];
+  uint64_t at = 0;
+  int rc = -1;
+  if (util_buf_add(&h, "{", 1)) goto out;
+  if (n_meta > 0) {
+    if (util_buf_printf(&h, "\"__metadata__\":{")) goto out;
+    for (int i = 0; i < n_meta; i++) {
+      snprintf(what, sizeof what, "%s: metadata '%s'", path, meta[i].key);
+      if ((i && util_buf_add(&h, ",", 1)) || json_write_str(&h, meta[i].key, strlen(meta[i].key), what) ||
+          util_buf_add(&h, ":", 1) || json_write_str(&h, meta[i].val, meta[i].len, what))
+        goto out;
+    }
+    if (util_buf_add(&h, "}", 1)) goto out;
+  }
+  for (int i = 0; i < n; i++) {
+    if (!t[i].name[0] || !strcmp(t[i].name, "__metadata__") || t[i].ndim < 0 || t[i].ndim > CKPT_MAX_DIMS) {
+      util_err("%s: cannot write tensor '%s': bad name or rank %d", path, t[i].name, t[i].ndim);
+      goto out;
+    }
+    for (int j = 0; j < i; j++) {
+      if (!strcmp(t[i].name, t[j].name)) {
+        util_err("%s: cannot write tensor '%s' twice", path, t[i].name);
+        goto out;
+      }
+    }
+    uint64_t numel = 1;
+    for (int d = 0; d < t[i].ndim; d++) numel *= t[i].shape[d];
+    snprintf(what, sizeof what, "%s: tensor name", path);
+    if ((n_meta > 0 || i) && util_buf_add(&h, ",", 1)) goto out;
+    if (json_write_str(&h, t[i].name, strlen(t[i].name), what) ||
+        util_buf_printf(&h, ":{\"dtype\":\"F32\",\"shape\":["))
+      goto out;
+    for (int d = 0; d < t[i].ndim; d++)
+      if (util_buf_printf(&h, "%s%" PRIu64, d ? "," : "", t[i].shape[d])) goto out;
+    if (util_buf_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", at, at + 4 * numel)) goto out;
+    seg[i + 2] = (ckpt_seg){t[i].data, (size_t)(4 * numel)};
+    at += 4 * numel;
+  }
+  if (util_buf_add(&h, "}", 1)) goto out;
+  while ((8 + h.len) % 8)
+    if (util_buf_add(&h, " ", 1)) goto out;
+  unsigned char len8[8];
+  for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+  seg[0] = (ckpt_seg){len8, 8};
+  seg[1] = (ckpt_seg){h.data, h.len};
+  rc = ckpt_write_atomic(path, seg, n + 2);
+out:
+  util_buf_free(&h);
+  free(seg);
+  return rc;
+}
+
+/* ---- gptc checkpoints ------------------------------------------------------ */
+
+char *ckpt_opt_path(const char *path) {
+  static const char ext[] = ".safetensors";
+  size_t n = strlen(path), e = sizeof ext - 1;
+  size_t base = n >= e && !strcmp(path + n - e, ext) ? n - e : n;
+  char *out = util_malloc(base + 32, "file name");
+  if (out) snprintf(out, base + 32, "%.*s.opt.safetensors", (int)base, path);
+  return out;
+}
+
+/* A fresh tag shared by the two files of one save. */
+static void ckpt_pair_tag(char out[17]) {
+  uint64_t r = 0;
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (!f || fread(&r, sizeof r, 1, f) != 1) {
+    double t = util_now();
+    r = util_fnv1a(&t, sizeof t, 0xcbf29ce484222325ull) ^ (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+  }
+  if (f) fclose(f);
+  snprintf(out, 17, "%016" PRIx64, r);
+}
+
+/* The table must fit the buffer: a generator bug must not become an
+ * out-of-bounds read or write here. */
+static int ckpt_check_table(const gptc_tensor *t, int n, size_t n_params) {
+  if (n <= 0 || !t) return util_err("tensor table is empty");
+  for (int i = 0; i < n; i++) {
+    size_t numel = 1;
+    if (!t[i].name || t[i].ndim < 1 || t[i].ndim > 2)
+      return util_err("tensor table: entry %d has no name or a rank other than 1 or 2", i);
+    for (int d = 0; d < t[i].ndim; d++) {
+      if (t[i].shape[d] <= 0) return util_err("tensor table: '%s' has a non-positive dimension", t[i].name);
+      numel *= (size_t)t[i].shape[d];
+    }
+    if (numel != t[i].numel)
+      return util_err("tensor table: '%s' has numel %zu but its shape holds %zu", t[i].name, t[i].numel, numel);
+    if (t[i].offset > n_params || t[i].numel > n_params - t[i].offset)
+      return util_err("tensor table: '%s' (offset %zu, %zu floats) lies outside the %zu parameters", t[i].name,
+                      t[i].offset, t[i].numel, n_params);
+  }
+  return 0;
+}
+
+static int ckpt_outs(const gptc_tensor *t, int n, const char *prefix, const float *base, ckpt_st_out *out,
+                     char **names) {
+  for (int i = 0; i < n; i++) {
+    size_t len = strlen(prefix) + strlen(t[i].name) + 1;
+    names[i] = util_malloc(len, "tensor name");
+    if (!names[i]) return -1;
+    snprintf(names[i], len, "%s%s", prefix, t[i].name);
+    memset(&out[i], 0, sizeof out[i]);
+    out[i].name = names[i];
+    out[i].ndim = t[i].ndim;
+    for (int d = 0; d < t[i].ndim; d++) out[i].shape[d] = (uint64_t)t[i].shape[d];
+    out[i].data = base + t[i].offset;
+  }
+  return 0;
+}
+
+static int ckpt_save_opt(const char *path, const gptc_tensor *t, int n, const float *m, const float *v, const char *tag,
+                         const char *step) {
+  ckpt_st_out *outs = util_calloc((size_t)(2 * n), sizeof *outs, "tensor list");
+  char **names = util_calloc((size_t)(2 * n), sizeof *names, "tensor names");
+  int rc = -1;
+  if (outs && names && !ckpt_outs(t, n, "m.", m, outs, names) && !ckpt_outs(t, n, "v.", v, outs + n, names + n)) {
+    ckpt_st_kv kv[] = {
+        {"format", "pt", 2},
+        {"gptc_format", CKPT_FORMAT, strlen(CKPT_FORMAT)},
+        {"gptc_kind", "adamw_moments", 13},
+        {"pair_tag", tag, strlen(tag)},
+        {"step", step, strlen(step)},
+    };
+    rc = ckpt_st_write(path, kv, (int)(sizeof kv / sizeof kv[0]), outs, 2 * n);
+  }
+  for (int i = 0; names && i < 2 * n; i++) free(names[i]);
+  free(names);
+  free(outs);
+  return rc;
+}
+
+int ckpt_save(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, const float *params,
+              const float *m, const float *v, const ckpt_meta *meta) {
+  if (!params || !meta || !meta->config_src) return util_err("%s: nothing to save (params or config missing)", path);
+  if (!m != !v) return util_err("%s: AdamW moments need both m and v", path);
+  if (meta->tokenizer < CFG_TOK_GPT2 || meta->tokenizer > CFG_TOK_WORD)
+    return util_err("%s: unknown tokenizer kind %d", path, meta->tokenizer);
+  if (ckpt_check_table(tensors, n_tensors, n_params)) return -1;
+
+  char tag[17], step[24], data_pos[24], seed[24], best[40];
+  snprintf(step, sizeof step, "%" PRIu64, meta->step);
+  snprintf(data_pos, sizeof data_pos, "%" PRIu64, meta->data_pos);
+  snprintf(seed, sizeof seed, "%" PRIu64, meta->seed);
+  snprintf(best, sizeof best, "%.17g", meta->best_val);
+  ckpt_pair_tag(tag);
+  char *opt = ckpt_opt_path(path);
+  if (!opt) return -1;
+  /* moments first: a crash between the renames leaves the old params with
+   * new moments, which the pair tag exposes, never params without moments */
+  if (m && ckpt_save_opt(opt, tensors, n_tensors, m, v, tag, step)) {
+    free(opt);
+    return -1;
+  }
+
+  const char *tok = cfg_tokenizer_name(meta->tokenizer);
+  ckpt_st_kv kv[12];
+  int k = 0;
+  kv[k++] = (ckpt_st_kv){"format", "pt", 2};
+  kv[k++] = (ckpt_st_kv){"gptc_format", CKPT_FORMAT, strlen(CKPT_FORMAT)};
+  kv[k++] = (ckpt_st_kv){"config", meta->config_src, strlen(meta->config_src)};
+  kv[k++] = (ckpt_st_kv){"tokenizer", tok, strlen(tok)};
+  if (meta->vocab) kv[k++] = (ckpt_st_kv){"vocab", meta->vocab, meta->vocab_len};
+  kv[k++] = (ckpt_st_kv){"step", step, strlen(step)};
+  kv[k++] = (ckpt_st_kv){"data_pos", data_pos, strlen(data_pos)};
+  kv[k++] = (ckpt_st_kv){"seed", seed, strlen(seed)};
+  kv[k++] = (ckpt_st_kv){"best_val", best, strlen(best)};
+  kv[k++] = (ckpt_st_kv){"text_hash", meta->text_hash, strnlen(meta->text_hash, 64)};
+  kv[k++] = (ckpt_st_kv){"pair_tag", tag, strlen(tag)};
+
+  ckpt_st_out *outs = util_calloc((size_t)n_tensors, sizeof *outs, "tensor list");
+  char **names = util_calloc((size_t)n_tensors, sizeof *names, "tensor names");
+  int rc = -1;
+  if (outs && names && !ckpt_outs(tensors, n_tensors, "", params, outs, names))
+    rc = ckpt_st_write(path, kv, k, outs, n_tensors);
+  for (int i = 0; names && i < n_tensors; i++) free(names[i]);
+  free(names);
+  free(outs);
+  if (rc == 0 && !m && unlink(opt) == 0) util_fsync_dir_of(opt); /* stale moments of an earlier save */
+  free(opt);
+  return rc;
+}
+
+static int ckpt_check_format(const ckpt_st *st, const char *path, const char *kind) {
+  const char *f = ckpt_st_meta(st, "gptc_format", NULL);
+  if (!f)
+    return util_err("%s: not a gptc checkpoint (no gptc_format metadata; use `gptc import` for Hugging Face files)",
+                    path);
+  if (strcmp(f, CKPT_FORMAT))
+    return util_err("%s: gptc_format \"%.20s\" is not supported (this gptc reads format %s)", path, f, CKPT_FORMAT);
+  const char *k = ckpt_st_meta(st, "gptc_kind", NULL);
+  if (kind ? !k || strcmp(k, kind) : k != NULL)
+    return util_err("%s: metadata gptc_kind is \"%.40s\", expected \"%s\"", path, k ? k : "(none)",
+                    kind ? kind : "(none)");
+  return 0;
+}
+
+static const char *ckpt_need(const ckpt_st *st, const char *path, const char *key) {
+  const char *v = ckpt_st_meta(st, key, NULL);
+  if (!v) util_err("%s: metadata '%s' is missing", path, key);
+  return v;
+}
+
+static int ckpt_parse_u64(const char *path, const char *key, const char *s, uint64_t *out) {
+  uint64_t x = 0;
+  if (!*s) return util_err("%s: metadata '%s' must be a decimal integer (got \"\")", path, key);
+  for (const char *p = s; *p; p++) {
+    if (*p < '0' || *p > '9' || x > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+      return util_err("%s: metadata '%s' must be a decimal integer below 2^64 (got \"%.40s\")", path, key, s);
+    x = x * 10 + (uint64_t)(*p - '0');
+  }
+  *out = x;
+  return 0;
+}
+
+static int ckpt_fill_meta(const ckpt_st *st, const char *path, ckpt_meta *meta) {
+  const char *cfg = ckpt_need(st, path, "config"), *tok = ckpt_need(st, path, "tokenizer");
+  const char *step = ckpt_need(st, path, "step"), *pos = ckpt_need(st, path, "data_pos");
+  const char *seed = ckpt_need(st, path, "seed"), *best = ckpt_need(st, path, "best_val");
+  const char *hash = ckpt_need(st, path, "text_hash");
+  if (!cfg || !tok || !step || !pos || !seed || !best || !hash) return -1;
+  meta->tokenizer = -1;
+  for (int k = CFG_TOK_GPT2; k <= CFG_TOK_WORD; k++)
+    if (!strcmp(tok, cfg_tokenizer_name(k))) meta->tokenizer = k;
+  if (meta->tokenizer < 0)
+    return util_err("%s: metadata 'tokenizer' must be gpt2, char or word (got \"%.40s\")", path, tok);
+  if (ckpt_parse_u64(path, "step", step, &meta->step) || ckpt_parse_u64(path, "data_pos", pos, &meta->data_pos) ||
+      ckpt_parse_u64(path, "seed", seed, &meta->seed))
+    return -1;
+  char *end;
+  meta->best_val = strtod(best, &end);
+  if (end == best || *end) return util_err("%s: metadata 'best_val' must be a number (got \"%.40s\")", path, best);
+  size_t hl = strlen(hash);
+  if (hl && (hl != 64 || strspn(hash, "0123456789abcdef") != 64))
+    return util_err("%s: metadata 'text_hash' must be empty or 64 lowercase hex digits", path);
+  memcpy(meta->text_hash, hash, hl + 1);
+  if (!cfg[0]) return util_err("%s: metadata 'config' is empty", path);
+  meta->config_src = util_strdup(cfg);
+  if (!meta->config_src) return -1;
+  size_t vlen;
+  const char *vocab = ckpt_st_meta(st, "vocab", &vlen);
+  if (vocab) {
+    meta->vocab = util_malloc(vlen + 1, "vocabulary");
+    if (!meta->vocab) return -1;
+    memcpy(meta->vocab, vocab, vlen + 1);
+    meta->vocab_len = vlen;
+  } else if (meta->tokenizer != CFG_TOK_GPT2) {
+    return util_err("%s: metadata 'vocab' is required for the %s tokenizer", path, tok);
+  }
+  return 0;
+}
+
+int ckpt_load_meta(const char *path, ckpt_meta *meta) {
+  memset(meta, 0, sizeof *meta);
+  ckpt_st *st = ckpt_st_open(path);
+  if (!st) return -1;
+  int rc = ckpt_check_format(st, path, NULL) || ckpt_fill_meta(st, path, meta) ? -1 : 0;
+  ckpt_st_close(st);
+  if (rc) ckpt_meta_free(meta);
+  return rc;
+}
+
+void ckpt_meta_free(ckpt_meta *meta) {
+  if (!meta) return;
+  free(meta->config_src);
+  free(meta->vocab);
+  memset(meta, 0, sizeof *meta);
+}
+
+/* Checks that `st` holds exactly the table's tensors (names with `prefix`),
+ * as F32 with the table's shapes. */
+static int ckpt_match(const ckpt_st *st, const char *path, const gptc_tensor *t, int n, const char *prefix) {
+  char name[512], got[160], want[160];
+  for (int i = 0; i < n; i++) {
+    snprintf(name, sizeof name, "%s%s", prefix, t[i].name);
+    const ckpt_st_tensor *e = ckpt_st_find(st, name);
+    if (!e) return util_err("%s: missing tensor '%s'", path, name);
+    if (e->dtype != CKPT_F32) return util_err("%s: tensor '%s' has dtype %s, expected F32", path, name, e->dtype_name);
+    uint64_t ws[2] = {(uint64_t)t[i].shape[0], (uint64_t)(t[i].ndim > 1 ? t[i].shape[1] : 0)};
+    if (e->ndim != t[i].ndim || e->shape[0] != ws[0] || (t[i].ndim > 1 && e->shape[1] != ws[1])) {
+      ckpt_shape_str(got, sizeof got, e->ndim, e->shape);
+      ckpt_shape_str(want, sizeof want, t[i].ndim, ws);
+      return util_err("%s: tensor '%s' has shape %s, expected %s from the config", path, name, got, want);
+    }
+  }
+  return 0;
+}
+
+/* Every tensor in the file must be one of the expected names. */
+static int ckpt_no_extra(const ckpt_st *st, const char *path, const gptc_tensor *t, int n, const char *const *prefixes,
+                         int n_prefixes) {
+  if (ckpt_st_count(st) == n * n_prefixes) return 0; /* all expected ones are present, names are unique */
+  for (int i = 0; i < ckpt_st_count(st); i++) {
+    const char *name = ckpt_st_at(st, i)->name;
+    int found = 0;
+    for (int p = 0; p < n_prefixes && !found; p++) {
+      size_t pl = strlen(prefixes[p]);
+      if (strncmp(name, prefixes[p], pl)) continue;
+      for (int k = 0; k < n && !found; k++) found = !strcmp(name + pl, t[k].name);
+    }
+    if (!found) return util_err("%s: unexpected tensor '%s' (not in the config's tensor table)", path, name);
+  }
+  return 0;
+}
+
+static int ckpt_read_all(ckpt_st *st, const gptc_tensor *t, int n, const char *prefix, float *base) {
+  char name[512];
+  for (int i = 0; i < n; i++) {
+    snprintf(name, sizeof name, "%s%s", prefix, t[i].name);
+    if (ckpt_st_read_f32(st, ckpt_st_find(st, name), base + t[i].offset)) return -1;
+  }
+  return 0;
+}
+
+int ckpt_load_params(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, float *params,
+                     float *m, float *v) {
+  if (!m != !v) return util_err("%s: AdamW moments need both m and v", path);
+  if (ckpt_check_table(tensors, n_tensors, n_params)) return -1;
+  static const char *const none[] = {""}, *const mv[] = {"m.", "v."};
+  ckpt_st *st = ckpt_st_open(path), *so = NULL;
+  char *opt = NULL;
+  int rc = -1;
+  if (!st || ckpt_check_format(st, path, NULL) || ckpt_match(st, path, tensors, n_tensors, "") ||
+      ckpt_no_extra(st, path, tensors, n_tensors, none, 1))
+    goto out;
+  if (m) {
+    opt = ckpt_opt_path(path);
+    if (!opt) goto out;
+    if (!util_file_exists(opt)) {
+      util_err("%s: no optimizer moments next to %s (it was saved without them)", opt, path);
+      goto out;
+    }
+    so = ckpt_st_open(opt);
+    if (!so || ckpt_check_format(so, opt, "adamw_moments") || ckpt_match(so, opt, tensors, n_tensors, "m.") ||
+        ckpt_match(so, opt, tensors, n_tensors, "v.") || ckpt_no_extra(so, opt, tensors, n_tensors, mv, 2))
+      goto out;
+    const char *a = ckpt_st_meta(st, "pair_tag", NULL), *b = ckpt_st_meta(so, "pair_tag", NULL);
+    if (!a || !b || strcmp(a, b)) {
+      util_err("%s: optimizer moments are from a different save than %s (pair_tag %.20s vs %.20s)", opt, path,
+               b ? b : "(none)", a ? a : "(none)");
+      goto out;
+    }
+  }
+  if (ckpt_read_all(st, tensors, n_tensors, "", params)) goto out;
+  if (m && (ckpt_read_all(so, tensors, n_tensors, "m.", m) || ckpt_read_all(so, tensors, n_tensors, "v.", v))) goto out;
+  rc = 0;
+out:
+  ckpt_st_close(st);
+  ckpt_st_close(so);
+  free(opt);
+  return rc;
+}

@@ -1,0 +1,88 @@
+/* ckpt: checkpoints as safetensors files (Hugging Face GPT-2 tensor names
+ * and layouts), plus a sibling file with the AdamW moments. */
+#ifndef GPTC_CKPT_H
+#define GPTC_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg.h"
+#include "model.h"
+
+typedef struct {
+  char *config_src;   /* resolved config as Lua source (cfg_serialize) */
+  int tokenizer;      /* CFG_TOK_* */
+  char *vocab;        /* tok_vocab_save blob (char/word), NULL for gpt2 */
+  size_t vocab_len;
+  uint64_t step;      /* optimizer steps done */
+  uint64_t data_pos;  /* global micro-batch index of the next batch */
+  uint64_t seed;
+  double best_val;    /* best val loss so far (inf if none) */
+  char text_hash[65]; /* SHA-256 of the training text ("" if unknown) */
+} ckpt_meta;
+
+/* Writes params (laid out by tensors) to `path` atomically (temp, fsync,
+ * rename, dir fsync); when m and v are non-NULL also writes them to
+ * `path` with ".opt" inserted before ".safetensors" (same atomicity). */
+int ckpt_save(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, const float *params,
+              const float *m, const float *v, const ckpt_meta *meta);
+/* Reads only the metadata (to build the config and the model first). */
+int ckpt_load_meta(const char *path, ckpt_meta *meta);
+/* Reads every tensor into params, checking names, dtypes (F32), shapes and
+ * offsets against `tensors`; m and v (optional) from the sibling file. */
+int ckpt_load_params(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, float *params,
+                     float *m, float *v);
+void ckpt_meta_free(ckpt_meta *meta);
+
+/* The moments file of a checkpoint: "<base>.opt.safetensors" for
+ * "<base>.safetensors", else path + ".opt.safetensors". Caller frees. A
+ * checkpoint saved without moments (e.g. by `gptc import`) has none. */
+char *ckpt_opt_path(const char *path);
+
+/* ---- safetensors files in general (Hugging Face import and export) ----
+ * ckpt_st_open validates the whole header first (length, JSON, dtypes,
+ * shapes, offsets inside the file, contiguous and matching dtype x shape),
+ * so no later read can go out of bounds. */
+enum { CKPT_F32, CKPT_F16, CKPT_BF16, CKPT_OTHER };
+#define CKPT_MAX_DIMS 8
+
+typedef struct {
+  const char *name;    /* valid until ckpt_st_close */
+  int dtype;           /* CKPT_F32/F16/BF16; CKPT_OTHER is valid but not readable */
+  char dtype_name[12]; /* as in the file, e.g. "BF16" */
+  int ndim;
+  uint64_t shape[CKPT_MAX_DIMS];
+  uint64_t numel;
+  uint64_t begin, end; /* byte range within the data section */
+} ckpt_st_tensor;
+
+typedef struct ckpt_st ckpt_st;
+
+ckpt_st *ckpt_st_open(const char *path);
+int ckpt_st_count(const ckpt_st *st);
+const ckpt_st_tensor *ckpt_st_at(const ckpt_st *st, int i); /* in file order */
+const ckpt_st_tensor *ckpt_st_find(const ckpt_st *st, const char *name);
+/* A __metadata__ value (NULL when absent); *len gets its length if len != NULL. */
+const char *ckpt_st_meta(const ckpt_st *st, const char *key, size_t *len);
+/* Reads a tensor as F32 (F16 and BF16 are widened exactly). */
+int ckpt_st_read_f32(ckpt_st *st, const ckpt_st_tensor *t, float *out);
+void ckpt_st_close(ckpt_st *st);
+
+typedef struct {
+  const char *name;
+  int ndim; /* 0 .. CKPT_MAX_DIMS */
+  uint64_t shape[CKPT_MAX_DIMS];
+  const float *data; /* numel F32 values */
+} ckpt_st_out;
+
+typedef struct {
+  const char *key;
+  const char *val; /* UTF-8, len bytes (may hold NUL) */
+  size_t len;
+} ckpt_st_kv;
+
+/* Writes an F32 safetensors file atomically (temp, fsync, rename, dir
+ * fsync), streaming the tensors without copying them. */
+int ckpt_st_write(const char *path, const ckpt_st_kv *meta, int n_meta, const ckpt_st_out *t, int n);
+
+#endif

@@ -1,0 +1,50 @@
+/* data: text loading, train/val split, tokenization with an on-disk token
+ * cache, and the seeds' sliding windows and batches. */
+#ifndef GPTC_DATA_H
+#define GPTC_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg.h"
+#include "tok.h"
+
+typedef struct {
+  tok_t *tok;             /* owned; char/word vocab built from the whole text */
+  size_t n_chars;         /* code points in the joined text */
+  size_t n_chars_train;   /* the first (1 - val_ratio) of them */
+  int32_t *train, *val;   /* token ids of each split */
+  size_t n_train, n_val;
+  char text_hash[65];     /* SHA-256 of the joined text */
+} data_set;
+
+/* Loads the texts (files, or directories whose *.txt files are taken in
+ * sorted order as separate documents), joins them (with <|endoftext|> for
+ * gpt2 and word, nothing for char), splits by characters, tokenizes each
+ * split and builds or reuses the token cache in `cache_dir` (created).
+ * paths == NULL uses cfg->data. Sets the config's vocab_size when derived.
+ * Errors: missing file, empty text, invalid UTF-8 (byte offset). */
+int data_load(cfg_t *cfg, const char *const *paths, int n_paths, const char *cache_dir, data_set *ds);
+void data_free(data_set *ds);
+
+/* Windows exactly as the seeds: for i in range(0, len(ids) - T, stride):
+ * input = ids[i:i+T], target = ids[i+1:i+T+1]; grouped in batches of B,
+ * shuffled per epoch with the seed when `shuffle`, the last partial batch
+ * dropped when `drop_last`. */
+typedef struct {
+  const int32_t *ids;
+  size_t n;
+  int B, T, stride, shuffle, drop_last;
+  uint64_t seed;
+  size_t n_windows, n_batches;
+} data_loader;
+
+/* Fails with a clear message when the split is shorter than one window. */
+int data_loader_init(data_loader *dl, const int32_t *ids, size_t n, int B, int T, int stride, int shuffle,
+                     int drop_last, uint64_t seed, const char *split_name);
+/* Batch `b` (0 <= b < n_batches) of `epoch`: fills inputs and targets
+ * (B*T each, row-major (B, T)); rows past the end of a partial last batch
+ * get input 0 and target -1 (ignored by the loss). Returns the rows filled. */
+int data_batch(const data_loader *dl, uint64_t epoch, size_t b, int32_t *inputs, int32_t *targets);
+
+#endif

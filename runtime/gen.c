@@ -1,0 +1,145 @@
+/* gen: see gen.h. The Lua side (gen/shapes.lua, gen/emit.lua) does the work;
+ * this file moves configs in and tensors and sources out. */
+#include "gen.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lx.h"
+#include "util.h"
+
+/* The host's vector width in bytes, for the generator's register blocking:
+ * the generated source is tuned to the machine that compiles it. */
+static int gen_vec_bytes(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return 64;
+  if (__builtin_cpu_supports("avx2")) return 32;
+#endif
+  return 16;
+}
+
+static int gen_int_field(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  int v = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+int gen_tensors(const cfg_t *cfg, gptc_tensor **tensors, int *n, size_t *n_params) {
+  *tensors = NULL;
+  *n = 0;
+  lua_State *L = lx_new();
+  if (!L) return -1;
+  cfg_push(L, cfg);
+  if (lx_call(L, "shapes", "derive", 1, 1)) {
+    lua_close(L);
+    return -1;
+  }
+  int S = lua_gettop(L);
+  lua_getfield(L, S, "n_params");
+  *n_params = (size_t)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, S, "tensors");
+  int list = lua_gettop(L);
+  int count = (int)lua_rawlen(L, list);
+  gptc_tensor *ts = util_calloc((size_t)count, sizeof *ts, "tensor table");
+  if (!ts) {
+    lua_close(L);
+    return -1;
+  }
+  for (int i = 0; i < count; i++) {
+    lua_rawgeti(L, list, i + 1);
+    int t = lua_gettop(L);
+    lua_getfield(L, t, "name");
+    ts[i].name = util_strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    ts[i].ndim = gen_int_field(L, t, "ndim");
+    lua_getfield(L, t, "sizes");
+    for (int j = 0; j < ts[i].ndim && j < 2; j++) {
+      lua_rawgeti(L, -1, j + 1);
+      ts[i].shape[j] = (int)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, t, "offset");
+    ts[i].offset = (size_t)lua_tointeger(L, -1);
+    lua_getfield(L, t, "numel");
+    ts[i].numel = (size_t)lua_tointeger(L, -1);
+    lua_getfield(L, t, "decay");
+    ts[i].decay = lua_toboolean(L, -1);
+    lua_getfield(L, t, "init_std");
+    ts[i].init_std = (float)lua_tonumber(L, -1);
+    lua_getfield(L, t, "init_value");
+    ts[i].init_value = (float)lua_tonumber(L, -1);
+    lua_settop(L, list);
+    if (!ts[i].name) {
+      gen_tensors_free(ts, i);
+      lua_close(L);
+      return util_err("out of memory: tensor names");
+    }
+  }
+  lua_close(L);
+  *tensors = ts;
+  *n = count;
+  return 0;
+}
+
+void gen_tensors_free(gptc_tensor *tensors, int n) {
+  if (!tensors) return;
+  for (int i = 0; i < n; i++) free((char *)tensors[i].name);
+  free(tensors);
+}
+
+int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, char hash[65]) {
+  *src = NULL;
+  *len = 0;
+  if (strcmp(device, "cpu") != 0) {
+    if (!strcmp(device, "cuda"))
+      return util_err("device 'cuda': the CUDA backend is not available in this build (use --device cpu)");
+    return util_err("device '%s' is not known (use cpu)", device);
+  }
+  lua_State *L = lx_new();
+  if (!L) return -1;
+  cfg_push(L, cfg);
+  int cfg_idx = lua_gettop(L);
+  lua_newtable(L);
+  int opts_idx = lua_gettop(L);
+  lua_pushstring(L, "float");
+  lua_setfield(L, opts_idx, "real");
+  lua_pushinteger(L, gen_vec_bytes());
+  lua_setfield(L, opts_idx, "vec_bytes");
+
+  lua_pushvalue(L, cfg_idx);
+  lua_pushvalue(L, opts_idx);
+  if (lx_call(L, "emit", "body", 2, 1)) {
+    lua_close(L);
+    return -1;
+  }
+  size_t body_len;
+  const char *body = lua_tolstring(L, -1, &body_len);
+  util_sha256_hex(body, body_len, hash);
+
+  lua_pushvalue(L, cfg_idx);
+  lua_pushstring(L, hash);
+  lua_pushvalue(L, opts_idx);
+  if (lx_call(L, "emit", "header", 3, 1)) {
+    lua_close(L);
+    return -1;
+  }
+  size_t head_len;
+  const char *head = lua_tolstring(L, -1, &head_len);
+  char *out = util_malloc(head_len + body_len + 1, "generated source");
+  if (!out) {
+    lua_close(L);
+    return -1;
+  }
+  memcpy(out, head, head_len);
+  memcpy(out + head_len, body, body_len);
+  out[head_len + body_len] = 0;
+  lua_close(L);
+  *src = out;
+  *len = head_len + body_len;
+  return 0;
+}

@@ -1,0 +1,22 @@
+/* gen: the C side of the generator. Runs the gen/ Lua modules in the embedded
+ * interpreter: shape derivation (gen/shapes.lua) and rendering of the
+ * templates/ into sources. */
+#ifndef GPTC_GEN_H
+#define GPTC_GEN_H
+
+#include <stddef.h>
+
+#include "cfg.h"
+#include "model.h"
+
+/* The parameter tensors for a config (names, shapes, offsets), straight from
+ * gen/shapes.lua without compiling anything. *tensors (and the names in it)
+ * are malloc'ed; free with gen_tensors_free. */
+int gen_tensors(const cfg_t *cfg, gptc_tensor **tensors, int *n, size_t *n_params);
+void gen_tensors_free(gptc_tensor *tensors, int n);
+
+/* Renders the C source for `cfg` (device "cpu"). *src is malloc'ed;
+ * hash (64 hex + NUL) is the content hash printed in its header. */
+int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, char hash[65]);
+
+#endif

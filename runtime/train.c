@@ -1,0 +1,422 @@
+/* train: see train.h.
+ *
+ * One optimizer step = grad_accum micro-batches of (B, T) through the
+ * generated forward/backward, then global-norm clipping and the generated
+ * AdamW. Everything that decides a step's numbers (weights, moments, step,
+ * the global micro-batch index that picks the batch and keys dropout) is in
+ * the checkpoint, so a resumed run is bit-identical to a straight one. */
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "data.h"
+#include "sample.h"
+#include "util.h"
+
+static volatile sig_atomic_t train_stop_signal;
+
+static void train_on_signal(int sig) { train_stop_signal = sig; }
+
+double train_lr(const cfg_train *t, long step) {
+  if (t->warmup_steps > 0 && step < t->warmup_steps) return t->lr * (double)(step + 1) / t->warmup_steps;
+  long span = t->steps - t->warmup_steps;
+  if (span <= 0) return t->lr;
+  double p = (double)(step - t->warmup_steps) / (double)span;
+  if (p > 1) p = 1;
+  return t->min_lr + 0.5 * (1.0 + cos(M_PI * p)) * (t->lr - t->min_lr);
+}
+
+void train_init_params(const gptc_model *m, float *params, uint64_t seed) {
+  memset(params, 0, m->n_params * sizeof(float));
+  for (int i = 0; i < m->n_tensors; i++) {
+    const gptc_tensor *t = &m->tensors[i];
+    float *p = params + t->offset;
+    if (t->init_std == 0) {
+      for (size_t k = 0; k < t->numel; k++) p[k] = t->init_value;
+      continue;
+    }
+    /* one stream per tensor, so adding a tensor never shifts the others */
+    sample_rng r;
+    sample_seed(&r, seed * 0x9E3779B97F4A7C15ull + (uint64_t)i * 0xD1B54A32D192ED03ull + 1);
+    for (size_t k = 0; k < t->numel; k += 2) {
+      double u1 = sample_uniform(&r), u2 = sample_uniform(&r);
+      double rad = sqrt(-2.0 * log(1.0 - u1)); /* 1 - u1 is in (0, 1] */
+      p[k] = (float)(t->init_std * rad * cos(2 * M_PI * u2));
+      if (k + 1 < t->numel) p[k + 1] = (float)(t->init_std * rad * sin(2 * M_PI * u2));
+    }
+  }
+}
+
+static float *train_alloc(size_t n, const char *what) {
+  void *p = NULL;
+  size_t bytes = (n ? n : 1) * sizeof(float);
+  bytes = (bytes + 63) & ~(size_t)63;
+  if (posix_memalign(&p, 64, bytes) != 0) {
+    util_err("out of memory: %s needs %zu bytes (%.1f MiB available)", what, bytes,
+             util_mem_available() / 1048576.0);
+    return NULL;
+  }
+  memset(p, 0, bytes);
+  return p;
+}
+
+/* ---- opening checkpoints ---------------------------------------------------- */
+
+int train_load_ckpt(const char *path, train_loaded *l) {
+  memset(l, 0, sizeof *l);
+  ckpt_meta meta;
+  if (ckpt_load_meta(path, &meta)) return -1;
+  int rc = -1;
+  char where[1100];
+  snprintf(where, sizeof where, "%s (config)", path);
+  if (cfg_load_string(meta.config_src, where, &l->cfg)) goto out;
+  l->tok = l->cfg.tokenizer == CFG_TOK_GPT2 ? tok_gpt2_new() : tok_from_vocab(l->cfg.tokenizer, meta.vocab, meta.vocab_len);
+  if (!l->tok) goto out;
+  if (tok_vocab_size(l->tok) != l->cfg.vocab_size) {
+    util_err("%s: vocabulary has %d entries but the config says vocab_size %d", path, tok_vocab_size(l->tok),
+             l->cfg.vocab_size);
+    goto out;
+  }
+  if (cpu_load(&l->cfg, &l->mod)) goto out;
+  l->params = train_alloc(l->mod.model->n_params, "model parameters");
+  if (!l->params) goto out;
+  if (ckpt_load_params(path, l->mod.model->tensors, l->mod.model->n_tensors, l->mod.model->n_params, l->params,
+                       NULL, NULL))
+    goto out;
+  l->step = meta.step;
+  rc = 0;
+out:
+  ckpt_meta_free(&meta);
+  if (rc) train_loaded_free(l);
+  return rc;
+}
+
+void train_loaded_free(train_loaded *l) {
+  if (l->tok) tok_free(l->tok);
+  if (l->mod.handle) cpu_unload(&l->mod);
+  free(l->params);
+  memset(l, 0, sizeof *l);
+}
+
+/* ---- the loop ------------------------------------------------------------------ */
+
+typedef struct {
+  cfg_t cfg;
+  data_set ds;
+  data_loader train_dl, val_dl;
+  cpu_module mod;
+  const gptc_model *m;
+  float *params, *grads, *adam_m, *adam_v, *acts, *grad_acts;
+  int32_t *inputs, *targets; /* (B, T) */
+  uint64_t step, data_pos;
+  double best_val;
+  char out[1024], last_path[1100], best_path[1100], log_path[1100];
+  FILE *log;
+} train_state;
+
+static void train_state_free(train_state *s) {
+  data_free(&s->ds);
+  if (s->mod.handle) cpu_unload(&s->mod);
+  free(s->params);
+  free(s->grads);
+  free(s->adam_m);
+  free(s->adam_v);
+  free(s->acts);
+  free(s->grad_acts);
+  free(s->inputs);
+  free(s->targets);
+  if (s->log) fclose(s->log);
+}
+
+static int train_save(train_state *s, const char *path, int with_moments) {
+  ckpt_meta meta = {0};
+  meta.config_src = cfg_serialize(&s->cfg);
+  if (!meta.config_src) return -1;
+  meta.tokenizer = s->cfg.tokenizer;
+  int rc = -1;
+  if (s->cfg.tokenizer != CFG_TOK_GPT2 && tok_vocab_save(s->ds.tok, &meta.vocab, &meta.vocab_len)) goto out;
+  meta.step = s->step;
+  meta.data_pos = s->data_pos;
+  meta.seed = s->cfg.train.seed;
+  meta.best_val = s->best_val;
+  snprintf(meta.text_hash, sizeof meta.text_hash, "%s", s->ds.text_hash);
+  rc = ckpt_save(path, s->m->tensors, s->m->n_tensors, s->m->n_params, s->params, with_moments ? s->adam_m : NULL,
+                 with_moments ? s->adam_v : NULL, &meta);
+out:
+  free(meta.config_src);
+  free(meta.vocab);
+  return rc;
+}
+
+/* Mean val loss over the first eval_steps val batches, weighted by targets. */
+static double train_eval(train_state *s) {
+  const gptc_model *m = s->m;
+  size_t nb = s->val_dl.n_batches < (size_t)s->cfg.train.eval_steps ? s->val_dl.n_batches : (size_t)s->cfg.train.eval_steps;
+  double sum = 0, count = 0;
+  gptc_rng rng = {s->cfg.train.seed, 0, 0};
+  for (size_t b = 0; b < nb; b++) {
+    data_batch(&s->val_dl, 0, b, s->inputs, s->targets);
+    size_t valid = 0;
+    for (int i = 0; i < m->B * m->T; i++) valid += s->targets[i] >= 0;
+    if (!valid) continue;
+    float loss = m->forward(s->params, s->acts, s->inputs, s->targets, rng);
+    sum += (double)loss * (double)valid;
+    count += (double)valid;
+  }
+  return count > 0 ? sum / count : NAN;
+}
+
+/* The JSONL log keeps one line per completed step; a resumed run first drops
+ * the lines past the checkpoint so the log reads as one straight run. */
+static int train_open_log(train_state *s) {
+  if (s->step > 0 && util_file_exists(s->log_path)) {
+    char *data;
+    size_t len;
+    if (util_read_file(s->log_path, &data, &len)) return -1;
+    util_buf keep = {0};
+    char *line = data;
+    while (line < data + len) {
+      char *nl = memchr(line, '\n', (size_t)(data + len - line));
+      size_t n = nl ? (size_t)(nl - line) + 1 : (size_t)(data + len - line);
+      unsigned long long st;
+      if (sscanf(line, "{\"step\":%llu", &st) == 1 && st <= s->step && nl) util_buf_add(&keep, line, n);
+      line += n;
+    }
+    int rc = util_write_file_atomic(s->log_path, keep.data ? keep.data : "", keep.len);
+    free(data);
+    util_buf_free(&keep);
+    if (rc) return -1;
+  }
+  s->log = fopen(s->log_path, s->step > 0 ? "a" : "w");
+  if (!s->log) return util_err("%s: cannot open the training log: %s", s->log_path, strerror(errno));
+  return 0;
+}
+
+static void train_fmt_eta(double sec, char *out, size_t n) {
+  if (!(sec >= 0) || sec > 1e7) snprintf(out, n, "--");
+  else if (sec >= 3600) snprintf(out, n, "%dh%02dm", (int)(sec / 3600), (int)fmod(sec / 60, 60));
+  else if (sec >= 60) snprintf(out, n, "%dm%02ds", (int)(sec / 60), (int)fmod(sec, 60));
+  else snprintf(out, n, "%ds", (int)sec);
+}
+
+/* Refuses --init checkpoints whose model shape differs from the config's. */
+static int train_check_init_shape(const cfg_t *c, const char *path) {
+  ckpt_meta meta;
+  if (ckpt_load_meta(path, &meta)) return -1;
+  cfg_t k;
+  char where[1100];
+  snprintf(where, sizeof where, "%s (config)", path);
+  int rc = cfg_load_string(meta.config_src, where, &k);
+  ckpt_meta_free(&meta);
+  if (rc) return -1;
+  struct {
+    const char *name;
+    long a, b;
+  } f[] = {
+      {"tokenizer", c->tokenizer, k.tokenizer},         {"vocab_size", c->vocab_size, k.vocab_size},
+      {"emb_dim", c->emb_dim, k.emb_dim},               {"n_heads", c->n_heads, k.n_heads},
+      {"n_layers", c->n_layers, k.n_layers},            {"context_length", c->context_length, k.context_length},
+      {"qkv_bias", c->qkv_bias, k.qkv_bias},            {"tie_embeddings", c->tie_embeddings, k.tie_embeddings},
+  };
+  for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+    if (f[i].a != f[i].b)
+      return util_err("%s: checkpoint does not fit config %s: field '%s' is %ld in the checkpoint but %ld in the config",
+                      path, c->path, f[i].name, f[i].b, f[i].a);
+  return 0;
+}
+
+static int train_setup(train_state *s, const train_opts *o) {
+  if (cfg_load_file(o->config_path, &s->cfg)) return -1;
+  cfg_t *c = &s->cfg;
+  if (o->out_dir) snprintf(s->out, sizeof s->out, "%s", o->out_dir);
+  else snprintf(s->out, sizeof s->out, "out/%s", c->name);
+  snprintf(s->last_path, sizeof s->last_path, "%s/last.safetensors", s->out);
+  snprintf(s->best_path, sizeof s->best_path, "%s/best.safetensors", s->out);
+  snprintf(s->log_path, sizeof s->log_path, "%s/log.jsonl", s->out);
+  if (o->resume && o->init_ckpt) return util_err("--resume and --init exclude each other");
+  if (!o->resume && util_file_exists(s->last_path))
+    return util_err("%s exists: pass --resume to continue that run, or choose another --out (saved work is never "
+                    "overwritten)", s->last_path);
+  if (o->resume && !util_file_exists(s->last_path))
+    return util_err("%s: no checkpoint to resume from (train without --resume first)", s->last_path);
+  if (util_mkdir_p(s->out)) return -1;
+  if (!o->n_texts && !c->n_data)
+    return util_err("%s: no training text: pass --text FILE or set the config's 'data' field", c->path);
+
+  if (data_load(c, o->n_texts ? o->texts : NULL, o->n_texts, s->out, &s->ds)) return -1;
+  const cfg_train *tr = &c->train;
+  if (data_loader_init(&s->train_dl, s->ds.train, s->ds.n_train, tr->batch_size, tr->max_length, tr->stride,
+                       tr->shuffle, tr->drop_last, tr->seed, "train"))
+    return -1;
+  if (data_loader_init(&s->val_dl, s->ds.val, s->ds.n_val, tr->batch_size, tr->max_length, tr->stride, 0, 0, tr->seed,
+                       "val"))
+    return -1;
+  if (s->train_dl.n_batches == 0)
+    return util_err("train split: %zu windows make no full batch of %d (lower train.batch_size or set drop_last = false)",
+                    s->train_dl.n_windows, tr->batch_size);
+
+  if (cpu_load(c, &s->mod)) return -1;
+  s->m = s->mod.model;
+  const gptc_model *m = s->m;
+  size_t BT = (size_t)m->B * (size_t)m->T;
+  if (!(s->params = train_alloc(m->n_params, "parameters")) || !(s->grads = train_alloc(m->n_params, "gradients")) ||
+      !(s->adam_m = train_alloc(m->n_params, "AdamW first moments")) ||
+      !(s->adam_v = train_alloc(m->n_params, "AdamW second moments")) ||
+      !(s->acts = train_alloc(m->n_acts, "activations")) ||
+      !(s->grad_acts = train_alloc(m->n_grad_acts, "activation gradients")))
+    return -1;
+  s->inputs = util_malloc(BT * sizeof(int32_t), "input batch");
+  s->targets = util_malloc(BT * sizeof(int32_t), "target batch");
+  if (!s->inputs || !s->targets) return -1;
+
+  s->best_val = INFINITY;
+  if (o->resume) {
+    ckpt_meta meta;
+    if (ckpt_load_meta(s->last_path, &meta)) return -1;
+    s->step = meta.step;
+    s->data_pos = meta.data_pos;
+    s->best_val = meta.best_val;
+    int same_text = !meta.text_hash[0] || !strcmp(meta.text_hash, s->ds.text_hash);
+    ckpt_meta_free(&meta);
+    if (!same_text)
+      return util_err("%s: the training text changed since this checkpoint; resume needs the same text (use --init "
+                      "to fine-tune on new text)", s->last_path);
+    if (ckpt_load_params(s->last_path, m->tensors, m->n_tensors, m->n_params, s->params, s->adam_m, s->adam_v))
+      return -1;
+  } else if (o->init_ckpt) {
+    if (train_check_init_shape(c, o->init_ckpt)) return -1;
+    if (ckpt_load_params(o->init_ckpt, m->tensors, m->n_tensors, m->n_params, s->params, NULL, NULL)) return -1;
+  } else {
+    train_init_params(m, s->params, c->train.seed);
+  }
+  return train_open_log(s);
+}
+
+int train_run(const train_opts *o) {
+  train_state s;
+  memset(&s, 0, sizeof s);
+  if (o->threads > 0) cpu_set_threads(o->threads);
+  if (train_setup(&s, o)) {
+    train_state_free(&s);
+    return -1;
+  }
+  const cfg_t *c = &s.cfg;
+  const cfg_train *tr = &c->train;
+  const gptc_model *m = s.m;
+  long total = o->steps > 0 ? o->steps : tr->steps;
+  size_t tokens_per_step = (size_t)m->B * m->T * tr->grad_accum;
+  int tty = !o->quiet && isatty(STDOUT_FILENO);
+
+  if (!o->quiet) {
+    size_t n_real = 0;
+    for (int i = 0; i < m->n_tensors; i++) n_real += m->tensors[i].numel;
+    printf("gptc train: %s | %.2fM parameters | vocab %d | %zu train / %zu val tokens | %zu batches/epoch | "
+           "%s %s\n",
+           c->name, n_real / 1e6, c->vocab_size, s.ds.n_train, s.ds.n_val, s.train_dl.n_batches,
+           s.mod.compiled ? "compiled" : "cached", s.mod.so_path);
+    if (s.step > 0) printf("resuming at step %llu from %s\n", (unsigned long long)s.step, s.last_path);
+    fflush(stdout);
+  }
+
+  struct sigaction sa, old_int, old_term;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = train_on_signal;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  train_stop_signal = 0;
+
+  int rc = 0;
+  double t_start = util_now(), val = NAN;
+  uint64_t first_step = s.step;
+  while ((long)s.step < total && !train_stop_signal) {
+    double t0 = util_now();
+    memset(s.grads, 0, m->n_params * sizeof(float));
+    double loss = 0;
+    for (int micro = 0; micro < tr->grad_accum; micro++) {
+      uint64_t g = s.data_pos++;
+      data_batch(&s.train_dl, g / s.train_dl.n_batches, g % s.train_dl.n_batches, s.inputs, s.targets);
+      gptc_rng rng = {tr->seed, g, c->drop_rate > 0};
+      loss += m->forward(s.params, s.acts, s.inputs, s.targets, rng) / tr->grad_accum;
+      m->backward(s.params, s.grads, s.acts, s.grad_acts, s.inputs, s.targets, rng, 1.0f / tr->grad_accum);
+    }
+    double norm = sqrt(m->grad_sq_norm(s.grads));
+    if (!isfinite(loss) || !isfinite(norm)) {
+      util_err("training stopped: %s is %s at step %llu; the last good checkpoint is %s (step %llu)",
+               isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? norm : loss) ? "nan" : "inf",
+               (unsigned long long)s.step + 1, util_file_exists(s.last_path) ? s.last_path : "(none yet)",
+               (unsigned long long)(util_file_exists(s.last_path) ? s.step : 0));
+      rc = -1;
+      break;
+    }
+    double lr = train_lr(tr, (long)s.step);
+    float scale = tr->grad_clip > 0 && norm > tr->grad_clip ? (float)(tr->grad_clip / (norm + 1e-6)) : 1.0f;
+    gptc_adamw_args a = {(float)lr, (float)tr->beta1, (float)tr->beta2, (float)tr->eps, (float)tr->weight_decay,
+                         scale, (int)s.step + 1};
+    m->adamw(s.params, s.grads, s.adam_m, s.adam_v, a);
+    s.step++;
+    double dt = util_now() - t0, tps = tokens_per_step / dt;
+
+    int do_eval = s.step % (uint64_t)tr->eval_interval == 0 || (long)s.step == total;
+    double step_val = NAN;
+    if (do_eval && s.val_dl.n_batches > 0) {
+      step_val = val = train_eval(&s);
+    }
+    fprintf(s.log, "{\"step\":%llu,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens_per_s\":%.1f",
+            (unsigned long long)s.step, loss, lr, norm, tps);
+    if (!isnan(step_val)) fprintf(s.log, ",\"val_loss\":%.9g", step_val);
+    fprintf(s.log, "}\n");
+    fflush(s.log);
+
+    if (do_eval) {
+      if (!isnan(step_val) && step_val < s.best_val) {
+        s.best_val = step_val;
+        if (train_save(&s, s.best_path, 0)) {
+          rc = -1;
+          break;
+        }
+      }
+      if (train_save(&s, s.last_path, 1)) {
+        rc = -1;
+        break;
+      }
+    }
+    if (!o->quiet) {
+      double el = util_now() - t_start, eta = el / (double)(s.step - first_step) * (double)(total - (long)s.step);
+      char etas[32], vals[32] = "";
+      train_fmt_eta(eta, etas, sizeof etas);
+      if (!isnan(val)) snprintf(vals, sizeof vals, " | val %.4f", val);
+      if (tty) {
+        printf("\rstep %llu/%ld | loss %.4f%s | lr %.2e | %.0f tok/s | ETA %s   ", (unsigned long long)s.step, total,
+               loss, vals, lr, tps, etas);
+        if (do_eval) printf("\n");
+        fflush(stdout);
+      } else if (do_eval || s.step % 10 == 0 || s.step == 1) {
+        printf("step %llu/%ld | loss %.4f%s | lr %.2e | %.0f tok/s | ETA %s\n", (unsigned long long)s.step, total,
+               loss, vals, lr, tps, etas);
+        fflush(stdout);
+      }
+    }
+  }
+  if (rc == 0 && (s.step > first_step || !util_file_exists(s.last_path))) {
+    /* the final state (or the state at Ctrl-C) is always saved */
+    rc = train_save(&s, s.last_path, 1);
+  }
+  if (tty) printf("\n");
+  if (rc == 0 && !o->quiet) {
+    if (train_stop_signal)
+      printf("stopped by signal %d at step %llu; saved %s (continue with --resume)\n", (int)train_stop_signal,
+             (unsigned long long)s.step, s.last_path);
+    else
+      printf("done: step %llu | best val %.4f | saved %s\n", (unsigned long long)s.step, s.best_val, s.last_path);
+  }
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  train_state_free(&s);
+  return rc;
+}

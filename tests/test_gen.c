@@ -1,0 +1,611 @@
+/* The generator and the CPU backend: shape derivation, the template engine,
+ * the generated source, the JIT cache, compile errors, and results that do
+ * not depend on the thread count. */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "cfg.h"
+#include "cpu.h"
+#include "gen.h"
+#include "lx.h"
+#include "testutil.h"
+#include "util.h"
+
+static void load_cfg(const char *src, cfg_t *c) {
+  ck_assert_msg(cfg_load_string(src, "t.lua", c) == 0, "%s", util_errmsg());
+}
+
+static const gptc_tensor *find(const gptc_tensor *ts, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(ts[i].name, name)) return &ts[i];
+  return NULL;
+}
+
+/* ---- shapes ---- */
+
+START_TEST(gpt2_124m_tensors) {
+  cfg_t c;
+  ck_assert_int_eq(cfg_load_file(tu_src("configs/gpt2-124m.lua"), &c), 0);
+  gptc_tensor *ts;
+  int n;
+  size_t n_params;
+  /* without the QKV bias (the config as shipped, as in the seeds) */
+  ck_assert_msg(gen_tensors(&c, &ts, &n, &n_params) == 0, "%s", util_errmsg());
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += ts[i].numel;
+  ck_assert_uint_eq(total, 124412160);
+  gen_tensors_free(ts, n);
+  /* Hugging Face's GPT-2 has the QKV bias */
+  c.qkv_bias = 1;
+  ck_assert_msg(gen_tensors(&c, &ts, &n, &n_params) == 0, "%s", util_errmsg());
+  ck_assert_int_eq(n, 2 + 12 * 12 + 2);
+  size_t end = 0;
+  total = 0;
+  for (int i = 0; i < n; i++) {
+    total += ts[i].numel;
+    ck_assert_msg(ts[i].offset % 16 == 0, "%s offset %zu is not 16-float aligned", ts[i].name, ts[i].offset);
+    ck_assert_msg(ts[i].offset >= end, "%s overlaps the tensor before it", ts[i].name);
+    size_t numel = (size_t)ts[i].shape[0] * (size_t)(ts[i].ndim == 2 ? ts[i].shape[1] : 1);
+    ck_assert_uint_eq(numel, ts[i].numel);
+    end = ts[i].offset + ts[i].numel;
+  }
+  ck_assert_uint_eq(total, 124439808); /* GPT-2 small, tied embeddings */
+  ck_assert_uint_ge(n_params, end);
+  ck_assert_uint_lt(n_params, end + 16);
+  ck_assert_str_eq(ts[0].name, "wte.weight");
+  ck_assert_int_eq(ts[0].shape[0], 50257);
+  ck_assert_int_eq(ts[0].shape[1], 768);
+  ck_assert_str_eq(ts[1].name, "wpe.weight");
+  ck_assert_int_eq(ts[1].shape[0], 1024);
+  const gptc_tensor *t = find(ts, n, "h.11.attn.c_attn.weight");
+  ck_assert_ptr_nonnull(t);
+  ck_assert_int_eq(t->shape[0], 768); /* Conv1D layout [in, out] */
+  ck_assert_int_eq(t->shape[1], 2304);
+  ck_assert(t->decay);
+  ck_assert_float_eq_tol(t->init_std, 0.02f, 1e-9f);
+  t = find(ts, n, "h.3.mlp.c_proj.weight");
+  ck_assert_int_eq(t->shape[0], 3072);
+  ck_assert_int_eq(t->shape[1], 768);
+  ck_assert_float_eq_tol(t->init_std, 0.02f / sqrtf(24.0f), 1e-9f);
+  t = find(ts, n, "h.3.attn.c_proj.weight");
+  ck_assert_float_eq_tol(t->init_std, 0.02f / sqrtf(24.0f), 1e-9f);
+  t = find(ts, n, "h.0.ln_1.weight");
+  ck_assert(!t->decay);
+  ck_assert(t->init_std == 0 && t->init_value == 1);
+  t = find(ts, n, "h.0.mlp.c_fc.bias");
+  ck_assert(!t->decay && t->init_std == 0 && t->init_value == 0);
+  ck_assert_int_eq(find(ts, n, "h.0.mlp.c_fc.bias")->shape[0], 3072);
+  ck_assert_int_eq(find(ts, n, "h.0.attn.c_attn.bias")->shape[0], 2304);
+  ck_assert_ptr_null(find(ts, n, "lm_head.weight"));
+  ck_assert_str_eq(ts[n - 1].name, "ln_f.bias");
+  gen_tensors_free(ts, n);
+}
+END_TEST
+
+START_TEST(untied_with_qkv_bias) {
+  cfg_t c;
+  load_cfg("return { name = 'u', tokenizer = 'char', vocab_size = 30, emb_dim = 24, n_heads = 3, n_layers = 2,"
+           " context_length = 10, qkv_bias = true, tie_embeddings = false }",
+           &c);
+  gptc_tensor *ts;
+  int n;
+  size_t n_params;
+  ck_assert_int_eq(gen_tensors(&c, &ts, &n, &n_params), 0);
+  ck_assert_int_eq(n, 2 + 2 * 12 + 3);
+  const gptc_tensor *b = find(ts, n, "h.1.attn.c_attn.bias");
+  ck_assert_ptr_nonnull(b);
+  ck_assert_int_eq(b->ndim, 1);
+  ck_assert_int_eq(b->shape[0], 72);
+  const gptc_tensor *lm = &ts[n - 1];
+  ck_assert_str_eq(lm->name, "lm_head.weight");
+  ck_assert_int_eq(lm->shape[0], 30);
+  ck_assert_int_eq(lm->shape[1], 24);
+  ck_assert(lm->decay);
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += ts[i].numel;
+  /* 2 (V + ctx) C + L (12 C^2 + 13 C) + 2 C + V C, with the 3C qkv bias */
+  ck_assert_uint_eq(total, 30 * 24 + 10 * 24 + 2 * (12 * 24 * 24 + 13 * 24) + 2 * 24 + 30 * 24);
+  gen_tensors_free(ts, n);
+  /* char configs need a vocabulary before anything has a shape */
+  load_cfg("return { name = 'nv', tokenizer = 'char', emb_dim = 8, n_heads = 2, n_layers = 1, context_length = 4 }",
+           &c);
+  ck_assert_int_eq(gen_tensors(&c, &ts, &n, &n_params), -1);
+  ck_assert_msg(strstr(util_errmsg(), "vocab_size is unknown") != NULL, "%s", util_errmsg());
+}
+END_TEST
+
+/* The memory estimate the config check uses: 4 bytes x (4 n_params + acts + grad acts). */
+START_TEST(memory_estimate) {
+  lua_State *L = lx_new();
+  cfg_t c;
+  ck_assert_int_eq(cfg_load_file(tu_src("configs/shakespeare-char.lua"), &c), 0);
+  c.vocab_size = 65;
+  cfg_push(L, &c);
+  ck_assert_int_eq(lx_call(L, "shapes", "derive", 1, 1), 0);
+  int S = lua_gettop(L);
+  lua_getfield(L, S, "n_params");
+  lua_Integer np = lua_tointeger(L, -1);
+  lua_getfield(L, S, "acts");
+  lua_getfield(L, -1, "n");
+  lua_Integer na = lua_tointeger(L, -1);
+  lua_getfield(L, S, "grad_acts");
+  lua_getfield(L, -1, "n");
+  lua_Integer ng = lua_tointeger(L, -1);
+  lua_getfield(L, S, "memory");
+  lua_getfield(L, -1, "train_bytes");
+  ck_assert_int_eq(lua_tointeger(L, -1), 4 * (4 * np + na + ng));
+  /* acts holds at least the per-layer (B, H, T, T) attention weights */
+  ck_assert_int_ge(na, 4 * 12 * 4 * 64 * 64);
+  lua_close(L);
+}
+END_TEST
+
+/* ---- the template engine ---- */
+
+/* Compiles `tpl` as template "t.c" and renders it with env {n = 3, name = "x"}. */
+static int render(const char *tpl, char *out, size_t cap) {
+  lua_State *L = lx_new();
+  lua_pushstring(L, "t.c");
+  lua_pushstring(L, tpl);
+  int rc = lx_call(L, "template", "compile", 2, 1);
+  if (rc == 0) {
+    lua_newtable(L);
+    lua_pushinteger(L, 3);
+    lua_setfield(L, -2, "n");
+    lua_pushstring(L, "x");
+    lua_setfield(L, -2, "name");
+    lua_getglobal(L, "string");
+    lua_setfield(L, -2, "string");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      util_err("%s", lua_tostring(L, -1));
+      rc = -1;
+    } else {
+      snprintf(out, cap, "%s", lua_tostring(L, -1));
+    }
+  }
+  lua_close(L);
+  return rc;
+}
+
+START_TEST(template_engine) {
+  char out[1024];
+  ck_assert_msg(render("int {{name}}[{{n * 4}}];\n"
+                       "% for i = 1, n do\n"
+                       "  a[{{i - 1}}] = {{i * i}};\n"
+                       "% end\n"
+                       "  %% 2 == {{string.format('%.2f', 0.5)}} }}{{'{'}}\n"
+                       "% if n > 5 then\n"
+                       "never\n"
+                       "% end\n",
+                       out, sizeof out) == 0,
+                "%s", util_errmsg());
+  ck_assert_str_eq(out, "int x[12];\n  a[0] = 1;\n  a[1] = 4;\n  a[2] = 9;\n  % 2 == 0.50 }}{\n");
+  /* a Lua float that holds an integer prints as one */
+  ck_assert_int_eq(render("{{n / 3}} {{n / 2}}", out, sizeof out), 0);
+  ck_assert_str_eq(out, "1 1.5\n");
+
+  ck_assert_int_eq(render("line 1\n\nx = {{missing}};\n", out, sizeof out), -1);
+  ck_assert_msg(strstr(util_errmsg(), "t.c:3: {{missing}} is nil") != NULL, "%s", util_errmsg());
+  ck_assert_int_eq(render("a\n{{n +}}\n", out, sizeof out), -1);
+  ck_assert_msg(strstr(util_errmsg(), "t.c:2:") != NULL, "%s", util_errmsg());
+  ck_assert_int_eq(render("a\nb\n% for i = 1, n do\nc\n", out, sizeof out), -1);
+  ck_assert_msg(strstr(util_errmsg(), "t.c:") != NULL && strstr(util_errmsg(), "'end' expected") != NULL, "%s",
+                util_errmsg());
+  ck_assert_int_eq(render("ok\nx {{n\n", out, sizeof out), -1);
+  ck_assert_msg(strstr(util_errmsg(), "t.c:2: '{{' without a closing '}}'") != NULL, "%s", util_errmsg());
+  ck_assert_int_eq(render("% local t = nil\n{{t.field}}\n", out, sizeof out), -1);
+  ck_assert_msg(strstr(util_errmsg(), "t.c:2:") != NULL, "%s", util_errmsg());
+}
+END_TEST
+
+/* ---- the generated source ---- */
+
+static const char *TINY =
+    "return { name = 'tiny \"q\"', tokenizer = 'char', vocab_size = 13, emb_dim = 16, n_heads = 2, n_layers = 2,"
+    " context_length = 16, drop_rate = 0.0, qkv_bias = true, train = { batch_size = 3, max_length = 12 } }";
+
+START_TEST(generated_source) {
+  cfg_t c;
+  load_cfg(TINY, &c);
+  char *src;
+  size_t len;
+  char hash[65];
+  ck_assert_msg(gen_source(&c, "cpu", &src, &len, hash) == 0, "%s", util_errmsg());
+  ck_assert_uint_eq(strlen(src), len);
+  ck_assert_uint_eq(strlen(hash), 64);
+  /* the header names the config, the generator version and the hash of the body */
+  ck_assert_msg(strstr(src, "gptc model \"tiny \"q\"\": generated by gptc " GPTC_VERSION) != NULL, "%.300s", src);
+  char def[128];
+  snprintf(def, sizeof def, "#define GPTC_SOURCE_HASH \"%s\"\n", hash);
+  const char *body = strstr(src, def);
+  ck_assert_ptr_nonnull(body);
+  body += strlen(def);
+  char h2[65];
+  util_sha256_hex(body, len - (size_t)(body - src), h2);
+  ck_assert_str_eq(h2, hash);
+  /* literal dimensions, shapes in comments, the escaped name */
+  ck_assert_ptr_nonnull(strstr(src, "layernorm_36x16_forward("));
+  ck_assert_ptr_nonnull(strstr(src, "(B=3, T=12, C=16)"));
+  ck_assert_ptr_nonnull(strstr(src, "(B=3, H=2, T=12, T=12)"));
+  ck_assert_ptr_nonnull(strstr(src, "gemm_36x48x16_nn_bias("));
+  ck_assert_ptr_nonnull(strstr(src, "for (int r = 0; r < 36; r++)"));
+  ck_assert_ptr_nonnull(strstr(src, ".config_name = \"tiny \\\"q\\\"\""));
+  ck_assert_ptr_nonnull(strstr(src, "const gptc_model *gptc_model_get(void)"));
+  /* same config, same bytes */
+  char *src2;
+  size_t len2;
+  char hash2[65];
+  ck_assert_int_eq(gen_source(&c, "cpu", &src2, &len2, hash2), 0);
+  ck_assert_str_eq(hash, hash2);
+  ck_assert(len == len2 && !memcmp(src, src2, len));
+  free(src2);
+  /* a different shape changes the hash */
+  c.train.batch_size = 4;
+  ck_assert_int_eq(gen_source(&c, "cpu", &src2, &len2, hash2), 0);
+  ck_assert_str_ne(hash, hash2);
+  free(src2);
+  free(src);
+  ck_assert_int_eq(gen_source(&c, "cuda", &src, &len, hash), -1);
+  ck_assert_msg(strstr(util_errmsg(), "device 'cuda'") != NULL, "%s", util_errmsg());
+  ck_assert_int_eq(gen_source(&c, "tpu", &src, &len, hash), -1);
+  ck_assert_msg(strstr(util_errmsg(), "device 'tpu' is not known") != NULL, "%s", util_errmsg());
+}
+END_TEST
+
+/* `gptc gen` writes model.c and shapes.txt */
+START_TEST(gen_command) {
+  tu_run_result r;
+  char out[1024];
+  snprintf(out, sizeof out, "%s/gen-out", tu_tmpdir());
+  ck_assert_int_eq(tu_run(&r, NULL, "gen --config '%s' -o '%s' --vocab-size 65", tu_src("configs/shakespeare-char.lua"),
+                          out),
+                   0);
+  tu_run_free(&r);
+  char path[1200], *text;
+  size_t n;
+  snprintf(path, sizeof path, "%s/model.c", out);
+  ck_assert_int_eq(util_read_file(path, &text, &n), 0);
+  ck_assert_ptr_nonnull(strstr(text, "gptc model \"shakespeare-char\""));
+  ck_assert_ptr_nonnull(strstr(text, "(B=12, T=64, C=128)"));
+  free(text);
+  snprintf(path, sizeof path, "%s/shapes.txt", out);
+  ck_assert_int_eq(util_read_file(path, &text, &n), 0);
+  ck_assert_ptr_nonnull(strstr(text, "h.3.mlp.c_proj.weight"));
+  ck_assert_ptr_nonnull(strstr(text, "[512, 128]"));
+  ck_assert_ptr_nonnull(strstr(text, "(B=12, H=4, T=64, T=64)"));
+  free(text);
+  ck_assert_int_eq(tu_run(&r, NULL, "gen --config '%s'", tu_src("configs/tiny-test.lua")), 2);
+  ck_assert_msg(strstr(r.err, "'-o DIR' is required") != NULL, "%s", r.err);
+  tu_run_free(&r);
+  ck_assert_int_eq(tu_run(&r, NULL, "gen --config '%s' -o '%s' --device tpu", tu_src("configs/tiny-test.lua"), out),
+                   2);
+  tu_run_free(&r);
+  ck_assert_int_eq(tu_run(&r, NULL, "gen --config '%s' -o '%s' --device cuda --vocab-size 5",
+                          tu_src("configs/tiny-test.lua"), out),
+                   1);
+  ck_assert_msg(strstr(r.err, "gptc: device 'cuda'") != NULL, "%s", r.err);
+  tu_run_free(&r);
+}
+END_TEST
+
+/* ---- the JIT ---- */
+
+/* Loads the config in a child process (the parent never maps the object, so
+ * files it changes are opened afresh). Exit status: 10 + compiled, or 1. */
+static int load_in_child(const char *src) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    cfg_t c;
+    cpu_module m;
+    if (cfg_load_string(src, "t.lua", &c) || cpu_load(&c, &m)) {
+      fprintf(stderr, "load: %s\n", util_errmsg());
+      _exit(1);
+    }
+    int ok = m.model->vocab_size == c.vocab_size && m.model->n_layers == c.n_layers;
+    int compiled = m.compiled;
+    cpu_unload(&m);
+    _exit(ok ? 10 + compiled : 1);
+  }
+  int st;
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+  ck_assert_msg(WIFEXITED(st), "the loading process died (signal %d)", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  return WEXITSTATUS(st);
+}
+
+static void cache_files(const char *dir, char *so, size_t n, int *count) {
+  DIR *d = opendir(dir);
+  ck_assert_ptr_nonnull(d);
+  struct dirent *e;
+  *count = 0;
+  while ((e = readdir(d))) {
+    size_t l = strlen(e->d_name);
+    if (l > 3 && !strcmp(e->d_name + l - 3, ".so")) {
+      snprintf(so, n, "%s/%s", dir, e->d_name);
+      (*count)++;
+    }
+  }
+  closedir(d);
+}
+
+START_TEST(jit_cache) {
+  char cache[1024], dir[1100], so[1400];
+  snprintf(cache, sizeof cache, "%s/cache", tu_tmpdir());
+  setenv("GPTC_CACHE", cache, 1);
+  snprintf(dir, sizeof dir, "%s/cpu", cache);
+  ck_assert_int_eq(load_in_child(TINY), 11); /* compiled */
+  ck_assert_int_eq(load_in_child(TINY), 10); /* cache hit */
+  int count;
+  cache_files(dir, so, sizeof so, &count);
+  ck_assert_int_eq(count, 1);
+  /* the source sits beside the object */
+  char c_path[1400];
+  snprintf(c_path, sizeof c_path, "%.*s.c", (int)(strlen(so) - 3), so);
+  ck_assert(util_file_exists(c_path));
+  /* a corrupted object is rebuilt */
+  ck_assert_int_eq(util_write_file_atomic(so, "not an ELF file", 15), 0);
+  ck_assert_int_eq(load_in_child(TINY), 11);
+  /* so is a truncated one (a crash mid-copy) */
+  char *data;
+  size_t n;
+  ck_assert_int_eq(util_read_file(so, &data, &n), 0);
+  ck_assert_int_eq(util_write_file_atomic(so, data, n / 2), 0);
+  free(data);
+  ck_assert_int_eq(load_in_child(TINY), 11);
+  ck_assert_int_eq(load_in_child(TINY), 10);
+  cache_files(dir, so, sizeof so, &count);
+  ck_assert_int_eq(count, 1);
+  /* in one process, a second load reuses the mapped object */
+  cfg_t c;
+  load_cfg(TINY, &c);
+  cpu_module a, b;
+  ck_assert_int_eq(cpu_load(&c, &a), 0);
+  ck_assert_int_eq(cpu_load(&c, &b), 0);
+  ck_assert_int_eq(b.compiled, 0);
+  ck_assert_ptr_eq(a.model, b.model);
+  ck_assert_str_eq(a.so_path, b.so_path);
+  cpu_unload(&b);
+  cpu_unload(&a);
+}
+END_TEST
+
+START_TEST(compile_errors) {
+  char cache[1024];
+  snprintf(cache, sizeof cache, "%s/cache-err", tu_tmpdir());
+  setenv("GPTC_CACHE", cache, 1);
+  cfg_t c;
+  load_cfg(TINY, &c);
+  cpu_module m;
+  /* a compiler that fails with two lines of output */
+  const char *script = tu_write_str("badcc", "#!/bin/sh\n"
+                                             "[ \"$1\" = --version ] && { echo 'badcc 1.0'; exit 0; }\n"
+                                             "echo 'model.c:1:1: error: something broke'\n"
+                                             "echo 'second line'\n"
+                                             "exit 1\n");
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "chmod +x '%s'", script);
+  ck_assert_int_eq(system(cmd), 0);
+  setenv("CC", script, 1);
+  ck_assert_int_eq(cpu_load(&c, &m), -1);
+  const char *msg = util_errmsg();
+  ck_assert_msg(strstr(msg, "compiling ") != NULL && strstr(msg, cache) != NULL && strstr(msg, ".c with") != NULL,
+                "%s", msg);
+  ck_assert_msg(strstr(msg, "model.c:1:1: error: something broke; second line") != NULL, "%s", msg);
+  ck_assert_ptr_null(strchr(msg, '\n'));
+  /* no compiler at all */
+  setenv("CC", "/nonexistent/cc", 1);
+  ck_assert_int_eq(cpu_load(&c, &m), -1);
+  msg = util_errmsg();
+  ck_assert_msg(strstr(msg, "compiling ") != NULL && strstr(msg, "'/nonexistent/cc' failed") != NULL, "%s", msg);
+  ck_assert_msg(strstr(msg, "not found") != NULL || strstr(msg, "No such file") != NULL, "%s", msg);
+  ck_assert_ptr_null(strchr(msg, '\n'));
+  unsetenv("CC");
+}
+END_TEST
+
+/* ---- running the compiled model ---- */
+
+/* Multi-tile GEMMs (M, N and K above one block), a head size that is no
+ * multiple of the vector width, dropout on, untied head. */
+static const char *MID =
+    "return { name = 'threads', tokenizer = 'char', vocab_size = 300, emb_dim = 80, n_heads = 4, n_layers = 2,"
+    " context_length = 40, drop_rate = 0.1, qkv_bias = true, tie_embeddings = false,"
+    " train = { batch_size = 4, max_length = 37 } }";
+
+typedef struct {
+  cpu_module mod;
+  float *params, *grads, *acts, *ga;
+  int32_t *in, *tg;
+} run_state;
+
+static void run_init(run_state *s, const char *src) {
+  cfg_t c;
+  load_cfg(src, &c);
+  ck_assert_msg(cpu_load(&c, &s->mod) == 0, "%s", util_errmsg());
+  const gptc_model *m = s->mod.model;
+  s->params = calloc(m->n_params, 4);
+  s->grads = calloc(m->n_params, 4);
+  s->acts = calloc(m->n_acts, 4);
+  s->ga = calloc(m->n_grad_acts, 4);
+  s->in = calloc((size_t)m->B * m->T, 4);
+  s->tg = calloc((size_t)m->B * m->T, 4);
+  uint64_t x = 42;
+  for (int i = 0; i < m->n_tensors; i++) {
+    const gptc_tensor *t = &m->tensors[i];
+    for (size_t j = 0; j < t->numel; j++) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      float u = (float)((double)(x >> 40) / (double)(1ull << 24)) - 0.5f;
+      s->params[t->offset + j] = t->init_std > 0 ? u * 4 * t->init_std * 3 : t->init_value + 0.1f * u;
+    }
+  }
+  for (int i = 0; i < m->B * m->T; i++) {
+    s->in[i] = (i * 37 + 5) % m->vocab_size;
+    s->tg[i] = i % 11 == 3 ? -1 : (i * 13 + 1) % m->vocab_size;
+  }
+}
+
+static void run_free(run_state *s) {
+  cpu_unload(&s->mod);
+  free(s->params);
+  free(s->grads);
+  free(s->acts);
+  free(s->ga);
+  free(s->in);
+  free(s->tg);
+}
+
+static float step(run_state *s, gptc_rng rng) {
+  const gptc_model *m = s->mod.model;
+  memset(s->grads, 0, m->n_params * 4);
+  float loss = m->forward(s->params, s->acts, s->in, s->tg, rng);
+  m->backward(s->params, s->grads, s->acts, s->ga, s->in, s->tg, rng, 1.0f);
+  return loss;
+}
+
+START_TEST(thread_independence) {
+  run_state s;
+  run_init(&s, MID);
+  const gptc_model *m = s.mod.model;
+  gptc_rng rng = {7, 3, 1};
+  float *g1 = malloc(m->n_params * 4), *logits1 = malloc((size_t)m->B * m->T * m->vocab_size * 4);
+  cpu_set_threads(1);
+  float l1 = step(&s, rng);
+  memcpy(g1, s.grads, m->n_params * 4);
+  double n1 = m->grad_sq_norm(s.grads);
+  float *ea = calloc(m->n_eval_acts, 4);
+  float e1 = m->forward_eval(s.params, ea, s.in, s.tg);
+  m->forward(s.params, s.acts, s.in, s.tg, rng);
+  memcpy(logits1, s.acts + m->logits_offset, (size_t)m->B * m->T * m->vocab_size * 4);
+  cpu_set_threads(2);
+  float l2 = step(&s, rng);
+  ck_assert(isfinite(l1) && l1 > 0);
+  ck_assert_msg(memcmp(&l1, &l2, 4) == 0, "loss %.9g (1 thread) vs %.9g (2 threads)", l1, l2);
+  ck_assert_msg(memcmp(g1, s.grads, m->n_params * 4) == 0, "gradients differ between 1 and 2 threads");
+  double n2 = m->grad_sq_norm(s.grads);
+  ck_assert(n1 == n2 && n1 > 0);
+  m->forward(s.params, s.acts, s.in, s.tg, rng);
+  ck_assert(!memcmp(logits1, s.acts + m->logits_offset, (size_t)m->B * m->T * m->vocab_size * 4));
+  float e2 = m->forward_eval(s.params, ea, s.in, s.tg);
+  free(ea);
+  ck_assert(memcmp(&e1, &e2, 4) == 0);
+  /* dropout follows the rng: the same offset repeats, another one differs,
+   * and evaluation (no dropout) differs from both */
+  float l3 = step(&s, rng);
+  ck_assert(memcmp(&l1, &l3, 4) == 0);
+  gptc_rng other = {7, 4, 1};
+  float l4 = step(&s, other);
+  ck_assert(l4 != l1);
+  gptc_rng off = {7, 3, 0};
+  float l5 = m->forward(s.params, s.acts, s.in, s.tg, off);
+  ck_assert(l5 != l1);
+  /* grad_sq_norm is the sum of squares over the tensors */
+  double ref = 0;
+  for (int i = 0; i < m->n_tensors; i++)
+    for (size_t j = 0; j < m->tensors[i].numel; j++) {
+      double g = s.grads[m->tensors[i].offset + j];
+      ref += g * g;
+    }
+  double got = m->grad_sq_norm(s.grads);
+  ck_assert_msg(fabs(got - ref) <= 1e-12 * ref, "grad_sq_norm %.17g, reference %.17g", got, ref);
+  free(g1);
+  free(logits1);
+  run_free(&s);
+}
+END_TEST
+
+/* AdamW against a direct transcription of torch.optim.AdamW's update. */
+START_TEST(adamw_matches_reference) {
+  run_state s;
+  run_init(&s, MID);
+  const gptc_model *m = s.mod.model;
+  step(&s, (gptc_rng){1, 1, 1});
+  float *p = malloc(m->n_params * 4), *mm = calloc(m->n_params, 4), *vv = calloc(m->n_params, 4);
+  float *rp = malloc(m->n_params * 4), *rm = calloc(m->n_params, 4), *rv = calloc(m->n_params, 4);
+  memcpy(p, s.params, m->n_params * 4);
+  memcpy(rp, s.params, m->n_params * 4);
+  gptc_adamw_args a = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 0};
+  for (int t = 1; t <= 3; t++) {
+    a.t = t;
+    m->adamw(p, s.grads, mm, vv, a);
+    double bc1 = 1 - pow(0.9f, t), bc2 = 1 - pow(0.95f, t);
+    for (int i = 0; i < m->n_tensors; i++) {
+      const gptc_tensor *ts = &m->tensors[i];
+      for (size_t j = ts->offset; j < ts->offset + ts->numel; j++) {
+        double g = (double)s.grads[j] * 0.5;
+        double pj = ts->decay ? rp[j] * (1 - 1e-3 * 0.1) : rp[j];
+        rm[j] = (float)(0.9 * rm[j] + 0.1 * g);
+        rv[j] = (float)(0.95 * rv[j] + 0.05 * g * g);
+        rp[j] = (float)(pj - 1e-3 / bc1 * rm[j] / (sqrt(rv[j]) / sqrt(bc2) + 1e-8));
+      }
+    }
+  }
+  for (int i = 0; i < m->n_tensors; i++) {
+    const gptc_tensor *ts = &m->tensors[i];
+    for (size_t j = ts->offset; j < ts->offset + ts->numel; j++) {
+      ck_assert_msg(fabsf(p[j] - rp[j]) <= 1e-6f * fabsf(rp[j]) + 1e-9f, "%s: %.9g vs %.9g", ts->name, p[j], rp[j]);
+      ck_assert(fabsf(mm[j] - rm[j]) <= 1e-5f * fabsf(rm[j]) + 1e-12f);
+    }
+  }
+  /* no decay on LayerNorm weights: with a zero gradient they stay put */
+  memset(s.grads, 0, m->n_params * 4);
+  memset(mm, 0, m->n_params * 4);
+  memset(vv, 0, m->n_params * 4);
+  memcpy(p, s.params, m->n_params * 4);
+  a.t = 1;
+  m->adamw(p, s.grads, mm, vv, a);
+  for (int i = 0; i < m->n_tensors; i++) {
+    const gptc_tensor *ts = &m->tensors[i];
+    float want = ts->decay ? s.params[ts->offset] * (1 - 1e-4f) : s.params[ts->offset];
+    ck_assert_float_eq_tol(p[ts->offset], want, 1e-7f * fabsf(want) + 1e-12f);
+  }
+  free(p), free(mm), free(vv), free(rp), free(rm), free(rv);
+  run_free(&s);
+}
+END_TEST
+
+/* Random123's known-answer vectors for Philox4x32-10. */
+START_TEST(philox_known_answers) {
+  run_state s;
+  run_init(&s, MID);
+  void (*philox)(const uint32_t *, const uint32_t *, uint32_t *) =
+      (void (*)(const uint32_t *, const uint32_t *, uint32_t *))(uintptr_t)dlsym(s.mod.handle, "gptc_philox4x32_10");
+  ck_assert_ptr_nonnull(philox);
+  static const uint32_t ctr[3][4] = {
+      {0, 0, 0, 0}, {0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}, {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}};
+  static const uint32_t key[3][2] = {{0, 0}, {0xffffffff, 0xffffffff}, {0xa4093822, 0x299f31d0}};
+  static const uint32_t want[3][4] = {{0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8},
+                                      {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd},
+                                      {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}};
+  for (int i = 0; i < 3; i++) {
+    uint32_t out[4];
+    philox(ctr[i], key[i], out);
+    for (int j = 0; j < 4; j++) ck_assert_uint_eq(out[j], want[i][j]);
+  }
+  run_free(&s);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("gen");
+  TCase *tc = tcase_create("gen");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, gpt2_124m_tensors);
+  tcase_add_test(tc, untied_with_qkv_bias);
+  tcase_add_test(tc, memory_estimate);
+  tcase_add_test(tc, template_engine);
+  tcase_add_test(tc, generated_source);
+  tcase_add_test(tc, gen_command);
+  tcase_add_test(tc, jit_cache);
+  tcase_add_test(tc, compile_errors);
+  tcase_add_test(tc, thread_independence);
+  tcase_add_test(tc, adamw_matches_reference);
+  tcase_add_test(tc, philox_known_answers);
+  suite_add_tcase(s, tc);
+  return tu_main(s);
+}

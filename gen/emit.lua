@@ -9,7 +9,11 @@
 --   infer_body(cfg, opts)    a standalone source with only the inference step
 --   summary(cfg)             the readable shape summary (shapes.txt)
 -- opts.real is "float" (default) or "double" (the finite-difference build);
--- opts.vec_bytes is the host's vector width in bytes (64 for AVX-512).
+-- opts.vec_bytes is the host's vector width in bytes (64 for AVX-512);
+-- opts.mr / opts.nv override the GEMM register block (rows, vectors of
+-- columns); opts.export_kernels makes every kernel an exported symbol and
+-- opts.gemm_blocks = {MC, NC, KC, pack_rows} forces GEMM blocking and the
+-- copying of A's rows (both for tests).
 
 local shapes = require("shapes")
 local template = require("template")
@@ -44,7 +48,8 @@ local function base_env(S, opts)
     S = S, real = real, VL = VL, p = p, lit = literal(real), flit = literal("float"), shape_str = shapes.shape_str,
     -- register block: MR rows x two vectors of columns; fewer rows when the
     -- host has only 16 vector registers
-    MR = opts.mr or (vec_bytes >= 64 and 8 or 6), NV = opts.nv or 2, RSIZE = size, AB = shapes.VEC,
+    MR = opts.mr or (vec_bytes >= 64 and 8 or 6), NV = opts.nv or 2, RSIZE = size, APAD = 16,
+    ATT_ROWS = shapes.ATT_ROWS, TVEC = shapes.VEC,
     c_string = function(str) return (str:gsub('[\\"]', '\\%0'):gsub("[%c\128-\255]", function(c)
       return string.format("\\%03o", c:byte())
     end)) end,
@@ -56,11 +61,6 @@ local function base_env(S, opts)
   env.acc_list = function(i)
     local t = {}
     for v = 0, env.NV - 1 do t[#t + 1] = string.format("c%d_%d = {0}", i, v) end
-    return table.concat(t, ", ")
-  end
-  env.b_list = function()
-    local t = {}
-    for v = 0, env.NV - 1 do t[#t + 1] = "b" .. v end
     return table.concat(t, ", ")
   end
   return env
@@ -87,18 +87,39 @@ local function use(ks, tpl, k, backward)
   return e.k
 end
 
-local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc)
-  local fn = string.format("gemm_%dx%dx%d_%s%s_%s", M_, N, K, ta and "t" or "n", tb and "t" or "n", mode)
+local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi)
+  local fn = string.format("gemm_%dx%dx%d_%s%s_%s%s", M_, N, K, ta and "t" or "n", tb and "t" or "n", mode,
+    epi and ("_" .. epi) or "")
   if ks.by[fn] then return fn end
   local MR, NR = env.MR, env.NR
   local kblocks = ceil_div(K, 256)
   local k = {
-    fn = fn, M = M_, N = N, K = K, ta = ta, tb = tb, mode = mode, desc = desc,
+    fn = fn, M = M_, N = N, K = K, ta = ta, tb = tb, mode = mode, desc = desc, epi = epi,
     lda = ta and M_ or K, ldb = tb and K or N,
     KC = ceil_div(K, kblocks),
-    MC = math.min(round_up(M_, MR), 16 * MR),
-    NC = math.min(round_up(N, NR), 8 * NR),
   }
+  -- C tiles up to 256 x 256, split until there are at least 8 (so two or
+  -- more threads share the work evenly), larger side first. With B^T the
+  -- packing transposes B once per row block, so those keep all rows (up
+  -- to 1024) in one block and split the columns.
+  local MC, NC = math.min(round_up(M_, MR), 256), math.min(round_up(N, NR), 256)
+  local min_tiles = 8
+  if tb then
+    MC = math.min(round_up(M_, MR), 1024)
+    min_tiles = 4
+  end
+  while ceil_div(M_, MC) * ceil_div(N, NC) < min_tiles do
+    if not tb and MC >= NC and MC > 4 * MR then
+      MC = round_up(MC // 2, MR)
+    elseif NC > 2 * NR then
+      NC = round_up(NC // 2, NR)
+    elseif MC > 2 * MR then
+      MC = round_up(MC // 2, MR)
+    else
+      break
+    end
+  end
+  k.MC, k.NC = MC, NC
   -- tests force tiny blocks so small shapes take every multi-block path
   local force = env.gemm_blocks
   if force then
@@ -107,8 +128,26 @@ local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc)
     k.NC = math.min(round_up(N, NR), round_up(force.NC, NR))
   end
   k.MT, k.NT = ceil_div(M_, k.MC), ceil_div(N, k.NC)
+  -- rows of A read in place map to 64 / gcd(64, lda * size / 64) of the 64
+  -- L1 sets; with fewer than MR sets the strip's rows evict each other
+  if not ta then
+    local lines = k.lda * env.RSIZE / 64
+    local g = 64
+    if lines == math.floor(lines) then
+      local a, b = 64, math.floor(lines)
+      while b ~= 0 do a, b = b, a % b end
+      g = a
+    else
+      g = 1
+    end
+    k.pack_rows = 64 // g < MR
+    if force and force.pack_rows ~= nil then k.pack_rows = force.pack_rows end
+  end
   use(ks, "gemm.c", k, false)
-  ks.pack_a = math.max(ks.pack_a or 0, round_up(k.MC, MR) * k.KC)
+  -- packed A: the A^T strips of a block, the rows of a block (stride KC +
+  -- APAD) when they are copied, or else one edge strip; B: a block's panels
+  local a_size = ta and round_up(k.MC, MR) * k.KC or (k.pack_rows and round_up(k.MC, MR) or MR) * (k.KC + env.APAD)
+  ks.pack_a = math.max(ks.pack_a or 0, a_size)
   ks.pack_b = math.max(ks.pack_b or 0, round_up(k.NC, NR) * k.KC)
   return fn
 end
@@ -166,6 +205,17 @@ local function site_expr(op)
   return string.format("(uint32_t)(%d + 3 * l)", op.site)
 end
 
+-- The gradient of the logits is computed in their buffer.
+local function gname(g) return g == "logits" and "dlogits" or g end
+
+-- How a buffer reference reads in comments.
+local function ref_name(ref)
+  local name = type(ref) == "table" and ref.buf or ref
+  if name == "layer_in" then return "x_in" end
+  if name == "last_out" then return "res3[L-1]" end
+  return name
+end
+
 local function comment_shape(S, lay, ref)
   local name = type(ref) == "table" and ref.buf or ref
   if name == "layer_in" or name == "last_out" then name = "res3" end
@@ -188,21 +238,27 @@ local function forward_call(S, env, ks, P, op, train, in_layer)
   elseif op.kind == "layernorm" then
     k = use(ks, "layernorm.c", { fn = string.format("layernorm_%dx%d", op.N, op.C), N = op.N, C = op.C,
       CW = math.min(env.VL, op.C) }, train)
-    line("/* %s %s = LayerNorm(%s) */", op.out.buf, comment_shape(S, P.layout, op.out), op.inp.buf)
+    line("/* %s %s = LayerNorm(%s) */", op.out.buf, comment_shape(S, P.layout, op.out), ref_name(op.inp))
     line("%s_forward(%s, %s, %s, %s, %s, %s);", k.fn, P.act(op.out), P.act(op.mean), P.act(op.rstd),
       P.act(op.inp), P.param(op.w, in_layer), P.param(op.b, in_layer))
   elseif op.kind == "matmul" then
     local mode = op.bias and "bias" or "set"
+    local r = op.residual
     local fn = gemm_instance(ks, env, op.M, op.N, op.K, false, op.wt, mode,
-      string.format("%s forward", op.w))
-    line("/* %s %s = %s . %s%s%s */", op.out.buf, comment_shape(S, P.layout, op.out), op.inp.buf, op.w,
-      op.wt and "^T" or "", op.bias and (" + " .. op.bias) or "")
-    line("%s(%s, %s, %s, %s);", fn, P.act(op.out), P.act(op.inp), P.param(op.w, in_layer),
-      op.bias and P.param(op.bias, in_layer) or "NULL")
+      string.format("%s forward", op.w), op.gelu_out and "gelu" or r and "residual")
+    line("/* %s %s = %s%s . %s%s%s%s */", op.out.buf, comment_shape(S, P.layout, op.out),
+      r and (ref_name(r.x) .. " + dropout(") or "", op.inp.buf, op.w, op.wt and "^T" or "",
+      op.bias and (" + " .. op.bias) or "", r and ") (residual fused)" or
+      op.gelu_out and string.format("; %s = GELU(%s), fused", op.gelu_out.buf, op.out.buf) or "")
+    local extra = op.gelu_out and (", " .. P.act(op.gelu_out)) or
+        r and string.format(", %s, rng, %s", P.act(r.x), site_expr(r)) or ""
+    line("%s(%s, %s, %s, %s%s);", fn, P.act(op.out), P.act(op.inp), P.param(op.w, in_layer),
+      op.bias and P.param(op.bias, in_layer) or "NULL", extra)
   elseif op.kind == "attention" then
-    local S_, Tp = shapes.att_scratch(d, op.T)
+    local S_, Tp, TS = shapes.att_scratch(d, op.T)
     k = use(ks, "attention.c", { fn = string.format("attention_%dx%d%s", op.B, op.T, op.att and "" or "_nostore"),
-      B = op.B, T = op.T, H = op.H, hd = op.hd, C = d.C, store = op.att ~= nil, S = S_, Tp = Tp }, train)
+      B = op.B, T = op.T, H = op.H, hd = op.hd, C = d.C, store = op.att ~= nil, S = S_, Tp = Tp, TS = TS,
+      S2 = shapes.att_grad_scratch(d, op.T) }, train)
     line("/* %s %s = causal attention over qkv%s */", op.out.buf, comment_shape(S, P.layout, op.out),
       op.att and (", weights in att " .. comment_shape(S, P.layout, op.att)) or "")
     line("%s_forward(%s, %s, %s, %s, rng, %s);", k.fn, P.act(op.out), op.att and P.act(op.att) or "NULL",
@@ -210,11 +266,17 @@ local function forward_call(S, env, ks, P, op, train, in_layer)
   elseif op.kind == "residual" then
     k = use(ks, "residual.c", { fn = string.format("residual_%d", op.N), N = op.N, shape = op.shape,
       CH = math.min(4096, round_up(op.N, 4)) }, train)
-    line("/* %s %s = %s + dropout(%s) */", op.out.buf, comment_shape(S, P.layout, op.out),
-      op.x.buf == "layer_in" and "x_in" or op.x.buf, op.out.buf)
+    -- fused into the projection before it (the kernel stays for the backward
+    -- and, exported, for the per-op tests)
+    if not op.fused or env.export_kernels then k.forward_used = true end
+    if op.fused then return out end
+    line("/* %s %s = %s + dropout(%s) */", op.out.buf, comment_shape(S, P.layout, op.out), ref_name(op.x), op.out.buf)
     line("%s_forward(%s, %s, rng, %s);", k.fn, P.act(op.out), P.act(op.x), site_expr(op))
   elseif op.kind == "gelu" then
+    -- fused into the matmul before it (kept as a kernel for the per-op tests)
+    if op.fused and not env.export_kernels then return out end
     k = use(ks, "gelu.c", { fn = string.format("gelu_%d", op.N), N = op.N, CH = math.min(4096, op.N) }, train)
+    if op.fused then return out end
     line("/* %s %s = GELU(%s) */", op.out.buf, comment_shape(S, P.layout, op.out), op.inp.buf)
     line("%s_forward(%s, %s);", k.fn, P.act(op.out), P.act(op.inp))
   elseif op.kind == "loss" then
@@ -243,7 +305,8 @@ local function backward_call(S, env, ks, P, op, in_layer)
     local seen = false
     for _, a in ipairs(k.bwd) do seen = seen or a == op.dinp_acc end
     if not seen then k.bwd[#k.bwd + 1] = op.dinp_acc end
-    line("/* %s %s d%s; d%s, d%s += */", op.inp.grad, op.dinp_acc and "+=" or "=", op.inp.buf, op.w, op.b)
+    line("/* %s %s %s LayerNorm backward of %s; d%s, d%s += */", op.inp.grad, comment_shape(S, P.layout, op.inp.grad),
+      op.dinp_acc and "+=" or "=", ref_name(op.inp), op.w, op.b)
     line("%s_backward%s(%s, %s, %s, %s, %s, %s, %s, %s);", k.fn, op.dinp_acc and "_acc" or "",
       P.dact(op.inp.grad), P.grad(op.w, in_layer), P.grad(op.b, in_layer), P.dact(op.out.grad), P.act(op.inp),
       P.act(op.mean), P.act(op.rstd), P.param(op.w, in_layer))
@@ -254,39 +317,44 @@ local function backward_call(S, env, ks, P, op, in_layer)
       -- W (N, K): dx (M, K) = dy (M, N) . W; dW (N, K) += dy^T . x
       dx = gemm_instance(ks, env, M_, K, N, false, false, "set", op.w .. " backward, input gradient")
       dw = gemm_instance(ks, env, N, K, M_, true, false, "acc", op.w .. " backward, weight gradient")
-      line("/* d%s = d%s . %s; d%s += d%s^T . %s */", op.inp.buf, op.out.buf, op.w, op.w, op.out.buf, op.inp.buf)
+      line("/* %s %s = %s . %s; d%s += %s^T . %s */", op.inp.grad, comment_shape(S, P.layout, op.inp.grad),
+        gname(op.out.grad), op.w, op.w, gname(op.out.grad), op.inp.buf)
       line("%s(%s, %s, %s, NULL);", dx, P.dact(op.inp.grad), P.dact(op.out.grad), P.param(op.w, in_layer))
       line("%s(%s, %s, %s, NULL);", dw, P.grad(op.w, in_layer), P.dact(op.out.grad), P.act(op.inp))
     else
       -- W (K, N): dx (M, K) = dy (M, N) . W^T; dW (K, N) += x^T . dy
-      dx = gemm_instance(ks, env, M_, K, N, false, true, "set", op.w .. " backward, input gradient")
-      dw = gemm_instance(ks, env, K, N, M_, true, false, "acc", op.w .. " backward, weight gradient")
-      line("/* d%s = d%s . %s^T; d%s += %s^T . d%s */", op.inp.buf, op.out.buf, op.w, op.w, op.inp.buf, op.out.buf)
-      line("%s(%s, %s, %s, NULL);", dx, P.dact(op.inp.grad), P.dact(op.out.grad), P.param(op.w, in_layer))
-      line("%s(%s, %s, %s, NULL);", dw, P.grad(op.w, in_layer), P.act(op.inp), P.dact(op.out.grad))
+      local g = op.gelu_grad_of
+      dx = gemm_instance(ks, env, M_, K, N, false, true, "set", op.w .. " backward, input gradient",
+        g and "gelu_grad")
+      dw = gemm_instance(ks, env, K, N, M_, true, false, "acc", op.w .. " backward, weight gradient",
+        op.bias and "colsum")
+      line("/* %s %s = %s . %s^T%s; d%s += %s^T . %s%s */", op.inp.grad, comment_shape(S, P.layout, op.inp.grad),
+        op.out.grad, op.w, g and string.format(", times GELU'(%s) (fused)", g.buf) or "", op.w, op.inp.buf,
+        op.out.grad, op.bias and string.format("; d%s += column sums of %s (fused)", op.bias, op.out.grad) or "")
+      line("%s(%s, %s, %s, NULL%s);", dx, P.dact(op.inp.grad), P.dact(op.out.grad), P.param(op.w, in_layer),
+        g and (", " .. P.act(g)) or "")
+      line("%s(%s, %s, %s, NULL%s);", dw, P.grad(op.w, in_layer), P.act(op.inp), P.dact(op.out.grad),
+        op.bias and (", " .. P.grad(op.bias, in_layer)) or "")
     end
-    if op.bias then
-      local fn = string.format("colsum_%dx%d", M_, N)
-      use(ks, "colsum.c", { fn = fn, M = M_, N = N, CW = math.min(env.VL, N) }, false)
-      line("%s(%s, %s); /* d%s += column sums of d%s */", fn, P.grad(op.bias, in_layer), P.dact(op.out.grad),
-        op.bias, op.out.buf)
-    end
+    assert(not (op.bias and op.wt), "emit: a bias on a transposed-weight matmul has no kernel")
   elseif op.kind == "attention" then
     local k = inst(string.format("attention_%dx%d", op.B, op.T))
-    line("/* dqkv = attention backward of datty */")
+    line("/* dqkv %s = attention backward of datty */", comment_shape(S, P.layout, op.qkv.grad))
     line("%s_backward(%s, %s, %s, %s, %s, rng, %s);", k.fn, P.dact(op.qkv.grad), P.dact(op.out.grad), P.act(op.qkv),
       P.act(op.att), P.dact(op.scratch.grad), site_expr(op))
   elseif op.kind == "residual" then
     local k = inst(string.format("residual_%d", op.N))
-    line("/* %s = dropout'(%s); the skip path keeps %s */", op.branch, op.out.grad, op.out.grad)
+    line("/* %s %s = dropout'(%s); the skip path keeps %s */", op.branch, comment_shape(S, P.layout, op.branch),
+      op.out.grad, op.out.grad)
     line("%s_backward(%s, %s, rng, %s);", k.fn, P.dact(op.branch), P.dact(op.out.grad), site_expr(op))
   elseif op.kind == "gelu" then
+    if op.fused then return out end
     local k = inst(string.format("gelu_%d", op.N))
-    line("/* d%s *= GELU'(%s) */", op.inp.buf, op.inp.buf)
+    line("/* %s %s *= GELU'(%s) */", op.inp.grad, comment_shape(S, P.layout, op.inp.grad), op.inp.buf)
     line("%s_backward(%s, %s);", k.fn, P.dact(op.inp.grad), P.act(op.inp))
   elseif op.kind == "loss" then
     local k = inst(string.format("crossentropy_%dx%d", op.M, op.V))
-    line("/* logits (B, T, V) -> dlogits, in place */")
+    line("/* logits %s -> dlogits, in place */", comment_shape(S, P.layout, op.logits))
     line("%s_backward(%s, %s, targets, loss_scale);", k.fn, P.act(op.logits), P.act(op.lse))
   end
   return out
@@ -299,12 +367,38 @@ local function indent(lines, n)
   return table.concat(r, "\n")
 end
 
+-- Elementwise ops fuse into the matmuls around them: a residual add into the
+-- epilogue of the projection before it (forward only: its backward feeds
+-- three kernels); GELU's forward into the epilogue of the matmul that
+-- produces its input, its backward into the epilogue of the input-gradient
+-- matmul of the op that consumes its output.
+local function mark_fusions(ops)
+  -- a residual add follows the projection that writes its branch in place
+  for i = 1, #ops - 1 do
+    local a, r = ops[i], ops[i + 1]
+    if a.kind == "matmul" and r.kind == "residual" and r.out.buf == a.out.buf then
+      a.residual = r
+      r.fused = true
+    end
+  end
+  for i = 1, #ops - 1 do
+    local a, g, c = ops[i], ops[i + 1], ops[i + 2]
+    if a.kind == "matmul" and g.kind == "gelu" and g.inp.buf == a.out.buf and c and c.kind == "matmul" and
+        c.inp.buf == g.out.buf and not c.wt then
+      a.gelu_out = g.out
+      c.gelu_grad_of = g.inp
+      g.fused = true
+    end
+  end
+end
+
 -- Renders the forward (and for training the backward) pass bodies.
 local function passes(S, env, ks)
   local d = S.dims
   local res = {}
   for _, mode in ipairs({ "train", "eval" }) do
     local prog = mode == "train" and S.train or S.eval
+    mark_fusions(prog.layer)
     local P = pointers(S, mode)
     local train = mode == "train"
     local f = { pre = {}, layer = {}, post = {} }
@@ -325,9 +419,11 @@ local function passes(S, env, ks)
       res.backward = { pre = indent(b.pre, 2), layer = indent(b.layer, 4), post = indent(b.post, 2) }
     end
     res[mode].acts_stride = P.layout.by.ln1.stride
+    -- layer l reads the previous layer's res3: la + (res3 offset - stride)
+    local back = P.layout.by.res3.stride - P.layout.by.res3.offset
     res[mode].x_in = train
-        and string.format("l == 0 ? acts + %d : la - %d + %d", P.layout.by.encoded.offset, P.layout.by.res3.stride,
-          P.layout.by.res3.offset)
+        and string.format("l == 0 ? acts + %d : la%s", P.layout.by.encoded.offset,
+          back == 0 and "" or string.format(" %s %d", back > 0 and "-" or "+", math.abs(back)))
         or string.format("acts + %d", P.layout.by.res3.offset)
   end
   return res
@@ -390,7 +486,6 @@ function M.body(cfg, opts)
   env.pass = pass
   env.sizes = shapes.sizes(S)
   env.version = gptc.version
-  env.cfg = cfg
   parts[#parts + 1] = render("model.c", env)
   return table.concat(parts, "\n")
 end
@@ -408,6 +503,8 @@ function M.header(cfg, hash, opts)
   opts = opts or {}
   local S = shapes.derive(cfg)
   local d = S.dims
+  -- the name sits in a C comment: keep it from closing the comment
+  local name = cfg.name:gsub("%*/", "* /")
   return string.format([[
 /* gptc model "%s": generated by gptc %s; do not edit, regenerate with `gptc gen`.
  * V=%d C=%d H=%d head_dim=%d L=%d context_length=%d qkv_bias=%s tie_embeddings=%s drop_rate=%g
@@ -415,7 +512,7 @@ function M.header(cfg, hash, opts)
  * content hash (SHA-256 of the source below this header):
  *   %s */
 #define GPTC_SOURCE_HASH "%s"
-]], cfg.name, gptc.version, d.V, d.C, d.H, d.hd, d.L, d.ctx, tostring(cfg.qkv_bias), tostring(cfg.tie_embeddings),
+]], name, gptc.version, d.V, d.C, d.H, d.hd, d.L, d.ctx, tostring(cfg.qkv_bias), tostring(cfg.tie_embeddings),
     d.p, d.B, d.T, d.eval_B, d.eval_T, S.n_params_real, opts.real or "float", hash, hash)
 end
 

@@ -150,16 +150,32 @@ local function tail_specs(d, B, T)
   }
 end
 
--- Attention scratch of one (b, h) task: K or V transposed (hd, Tp), two rows
--- of weights and one row of dropout words (Tp + 128), Tp = T rounded up to VEC.
-M.VEC = 16
+-- Attention works on one (b, h) at a time, in blocks of up to ATT_ROWS query
+-- or key rows, with K or V transposed (hd, Tp) and Tp = T rounded up to VEC
+-- (a multiple of every register-block width). The forward's scratch: the
+-- transpose, two (ATT_ROWS, Tp) blocks of weights, two (ATT_ROWS, hd) edge
+-- tiles, and one row of dropout words (Tp + 128).
+-- The transpose's rows are Tp + 16 apart: with a power-of-two-ish stride the
+-- hd rows would fall into a few cache sets.
+M.VEC, M.ATT_ROWS = 32, 8
 function M.att_scratch(d, T)
   local Tp = (T + M.VEC - 1) // M.VEC * M.VEC
-  return align((d.hd + 3) * Tp + 128), Tp
+  local R = M.ATT_ROWS
+  return align(d.hd * (Tp + 16) + 2 * R * Tp + 2 * R * d.hd + Tp + 128), Tp, Tp + 16
 end
 
-local function place_att_scratch(lay, d, B, T)
-  place(lay, "att_scratch", { { "B", B }, { "H", d.H }, { "S", (M.att_scratch(d, T)) } })
+-- The backward's: the transpose, the weight gradients and the weights after
+-- dropout (T, Tp) each, a (ATT_ROWS, Tp) block, the edge tiles, and the
+-- dropout words.
+function M.att_grad_scratch(d, T)
+  local _, Tp = M.att_scratch(d, T)
+  local R = M.ATT_ROWS
+  return align(d.hd * (Tp + 16) + 2 * T * Tp + R * Tp + 2 * R * d.hd + Tp + 128)
+end
+
+local function place_att_scratch(lay, d, B, T, grad)
+  local S = grad and M.att_grad_scratch(d, T) or (M.att_scratch(d, T))
+  place(lay, "att_scratch", { { "B", B }, { "H", d.H }, { "S", S } })
 end
 
 -- Training activations: everything the backward pass reads, per layer.
@@ -199,7 +215,7 @@ local function grad_acts(d)
   place(lay, "datty", { Bs, Ts, Cs })
   place(lay, "dfch", { Bs, Ts, { "4C", 4 * d.C } })
   place(lay, "dproj", { Bs, Ts, Cs })
-  place_att_scratch(lay, d, d.B, d.T)
+  place_att_scratch(lay, d, d.B, d.T, true)
   return lay
 end
 

@@ -14,6 +14,7 @@ static const cli_opt cmd_eval_opts[] = {
     {"--ckpt", "CKPT", "checkpoint (.safetensors) to evaluate (required)"},
     {"--text", "FILE", "UTF-8 text to evaluate on (required)"},
     {"--threads", "N", "CPU threads (default: all cores)"},
+    {"--device", "NAME", "cpu (default), cuda, or auto (cuda when a usable GPU is present)"},
     {NULL, NULL, NULL},
 };
 
@@ -23,7 +24,7 @@ static const cli_spec cmd_eval_spec = {
     "i = 0, T, 2T, ... while i < len - T (T = context_length); the last line is `loss <value>`.",
     cmd_eval_opts, 0};
 
-static int cmd_eval_run(const char *ckpt, const char *text_path) {
+static int cmd_eval_run(const char *ckpt, const char *text_path, const char *device) {
   char *text;
   size_t len;
   if (util_read_file(text_path, &text, &len)) return -1;
@@ -37,17 +38,16 @@ static int cmd_eval_run(const char *ckpt, const char *text_path) {
     return util_err("%s: invalid UTF-8 at byte offset %ld", text_path, bad);
   }
   train_loaded l;
-  if (train_load_ckpt(ckpt, &l)) {
+  if (train_open_ckpt(ckpt, device, &l)) {
     free(text);
     return -1;
   }
   int32_t *ids = NULL;
   size_t n = 0;
   int rc = -1;
-  float *acts = NULL;
   int32_t *in = NULL, *tg = NULL;
   if (tok_encode(l.tok, text, len, 1, &ids, &n)) goto out;
-  const gptc_model *m = l.mod.model;
+  backend *m = l.be;
   int B = m->eval_B, T = m->eval_T;
   if (n <= (size_t)T) {
     util_err("%s: %zu tokens is too short for one window of context_length %d + 1", text_path, n, T);
@@ -55,10 +55,9 @@ static int cmd_eval_run(const char *ckpt, const char *text_path) {
   }
   /* windows start at i = kT while kT < n - T: k < ceil((n - T) / T) = floor((n - 1) / T) */
   size_t n_windows = (n - 1) / (size_t)T;
-  acts = util_malloc(m->n_eval_acts * sizeof(float), "evaluation activations");
   in = util_malloc((size_t)B * T * sizeof(int32_t), "input batch");
   tg = util_malloc((size_t)B * T * sizeof(int32_t), "target batch");
-  if (!acts || !in || !tg) goto out;
+  if (!in || !tg || m->ops->alloc(m, BACKEND_EVAL)) goto out;
   double sum = 0, count = 0;
   for (size_t w0 = 0; w0 < n_windows; w0 += (size_t)B) {
     size_t valid = 0;
@@ -75,7 +74,8 @@ static int cmd_eval_run(const char *ckpt, const char *text_path) {
         }
       }
     }
-    float loss = m->forward_eval(l.params, acts, in, tg);
+    float loss;
+    if (m->ops->forward_eval(m, in, tg, &loss)) goto out;
     sum += (double)loss * (double)valid;
     count += (double)valid;
   }
@@ -86,7 +86,6 @@ static int cmd_eval_run(const char *ckpt, const char *text_path) {
 out:
   free(text);
   free(ids);
-  free(acts);
   free(in);
   free(tg);
   train_loaded_free(&l);
@@ -103,5 +102,8 @@ int cmd_eval(int argc, char **argv) {
   long threads = 0;
   if (cli_int(&a, "--threads", 1, 4096, &threads)) return 2;
   if (threads) cpu_set_threads((int)threads);
-  return cmd_eval_run(ckpt, text) ? cli_fail() : 0;
+  const char *device = cli_get(&a, "--device");
+  if (device && strcmp(device, "cpu") && strcmp(device, "cuda") && strcmp(device, "auto"))
+    return cli_usage_err(&a, "option '--device' must be cpu, cuda or auto (got '%s')", device);
+  return cmd_eval_run(ckpt, text, device) ? cli_fail() : 0;
 }

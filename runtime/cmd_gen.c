@@ -17,13 +17,13 @@
 static const cli_opt cmd_gen_opts[] = {
     {"--config", "FILE", "model config (.lua); required"},
     {"--out", "DIR", "output directory (created); required; -o DIR is the same"},
-    {"--device", "NAME", "target device: cpu (default)"},
+    {"--device", "NAME", "target device: cpu (default) or cuda (writes DIR/model.cu)"},
     {"--vocab-size", "N", "vocabulary size for char/word configs (default: derived from the config's text)"},
     {NULL, NULL, NULL},
 };
 
 static const cli_spec cmd_gen_spec = {
-    "gptc gen --config FILE -o DIR [--device cpu] [--vocab-size N]",
+    "gptc gen --config FILE -o DIR [--device cpu|cuda] [--vocab-size N]",
     "Derives every shape of the config's model and writes DIR/model.c, the shape-specialized\n"
     "source that gptc compiles for training (forward, backward, AdamW, evaluation, KV-cache\n"
     "inference), and DIR/shapes.txt, every parameter tensor and activation buffer with its shape\n"
@@ -105,7 +105,7 @@ int cmd_gen(int argc, char **argv) {
     return cli_fail();
   }
   char p1[4200], p2[4200];
-  snprintf(p1, sizeof p1, "%s/model.c", outdir);
+  snprintf(p1, sizeof p1, "%s/model.%s", outdir, strcmp(device, "cuda") ? "c" : "cu");
   snprintf(p2, sizeof p2, "%s/shapes.txt", outdir);
   int rc = util_mkdir_p(outdir);
   if (rc) util_err("output directory %s: %s", outdir, util_errmsg());

@@ -17,6 +17,7 @@ static const cli_opt cmd_sample_opts[] = {
     {"--top-k", "K", "sample among the K most likely tokens; 0 = all (default 200)"},
     {"--seed", "S", "sampling seed (default 1337): same seed, same text"},
     {"--threads", "N", "CPU threads (default: all cores)"},
+    {"--device", "NAME", "cpu (default), cuda, or auto (cuda when a usable GPU is present)"},
     {NULL, NULL, NULL},
 };
 
@@ -44,15 +45,15 @@ typedef struct {
   uint64_t seed;
 } cmd_sample_args;
 
-static int cmd_sample_run(const char *ckpt, const char *prompt, const cmd_sample_args *sa) {
+static int cmd_sample_run(const char *ckpt, const char *prompt, const cmd_sample_args *sa, const char *device) {
   train_loaded l;
-  if (train_load_ckpt(ckpt, &l)) return -1;
-  const gptc_model *m = l.mod.model;
+  if (train_open_ckpt(ckpt, device, &l)) return -1;
+  backend *m = l.be;
   int V = m->vocab_size, ctx = m->context_length, eot = tok_eot(l.tok);
   int rc = -1;
   int32_t *ids = NULL, *seq = NULL;
   size_t n_prompt = 0;
-  float *kv = NULL, *scratch = NULL, *logits = NULL;
+  float *logits = NULL;
   double *work = NULL;
   char *text = NULL;
   if (prompt && *prompt) {
@@ -69,17 +70,16 @@ static int cmd_sample_run(const char *ckpt, const char *prompt, const cmd_sample
   }
   size_t cap = n_prompt + (size_t)sa->tokens;
   seq = util_malloc(cap * sizeof(int32_t), "token sequence");
-  kv = util_malloc(m->n_kv * sizeof(float), "KV cache");
-  scratch = util_malloc((m->n_infer_scratch ? m->n_infer_scratch : 1) * sizeof(float), "inference scratch");
   logits = util_malloc((size_t)V * sizeof(float), "logits");
   work = util_malloc((size_t)V * sizeof(double), "sampling buffer");
-  if (!seq || !kv || !scratch || !logits || !work) goto out;
+  if (!seq || !logits || !work || m->ops->alloc(m, BACKEND_INFER)) goto out;
   memcpy(seq, ids, n_prompt * sizeof(int32_t));
   size_t n = n_prompt;
   /* the prompt's tail that fits the context feeds the cache */
   size_t start = n > (size_t)ctx ? n - (size_t)ctx : 0;
   int pos = 0;
-  for (size_t i = start; i < n; i++) m->infer(l.params, kv, scratch, seq[i], pos++, logits);
+  for (size_t i = start; i < n; i++)
+    if (m->ops->infer(m, seq[i], pos++, logits)) goto out;
   int skip_prompt_text = !(prompt && *prompt); /* the synthetic start token is not echoed */
   size_t printed = 0, gen_start = skip_prompt_text ? n_prompt : 0;
   if (!skip_prompt_text) {
@@ -112,9 +112,10 @@ static int cmd_sample_run(const char *ckpt, const char *prompt, const cmd_sample
       /* context full: keep the newer half and rebuild the cache from it */
       int keep = ctx / 2;
       pos = 0;
-      for (size_t i = n - (size_t)keep; i < n - 1; i++) m->infer(l.params, kv, scratch, seq[i], pos++, logits);
+      for (size_t i = n - (size_t)keep; i < n - 1; i++)
+        if (m->ops->infer(m, seq[i], pos++, logits)) goto out;
     }
-    m->infer(l.params, kv, scratch, next, pos++, logits);
+    if (m->ops->infer(m, next, pos++, logits)) goto out;
   }
   {
     size_t tl;
@@ -126,8 +127,6 @@ static int cmd_sample_run(const char *ckpt, const char *prompt, const cmd_sample
 out:
   free(ids);
   free(seq);
-  free(kv);
-  free(scratch);
   free(logits);
   free(work);
   free(text);
@@ -153,5 +152,8 @@ int cmd_sample(int argc, char **argv) {
   long threads = 0;
   if (cli_int(&a, "--threads", 1, 4096, &threads)) return 2;
   if (threads) cpu_set_threads((int)threads);
-  return cmd_sample_run(ckpt, cli_get(&a, "--prompt"), &sa) ? cli_fail() : 0;
+  const char *device = cli_get(&a, "--device");
+  if (device && strcmp(device, "cpu") && strcmp(device, "cuda") && strcmp(device, "auto"))
+    return cli_usage_err(&a, "option '--device' must be cpu, cuda or auto (got '%s')", device);
+  return cmd_sample_run(ckpt, cli_get(&a, "--prompt"), &sa, device) ? cli_fail() : 0;
 }

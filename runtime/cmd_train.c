@@ -1,5 +1,6 @@
 /* cmd_train: `gptc train`. */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 #include "cmds.h"
@@ -13,14 +14,16 @@ static const cli_opt cmd_train_opts[] = {
     {"--init", "CKPT", "start from a checkpoint's weights with a fresh optimizer (fine-tuning)"},
     {"--steps", "N", "stop after step N (the learning-rate schedule still spans train.steps)"},
     {"--threads", "N", "CPU threads (default: all cores)"},
+    {"--device", "NAME", "cpu (default), cuda, or auto (cuda when a usable GPU is present)"},
     {"--quiet", NULL, "no progress output"},
     {NULL, NULL, NULL},
 };
 
 static const cli_spec cmd_train_spec = {
     "gptc train --config FILE [options]",
-    "Trains the config's model on the CPU: generates and compiles its shape-specialized kernels (cached),\n"
-    "tokenizes the text (cached), then runs AdamW with warmup + cosine decay, evaluating on the val split\n"
+    "Trains the config's model on the CPU (or a GPU: --device cuda): generates and compiles its shape-\n"
+    "specialized kernels (cached), tokenizes the text (cached), then runs AdamW with warmup + cosine decay,\n"
+    "evaluating on the val split\n"
     "every train.eval_interval steps and saving last.safetensors (with AdamW moments) and best.safetensors.\n"
     "Ctrl-C finishes the current step, saves, and exits 0.",
     cmd_train_opts, 0};
@@ -37,6 +40,9 @@ int cmd_train(int argc, char **argv) {
   o.resume = cli_has(&a, "--resume");
   o.init_ckpt = cli_get(&a, "--init");
   o.quiet = cli_has(&a, "--quiet");
+  o.device = cli_get(&a, "--device");
+  if (o.device && strcmp(o.device, "cpu") && strcmp(o.device, "cuda") && strcmp(o.device, "auto"))
+    return cli_usage_err(&a, "option '--device' must be cpu, cuda or auto (got '%s')", o.device);
   long v = 0;
   if (cli_int(&a, "--steps", 1, 1000000000, &v)) return 2;
   o.steps = v;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda.h"
 #include "lx.h"
 #include "util.h"
 
@@ -96,9 +97,8 @@ int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, ch
   *src = NULL;
   *len = 0;
   if (strcmp(device, "cpu") != 0) {
-    if (!strcmp(device, "cuda"))
-      return util_err("device 'cuda': the CUDA backend is not available in this build (use --device cpu)");
-    return util_err("device '%s' is not known (use cpu)", device);
+    if (!strcmp(device, "cuda")) return cuda_gen_source(cfg, NULL, src, len, hash);
+    return util_err("device '%s' is not known (use cpu or cuda)", device);
   }
   lua_State *L = lx_new();
   if (!L) return -1;

@@ -19,6 +19,7 @@ static const main_cmd main_cmds[] = {
     {"data", cmd_data, "tokenize a config's text and print the data summary and first batch"},
     {"tokenize", cmd_tokenize, "encode text to token ids, or decode ids (--decode)"},
     {"import", cmd_import, "convert a Hugging Face GPT-2 directory to a gptc checkpoint"},
+    {"export", cmd_export, "write a checkpoint as one self-contained executable that generates text"},
     {"export-hf", cmd_export_hf, "write a checkpoint as a Hugging Face GPT-2 directory"},
     {"help", cmd_help, "help on a command, or `gptc help config` for every config field"},
     {NULL, NULL, NULL},

@@ -1,10 +1,16 @@
 /* sample: next-token choice from logits (greedy, temperature, top-k) with a
- * seeded generator, shared by `gptc sample` and exported executables so both
- * give the same text for the same seed. */
+ * seeded generator, and the generation loop around it, shared by `gptc
+ * sample` and exported executables so both give the same text for the same
+ * seed. Nothing here needs the compiled-model ABI (model.h): an exported
+ * executable compiles this file next to the generated inference code. */
 #ifndef GPTC_SAMPLE_H
 #define GPTC_SAMPLE_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include "tok.h"
 
 typedef struct {
   uint64_t s;
@@ -17,5 +23,43 @@ double sample_uniform(sample_rng *r);
 /* temperature 0 -> argmax (lowest id among ties); top_k 0 -> all tokens.
  * `work` holds V doubles. */
 int sample_next(const float *logits, int V, double temperature, int top_k, sample_rng *r, double *work);
+
+/* ---- generation ------------------------------------------------------------ */
+
+typedef struct {
+  int tokens;         /* tokens to generate; stops early at <|endoftext|> */
+  int top_k;          /* 0 = all tokens */
+  double temperature; /* 0 = greedy */
+  uint64_t seed;
+} sample_opts;
+
+/* The defaults of `gptc sample` and of exported executables. */
+#define SAMPLE_OPTS_DEFAULT {300, 200, 0.8, 1337}
+
+/* Batch-1 KV-cache step: feeds `token` at `pos` (positions < pos are
+ * cached) and writes the (V) logits; 0, or -1 with util_err (a device
+ * error). `ctx` is the caller's model: a backend, or an exported
+ * executable's weights, KV cache and scratch. */
+typedef int (*sample_infer_fn)(void *ctx, int token, int pos, float *logits);
+
+typedef struct {
+  sample_infer_fn infer;
+  void *ctx;
+  int vocab_size, context_length;
+} sample_model;
+
+/* The token ids generation starts from: the encoded prompt (special tokens
+ * allowed), or for an empty/NULL prompt one start token: <|endoftext|>,
+ * else a newline (char models), else id 0. *ids is malloc'ed. */
+int sample_prompt_ids(tok_t *tok, const char *prompt, int32_t **ids, size_t *n);
+
+/* Generates o->tokens tokens after `prompt` and streams the text to `out`:
+ * the prompt itself first (the synthetic start token is not echoed), then
+ * the continuation as it is produced, never splitting a UTF-8 character,
+ * then a newline. The prompt's tail that fits the context feeds the cache;
+ * when the context is full the oldest half is dropped and the cache rebuilt
+ * from the newer half. -1 with util_err on a tokenizer, inference, memory
+ * or write error. */
+int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const sample_opts *o, FILE *out);
 
 #endif

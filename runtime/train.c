@@ -2,7 +2,7 @@
  *
  * One optimizer step = grad_accum micro-batches of (B, T) through the
  * generated forward/backward, then global-norm clipping and the generated
- * AdamW. Everything that decides a step's numbers (weights, moments, step,
+ * AdamW, on the backend the run chose (backend.h). Everything that decides a step's numbers (weights, moments, step,
  * the global micro-batch index that picks the batch and keys dropout) is in
  * the checkpoint, so a resumed run is bit-identical to a straight one. */
 #include "train.h"
@@ -33,9 +33,13 @@ double train_lr(const cfg_train *t, long step) {
 }
 
 void train_init_params(const gptc_model *m, float *params, uint64_t seed) {
-  memset(params, 0, m->n_params * sizeof(float));
-  for (int i = 0; i < m->n_tensors; i++) {
-    const gptc_tensor *t = &m->tensors[i];
+  train_init_tensors(m->tensors, m->n_tensors, m->n_params, params, seed);
+}
+
+void train_init_tensors(const gptc_tensor *tensors, int n_tensors, size_t n_params, float *params, uint64_t seed) {
+  memset(params, 0, n_params * sizeof(float));
+  for (int i = 0; i < n_tensors; i++) {
+    const gptc_tensor *t = &tensors[i];
     float *p = params + t->offset;
     if (t->init_std == 0) {
       for (size_t k = 0; k < t->numel; k++) p[k] = t->init_value;
@@ -68,7 +72,9 @@ static float *train_alloc(size_t n, const char *what) {
 
 /* ---- opening checkpoints ---------------------------------------------------- */
 
-int train_load_ckpt(const char *path, train_loaded *l) {
+/* Opens the checkpoint's config, tokenizer and model on `device`; the
+ * weights go to the backend and, when keep_host, stay in l->params. */
+static int train_open(const char *path, const char *device, int keep_host, train_loaded *l) {
   memset(l, 0, sizeof *l);
   ckpt_meta meta;
   if (ckpt_load_meta(path, &meta)) return -1;
@@ -83,12 +89,17 @@ int train_load_ckpt(const char *path, train_loaded *l) {
              l->cfg.vocab_size);
     goto out;
   }
-  if (cpu_load(&l->cfg, &l->mod)) goto out;
-  l->params = train_alloc(l->mod.model->n_params, "model parameters");
+  if (backend_open(&l->cfg, device, &l->be)) goto out;
+  backend *b = l->be;
+  if (backend_cpu_module(b)) l->mod = *backend_cpu_module(b);
+  l->params = train_alloc(b->n_params, "model parameters");
   if (!l->params) goto out;
-  if (ckpt_load_params(path, l->mod.model->tensors, l->mod.model->n_tensors, l->mod.model->n_params, l->params,
-                       NULL, NULL))
-    goto out;
+  if (ckpt_load_params(path, b->tensors, b->n_tensors, b->n_params, l->params, NULL, NULL)) goto out;
+  if (b->ops->upload(b, l->params, NULL, NULL)) goto out;
+  if (!keep_host) {
+    free(l->params);
+    l->params = NULL;
+  }
   l->step = meta.step;
   rc = 0;
 out:
@@ -97,9 +108,13 @@ out:
   return rc;
 }
 
+int train_load_ckpt(const char *path, train_loaded *l) { return train_open(path, "cpu", 1, l); }
+
+int train_open_ckpt(const char *path, const char *device, train_loaded *l) { return train_open(path, device, 0, l); }
+
 void train_loaded_free(train_loaded *l) {
   if (l->tok) tok_free(l->tok);
-  if (l->mod.handle) cpu_unload(&l->mod);
+  backend_close(l->be); /* the module in l->mod is the backend's */
   free(l->params);
   memset(l, 0, sizeof *l);
 }
@@ -110,10 +125,13 @@ typedef struct {
   cfg_t cfg;
   data_set ds;
   data_loader train_dl, val_dl;
-  cpu_module mod;
-  const gptc_model *m;
-  float *params, *grads, *adam_m, *adam_v, *acts, *grad_acts;
-  int32_t *inputs, *targets; /* (B, T) */
+  backend *be;
+  /* the weights and AdamW moments on the host (n_params each): the CPU
+   * backend's own buffers, or copies for checkpoints when the model runs on
+   * a GPU (own_host) */
+  float *params, *adam_m, *adam_v;
+  int own_host;
+  int32_t *inputs, *targets; /* (grad_accum, B, T) */
   uint64_t step, data_pos;
   double best_val;
   char out[1024], last_path[1100], best_path[1100], log_path[1100];
@@ -122,13 +140,12 @@ typedef struct {
 
 static void train_state_free(train_state *s) {
   data_free(&s->ds);
-  if (s->mod.handle) cpu_unload(&s->mod);
-  free(s->params);
-  free(s->grads);
-  free(s->adam_m);
-  free(s->adam_v);
-  free(s->acts);
-  free(s->grad_acts);
+  if (s->own_host) {
+    free(s->params);
+    free(s->adam_m);
+    free(s->adam_v);
+  }
+  backend_close(s->be);
   free(s->inputs);
   free(s->targets);
   if (s->log) fclose(s->log);
@@ -146,7 +163,9 @@ static int train_save(train_state *s, const char *path, int with_moments) {
   meta.seed = s->cfg.train.seed;
   meta.best_val = s->best_val;
   snprintf(meta.text_hash, sizeof meta.text_hash, "%s", s->ds.text_hash);
-  rc = ckpt_save(path, s->m->tensors, s->m->n_tensors, s->m->n_params, s->params, with_moments ? s->adam_m : NULL,
+  const backend *b = s->be;
+  if (b->ops->download(s->be, s->params, with_moments ? s->adam_m : NULL, with_moments ? s->adam_v : NULL)) goto out;
+  rc = ckpt_save(path, b->tensors, b->n_tensors, b->n_params, s->params, with_moments ? s->adam_m : NULL,
                  with_moments ? s->adam_v : NULL, &meta);
 out:
   free(meta.config_src);
@@ -155,8 +174,8 @@ out:
 }
 
 /* Mean val loss over the first eval_steps val batches, weighted by targets. */
-static double train_eval(train_state *s) {
-  const gptc_model *m = s->m;
+static double train_eval(train_state *s, int *failed) {
+  const backend *m = s->be;
   size_t nb = s->val_dl.n_batches < (size_t)s->cfg.train.eval_steps ? s->val_dl.n_batches : (size_t)s->cfg.train.eval_steps;
   double sum = 0, count = 0;
   gptc_rng rng = {s->cfg.train.seed, 0, 0};
@@ -165,7 +184,11 @@ static double train_eval(train_state *s) {
     size_t valid = 0;
     for (int i = 0; i < m->B * m->T; i++) valid += s->targets[i] >= 0;
     if (!valid) continue;
-    float loss = m->forward(s->params, s->acts, s->inputs, s->targets, rng);
+    float loss;
+    if (s->be->ops->forward(s->be, s->inputs, s->targets, rng, &loss)) {
+      *failed = 1;
+      return NAN;
+    }
     sum += (double)loss * (double)valid;
     count += (double)valid;
   }
@@ -261,16 +284,19 @@ static int train_setup(train_state *s, const train_opts *o) {
     return util_err("train split: %zu windows make no full batch of %d (lower train.batch_size or set drop_last = false)",
                     s->train_dl.n_windows, tr->batch_size);
 
-  if (cpu_load(c, &s->mod)) return -1;
-  s->m = s->mod.model;
-  const gptc_model *m = s->m;
-  size_t BT = (size_t)m->B * (size_t)m->T;
-  if (!(s->params = train_alloc(m->n_params, "parameters")) || !(s->grads = train_alloc(m->n_params, "gradients")) ||
-      !(s->adam_m = train_alloc(m->n_params, "AdamW first moments")) ||
-      !(s->adam_v = train_alloc(m->n_params, "AdamW second moments")) ||
-      !(s->acts = train_alloc(m->n_acts, "activations")) ||
-      !(s->grad_acts = train_alloc(m->n_grad_acts, "activation gradients")))
-    return -1;
+  if (backend_open(c, o->device, &s->be)) return -1;
+  backend *m = s->be;
+  if (m->ops->alloc(m, BACKEND_TRAIN)) return -1;
+  size_t BT = (size_t)m->B * (size_t)m->T * (size_t)tr->grad_accum;
+  if (m->host_params) {
+    s->params = m->host_params, s->adam_m = m->host_m, s->adam_v = m->host_v;
+  } else {
+    s->own_host = 1;
+    if (!(s->params = train_alloc(m->n_params, "parameters")) ||
+        !(s->adam_m = train_alloc(m->n_params, "AdamW first moments")) ||
+        !(s->adam_v = train_alloc(m->n_params, "AdamW second moments")))
+      return -1;
+  }
   s->inputs = util_malloc(BT * sizeof(int32_t), "input batch");
   s->targets = util_malloc(BT * sizeof(int32_t), "target batch");
   if (!s->inputs || !s->targets) return -1;
@@ -293,8 +319,9 @@ static int train_setup(train_state *s, const train_opts *o) {
     if (train_check_init_shape(c, o->init_ckpt)) return -1;
     if (ckpt_load_params(o->init_ckpt, m->tensors, m->n_tensors, m->n_params, s->params, NULL, NULL)) return -1;
   } else {
-    train_init_params(m, s->params, c->train.seed);
+    train_init_tensors(m->tensors, m->n_tensors, m->n_params, s->params, c->train.seed);
   }
+  if (m->ops->upload(m, s->params, o->resume ? s->adam_m : NULL, o->resume ? s->adam_v : NULL)) return -1;
   return train_open_log(s);
 }
 
@@ -308,7 +335,7 @@ int train_run(const train_opts *o) {
   }
   const cfg_t *c = &s.cfg;
   const cfg_train *tr = &c->train;
-  const gptc_model *m = s.m;
+  backend *m = s.be;
   long total = o->steps > 0 ? o->steps : tr->steps;
   size_t tokens_per_step = (size_t)m->B * m->T * tr->grad_accum;
   int tty = !o->quiet && isatty(STDOUT_FILENO);
@@ -317,9 +344,8 @@ int train_run(const train_opts *o) {
     size_t n_real = 0;
     for (int i = 0; i < m->n_tensors; i++) n_real += m->tensors[i].numel;
     printf("gptc train: %s | %.2fM parameters | vocab %d | %zu train / %zu val tokens | %zu batches/epoch | "
-           "%s %s\n",
-           c->name, n_real / 1e6, c->vocab_size, s.ds.n_train, s.ds.n_val, s.train_dl.n_batches,
-           s.mod.compiled ? "compiled" : "cached", s.mod.so_path);
+           "%s\n",
+           c->name, n_real / 1e6, c->vocab_size, s.ds.n_train, s.ds.n_val, s.train_dl.n_batches, m->about);
     if (s.step > 0) printf("resuming at step %llu from %s\n", (unsigned long long)s.step, s.last_path);
     fflush(stdout);
   }
@@ -336,16 +362,22 @@ int train_run(const train_opts *o) {
   uint64_t first_step = s.step;
   while ((long)s.step < total && !train_stop_signal) {
     double t0 = util_now();
-    memset(s.grads, 0, m->n_params * sizeof(float));
-    double loss = 0;
+    size_t bt = (size_t)m->B * (size_t)m->T;
+    backend_step st = {s.inputs, s.targets, tr->grad_accum, tr->seed, s.data_pos, c->drop_rate > 0, {0, 0, 0, 0, 0, 0, 0},
+                       tr->grad_clip};
     for (int micro = 0; micro < tr->grad_accum; micro++) {
       uint64_t g = s.data_pos++;
-      data_batch(&s.train_dl, g / s.train_dl.n_batches, g % s.train_dl.n_batches, s.inputs, s.targets);
-      gptc_rng rng = {tr->seed, g, c->drop_rate > 0};
-      loss += m->forward(s.params, s.acts, s.inputs, s.targets, rng) / tr->grad_accum;
-      m->backward(s.params, s.grads, s.acts, s.grad_acts, s.inputs, s.targets, rng, 1.0f / tr->grad_accum);
+      data_batch(&s.train_dl, g / s.train_dl.n_batches, g % s.train_dl.n_batches, s.inputs + micro * bt,
+                 s.targets + micro * bt);
     }
-    double norm = sqrt(m->grad_sq_norm(s.grads));
+    double lr = train_lr(tr, (long)s.step);
+    st.adamw = (gptc_adamw_args){(float)lr, (float)tr->beta1, (float)tr->beta2, (float)tr->eps,
+                                 (float)tr->weight_decay, 1.0f, (int)s.step + 1};
+    double loss, norm;
+    if (m->ops->train_step(m, &st, &loss, &norm)) {
+      rc = -1;
+      break;
+    }
     if (!isfinite(loss) || !isfinite(norm)) {
       util_err("training stopped: %s is %s at step %llu; the last good checkpoint is %s (step %llu)",
                isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? norm : loss) ? "nan" : "inf",
@@ -354,18 +386,18 @@ int train_run(const train_opts *o) {
       rc = -1;
       break;
     }
-    double lr = train_lr(tr, (long)s.step);
-    float scale = tr->grad_clip > 0 && norm > tr->grad_clip ? (float)(tr->grad_clip / (norm + 1e-6)) : 1.0f;
-    gptc_adamw_args a = {(float)lr, (float)tr->beta1, (float)tr->beta2, (float)tr->eps, (float)tr->weight_decay,
-                         scale, (int)s.step + 1};
-    m->adamw(s.params, s.grads, s.adam_m, s.adam_v, a);
     s.step++;
     double dt = util_now() - t0, tps = tokens_per_step / dt;
 
     int do_eval = s.step % (uint64_t)tr->eval_interval == 0 || (long)s.step == total;
     double step_val = NAN;
     if (do_eval && s.val_dl.n_batches > 0) {
-      step_val = val = train_eval(&s);
+      int failed = 0;
+      step_val = val = train_eval(&s, &failed);
+      if (failed) {
+        rc = -1;
+        break;
+      }
     }
     fprintf(s.log, "{\"step\":%llu,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens_per_s\":%.1f",
             (unsigned long long)s.step, loss, lr, norm, tps);

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "backend.h"
 #include "cfg.h"
 #include "cpu.h"
 #include "tok.h"
@@ -19,7 +20,8 @@ typedef struct {
   int resume;
   long steps; /* 0: config's train.steps */
   int threads;
-  int quiet; /* no progress output (tests) */
+  int quiet;          /* no progress output (tests) */
+  const char *device; /* "cpu" (NULL), "cuda" or "auto" */
 } train_opts;
 
 int train_run(const train_opts *o);
@@ -31,18 +33,24 @@ double train_lr(const cfg_train *t, long step);
 /* Deterministic GPT-2 init of every tensor (normal(0, init_std) or constant)
  * from `seed`, independent of thread count. */
 void train_init_params(const gptc_model *m, float *params, uint64_t seed);
+/* The same from a tensor table: params holds n_params floats. */
+void train_init_tensors(const gptc_tensor *tensors, int n_tensors, size_t n_params, float *params, uint64_t seed);
 
-/* A checkpoint opened for inference: config, tokenizer, compiled model and
- * its weights. */
+/* A checkpoint opened for inference: config, tokenizer, and the model on a
+ * backend with the checkpoint's weights uploaded. */
 typedef struct {
   cfg_t cfg;
   tok_t *tok;
-  cpu_module mod;
-  float *params;
+  backend *be;
+  cpu_module mod; /* the CPU backend's module (its model's sizes); zeroed on other devices */
+  float *params;  /* the weights on the host (train_load_ckpt only; NULL from train_open_ckpt) */
   uint64_t step;
 } train_loaded;
 
+/* Opens a checkpoint on the CPU with its weights also on the host. */
 int train_load_ckpt(const char *path, train_loaded *out);
+/* Opens a checkpoint on `device` (cpu, cuda, auto) for evaluation and sampling. */
+int train_open_ckpt(const char *path, const char *device, train_loaded *out);
 void train_loaded_free(train_loaded *l);
 
 #endif

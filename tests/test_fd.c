@@ -1,10 +1,12 @@
 /* Finite differences: every op's backward, and the whole model's gradient,
  * against central differences of the forward, all in float64. The generator
  * renders the kernels with element type double and exported kernel symbols
- * for a tiny config (V=11, C=8, H=2, L=2, T=5, B=2, qkv_bias on, dropout on),
- * tied and untied; the test compiles and loads that source itself. */
+ * for a tiny config (V=11, C=8, H=2, L=2, T=7, B=2, qkv_bias on, dropout on),
+ * tied and untied, with GEMM blocks smaller than the shapes; the test compiles
+ * and loads that source itself. */
 #include <dlfcn.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include <lauxlib.h>
 
 #include "cfg.h"
+#include "cpu.h"
 #include "lx.h"
 #include "testutil.h"
 #include "util.h"
@@ -56,12 +59,12 @@ typedef struct {
   void (*infer)(const double *, double *, double *, int, int, double *);
 } fd_model;
 
-enum { V = 11, C = 8, H = 2, L = 2, T = 5, B = 2, CTX = 6, BT = B * T };
+enum { V = 11, C = 8, H = 2, L = 2, T = 7, B = 2, CTX = 8, BT = B * T };
 
 static const char *CFG =
     "return { name = 'fd-%s', tokenizer = 'char', vocab_size = 11, emb_dim = 8, n_heads = 2, n_layers = 2,"
-    " context_length = 6, drop_rate = 0.1, qkv_bias = true, tie_embeddings = %s,"
-    " train = { batch_size = 2, max_length = 5 } }";
+    " context_length = 8, drop_rate = 0.1, qkv_bias = true, tie_embeddings = %s,"
+    " train = { batch_size = 2, max_length = 7 } }";
 
 static void *fd_handle[2];
 static const fd_model *fd_models[2];
@@ -96,6 +99,9 @@ static const fd_model *fd_load(int tied) {
   lua_setfield(Ls, -2, "NC");
   lua_pushinteger(Ls, 5);
   lua_setfield(Ls, -2, "KC");
+  /* the tied build copies the rows of A, the untied one reads them in place */
+  lua_pushboolean(Ls, tied);
+  lua_setfield(Ls, -2, "pack_rows");
   lua_setfield(Ls, -2, "gemm_blocks");
   ck_assert_msg(lx_call(Ls, "emit", "body", 2, 1) == 0, "%s", util_errmsg());
   size_t n;
@@ -122,7 +128,14 @@ static const fd_model *fd_load(int tied) {
   return fd_models[tied];
 }
 
-static void *fd_sym(int tied, const char *sym) {
+/* a kernel of the generated source by name (names encode the shapes) */
+static void *fd_sym(int tied, const char *fmt, ...) UTIL_PRINTF(2, 3);
+static void *fd_sym(int tied, const char *fmt, ...) {
+  char sym[128];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(sym, sizeof sym, fmt, ap);
+  va_end(ap);
   fd_load(tied);
   void *p = dlsym(fd_handle[tied], sym);
   ck_assert_msg(p != NULL, "kernel %s is not in the generated source", sym);
@@ -183,8 +196,8 @@ static double ln_loss(void *p) {
 
 START_TEST(op_layernorm) {
   static ln_ctx c;
-  c.fwd = (ln_fwd_t)fd_sym(1, "layernorm_10x8_forward");
-  ln_bwd_t bwd = (ln_bwd_t)fd_sym(1, "layernorm_10x8_backward_acc");
+  c.fwd = (ln_fwd_t)fd_sym(1, "layernorm_%dx%d_forward", BT, C);
+  ln_bwd_t bwd = (ln_bwd_t)fd_sym(1, "layernorm_%dx%d_backward_acc", BT, C);
   fd_fill(c.x, BT * C, 2);
   fd_fill(c.w, C, 1);
   fd_fill(c.b, C, 1);
@@ -201,7 +214,7 @@ START_TEST(op_layernorm) {
   fd_check("layernorm dweight", c.w, C, dw, ln_loss, &c);
   fd_check("layernorm dbias", c.b, C, db, ln_loss, &c);
   /* the plain variant overwrites dinp */
-  ln_bwd_t set = (ln_bwd_t)fd_sym(1, "layernorm_10x8_backward");
+  ln_bwd_t set = (ln_bwd_t)fd_sym(1, "layernorm_%dx%d_backward", BT, C);
   double dx2[BT * C];
   for (int i = 0; i < BT * C; i++) dx2[i] = 1e9;
   set(dx2, dw, db, c.r, c.x, c.mean, c.rstd, c.w);
@@ -211,7 +224,7 @@ END_TEST
 
 /* ---- matmul: x (BT, C) . W (C, 3C) + b, and the tied LM head x . wte^T ---- */
 typedef void (*gemm_t)(double *, const double *, const double *, const double *);
-typedef void (*colsum_t)(double *, const double *);
+typedef void (*gemm_db_t)(double *, const double *, const double *, const double *, double *);
 typedef struct {
   gemm_t fwd;
   int m, n, k;
@@ -225,7 +238,7 @@ static double mm_loss(void *p) {
 
 START_TEST(op_matmul) {
   static mm_ctx c;
-  c.fwd = (gemm_t)fd_sym(1, "gemm_10x24x8_nn_bias");
+  c.fwd = (gemm_t)fd_sym(1, "gemm_%dx%dx%d_nn_bias", BT, 3 * C, C);
   c.m = BT, c.n = 3 * C, c.k = C;
   fd_fill(c.x, BT * C, 1);
   fd_fill(c.w, C * 3 * C, 1);
@@ -234,9 +247,9 @@ START_TEST(op_matmul) {
   double dx[BT * C], dw[C * 3 * C], db[3 * C];
   for (int i = 0; i < C * 3 * C; i++) dw[i] = 0.25;
   for (int i = 0; i < 3 * C; i++) db[i] = -0.25;
-  ((gemm_t)fd_sym(1, "gemm_10x8x24_nt_set"))(dx, c.r, c.w, NULL);
-  ((gemm_t)fd_sym(1, "gemm_8x24x10_tn_acc"))(dw, c.x, c.r, NULL);
-  ((colsum_t)fd_sym(1, "colsum_10x24"))(db, c.r);
+  ((gemm_t)fd_sym(1, "gemm_%dx%dx%d_nt_set", BT, C, 3 * C))(dx, c.r, c.w, NULL);
+  /* the weight gradient also sums the bias gradient */
+  ((gemm_db_t)fd_sym(1, "gemm_%dx%dx%d_tn_acc_colsum", C, 3 * C, BT))(dw, c.x, c.r, NULL, db);
   for (int i = 0; i < C * 3 * C; i++) dw[i] -= 0.25;
   for (int i = 0; i < 3 * C; i++) db[i] += 0.25;
   fd_check("matmul dinp", c.x, BT * C, dx, mm_loss, &c);
@@ -245,15 +258,15 @@ START_TEST(op_matmul) {
 
   /* LM head: logits (BT, V) = x (BT, C) . wte (V, C)^T */
   static mm_ctx h;
-  h.fwd = (gemm_t)fd_sym(1, "gemm_10x11x8_nt_set");
+  h.fwd = (gemm_t)fd_sym(1, "gemm_%dx%dx%d_nt_set", BT, V, C);
   h.m = BT, h.n = V, h.k = C;
   fd_fill(h.x, BT * C, 1);
   fd_fill(h.w, V * C, 1);
   fd_fill(h.r, BT * V, 1);
   double hx[BT * C], hw[V * C];
   memset(hw, 0, sizeof hw);
-  ((gemm_t)fd_sym(1, "gemm_10x8x11_nn_set"))(hx, h.r, h.w, NULL);
-  ((gemm_t)fd_sym(1, "gemm_11x8x10_tn_acc"))(hw, h.r, h.x, NULL);
+  ((gemm_t)fd_sym(1, "gemm_%dx%dx%d_nn_set", BT, C, V))(hx, h.r, h.w, NULL);
+  ((gemm_t)fd_sym(1, "gemm_%dx%dx%d_tn_acc", V, C, BT))(hw, h.r, h.x, NULL);
   fd_check("lm head dinp", h.x, BT * C, hx, mm_loss, &h);
   fd_check("lm head dweight", h.w, V * C, hw, mm_loss, &h);
 }
@@ -265,7 +278,7 @@ typedef void (*att_bwd_t)(double *, const double *, const double *, const double
 typedef struct {
   att_fwd_t fwd;
   fd_rng rng;
-  double qkv[BT * 3 * C], r[BT * C], out[BT * C], att[B * H * T * T], scratch[4096];
+  double qkv[BT * 3 * C], r[BT * C], out[BT * C], att[B * H * T * T], scratch[8192];
 } att_ctx;
 static double att_loss(void *p) {
   att_ctx *c = p;
@@ -275,8 +288,8 @@ static double att_loss(void *p) {
 
 START_TEST(op_attention) {
   static att_ctx c;
-  c.fwd = (att_fwd_t)fd_sym(1, "attention_2x5_forward");
-  att_bwd_t bwd = (att_bwd_t)fd_sym(1, "attention_2x5_backward");
+  c.fwd = (att_fwd_t)fd_sym(1, "attention_%dx%d_forward", B, T);
+  att_bwd_t bwd = (att_bwd_t)fd_sym(1, "attention_%dx%d_backward", B, T);
   for (int train = 0; train <= 1; train++) {
     c.rng = RNG_ON;
     c.rng.train = train;
@@ -295,7 +308,7 @@ START_TEST(op_attention) {
         ck_assert_double_eq_tol(s, 1, 1e-12);
       }
     double d[BT * 3 * C];
-    static double scratch[4096];
+    static double scratch[16384];
     bwd(d, c.r, c.qkv, c.att, scratch, c.rng, 4);
     fd_check(train ? "attention dqkv (dropout)" : "attention dqkv", c.qkv, BT * 3 * C, d, att_loss, &c);
   }
@@ -316,12 +329,12 @@ static double gelu_loss(void *p) {
 
 START_TEST(op_gelu) {
   static gelu_ctx c;
-  c.fwd = (ew_t)fd_sym(1, "gelu_320_forward");
+  c.fwd = (ew_t)fd_sym(1, "gelu_%d_forward", BT * 4 * C);
   fd_fill(c.x, BT * 4 * C, 4);
   fd_fill(c.r, BT * 4 * C, 1);
   gelu_loss(&c);
   /* spot values of the tanh approximation */
-  double xs[320] = {-3, -1, -0.5, 0, 0.5, 1, 3}, ys[320];
+  double xs[BT * 4 * C] = {-3, -1, -0.5, 0, 0.5, 1, 3}, ys[BT * 4 * C];
   c.fwd(ys, xs);
   /* torch.nn.functional.gelu(x, approximate="tanh") in float64 */
   const double want[7] = {-0.0036373920817729943, -0.15880800939172324, -0.15428599017485606, 0,
@@ -329,7 +342,7 @@ START_TEST(op_gelu) {
   for (int i = 0; i < 7; i++) ck_assert_double_eq_tol(ys[i], want[i], 1e-14);
   double d[BT * 4 * C];
   memcpy(d, c.r, sizeof d);
-  ((ew_t)fd_sym(1, "gelu_320_backward"))(d, c.x);
+  ((ew_t)fd_sym(1, "gelu_%d_backward", BT * 4 * C))(d, c.x);
   fd_check("gelu", c.x, BT * 4 * C, d, gelu_loss, &c);
 }
 END_TEST
@@ -350,7 +363,7 @@ static double res_loss(void *p) {
 
 START_TEST(op_residual) {
   static res_ctx c;
-  c.fwd = (res_fwd_t)fd_sym(1, "residual_80_forward");
+  c.fwd = (res_fwd_t)fd_sym(1, "residual_%d_forward", BT * C);
   fd_fill(c.x, BT * C, 1);
   fd_fill(c.branch, BT * C, 1);
   fd_fill(c.r, BT * C, 1);
@@ -365,7 +378,7 @@ START_TEST(op_residual) {
   ck_assert_int_gt(dropped, 0);
   ck_assert_int_lt(dropped, BT * C / 2);
   double db[BT * C];
-  ((res_bwd_t)fd_sym(1, "residual_80_backward"))(db, c.r, RNG_ON, 2);
+  ((res_bwd_t)fd_sym(1, "residual_%d_backward", BT * C))(db, c.r, RNG_ON, 2);
   fd_check("residual dbranch", c.branch, BT * C, db, res_loss, &c);
   fd_check("residual dx", c.x, BT * C, c.r, res_loss, &c); /* skip path: identity */
 }
@@ -387,7 +400,7 @@ static double emb_loss(void *p) {
 
 START_TEST(op_embed) {
   static emb_ctx c;
-  c.fwd = (emb_fwd_t)fd_sym(1, "embed_2x5_forward");
+  c.fwd = (emb_fwd_t)fd_sym(1, "embed_%dx%d_forward", B, T);
   for (int i = 0; i < BT; i++) c.ids[i] = (i * 7) % 4; /* repeated ids: the scatter must add */
   fd_fill(c.wte, V * C, 1);
   fd_fill(c.wpe, CTX * C, 1);
@@ -397,7 +410,7 @@ START_TEST(op_embed) {
   memset(dwte, 0, sizeof dwte);
   memset(dwpe, 0, sizeof dwpe);
   memcpy(d, c.r, sizeof d);
-  ((emb_bwd_t)fd_sym(1, "embed_2x5_backward"))(dwte, dwpe, d, c.ids, RNG_ON);
+  ((emb_bwd_t)fd_sym(1, "embed_%dx%d_backward", B, T))(dwte, dwpe, d, c.ids, RNG_ON);
   fd_check("embed dwte", c.wte, V * C, dwte, emb_loss, &c);
   fd_check("embed dwpe", c.wpe, CTX * C, dwpe, emb_loss, &c);
 }
@@ -418,11 +431,11 @@ static double ce_loss(void *p) {
 
 START_TEST(op_crossentropy) {
   static ce_ctx c;
-  c.fwd = (ce_fwd_t)fd_sym(1, "crossentropy_10x11_forward");
+  c.fwd = (ce_fwd_t)fd_sym(1, "crossentropy_%dx%d_forward", BT, V);
   for (int i = 0; i < BT; i++) c.targets[i] = i % 3 == 2 ? -1 : (i * 5) % V;
   fd_fill(c.logits, BT * V, 3);
   double loss = ce_loss(&c);
-  /* reference: mean over the 7 valid rows of logsumexp - logit[target] */
+  /* reference: mean over the valid rows of logsumexp - logit[target] */
   double ref = 0;
   int n = 0;
   for (int r = 0; r < BT; r++) {
@@ -435,13 +448,13 @@ START_TEST(op_crossentropy) {
   ck_assert_double_eq_tol(loss, ref / n, 1e-12);
   double g[BT * V];
   memcpy(g, c.logits, sizeof g);
-  ((ce_bwd_t)fd_sym(1, "crossentropy_10x11_backward"))(g, c.lse, c.targets, 1.0f);
+  ((ce_bwd_t)fd_sym(1, "crossentropy_%dx%d_backward", BT, V))(g, c.lse, c.targets, 1.0f);
   fd_check("cross-entropy dlogits", c.logits, BT * V, g, ce_loss, &c);
   /* all targets ignored: loss 0 and zero gradient */
   for (int i = 0; i < BT; i++) c.targets[i] = -1;
   ck_assert(ce_loss(&c) == 0);
   memcpy(g, c.logits, sizeof g);
-  ((ce_bwd_t)fd_sym(1, "crossentropy_10x11_backward"))(g, c.lse, c.targets, 1.0f);
+  ((ce_bwd_t)fd_sym(1, "crossentropy_%dx%d_backward", BT, V))(g, c.lse, c.targets, 1.0f);
   for (int i = 0; i < BT * V; i++) ck_assert(g[i] == 0);
 }
 END_TEST
@@ -560,8 +573,11 @@ START_TEST(eval_and_infer_match_forward) {
 }
 END_TEST
 
-/* compiled once in the parent process, before Check forks each test */
+/* compiled once in the parent process, before Check forks each test. One
+ * thread: the thousands of tiny forward passes would spend their time in
+ * OpenMP barriers (results do not depend on the thread count). */
 static void fd_setup(void) {
+  cpu_set_threads(1);
   fd_load(0);
   fd_load(1);
 }

@@ -1,42 +1,190 @@
 % local B, T, H, hd, C = k.B, k.T, k.H, k.hd, k.C
 % local C3 = 3 * C
-% local S, Tp = k.S, k.Tp
+% local S, Tp, TS = k.S, k.Tp, k.TS
 % local scale = lit(1 / math.sqrt(hd))
+% local vec = hd % VL == 0 and hd // VL <= 8
+% local nvh = hd // VL
+% -- blocked: QK^T, PV and the backward products run on the GEMM micro-kernel
+% -- in blocks of MR query (or key) rows; it needs hd to be whole NR-wide panels
+% local blocked = hd % NR == 0 and MR <= ATT_ROWS and TVEC % NR == 0
 /* ---- causal self-attention: qkv (B={{B}}, T={{T}}, 3C={{C3}}) -> out (B={{B}}, T={{T}}, C={{C}}),
  * H={{H}} heads of hd={{hd}}; weights softmax(q.k / sqrt({{hd}})) over t2 <= t{{k.store and ", kept in att (B, H, T, T) for the backward" or ""}}.
  * One task per (b, h) with its own slice of scratch (B, H, S={{S}}): K or V of the head
- * transposed (hd, Tp={{Tp}}, zero padded) so the scores of a row are {{VL}}-wide vectors,
- * then rows of weights and of dropout words. ---- */
+ * transposed (hd, Tp={{Tp}}, zero padded), blocks of weights, edge tiles and dropout words.
+% if blocked then
+ * Blocks of {{MR}} query rows: the scores (MR, keys) = q rows . K^T and the output
+ * (MR, hd) = weights . V rows run on the GEMM micro-kernel; softmax and dropout go row
+ * by row in between.
+% else
+ * Row by row ({{hd}} is no multiple of the {{NR}}-wide GEMM panels): a row's scores are
+ * {{VL}}-wide vectors of q . K^T, its output a weighted sum of V rows in registers.
+% end
+ * ---- */
 
-/* s[0, nv*{{VL}}) = q . kt columns for the {{VL}}-wide blocks covering t2 <= t; kt (hd, Tp) */
+/* s[0, nv*{{VL}}) = q . kt columns for the vectors covering t2 <= t; kt (hd, Tp) rows {{TS}} apart. Four
+ * partial sums over d (then added in a fixed order) keep four FMA chains in flight. */
 GPTC_INLINE void {{k.fn}}_scores(real *restrict s, const real *restrict q, const real *restrict kt, int nv) {
   for (int c = 0; c < nv; c++) {
-    vreal acc = {0};
+    vreal a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     const real *kc = kt + c * {{VL}};
-    for (int d = 0; d < {{hd}}; d++) acc += q[d] * vload(kc + d * {{Tp}});
-    vstore(s + c * {{VL}}, acc);
+    int d = 0;
+    for (; d + 4 <= {{hd}}; d += 4) {
+      a0 += q[d] * vload(kc + d * {{TS}});
+      a1 += q[d + 1] * vload(kc + (d + 1) * {{TS}});
+      a2 += q[d + 2] * vload(kc + (d + 2) * {{TS}});
+      a3 += q[d + 3] * vload(kc + (d + 3) * {{TS}});
+    }
+    for (; d < {{hd}}; d++) a0 += q[d] * vload(kc + d * {{TS}});
+    vstore(s + c * {{VL}}, (a0 + a1) + (a2 + a3));
   }
 }
 
-/* acc (hd) += a * x (hd) */
-GPTC_INLINE void {{k.fn}}_axpy(real *restrict acc, real a, const real *restrict x) {
-% if hd % VL == 0 then
-  for (int d = 0; d < {{hd}}; d += {{VL}}) vstore(acc + d, vload(acc + d) + a * vload(x + d));
+/* o (hd) = sum over t2 < n of w[t2] x[t2 * {{C3}}] (hd), accumulated in registers; even
+ * and odd t2 go to separate sums (added at the end) to halve the FMA chains */
+GPTC_INLINE void {{k.fn}}_mix(real *restrict o, const real *restrict w, const real *restrict x, int n) {
+% if vec then
+%   for i = 0, nvh - 1 do
+  vreal a{{i}} = {0}, b{{i}} = {0};
+%   end
+  int t2 = 0;
+  for (; t2 + 2 <= n; t2 += 2) {
+    const real w0 = w[t2], w1 = w[t2 + 1], *x0 = x + (size_t)t2 * {{C3}}, *x1 = x0 + {{C3}};
+%   for i = 0, nvh - 1 do
+    a{{i}} += w0 * vload(x0 + {{i * VL}});
+    b{{i}} += w1 * vload(x1 + {{i * VL}});
+%   end
+  }
+  if (t2 < n) {
+    const real w0 = w[t2], *x0 = x + (size_t)t2 * {{C3}};
+%   for i = 0, nvh - 1 do
+    a{{i}} += w0 * vload(x0 + {{i * VL}});
+%   end
+  }
+%   for i = 0, nvh - 1 do
+  vstore(o + {{i * VL}}, a{{i}} + b{{i}});
+%   end
 % else
-  for (int d = 0; d < {{hd}}; d++) acc[d] += a * x[d];
+  real a[{{hd}}];
+  for (int d = 0; d < {{hd}}; d++) a[d] = 0;
+  for (int t2 = 0; t2 < n; t2++)
+    for (int d = 0; d < {{hd}}; d++) a[d] += w[t2] * x[(size_t)t2 * {{C3}} + d];
+  for (int d = 0; d < {{hd}}; d++) o[d] = a[d];
 % end
 }
 
-/* fills the (hd, Tp) transpose of rows src[t2 * {{C3}} + d] (K or V of one head) */
+/* y (hd) += a * x (hd) */
+GPTC_INLINE void {{k.fn}}_axpy(real *restrict y, real a, const real *restrict x) {
+% if vec then
+  for (int d = 0; d < {{hd}}; d += {{VL}}) vstore(y + d, vload(y + d) + a * vload(x + d));
+% else
+  for (int d = 0; d < {{hd}}; d++) y[d] += a * x[d];
+% end
+}
+
+/* fills the (hd, Tp) transpose (rows {{TS}} apart) of rows src[t2 * {{C3}} + d] (K or V of one
+ * head), in blocks of 16 rows of src so both sides stay in cache */
 GPTC_INLINE void {{k.fn}}_transpose(real *restrict dst, const real *restrict src) {
-  for (int d = 0; d < {{hd}}; d++)
-    for (int t2 = 0; t2 < {{T}}; t2++) dst[d * {{Tp}} + t2] = src[(size_t)t2 * {{C3}} + d];
+  for (int t0 = 0; t0 < {{T}}; t0 += 16)
+    for (int d = 0; d < {{hd}}; d++)
+      for (int t2 = t0; t2 < t0 + 16 && t2 < {{T}}; t2++) dst[d * {{TS}} + t2] = src[(size_t)t2 * {{C3}} + d];
 % if Tp > T then
   for (int d = 0; d < {{hd}}; d++)
-    for (int t2 = {{T}}; t2 < {{Tp}}; t2++) dst[d * {{Tp}} + t2] = 0;
+    for (int t2 = {{T}}; t2 < {{Tp}}; t2++) dst[d * {{TS}} + t2] = 0;
 % end
 }
 
+/* row[0, n) = softmax(row[0, n) * scale); row[n, nv*{{VL}}) = 0. Whole vectors with
+ * the lanes past n masked, so the sums have a fixed order and no scalar tail. */
+GPTC_INLINE void {{k.fn}}_softmax(real *restrict row, int n, int nv) {
+  const int m = nv * {{VL}};
+  for (int t2 = 0; t2 < m; t2++) row[t2] = t2 < n ? row[t2] * {{scale}} : row[0] * {{scale}};
+  const real mx = vec_max(row, m);
+  real acc[{{VL}}] = {0};
+  for (int c = 0; c < m; c += {{VL}})
+    for (int j = 0; j < {{VL}}; j++) {
+      const real e = c + j < n ? exp_r(row[c + j] - mx) : 0;
+      row[c + j] = e;
+      acc[j] += e;
+    }
+  const real inv = 1 / lanes_total(acc);
+  for (int t2 = 0; t2 < m; t2++) row[t2] *= inv;
+}
+
+% if blocked then
+/* the weights of query row t from its scores in row: scaled softmax over t2 <= t,
+ * zero for t < t2 < kc; the att row stored when kept; the dropped-out weights in pw */
+GPTC_INLINE void {{k.fn}}_weights(real *restrict row, real *restrict pw, real *att_row, int t, int kc,
+                                        gptc_rng rng, uint32_t site, uint32_t *bits, uint64_t drop0) {
+  const int n = t + 1, nv = t / {{VL}} + 1;
+  {{k.fn}}_softmax(row, n, nv);
+  for (int t2 = nv * {{VL}}; t2 < kc; t2++) row[t2] = 0;
+% if k.store then
+  memcpy(att_row, row, (size_t)n * sizeof(real));
+  for (int t2 = n; t2 < {{T}}; t2++) att_row[t2] = 0;
+% else
+  (void)att_row;
+% end
+% if p > 0 then
+  if (rng.train) {
+    const int s0 = dropout_words(rng, site, drop0, n, bits);
+    for (int t2 = 0; t2 < n; t2++) pw[t2] = bits[s0 + t2] >= DROP_THRESHOLD ? row[t2] * DROP_SCALE : 0;
+    for (int t2 = n; t2 < kc; t2++) pw[t2] = 0;
+  }
+% else
+  (void)pw;
+  (void)rng;
+  (void)site;
+  (void)bits;
+  (void)drop0;
+% end
+}
+
+KERNEL void {{k.fn}}_forward(real *out, real *att, const real *qkv, real *scratch, gptc_rng rng, uint32_t site) {
+% if not k.store then
+  (void)att;
+% end
+#pragma omp parallel for schedule(static)
+  for (int bh = 0; bh < {{B * H}}; bh++) {
+    const int b = bh / {{H}}, h = bh % {{H}};
+    const real *base = qkv + (size_t)b * {{T * C3}} + h * {{hd}};
+    real *kt = scratch + (size_t)bh * {{S}};              /* (hd, Tp), rows {{TS}} apart */
+    real *sb = kt + {{hd * TS}};                          /* ({{MR}}, Tp) scores, then weights */
+    real *pw = sb + {{ATT_ROWS * Tp}};                    /* ({{MR}}, Tp) weights after dropout */
+    real *qb = pw + {{ATT_ROWS * Tp}};                    /* ({{MR}}, hd) edge rows of q */
+    real *ob = qb + {{ATT_ROWS * hd}};                    /* ({{MR}}, hd) edge rows of the output */
+    uint32_t *bits = (uint32_t *)(ob + {{ATT_ROWS * hd}});  /* (Tp + 128) */
+    {{k.fn}}_transpose(kt, base + {{C}});
+    for (int t0 = 0; t0 < {{T}}; t0 += {{MR}}) {
+      const int r = {{T}} - t0 < {{MR}} ? {{T}} - t0 : {{MR}}, kc = t0 + r;
+      const real *qa = base + (size_t)t0 * {{C3}};
+      int lda = {{C3}};
+      if (r < {{MR}}) {
+        for (int i = 0; i < {{MR}}; i++)
+          for (int d = 0; d < {{hd}}; d++) qb[i * {{hd}} + d] = i < r ? qa[(size_t)i * {{C3}} + d] : 0;
+        qa = qb;
+        lda = {{hd}};
+      }
+      for (int cb = 0; cb < kc; cb += {{NR}})
+        micro_kernel_rows({{hd}}, qa, lda, kt + cb, {{TS}}, sb + cb, {{Tp}}, 0, NULL);
+      for (int i = 0; i < r; i++) {
+        const int t = t0 + i;
+        {{k.fn}}_weights(sb + i * {{Tp}}, pw + i * {{Tp}}, {{k.store and ("att + ((size_t)bh * " .. T .. " + t) * " .. T) or "NULL"}}, t, kc,
+                         rng, site, bits, ((uint64_t)bh * {{T}} + t) * {{T}});
+      }
+      const real *wa = {{p > 0 and "rng.train ? pw : sb" or "sb"}};
+      real *o = out + ((size_t)b * {{T}} + t0) * {{C}} + h * {{hd}};
+      for (int cb = 0; cb < {{hd}}; cb += {{NR}}) {
+        if (r == {{MR}})
+          micro_kernel_rows(kc, wa, {{Tp}}, base + {{2 * C}} + cb, {{C3}}, o + cb, {{C}}, 0, NULL);
+        else
+          micro_kernel_rows(kc, wa, {{Tp}}, base + {{2 * C}} + cb, {{C3}}, ob + cb, {{hd}}, 0, NULL);
+      }
+      if (r < {{MR}})
+        for (int i = 0; i < r; i++) memcpy(o + (size_t)i * {{C}}, ob + i * {{hd}}, {{hd}} * sizeof(real));
+    }
+  }
+}
+% else
 KERNEL void {{k.fn}}_forward(real *out, real *att, const real *qkv, real *scratch, gptc_rng rng, uint32_t site) {
 % if not k.store then
   (void)att;
@@ -50,45 +198,41 @@ KERNEL void {{k.fn}}_forward(real *out, real *att, const real *qkv, real *scratc
     const int b = bh / {{H}}, h = bh % {{H}};
     const real *base = qkv + (size_t)b * {{T * C3}} + h * {{hd}};
     real *kt = scratch + (size_t)bh * {{S}};              /* (hd, Tp) */
-    real *row = kt + {{hd * Tp}};                         /* (Tp) */
+    real *row = kt + {{hd * TS}};                         /* (Tp) */
 % if p > 0 then
     real *wdrop = row + {{Tp}};                           /* (Tp) */
     uint32_t *bits = (uint32_t *)(wdrop + {{Tp}});        /* (Tp + 128) */
 % end
     {{k.fn}}_transpose(kt, base + {{C}});
+    for (int t2 = 0; t2 < {{Tp}}; t2++) row[t2] = 0;
     for (int t = 0; t < {{T}}; t++) {
       const int n = t + 1, nv = t / {{VL}} + 1;
-% if k.store then
-      real *w = att + ((size_t)bh * {{T}} + t) * {{T}};
-% else
-      real *w = row;
-% end
       {{k.fn}}_scores(row, base + (size_t)t * {{C3}}, kt, nv);
-      for (int t2 = 0; t2 < n; t2++) row[t2] *= {{scale}};
-      const real mx = vec_max(row, n);
-      const real inv = 1 / vec_exp_sum(row, mx, n);
-      for (int t2 = 0; t2 < n; t2++) w[t2] = row[t2] * inv;
+      {{k.fn}}_softmax(row, n, nv);
+      const real *wd = row;
 % if k.store then
-      for (int t2 = n; t2 < {{T}}; t2++) w[t2] = 0;
+      memcpy(att + ((size_t)bh * {{T}} + t) * {{T}}, row, {{T}} * sizeof(real));
 % end
-      const real *wd = w;
 % if p > 0 then
       if (rng.train) {
         const int s0 = dropout_words(rng, site, ((uint64_t)bh * {{T}} + t) * {{T}}, n, bits);
-        for (int t2 = 0; t2 < n; t2++) wdrop[t2] = bits[s0 + t2] >= DROP_THRESHOLD ? w[t2] * DROP_SCALE : 0;
+        for (int t2 = 0; t2 < n; t2++) wdrop[t2] = bits[s0 + t2] >= DROP_THRESHOLD ? row[t2] * DROP_SCALE : 0;
         wd = wdrop;
       }
 % end
-      real *o = out + ((size_t)b * {{T}} + t) * {{C}} + h * {{hd}};
-      for (int d = 0; d < {{hd}}; d++) o[d] = 0;
-      for (int t2 = 0; t2 < n; t2++) {{k.fn}}_axpy(o, wd[t2], base + (size_t)t2 * {{C3}} + {{2 * C}});
+      {{k.fn}}_mix(out + ((size_t)b * {{T}} + t) * {{C}} + h * {{hd}}, wd, base + {{2 * C}}, n);
     }
   }
 }
-% if k.backward then
+% end
+% if k.backward and blocked then
 
-/* dqkv (B, T, 3C) = the gradients of q, k and v from dout (B, T, C). Each
- * (b, h) task owns its slice of dqkv and walks t in order. */
+/* dqkv (B, T, 3C) = the gradients of q, k and v from dout (B, T, C). Each (b, h) task
+ * owns its slice of dqkv. Pass 1 walks blocks of {{MR}} queries: the weight gradients
+ * (dout rows . V^T on the micro-kernel), then row by row dropout and the softmax
+ * backward into ds (T, Tp), the weights after dropout into wd (T, Tp), then dq = ds . K.
+ * Pass 2 walks blocks of keys: dk = ds^T . q and dv = wd^T . dout, every sum in order.
+ * grad scratch (B, H, S={{k.S2}}). */
 KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, const real *att, real *scratch,
                               gptc_rng rng, uint32_t site) {
 %   if p == 0 then
@@ -99,50 +243,169 @@ KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, con
   for (int bh = 0; bh < {{B * H}}; bh++) {
     const int b = bh / {{H}}, h = bh % {{H}};
     const real *base = qkv + (size_t)b * {{T * C3}} + h * {{hd}};
+    const real *dyb = dout + (size_t)b * {{T * C}} + h * {{hd}};
     real *dbase = dqkv + (size_t)b * {{T * C3}} + h * {{hd}};
-    real *vt = scratch + (size_t)bh * {{S}};               /* (hd, Tp) */
-    real *dw = vt + {{hd * Tp}};                           /* (Tp) */
+    real *vt = scratch + (size_t)bh * {{k.S2}};            /* (hd, Tp), rows {{TS}} apart */
+    real *ds = vt + {{hd * TS}};                           /* (T, Tp) */
+    real *wd = ds + {{T * Tp}};                            /* (T, Tp) weights after dropout */
+    real *dwb = wd + {{T * Tp}};                           /* ({{MR}}, Tp) */
+    real *qb = dwb + {{ATT_ROWS * Tp}};                    /* ({{MR}}, hd) edge rows of dout */
+    real *ob = qb + {{ATT_ROWS * hd}};                     /* ({{MR}}, hd) edge rows of a result */
 %   if p > 0 then
-    uint32_t *bits = (uint32_t *)(dw + {{2 * Tp}});        /* (Tp + 128) */
+    uint32_t *bits = (uint32_t *)(ob + {{ATT_ROWS * hd}}); /* (Tp + 128) */
 %   end
     {{k.fn}}_transpose(vt, base + {{2 * C}});
-    for (int t2 = 0; t2 < {{T}}; t2++)
-      for (int d = 0; d < {{hd}}; d++) {
-        dbase[(size_t)t2 * {{C3}} + {{C}} + d] = 0;
-        dbase[(size_t)t2 * {{C3}} + {{2 * C}} + d] = 0;
+    for (int t0 = 0; t0 < {{T}}; t0 += {{MR}}) {
+      const int r = {{T}} - t0 < {{MR}} ? {{T}} - t0 : {{MR}}, kc = t0 + r;
+      const real *ya = dyb + (size_t)t0 * {{C}};
+      int lda = {{C}};
+      if (r < {{MR}}) {
+        for (int i = 0; i < {{MR}}; i++)
+          for (int d = 0; d < {{hd}}; d++) qb[i * {{hd}} + d] = i < r ? ya[(size_t)i * {{C}} + d] : 0;
+        ya = qb;
+        lda = {{hd}};
       }
-    for (int t = 0; t < {{T}}; t++) {
-      const real *w = att + ((size_t)bh * {{T}} + t) * {{T}};
-      const real *dy = dout + ((size_t)b * {{T}} + t) * {{C}} + h * {{hd}};
-      const real *q = base + (size_t)t * {{C3}};
-      const int n = t + 1, nv = t / {{VL}} + 1;
-      /* dw[t2] = dy . v[t2], the gradient of the weights after dropout */
-      {{k.fn}}_scores(dw, dy, vt, nv);
+      /* dwb = dout rows . V^T: the gradient of the weights after dropout */
+      for (int cb = 0; cb < kc; cb += {{NR}})
+        micro_kernel_rows({{hd}}, ya, lda, vt + cb, {{TS}}, dwb + cb, {{Tp}}, 0, NULL);
+      for (int i = 0; i < r; i++) {
+        const int t = t0 + i, n = t + 1, m = (t / {{VL}} + 1) * {{VL}};
+        const real *w = att + ((size_t)bh * {{T}} + t) * {{T}};
+        real *dw = dwb + i * {{Tp}}, *dst = ds + (size_t)t * {{Tp}}, *wdt = wd + (size_t)t * {{Tp}};
+        for (int t2 = 0; t2 < {{Tp}}; t2++) dst[t2] = t2 < n ? w[t2] : 0;
+        for (int t2 = 0; t2 < {{Tp}}; t2++) wdt[t2] = dst[t2];
 %   if p > 0 then
-      int s0 = -1;
-      if (rng.train) s0 = dropout_words(rng, site, ((uint64_t)bh * {{T}} + t) * {{T}}, n, bits);
-%   end
-      /* dv[t2] += w'[t2] dy with w' the weights after dropout; dw -> gradient before dropout */
-      for (int t2 = 0; t2 < n; t2++) {
-        real a = w[t2];
-%   if p > 0 then
-        if (s0 >= 0) {
-          const int keep = bits[s0 + t2] >= DROP_THRESHOLD;
-          a = keep ? a * DROP_SCALE : 0;
-          dw[t2] = keep ? dw[t2] * DROP_SCALE : 0;
+        if (rng.train) {
+          const int s0 = dropout_words(rng, site, ((uint64_t)bh * {{T}} + t) * {{T}}, n, bits);
+          for (int t2 = 0; t2 < n; t2++) {
+            const int keep = bits[s0 + t2] >= DROP_THRESHOLD;
+            dw[t2] = keep ? dw[t2] * DROP_SCALE : 0;
+            wdt[t2] = keep ? wdt[t2] * DROP_SCALE : 0;
+          }
         }
 %   end
-        {{k.fn}}_axpy(dbase + (size_t)t2 * {{C3}} + {{2 * C}}, a, dy);
+        /* softmax backward and the 1/sqrt(hd) scale: ds = w (dw - w.dw) / sqrt(hd), zero past t */
+        const real wdw = vec_dot(dst, dw, m);
+        for (int t2 = 0; t2 < m; t2++) dst[t2] = dst[t2] * (dw[t2] - wdw) * {{scale}};
       }
-      /* softmax backward and the 1/sqrt(hd) scale: ds = w (dw - w.dw) / sqrt(hd) */
-      const real wdw = vec_dot(w, dw, n);
-      for (int t2 = 0; t2 < n; t2++) dw[t2] = w[t2] * (dw[t2] - wdw) * {{scale}};
-      real *dq = dbase + (size_t)t * {{C3}};
-      for (int d = 0; d < {{hd}}; d++) dq[d] = 0;
-      for (int t2 = 0; t2 < n; t2++) {
-        {{k.fn}}_axpy(dq, dw[t2], base + (size_t)t2 * {{C3}} + {{C}});
-        {{k.fn}}_axpy(dbase + (size_t)t2 * {{C3}} + {{C}}, dw[t2], q);
+      /* dq rows = ds rows . K rows (ds rows past T are scratch: their results are dropped) */
+      real *dq = dbase + (size_t)t0 * {{C3}};
+      for (int cb = 0; cb < {{hd}}; cb += {{NR}}) {
+        if (r == {{MR}})
+          micro_kernel_rows(kc, ds + (size_t)t0 * {{Tp}}, {{Tp}}, base + {{C}} + cb, {{C3}}, dq + cb, {{C3}}, 0, NULL);
+        else
+          micro_kernel_rows(kc, ds + (size_t)t0 * {{Tp}}, {{Tp}}, base + {{C}} + cb, {{C3}}, ob + cb, {{hd}}, 0, NULL);
       }
+      if (r < {{MR}})
+        for (int i = 0; i < r; i++) memcpy(dq + (size_t)i * {{C3}}, ob + i * {{hd}}, {{hd}} * sizeof(real));
+    }
+    /* dk rows k0.. = sum over t >= k0 of ds[t][key] q[t]; dv likewise with wd and dout */
+    for (int k0 = 0; k0 < {{T}}; k0 += {{MR}}) {
+      const int r = {{T}} - k0 < {{MR}} ? {{T}} - k0 : {{MR}}, kc = {{T}} - k0;
+      real *dk = dbase + (size_t)k0 * {{C3}} + {{C}}, *dv = dk + {{C}};
+      for (int cb = 0; cb < {{hd}}; cb += {{NR}}) {
+        const real *qrows = base + (size_t)k0 * {{C3}} + cb, *yrows = dyb + (size_t)k0 * {{C}} + cb;
+        const real *da = ds + (size_t)k0 * {{Tp}} + k0, *wa = wd + (size_t)k0 * {{Tp}} + k0;
+        if (r == {{MR}}) {
+          micro_kernel_cols(kc, da, {{Tp}}, qrows, {{C3}}, dk + cb, {{C3}}, 0, NULL);
+          micro_kernel_cols(kc, wa, {{Tp}}, yrows, {{C}}, dv + cb, {{C3}}, 0, NULL);
+        } else {
+          micro_kernel_cols(kc, da, {{Tp}}, qrows, {{C3}}, ob + cb, {{hd}}, 0, NULL);
+          for (int i = 0; i < r; i++) memcpy(dk + (size_t)i * {{C3}} + cb, ob + i * {{hd}} + cb, {{NR}} * sizeof(real));
+          micro_kernel_cols(kc, wa, {{Tp}}, yrows, {{C}}, ob + cb, {{hd}}, 0, NULL);
+          for (int i = 0; i < r; i++) memcpy(dv + (size_t)i * {{C3}} + cb, ob + i * {{hd}} + cb, {{NR}} * sizeof(real));
+        }
+      }
+    }
+  }
+}
+% elseif k.backward then
+
+/* o (hd) = sum over t in [t0, {{T}}) of w[t * {{Tp}}] x[t * xs] (hd): a column of a (T, Tp)
+ * matrix against rows of x, accumulated in registers */
+GPTC_INLINE void {{k.fn}}_colmix(real *restrict o, const real *restrict w, const real *restrict x, int xs, int t0) {
+% if vec then
+%   for i = 0, nvh - 1 do
+  vreal a{{i}} = {0}, b{{i}} = {0};
+%   end
+  int t = t0;
+  for (; t + 2 <= {{T}}; t += 2) {
+    const real w0 = w[(size_t)t * {{Tp}}], w1 = w[(size_t)(t + 1) * {{Tp}}];
+    const real *x0 = x + (size_t)t * xs, *x1 = x0 + xs;
+%   for i = 0, nvh - 1 do
+    a{{i}} += w0 * vload(x0 + {{i * VL}});
+    b{{i}} += w1 * vload(x1 + {{i * VL}});
+%   end
+  }
+  if (t < {{T}}) {
+    const real w0 = w[(size_t)t * {{Tp}}], *x0 = x + (size_t)t * xs;
+%   for i = 0, nvh - 1 do
+    a{{i}} += w0 * vload(x0 + {{i * VL}});
+%   end
+  }
+%   for i = 0, nvh - 1 do
+  vstore(o + {{i * VL}}, a{{i}} + b{{i}});
+%   end
+% else
+  real a[{{hd}}];
+  for (int d = 0; d < {{hd}}; d++) a[d] = 0;
+  for (int t = t0; t < {{T}}; t++)
+    for (int d = 0; d < {{hd}}; d++) a[d] += w[(size_t)t * {{Tp}}] * x[(size_t)t * xs + d];
+  for (int d = 0; d < {{hd}}; d++) o[d] = a[d];
+% end
+}
+
+/* dqkv (B, T, 3C) = the gradients of q, k and v from dout (B, T, C). Each (b, h) task
+ * owns its slice of dqkv. Pass 1 walks the queries: the weight gradients ds (T, Tp) and
+ * the weights after dropout w' (T, Tp) go to the task's scratch, dq is summed in
+ * registers. Pass 2 walks the keys: dv[t2] and dk[t2] are column sums over t >= t2, also
+ * in registers, so no row is updated more than once. grad scratch (B, H, S={{k.S2}}). */
+KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, const real *att, real *scratch,
+                              gptc_rng rng, uint32_t site) {
+%   if p == 0 then
+  (void)rng;
+  (void)site;
+%   end
+#pragma omp parallel for schedule(static)
+  for (int bh = 0; bh < {{B * H}}; bh++) {
+    const int b = bh / {{H}}, h = bh % {{H}};
+    const real *base = qkv + (size_t)b * {{T * C3}} + h * {{hd}};
+    const real *dyb = dout + (size_t)b * {{T * C}} + h * {{hd}};
+    real *dbase = dqkv + (size_t)b * {{T * C3}} + h * {{hd}};
+    real *vt = scratch + (size_t)bh * {{k.S2}};            /* (hd, Tp) */
+    real *ds = vt + {{hd * TS}};                           /* (T, Tp) */
+    real *wd = ds + {{T * Tp}};                            /* (T, Tp) weights after dropout */
+    real *dw = wd + {{T * Tp}};                            /* (Tp) */
+%   if p > 0 then
+    uint32_t *bits = (uint32_t *)(dw + {{Tp}});            /* (Tp + 128) */
+%   end
+    {{k.fn}}_transpose(vt, base + {{2 * C}});
+    for (int t = 0; t < {{T}}; t++) {
+      const real *w = att + ((size_t)bh * {{T}} + t) * {{T}};
+      const int n = t + 1, nv = t / {{VL}} + 1, m = nv * {{VL}};
+      real *dst = ds + (size_t)t * {{Tp}}, *wdt = wd + (size_t)t * {{Tp}};
+      /* dw[t2] = dy . v[t2], the gradient of the weights after dropout */
+      {{k.fn}}_scores(dw, dyb + (size_t)t * {{C}}, vt, nv);
+      for (int t2 = 0; t2 < {{Tp}}; t2++) dst[t2] = t2 < n ? w[t2] : 0;
+      for (int t2 = 0; t2 < {{Tp}}; t2++) wdt[t2] = dst[t2];
+%   if p > 0 then
+      if (rng.train) {
+        const int s0 = dropout_words(rng, site, ((uint64_t)bh * {{T}} + t) * {{T}}, n, bits);
+        for (int t2 = 0; t2 < n; t2++) {
+          const int keep = bits[s0 + t2] >= DROP_THRESHOLD;
+          dw[t2] = keep ? dw[t2] * DROP_SCALE : 0;
+          wdt[t2] = keep ? wdt[t2] * DROP_SCALE : 0;
+        }
+      }
+%   end
+      /* softmax backward and the 1/sqrt(hd) scale: ds = w (dw - w.dw) / sqrt(hd), zero past t */
+      const real wdw = vec_dot(dst, dw, m);
+      for (int t2 = 0; t2 < m; t2++) dst[t2] = dst[t2] * (dw[t2] - wdw) * {{scale}};
+      {{k.fn}}_mix(dbase + (size_t)t * {{C3}}, dst, base + {{C}}, n);
+    }
+    for (int t2 = 0; t2 < {{T}}; t2++) {
+      {{k.fn}}_colmix(dbase + (size_t)t2 * {{C3}} + {{C}}, ds + t2, base, {{C3}}, t2);
+      {{k.fn}}_colmix(dbase + (size_t)t2 * {{C3}} + {{2 * C}}, wd + t2, dyb, {{C}}, t2);
     }
   }
 }

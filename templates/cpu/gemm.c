@@ -1,6 +1,30 @@
 /* C ({{k.M}}, {{k.N}}) {{k.mode == "acc" and "+=" or "="}} {{k.ta and "A^T" or "A"}} . {{k.tb and "B^T" or "B"}}{{k.mode == "bias" and " + bias" or ""}} with K={{k.K}}: {{k.desc}}
  * A {{k.ta and "(K, M)" or "(M, K)"}} row stride {{k.lda}}, B {{k.tb and "(N, K)" or "(K, N)"}} row stride {{k.ldb}}; tiles {{k.MC}}x{{k.NC}}, K blocks of {{k.KC}} */
+% if k.epi == "gelu" then
+/* epilogue: G = GELU(C) for each finished tile (G has C's shape) */
+KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restrict B, const real *restrict bias,
+                     real *restrict G) {
+% elseif k.epi == "gelu_grad" then
+/* epilogue: C *= GELU'(X) for each finished tile (X, the GELU input, has C's shape) */
+KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restrict B, const real *restrict bias,
+                     const real *restrict X) {
+% elseif k.epi == "residual" then
+/* epilogue: C = X + dropout(C) for each finished tile (the residual add; dropout element
+ * index = the flat index in C, as the residual kernel) */
+KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restrict B, const real *restrict bias,
+                     const real *restrict X, gptc_rng rng, uint32_t site) {
+%   if p == 0 then
+  (void)rng;
+  (void)site;
+%   end
+% elseif k.epi == "colsum" then
+/* with db (N) += column sums of B, gathered while packing B in the tiles of the first
+ * row block (rows added in order) */
+KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restrict B, const real *restrict bias,
+                     real *restrict db) {
+% else
 KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restrict B, const real *restrict bias) {
+% end
 % if k.mode ~= "bias" then
   (void)bias;
 % end
@@ -10,6 +34,10 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
     const int mc = ic + {{k.MC}} <= {{k.M}} ? {{k.MC}} : {{k.M}} - ic;
     const int nc = jc + {{k.NC}} <= {{k.N}} ? {{k.NC}} : {{k.N}} - jc;
     real *pa = pack_a, *pb = pack_b;
+% if k.epi == "colsum" then
+    real colsum[{{k.NC}}];
+    for (int j = 0; j < nc; j++) colsum[j] = 0;
+% end
     for (int pc = 0; pc < {{k.K}}; pc += {{k.KC}}) {
       const int kc = pc + {{k.KC}} <= {{k.K}} ? {{k.KC}} : {{k.K}} - pc;
 % if k.mode == "acc" then
@@ -20,62 +48,125 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
       const int mode = pc == 0 ? 0 : 1;
 % end
       /* B block (kc, nc) -> {{NR}}-column panels (kc, {{NR}}), zero padded */
+% if k.tb then
       for (int q = 0; q < nc; q += {{NR}}) {
         real *bp = pb + (size_t)q * kc;
         const int nr = nc - q < {{NR}} ? nc - q : {{NR}};
-% if k.tb then
-        for (int j = 0; j < nr; j++) {
-          const real *src = B + (size_t)(jc + q + j) * {{k.ldb}} + pc;
-          for (int kk = 0; kk < kc; kk++) bp[kk * {{NR}} + j] = src[kk];
+        /* a transpose: rows of B become columns of the panel; k outer so the stores
+         * are contiguous and each row's cache line serves 16 k */
+        const real *src = B + (size_t)(jc + q) * {{k.ldb}} + pc;
+        if (nr == {{NR}}) {
+          for (int kk = 0; kk < kc; kk++)
+            for (int j = 0; j < {{NR}}; j++) bp[kk * {{NR}} + j] = src[(size_t)j * {{k.ldb}} + kk];
+        } else {
+          for (int kk = 0; kk < kc; kk++)
+            for (int j = 0; j < {{NR}}; j++) bp[kk * {{NR}} + j] = j < nr ? src[(size_t)j * {{k.ldb}} + kk] : 0;
         }
-        for (int j = nr; j < {{NR}}; j++)
-          for (int kk = 0; kk < kc; kk++) bp[kk * {{NR}} + j] = 0;
-% else
-        for (int kk = 0; kk < kc; kk++) {
-          const real *src = B + (size_t)(pc + kk) * {{k.ldb}} + jc + q;
-          if (nr == {{NR}})
-            memcpy(bp + kk * {{NR}}, src, {{NR}} * sizeof(real));
-          else
-            for (int j = 0; j < {{NR}}; j++) bp[kk * {{NR}} + j] = j < nr ? src[j] : 0;
-        }
-% end
       }
-      /* A block (mc, kc) -> {{MR}}-row strips (kc, {{MR}}), zero padded */
-      for (int p = 0; p < mc; p += {{MR}}) {
-        real *ap = pa + (size_t)p * kc;
-        const int mr = mc - p < {{MR}} ? mc - p : {{MR}};
+% else
+      /* row by row, so each row of B is read once, in order */
+      for (int kk = 0; kk < kc; kk++) {
+        const real *src = B + (size_t)(pc + kk) * {{k.ldb}} + jc;
+%   if k.epi == "colsum" then
+        if (ic == 0)
+          for (int j = 0; j < nc; j++) colsum[j] += src[j];
+%   end
+        for (int q = 0; q < nc; q += {{NR}}) {
+          real *bp = pb + (size_t)q * kc + (size_t)kk * {{NR}};
+          if (q + {{NR}} <= nc) {
+%   for v = 0, NV - 1 do
+            vstore(bp + {{v * VL}}, vload(src + q + {{v * VL}}));
+%   end
+          } else {
+            for (int j = 0; j < {{NR}}; j++) bp[j] = q + j < nc ? src[q + j] : 0;
+          }
+        }
+      }
+% end
 % if k.ta then
-        for (int kk = 0; kk < kc; kk++) {
-          const real *src = A + (size_t)(pc + kk) * {{k.lda}} + ic + p;
-          if (mr == {{MR}})
-            memcpy(ap + kk * {{MR}}, src, {{MR}} * sizeof(real));
+      /* A^T block -> {{MR}}-row strips (kc, {{MR}}), zero padded; row by row as B */
+      for (int kk = 0; kk < kc; kk++) {
+        const real *src = A + (size_t)(pc + kk) * {{k.lda}} + ic;
+        for (int p = 0; p < mc; p += {{MR}}) {
+          real *ap = pa + (size_t)p * kc + (size_t)kk * {{MR}};
+          if (p + {{MR}} <= mc)
+            memcpy(ap, src + p, {{MR}} * sizeof(real));
           else
-            for (int i = 0; i < {{MR}}; i++) ap[kk * {{MR}} + i] = i < mr ? src[i] : 0;
+            for (int i = 0; i < {{MR}}; i++) ap[i] = p + i < mc ? src[p + i] : 0;
         }
-% else
-        for (int i = 0; i < mr; i++) {
-          const real *src = A + (size_t)(ic + p + i) * {{k.lda}} + pc;
-          for (int kk = 0; kk < kc; kk++) ap[kk * {{MR}} + i] = src[kk];
-        }
-        for (int i = mr; i < {{MR}}; i++)
-          for (int kk = 0; kk < kc; kk++) ap[kk * {{MR}} + i] = 0;
-% end
       }
+% elseif k.pack_rows then
+      /* A block -> rows of stride kc + {{APAD}}: in place, the {{MR}} rows a strip streams
+       * ({{k.lda}} apart) would share too few cache sets; rows past the edge are zero */
+      const int lda = kc + {{APAD}};
+      for (int i = 0; i < mc; i++) memcpy(pa + (size_t)i * lda, A + (size_t)(ic + i) * {{k.lda}} + pc, (size_t)kc * sizeof(real));
+      for (int i = mc; i < (mc + {{MR - 1}}) / {{MR}} * {{MR}}; i++) memset(pa + (size_t)i * lda, 0, (size_t)kc * sizeof(real));
+% else
+      /* A rows are read in place; only a partial strip at the edge is copied (zero padded) */
+      const int lda = kc + {{APAD}};
+      if (mc % {{MR}}) {
+        const int p0 = mc / {{MR}} * {{MR}};
+        for (int i = p0; i < p0 + {{MR}}; i++) {
+          if (i < mc) memcpy(pa + (size_t)(i - p0) * lda, A + (size_t)(ic + i) * {{k.lda}} + pc, (size_t)kc * sizeof(real));
+          else memset(pa + (size_t)(i - p0) * lda, 0, (size_t)kc * sizeof(real));
+        }
+      }
+% end
       for (int q = 0; q < nc; q += {{NR}}) {
         const int nr = nc - q < {{NR}} ? nc - q : {{NR}};
         for (int p = 0; p < mc; p += {{MR}}) {
           const int mr = mc - p < {{MR}} ? mc - p : {{MR}};
           real *c = C + (size_t)(ic + p) * {{k.N}} + jc + q;
           const real *bb = {{k.mode == "bias" and "bias + jc + q" or "NULL"}};
+% if k.ta then
+#define GEMM_STRIP(dst, ldc, m) micro_kernel_cols(kc, pa + (size_t)p * kc, {{MR}}, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)
+% elseif k.pack_rows then
+#define GEMM_STRIP(dst, ldc, m) micro_kernel_rows(kc, pa + (size_t)p * lda, lda, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)
+% else
+#define GEMM_STRIP(dst, ldc, m)                                                                                    \
+  (mr < {{MR}} ? micro_kernel_rows(kc, pa, lda, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)                       \
+           : micro_kernel_rows(kc, A + (size_t)(ic + p) * {{k.lda}} + pc, {{k.lda}}, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb))
+% end
           if (mr == {{MR}} && nr == {{NR}}) {
-            micro_kernel(kc, pa + (size_t)p * kc, pb + (size_t)q * kc, c, {{k.N}}, mode, bb);
+            GEMM_STRIP(c, {{k.N}}, mode);
           } else {
             real t[{{MR * NR}}] __attribute__((aligned(64)));
-            micro_kernel(kc, pa + (size_t)p * kc, pb + (size_t)q * kc, t, {{NR}}, 0, NULL);
+            GEMM_STRIP(t, {{NR}}, 0);
             edge_store(c, {{k.N}}, t, mr, nr, mode, bb);
           }
+#undef GEMM_STRIP
         }
       }
     }
+% if k.epi == "gelu" then
+    for (int i = 0; i < mc; i++) {
+      const real *c = C + (size_t)(ic + i) * {{k.N}} + jc;
+      real *g = G + (size_t)(ic + i) * {{k.N}} + jc;
+      for (int j = 0; j < nc; j++) g[j] = gelu_r(c[j]);
+    }
+% elseif k.epi == "gelu_grad" then
+    for (int i = 0; i < mc; i++) {
+      real *c = C + (size_t)(ic + i) * {{k.N}} + jc;
+      const real *x = X + (size_t)(ic + i) * {{k.N}} + jc;
+      for (int j = 0; j < nc; j++) c[j] *= gelu_grad_r(x[j]);
+    }
+% elseif k.epi == "residual" then
+    for (int i = 0; i < mc; i++) {
+      real *c = C + (size_t)(ic + i) * {{k.N}} + jc;
+      const real *x = X + (size_t)(ic + i) * {{k.N}} + jc;
+%   if p > 0 then
+      if (rng.train) {
+        uint32_t w[{{k.NC + 128}}];
+        const int s0 = dropout_words(rng, site, (uint64_t)(ic + i) * {{k.N}} + (uint64_t)jc, nc, w);
+        for (int j = 0; j < nc; j++) c[j] = x[j] + (w[s0 + j] >= DROP_THRESHOLD ? c[j] * DROP_SCALE : 0);
+        continue;
+      }
+%   end
+      for (int j = 0; j < nc; j++) c[j] += x[j];
+    }
+% elseif k.epi == "colsum" then
+    if (ic == 0)
+      for (int j = 0; j < nc; j++) db[jc + j] += colsum[j];
+% end
   }
 }

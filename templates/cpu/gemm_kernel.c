@@ -2,45 +2,60 @@
  * C (M, N) = op(A) (M, K) . op(B) (K, N), blocked after Goto & van de Geijn. A
  * thread owns each C tile of at most MC x NC whole and walks K in KC blocks in
  * order, so every element of C is summed in the same order whatever the
- * thread count. Each block of A and B is packed into contiguous, zero-padded
- * {{MR}}-row strips and {{NR}}-column panels (no cache-set conflicts between the
- * rows the micro-kernel streams, no edge cases inside it). */
+ * thread count. Each K block of B is packed into zero-padded {{NR}}-column panels
+ * (a transpose for B^T); A^T into {{MR}}-row strips; rows of A are read in place
+ * unless their stride would crowd them into too few cache sets, then copied
+ * with a padded stride. Edge strips are zero padded, so the {{MR}}x{{NR}}
+ * register-blocked micro-kernel never sees a partial tile. */
 static _Thread_local real pack_a[{{pack_a}}] __attribute__((aligned(64)));
 static _Thread_local real pack_b[{{pack_b}}] __attribute__((aligned(64)));
 
-/* The micro-kernel names its {{MR}} x {{NV}} vector accumulators so they live in
- * registers whatever the optimizer decides about loops; one shared copy keeps
- * the compile time of many GEMMs low. */
+% local function kernel(name, rows)
 /* c ({{MR}}, {{NR}}) (mode: 0 store, 1 add, 2 bias + acc) = sum over k < kc of
- * a[k][i] b[k][j] from a packed A strip (kc, {{MR}}) and B panel (kc, {{NR}}) */
-static __attribute__((noinline)) void micro_kernel(int kc, const real *restrict a, const real *restrict b,
-                                                   real *restrict c, int ldc, int mode, const real *restrict bias) {
-% for i = 0, MR - 1 do
+ * a(i, k) b[k * ldb + j], with a(i, k) = {{rows and "a[i * lda + k]" or "a[k * lda + i]"}}. The {{MR}} x {{NV}}
+ * vector accumulators are named so they stay in registers whatever the
+ * optimizer does with loops; one shared copy keeps compile times low. */
+static __attribute__((noinline)) void {{name}}(int kc, const real *restrict a, int lda, const real *restrict b,
+                                             int ldb, real *restrict c, int ldc, int mode,
+                                             const real *restrict bias) {
+%   for i = 0, MR - 1 do
   vreal {{acc_list(i)}};
-% end
-  for (int k = 0; k < kc; k++) {
-    const real *ak = a + (size_t)k * {{MR}}, *bk = b + (size_t)k * {{NR}};
-% for v = 0, NV - 1 do
-    const vreal b{{v}} = vload(bk + {{v * VL}});
-% end
-% for i = 0, MR - 1 do
-    {
-      const real av = ak[{{i}}];
-%   for v = 0, NV - 1 do
-      c{{i}}_{{v}} += av * b{{v}};
 %   end
-    }
-% end
-  }
-% for i = 0, MR - 1 do
+%   if rows then
+%     for i = 0, MR - 1 do
+  const real *a{{i}} = a + (size_t){{i}} * lda;
+%     end
+%   end
+  for (int k = 0; k < kc; k++) {
+    const real *bk = b + (size_t)k * ldb;
+%   if not rows then
+    const real *ak = a + (size_t)k * lda;
+%   end
 %   for v = 0, NV - 1 do
+    const vreal b{{v}} = vload(bk + {{v * VL}});
+%   end
+%   for i = 0, MR - 1 do
+    {
+      const real av = {{rows and ("a" .. i .. "[k]") or ("ak[" .. i .. "]")}};
+%     for v = 0, NV - 1 do
+      c{{i}}_{{v}} += av * b{{v}};
+%     end
+    }
+%   end
+  }
+%   for i = 0, MR - 1 do
+%     for v = 0, NV - 1 do
   {
     real *ci = c + (size_t){{i}} * ldc + {{v * VL}};
     vstore(ci, mode == 1 ? vload(ci) + c{{i}}_{{v}} : mode == 2 ? vload(bias + {{v * VL}}) + c{{i}}_{{v}} : c{{i}}_{{v}});
   }
+%     end
 %   end
-% end
 }
+% end
+% kernel("micro_kernel_rows", true)
+
+% kernel("micro_kernel_cols", false)
 
 /* An edge tile (mr < {{MR}} or nr < {{NR}}): computed whole into a scratch
  * tile, then the valid part stored with the mode. */

@@ -76,10 +76,7 @@ static void gptc_infer(const real *params, real *kv, real *scratch, int token, i
     for (int c = 0; c < {{C}}; c++) x[c] += proj[c];
     infer_layernorm(ln, x, lp + {{loff("ln_2.weight")}}, lp + {{loff("ln_2.bias")}});
     {{gemv_name(C, 4 * C)}}(fch, ln, lp + {{loff("mlp.c_fc.weight")}}, lp + {{loff("mlp.c_fc.bias")}});
-    for (int i = 0; i < {{4 * C}}; i++) {
-      real u = fch[i];
-      fch[i] = (real)0.5 * u * (1 + tanh_r(GELU_S * (u + GELU_A * u * u * u)));
-    }
+    for (int i = 0; i < {{4 * C}}; i++) fch[i] = gelu_r(fch[i]);
     {{gemv_name(4 * C, C)}}(proj, fch, lp + {{loff("mlp.c_proj.weight")}}, lp + {{loff("mlp.c_proj.bias")}});
     for (int c = 0; c < {{C}}; c++) x[c] += proj[c];
   }

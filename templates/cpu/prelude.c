@@ -214,12 +214,21 @@ GPTC_INLINE float exp_r(float x) {
 GPTC_INLINE real exp_r(real x) { return exp(x); }
 % end
 
-/* tanh(u) = 1 - 2 / (e^{2u} + 1): exact limits +-1 for large |u|; near 0
- * the absolute error is a few ulp of 1, which GELU multiplies by x/2. */
-GPTC_INLINE real tanh_r(real u) { return 1 - 2 / (exp_r(2 * u) + 1); }
-
+/* GELU, tanh approximation: 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3),
+ * computed as x sigmoid(2u) = x / (1 + e^{-2u}) (one exp, no cancellation near 0).
+ * The derivative: s + 2 x s (1 - s) du/dx with s = sigmoid(2u). */
 #define GELU_S {{lit(math.sqrt(2 / math.pi))}} /* sqrt(2/pi) */
 #define GELU_A {{lit(0.044715)}}
+/* e^{-2u}, its exponent capped at 80 so 1 / (1 + e) stays a normal number */
+GPTC_INLINE real gelu_e(real x) {
+  const real z = -2 * GELU_S * (x + GELU_A * x * x * x);
+  return exp_r(z < 80 ? z : 80);
+}
+GPTC_INLINE real gelu_r(real x) { return x / (1 + gelu_e(x)); }
+GPTC_INLINE real gelu_grad_r(real x) {
+  const real s = 1 / (1 + gelu_e(x));
+  return s + 2 * x * s * (1 - s) * GELU_S * (1 + 3 * GELU_A * x * x);
+}
 
 /* ---- vectors ------------------------------------------------------------------------
  * One vector of {{VL}} reals (GNU C vector extension) for the kernels whose loop

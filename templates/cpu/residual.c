@@ -1,4 +1,5 @@
 /* ---- residual: out = x + dropout(out), N={{k.N}} elements {{shape_str(k.shape)}} ---- */
+% if k.forward_used then
 KERNEL void {{k.fn}}_forward(real *out, const real *x, gptc_rng rng, uint32_t site) {
 % if p == 0 then
   (void)rng;
@@ -18,6 +19,7 @@ KERNEL void {{k.fn}}_forward(real *out, const real *x, gptc_rng rng, uint32_t si
     for (int i = 0; i < n; i++) out[i0 + i] += x[i0 + i];
   }
 }
+% end
 % if k.backward then
 
 /* the branch gradient: dbranch = dropout(dout) with the forward's mask; the

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 CONFIGS = [
     dict(name="golden-tied", V=37, C=24, H=4, L=2, ctx=16, B=3, T=12, qkv_bias=True, tie=True, seed=1),
-    dict(name="golden-untied", V=29, C=32, H=2, L=2, ctx=20, B=2, T=20, qkv_bias=False, tie=False, seed=2),
+    dict(name="golden-untied", V=29, C=32, H=1, L=2, ctx=20, B=2, T=20, qkv_bias=False, tie=False, seed=2),
 ]
 OPT = dict(lr=3e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, clip=1.0, steps=10)
 

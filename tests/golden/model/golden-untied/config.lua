@@ -4,7 +4,7 @@ return {
   tokenizer = "char",
   vocab_size = 29,
   emb_dim = 32,
-  n_heads = 2,
+  n_heads = 1,
   n_layers = 2,
   context_length = 20,
   drop_rate = 0.0,

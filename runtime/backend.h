@@ -1,0 +1,107 @@
+/* backend: where a model runs. The training loop, `gptc eval` and `gptc
+ * sample` drive a model through this small vtable, so the same loop runs on
+ * the CPU (backend_cpu.c: the generated C through gptc_model) and on a GPU
+ * (backend_cuda.c: the generated CUDA through a launch plan).
+ *
+ * A backend owns the model's buffers (parameters, gradients, AdamW moments,
+ * activations, KV cache) in its own memory; the host moves parameters and
+ * moments in and out with upload/download (checkpoints are the same files
+ * on every device). Every op returns 0, or -1 with util_err set. */
+#ifndef GPTC_BACKEND_H
+#define GPTC_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cfg.h"
+#include "cpu.h"
+#include "cuda.h"
+#include "model.h"
+
+/* what to allocate (alloc): parameters always; the rest on request */
+enum { BACKEND_TRAIN = 1, BACKEND_EVAL = 2, BACKEND_INFER = 4 };
+
+typedef struct backend backend;
+
+/* One optimizer step: n_micro micro-batches of (B, T) through forward and
+ * backward, the global gradient norm, clipping, AdamW. */
+typedef struct {
+  const int32_t *inputs, *targets; /* n_micro consecutive (B, T) batches */
+  int n_micro;
+  uint64_t seed, offset; /* dropout key; micro-batch i uses counter offset + i */
+  int dropout;           /* dropout on (the config's drop_rate > 0) */
+  gptc_adamw_args adamw; /* grad_scale is not used: clipping derives it from the norm */
+  double grad_clip;      /* clip to this global norm; 0 disables */
+} backend_step;
+
+typedef struct {
+  int (*alloc)(backend *b, int what);
+  /* params (n_params floats, the tensor table's layout) into the backend;
+   * m and v (AdamW moments) too when non-NULL */
+  int (*upload)(backend *b, const float *params, const float *m, const float *v);
+  int (*download)(backend *b, float *params, float *m, float *v);
+  /* forward at (B, T); *loss = mean loss over targets >= 0 (NaN on an id out of range) */
+  int (*forward)(backend *b, const int32_t *inputs, const int32_t *targets, gptc_rng rng, float *loss);
+  /* backward after forward with the same arguments: grads += loss_scale * d(mean loss)/d(params) */
+  int (*backward)(backend *b, const int32_t *inputs, const int32_t *targets, gptc_rng rng, float loss_scale);
+  int (*zero_grads)(backend *b);
+  /* the accumulated gradients (n_params floats) */
+  int (*download_grads)(backend *b, float *grads);
+  int (*grad_sq_norm)(backend *b, double *out);
+  int (*adamw)(backend *b, gptc_adamw_args a);
+  /* the whole step: zero grads, the micro-batches, norm, clipping, AdamW.
+   * *loss is the sum over micro-batches of loss / n_micro, *norm the
+   * gradient norm before clipping; when either is not finite the weights
+   * are left as they were. */
+  int (*train_step)(backend *b, const backend_step *s, double *loss, double *norm);
+  /* forward at (eval_B, eval_T) without dropout */
+  int (*forward_eval)(backend *b, const int32_t *inputs, const int32_t *targets, float *loss);
+  /* KV-cache inference of one token at `pos`; writes the (V) logits */
+  int (*infer)(backend *b, int token, int pos, float *logits);
+  /* the (B, T, V) logits of the last forward (eval: (eval_B, eval_T, V) of forward_eval) */
+  int (*logits)(backend *b, int eval, float *out);
+  void (*close)(backend *b);
+} backend_ops;
+
+struct backend {
+  const backend_ops *ops;
+  const char *device; /* "cpu" or "cuda" */
+  char about[4600];   /* the kernels' origin, for the training banner */
+  /* the model's shapes, from the generator */
+  int vocab_size, context_length, B, T, eval_B, eval_T;
+  size_t n_params;
+  int n_tensors;
+  const gptc_tensor *tensors;
+  /* CPU: the backend's own buffers, usable in place (upload and download
+   * of these very pointers copy nothing); NULL on a GPU */
+  float *host_params, *host_m, *host_v;
+  void *impl;
+};
+
+/* Opens a backend for cfg on `device`: "cpu", "cuda", or "auto" (CUDA when
+ * a usable GPU is present, else the CPU after a one-line notice on stderr). */
+int backend_open(const cfg_t *cfg, const char *device, backend **out);
+void backend_close(backend *b);
+/* The CPU backend's compiled module (NULL on other devices). */
+const cpu_module *backend_cpu_module(const backend *b);
+/* Views for the parity tests: the CPU backend's training activations (laid
+ * out as gen/shapes.lua's acts; NULL before alloc), and n floats of the CUDA
+ * backend's training activation `name` of layer `layer` (its launch plan's
+ * layout). */
+const float *backend_cpu_acts(const backend *b);
+int backend_cuda_act(backend *b, const char *name, int layer, float *out, size_t n);
+
+/* 1 when every input id is in [0, V) and every target < V (the kernels'
+ * precondition; a bad batch gives a NaN loss, as on the CPU). */
+int backend_ids_ok(const int32_t *inputs, const int32_t *targets, size_t n, int V);
+/* The step through the single ops (the CPU's step; CUDA replays the same
+ * sequence from a graph). */
+int backend_step_generic(backend *b, const backend_step *s, double *loss, double *norm);
+
+int backend_cpu_open(const cfg_t *cfg, backend **out);
+int backend_cuda_open(const cfg_t *cfg, backend **out);
+/* The CUDA backend on a variant of the generated kernels (cuda.h's
+ * cuda_gen_opts; NULL: the default), for tests. */
+int backend_cuda_open_variant(const cfg_t *cfg, const cuda_gen_opts *gen, backend **out);
+
+#endif

@@ -1,0 +1,194 @@
+/* backend_cpu: the backend over the generated C (cpu.h, model.h). The
+ * buffers are host memory, 64-byte aligned and zeroed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "util.h"
+
+typedef struct {
+  cpu_module mod;
+  const gptc_model *m;
+  float *params, *grads, *adam_m, *adam_v, *acts, *grad_acts; /* n_params x4; n_acts; n_grad_acts */
+  float *eval_acts;                                           /* n_eval_acts */
+  float *kv, *scratch;                                        /* n_kv; n_infer_scratch */
+} backend_cpu;
+
+static float *backend_cpu_buf(size_t n, const char *what) {
+  void *p = NULL;
+  size_t bytes = ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63;
+  if (posix_memalign(&p, 64, bytes) != 0) {
+    util_err("out of memory: %s needs %zu bytes (%.1f MiB available)", what, bytes, util_mem_available() / 1048576.0);
+    return NULL;
+  }
+  memset(p, 0, bytes);
+  return p;
+}
+
+static int backend_cpu_alloc(backend *b, int what) {
+  backend_cpu *c = b->impl;
+  const gptc_model *m = c->m;
+  if ((what & BACKEND_TRAIN) && !c->grads) {
+    if (!(c->grads = backend_cpu_buf(m->n_params, "gradients")) ||
+        !(c->adam_m = backend_cpu_buf(m->n_params, "AdamW first moments")) ||
+        !(c->adam_v = backend_cpu_buf(m->n_params, "AdamW second moments")) ||
+        !(c->acts = backend_cpu_buf(m->n_acts, "activations")) ||
+        !(c->grad_acts = backend_cpu_buf(m->n_grad_acts, "activation gradients")))
+      return -1;
+    b->host_m = c->adam_m;
+    b->host_v = c->adam_v;
+  }
+  if ((what & BACKEND_EVAL) && !c->eval_acts && !(c->eval_acts = backend_cpu_buf(m->n_eval_acts, "evaluation activations")))
+    return -1;
+  if ((what & BACKEND_INFER) && !c->kv &&
+      (!(c->kv = backend_cpu_buf(m->n_kv, "KV cache")) || !(c->scratch = backend_cpu_buf(m->n_infer_scratch, "inference scratch"))))
+    return -1;
+  return 0;
+}
+
+static int backend_cpu_upload(backend *b, const float *params, const float *m, const float *v) {
+  backend_cpu *c = b->impl;
+  size_t n = c->m->n_params * sizeof(float);
+  if (params != c->params) memcpy(c->params, params, n);
+  if ((m || v) && !c->adam_m) return util_err("AdamW moments uploaded before the training buffers were allocated");
+  if (m && m != c->adam_m) memcpy(c->adam_m, m, n);
+  if (v && v != c->adam_v) memcpy(c->adam_v, v, n);
+  return 0;
+}
+
+static int backend_cpu_download(backend *b, float *params, float *m, float *v) {
+  backend_cpu *c = b->impl;
+  size_t n = c->m->n_params * sizeof(float);
+  if (params && params != c->params) memcpy(params, c->params, n);
+  if ((m || v) && !c->adam_m) return util_err("AdamW moments downloaded before the training buffers were allocated");
+  if (m && m != c->adam_m) memcpy(m, c->adam_m, n);
+  if (v && v != c->adam_v) memcpy(v, c->adam_v, n);
+  return 0;
+}
+
+static int backend_cpu_need(const void *buf, const char *op) {
+  return buf ? 0 : util_err("%s needs buffers that were not allocated", op);
+}
+
+static int backend_cpu_forward(backend *b, const int32_t *in, const int32_t *tg, gptc_rng rng, float *loss) {
+  backend_cpu *c = b->impl;
+  if (backend_cpu_need(c->acts, "forward")) return -1;
+  *loss = c->m->forward(c->params, c->acts, in, tg, rng);
+  return 0;
+}
+
+static int backend_cpu_backward(backend *b, const int32_t *in, const int32_t *tg, gptc_rng rng, float loss_scale) {
+  backend_cpu *c = b->impl;
+  if (backend_cpu_need(c->grads, "backward")) return -1;
+  c->m->backward(c->params, c->grads, c->acts, c->grad_acts, in, tg, rng, loss_scale);
+  return 0;
+}
+
+static int backend_cpu_zero_grads(backend *b) {
+  backend_cpu *c = b->impl;
+  if (backend_cpu_need(c->grads, "zeroing gradients")) return -1;
+  memset(c->grads, 0, c->m->n_params * sizeof(float));
+  return 0;
+}
+
+static int backend_cpu_download_grads(backend *b, float *grads) {
+  backend_cpu *c = b->impl;
+  if (backend_cpu_need(c->grads, "reading gradients")) return -1;
+  memcpy(grads, c->grads, c->m->n_params * sizeof(float));
+  return 0;
+}
+
+static int backend_cpu_grad_sq_norm(backend *b, double *out) {
+  backend_cpu *c = b->impl;
+  if (backend_cpu_need(c->grads, "the gradient norm")) return -1;
+  *out = c->m->grad_sq_norm(c->grads);
+  return 0;
+}
+
+static int backend_cpu_adamw(backend *b, gptc_adamw_args a) {
+  backend_cpu *c = b->impl;
+  if (backend_cpu_need(c->grads, "AdamW")) return -1;
+  c->m->adamw(c->params, c->grads, c->adam_m, c->adam_v, a);
+  return 0;
+}
+
+static int backend_cpu_forward_eval(backend *b, const int32_t *in, const int32_t *tg, float *loss) {
+  backend_cpu *c = b->impl;
+  if (backend_cpu_alloc(b, BACKEND_EVAL)) return -1;
+  *loss = c->m->forward_eval(c->params, c->eval_acts, in, tg);
+  return 0;
+}
+
+static int backend_cpu_infer(backend *b, int token, int pos, float *logits) {
+  backend_cpu *c = b->impl;
+  if (backend_cpu_alloc(b, BACKEND_INFER)) return -1;
+  c->m->infer(c->params, c->kv, c->scratch, token, pos, logits);
+  return 0;
+}
+
+static int backend_cpu_logits(backend *b, int eval, float *out) {
+  backend_cpu *c = b->impl;
+  const gptc_model *m = c->m;
+  const float *src = eval ? c->eval_acts : c->acts;
+  if (backend_cpu_need(src, "reading logits")) return -1;
+  size_t n = (size_t)(eval ? m->eval_B * m->eval_T : m->B * m->T) * (size_t)m->vocab_size;
+  memcpy(out, src + (eval ? m->eval_logits_offset : m->logits_offset), n * sizeof(float));
+  return 0;
+}
+
+static void backend_cpu_close(backend *b) {
+  backend_cpu *c = b->impl;
+  if (c) {
+    if (c->mod.handle) cpu_unload(&c->mod);
+    free(c->params), free(c->grads), free(c->adam_m), free(c->adam_v), free(c->acts), free(c->grad_acts);
+    free(c->eval_acts), free(c->kv), free(c->scratch);
+    free(c);
+  }
+  free(b);
+}
+
+static const backend_ops backend_cpu_ops = {
+    backend_cpu_alloc,        backend_cpu_upload,   backend_cpu_download,     backend_cpu_forward,
+    backend_cpu_backward,     backend_cpu_zero_grads, backend_cpu_download_grads, backend_cpu_grad_sq_norm,
+    backend_cpu_adamw,
+    backend_step_generic,     backend_cpu_forward_eval, backend_cpu_infer,    backend_cpu_logits,
+    backend_cpu_close,
+};
+
+int backend_cpu_open(const cfg_t *cfg, backend **out) {
+  *out = NULL;
+  backend *b = util_calloc(1, sizeof *b, "backend");
+  backend_cpu *c = b ? util_calloc(1, sizeof *c, "CPU backend") : NULL;
+  if (!c) {
+    free(b);
+    return -1;
+  }
+  b->ops = &backend_cpu_ops;
+  b->impl = c;
+  b->device = "cpu";
+  if (cpu_load(cfg, &c->mod)) {
+    backend_cpu_close(b);
+    return -1;
+  }
+  const gptc_model *m = c->m = c->mod.model;
+  snprintf(b->about, sizeof b->about, "%s %s", c->mod.compiled ? "compiled" : "cached", c->mod.so_path);
+  b->vocab_size = m->vocab_size, b->context_length = m->context_length;
+  b->B = m->B, b->T = m->T, b->eval_B = m->eval_B, b->eval_T = m->eval_T;
+  b->n_params = m->n_params, b->n_tensors = m->n_tensors, b->tensors = m->tensors;
+  if (!(c->params = backend_cpu_buf(m->n_params, "parameters"))) {
+    backend_cpu_close(b);
+    return -1;
+  }
+  b->host_params = c->params;
+  *out = b;
+  return 0;
+}
+
+const cpu_module *backend_cpu_module(const backend *b) {
+  return b && !strcmp(b->device, "cpu") ? &((const backend_cpu *)b->impl)->mod : NULL;
+}
+
+const float *backend_cpu_acts(const backend *b) {
+  return b && !strcmp(b->device, "cpu") ? ((const backend_cpu *)b->impl)->acts : NULL;
+}

@@ -1,0 +1,757 @@
+/* cuda: see cuda.h. Generation and the launch plan; NVRTC; the driver
+ * API loaded with dlopen, the module cache and loading. */
+#include "cuda.h"
+
+#include <dlfcn.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef GPTC_HAVE_NVRTC
+#include <nvrtc.h>
+#endif
+
+#include "lx.h"
+#include "util.h"
+
+/* ---- generation --------------------------------------------------------------------- */
+
+int cuda_gen_source(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65]) {
+  *src = NULL;
+  *len = 0;
+  lua_State *L = lx_new();
+  if (!L) return -1;
+  cfg_push(L, cfg);
+  int cfg_idx = lua_gettop(L);
+  lua_newtable(L);
+  int opts_idx = lua_gettop(L);
+  lua_pushboolean(L, !(opts && opts->unfused));
+  lua_setfield(L, opts_idx, "fuse");
+  lua_pushinteger(L, opts ? opts->tile : 0);
+  lua_setfield(L, opts_idx, "tile");
+  lua_pushvalue(L, cfg_idx);
+  lua_pushvalue(L, opts_idx);
+  if (lx_call(L, "emit_cuda", "body", 2, 1)) {
+    lua_close(L);
+    return -1;
+  }
+  size_t body_len;
+  const char *body = lua_tolstring(L, -1, &body_len);
+  util_sha256_hex(body, body_len, hash);
+  lua_pushvalue(L, cfg_idx);
+  lua_pushstring(L, hash);
+  lua_pushvalue(L, opts_idx);
+  if (lx_call(L, "emit_cuda", "header", 3, 1)) {
+    lua_close(L);
+    return -1;
+  }
+  size_t head_len;
+  const char *head = lua_tolstring(L, -1, &head_len);
+  char *out = util_malloc(head_len + body_len + 1, "generated CUDA source");
+  if (out) {
+    memcpy(out, head, head_len);
+    memcpy(out + head_len, body, body_len);
+    out[head_len + body_len] = 0;
+    *src = out;
+    *len = head_len + body_len;
+  }
+  lua_close(L);
+  return out ? 0 : -1;
+}
+
+/* ---- the launch plan ------------------------------------------------------------------ */
+
+static const char *const cuda_buf_names[CUDA_N_BUFS] = {
+    "params", "params16", "grads", "adam_m", "adam_v", "acts", "grad_acts", "scratch", "eval_acts", "kv", "infer",
+    "io", "micro", "ctl"};
+static const char *const cuda_prog_names[CUDA_N_PROGS] = {
+    "train_forward", "train_backward", "eval_forward", "grad_norm", "adamw", "params_to_bf16", "infer"};
+
+const char *cuda_buf_name(int buf) { return buf >= 0 && buf < CUDA_N_BUFS ? cuda_buf_names[buf] : "int"; }
+const char *cuda_prog_name(int prog) { return prog >= 0 && prog < CUDA_N_PROGS ? cuda_prog_names[prog] : "?"; }
+
+void cuda_plan_free(cuda_plan *p) {
+  free(p->kernels);
+  for (int i = 0; i < CUDA_N_PROGS; i++) free(p->progs[i]);
+  free(p->acts);
+  memset(p, 0, sizeof *p);
+}
+
+/* The value of "key=" in a line of key=value words; -1 when absent. */
+static long long cuda_kv(const char *line, const char *key) {
+  size_t kl = strlen(key);
+  for (const char *p = line; (p = strstr(p, key)) != NULL; p += kl)
+    if ((p == line || p[-1] == ' ') && p[kl] == '=') return strtoll(p + kl + 1, NULL, 10);
+  return -1;
+}
+
+/* Adds every kernel defined in the source (extern "C" __global__ ...
+ * NAME(params)) with its parameter count and int parameters. */
+static int cuda_plan_kernels(const char *src, cuda_plan *p, unsigned **int_masks) {
+  int cap = 0;
+  *int_masks = NULL;
+  for (const char *s = src; (s = strstr(s, "extern \"C\" __global__ void ")) != NULL; s++) {
+    const char *q = s + strlen("extern \"C\" __global__ void ");
+    int bound = 1024;
+    if (!strncmp(q, "__launch_bounds__(", 18)) {
+      bound = atoi(q + 18);
+      q = strchr(q, ')');
+      if (!q) break;
+      q++;
+    }
+    while (*q == ' ') q++;
+    const char *name = q;
+    while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '_') q++;
+    if (*q != '(' || q == name || q - name >= (long)sizeof p->kernels[0].name)
+      return util_err("CUDA source: malformed kernel definition near '%.40s'", s);
+    if (p->n_kernels == cap) {
+      cap = cap ? 2 * cap : 64;
+      cuda_kernel *k = util_realloc(p->kernels, (size_t)cap * sizeof *k, "kernel table");
+      unsigned *m = util_realloc(*int_masks, (size_t)cap * sizeof *m, "kernel table");
+      if (k) p->kernels = k;
+      if (m) *int_masks = m;
+      if (!k || !m) return -1;
+    }
+    cuda_kernel *k = &p->kernels[p->n_kernels];
+    unsigned *mask = &(*int_masks)[p->n_kernels];
+    snprintf(k->name, sizeof k->name, "%.*s", (int)(q - name), name);
+    k->max_threads = bound;
+    const char *end = strchr(q, ')');
+    if (!end) return util_err("CUDA source: kernel %s: unterminated parameter list", k->name);
+    k->nparams = 0;
+    *mask = 0;
+    for (const char *a = q + 1; a < end;) {
+      const char *comma = memchr(a, ',', (size_t)(end - a));
+      const char *e = comma ? comma : end;
+      while (a < e && (*a == ' ' || *a == '\n')) a++;
+      if (a == e) break;
+      if (!memchr(a, '*', (size_t)(e - a))) {
+        if (strncmp(a, "int ", 4)) return util_err("CUDA source: kernel %s: parameter %d is neither a pointer nor an int",
+                                                   k->name, k->nparams + 1);
+        *mask |= 1u << k->nparams;
+      }
+      k->nparams++;
+      a = comma ? comma + 1 : end;
+    }
+    if (k->nparams > CUDA_MAX_ARGS) return util_err("CUDA source: kernel %s has more than %d parameters", k->name,
+                                                   CUDA_MAX_ARGS);
+    p->n_kernels++;
+  }
+  return 0;
+}
+
+static int cuda_plan_launch(cuda_plan *p, const unsigned *int_masks, const char *line, cuda_call *ln) {
+  char name[128];
+  int used = 0;
+  memset(ln, 0, sizeof *ln);
+  if (sscanf(line, "@k %127s %u %u %u %u %u %u%n", name, &ln->grid[0], &ln->grid[1], &ln->grid[2], &ln->block[0],
+             &ln->block[1], &ln->block[2], &used) != 7)
+    return util_err("CUDA plan: malformed launch '%.60s'", line);
+  ln->kernel = -1;
+  for (int i = 0; i < p->n_kernels; i++)
+    if (!strcmp(p->kernels[i].name, name)) ln->kernel = i;
+  if (ln->kernel < 0) return util_err("CUDA plan: launches %s, which the source does not define", name);
+  unsigned threads = ln->block[0] * ln->block[1] * ln->block[2];
+  if (threads == 0 || threads > 1024 || ln->block[2] > 64 || !ln->grid[0] || !ln->grid[1] || !ln->grid[2] ||
+      ln->grid[1] > 65535 || ln->grid[2] > 65535)
+    return util_err("CUDA plan: %s: grid %ux%ux%u or block %ux%ux%u is outside the hardware's limits", name,
+                    ln->grid[0], ln->grid[1], ln->grid[2], ln->block[0], ln->block[1], ln->block[2]);
+  if ((int)threads > p->kernels[ln->kernel].max_threads)
+    return util_err("CUDA plan: %s: a block of %u threads exceeds its __launch_bounds__(%d)", name, threads,
+                    p->kernels[ln->kernel].max_threads);
+  for (const char *a = line + used;;) {
+    while (*a == ' ') a++;
+    if (!*a || *a == '\n') break;
+    if (ln->nargs == CUDA_MAX_ARGS) return util_err("CUDA plan: %s: too many arguments", name);
+    cuda_arg *g = &ln->args[ln->nargs];
+    char *e;
+    if (*a == '#') {
+      g->buf = CUDA_ARG_INT;
+      g->off = strtoll(a + 1, &e, 10);
+    } else {
+      size_t n = strcspn(a, "+ \n");
+      g->buf = -2;
+      for (int b = 0; b < CUDA_N_BUFS; b++)
+        if (strlen(cuda_buf_names[b]) == n && !strncmp(a, cuda_buf_names[b], n)) g->buf = b;
+      if (g->buf == -2) return util_err("CUDA plan: %s: unknown buffer '%.*s'", name, (int)n, a);
+      e = (char *)a + n;
+      g->off = 0;
+      if (*e == '+') g->off = strtoll(e + 1, &e, 10);
+      size_t count = g->buf == CUDA_BUF_IO ? p->io_slot : p->count[g->buf];
+      if (g->off < 0 || (size_t)g->off >= count)
+        return util_err("CUDA plan: %s: argument %d (%s+%lld) is outside its buffer of %zu elements", name,
+                        ln->nargs + 1, cuda_buf_names[g->buf], (long long)g->off, count);
+    }
+    int is_int = (int_masks[ln->kernel] >> ln->nargs) & 1;
+    if (is_int != (g->buf == CUDA_ARG_INT))
+      return util_err("CUDA plan: %s: argument %d is %s but the kernel takes %s", name, ln->nargs + 1,
+                      g->buf == CUDA_ARG_INT ? "an int" : "a buffer", is_int ? "an int" : "a pointer");
+    ln->nargs++;
+    a = e;
+  }
+  if (ln->nargs != p->kernels[ln->kernel].nparams)
+    return util_err("CUDA plan: %s is launched with %d arguments but takes %d", name, ln->nargs,
+                    p->kernels[ln->kernel].nparams);
+  return 0;
+}
+
+static int cuda_plan_line(cuda_plan *p, const unsigned *masks, const char *line, int *prog, int *cap) {
+  if (!strncmp(line, "@model ", 7)) {
+    long long v[10];
+    const char *keys[10] = {"V", "C", "H", "L", "ctx", "B", "T", "eval_B", "eval_T", "bf16"};
+    for (int i = 0; i < 10; i++)
+      if ((v[i] = cuda_kv(line, keys[i])) < 0) return util_err("CUDA plan: @model has no %s", keys[i]);
+    p->V = (int)v[0], p->C = (int)v[1], p->H = (int)v[2], p->L = (int)v[3], p->ctx = (int)v[4];
+    p->B = (int)v[5], p->T = (int)v[6], p->eval_B = (int)v[7], p->eval_T = (int)v[8], p->bf16 = (int)v[9];
+    long long np = cuda_kv(line, "n_params");
+    if (np <= 0) return util_err("CUDA plan: @model has no n_params");
+    p->n_params = (size_t)np;
+    p->count[CUDA_BUF_PARAMS] = p->count[CUDA_BUF_GRADS] = p->count[CUDA_BUF_ADAM_M] = p->count[CUDA_BUF_ADAM_V] =
+        p->n_params;
+    p->count[CUDA_BUF_PARAMS16] = p->bf16 ? p->n_params : 0;
+    p->count[CUDA_BUF_MICRO] = p->count[CUDA_BUF_CTL] = 1;
+  } else if (!strncmp(line, "@buffer ", 8)) {
+    char name[32];
+    unsigned long long n;
+    if (sscanf(line, "@buffer %31s %llu", name, &n) != 2) return util_err("CUDA plan: malformed '%.60s'", line);
+    int b = -1;
+    for (int i = 0; i < CUDA_N_BUFS; i++)
+      if (!strcmp(name, cuda_buf_names[i])) b = i;
+    if (b < 0) return util_err("CUDA plan: unknown buffer '%s'", name);
+    p->count[b] = (size_t)n;
+  } else if (!strncmp(line, "@io ", 4)) {
+    long long v[6];
+    const char *keys[6] = {"slot", "inputs", "targets", "order", "seg_start", "seg_tok"};
+    for (int i = 0; i < 6; i++)
+      if ((v[i] = cuda_kv(line, keys[i])) < 0) return util_err("CUDA plan: @io has no %s", keys[i]);
+    p->io_slot = (size_t)v[0], p->io_inputs = (size_t)v[1], p->io_targets = (size_t)v[2];
+    p->io_order = (size_t)v[3], p->io_seg_start = (size_t)v[4], p->io_seg_tok = (size_t)v[5];
+    p->count[CUDA_BUF_IO] = p->io_slot;
+  } else if (!strncmp(line, "@logits ", 8)) {
+    long long t = cuda_kv(line, "train"), e = cuda_kv(line, "eval"), i = cuda_kv(line, "infer");
+    if (t < 0 || e < 0 || i < 0) return util_err("CUDA plan: malformed '%.60s'", line);
+    p->logits_train = (size_t)t, p->logits_eval = (size_t)e, p->logits_infer = (size_t)i;
+  } else if (!strncmp(line, "@act ", 5)) {
+    struct cuda_act a;
+    unsigned long long off, stride, numel;
+    if (sscanf(line, "@act %31s %llu %llu %d %llu", a.name, &off, &stride, &a.layers, &numel) != 5)
+      return util_err("CUDA plan: malformed '%.60s'", line);
+    a.offset = (size_t)off, a.stride = (size_t)stride, a.numel = (size_t)numel;
+    struct cuda_act *na = util_realloc(p->acts, (size_t)(p->n_acts + 1) * sizeof *na, "activation table");
+    if (!na) return -1;
+    p->acts = na;
+    p->acts[p->n_acts++] = a;
+  } else if (!strncmp(line, "@prog ", 6)) {
+    char name[64];
+    if (sscanf(line, "@prog %63s", name) != 1) return util_err("CUDA plan: malformed '%.60s'", line);
+    *prog = -1;
+    for (int i = 0; i < CUDA_N_PROGS; i++)
+      if (!strcmp(name, cuda_prog_names[i])) *prog = i;
+    if (*prog < 0) return util_err("CUDA plan: unknown program '%s'", name);
+    *cap = 0;
+  } else if (!strncmp(line, "@k ", 3)) {
+    if (*prog < 0) return util_err("CUDA plan: launch outside a program");
+    if (!p->io_slot || !p->n_params) return util_err("CUDA plan: launches before @model and @io");
+    int n = p->n_launches[*prog];
+    if (n == *cap) {
+      *cap = *cap ? 2 * *cap : 256;
+      cuda_call *l = util_realloc(p->progs[*prog], (size_t)*cap * sizeof *l, "launch plan");
+      if (!l) return -1;
+      p->progs[*prog] = l;
+    }
+    if (cuda_plan_launch(p, masks, line, &p->progs[*prog][n])) return -1;
+    p->n_launches[*prog]++;
+  } else {
+    return util_err("CUDA plan: unknown line '%.60s'", line);
+  }
+  return 0;
+}
+
+int cuda_plan_parse(const char *src, size_t len, cuda_plan *p) {
+  memset(p, 0, sizeof *p);
+  (void)len;
+  const char *at = strstr(src, "\n@gptc-cuda-plan ");
+  if (!at) return util_err("CUDA source: no launch plan (@gptc-cuda-plan)");
+  if (atoi(at + 17) != 1) return util_err("CUDA source: launch plan version %d, this gptc reads version 1", atoi(at + 17));
+  unsigned *masks = NULL;
+  int rc = cuda_plan_kernels(src, p, &masks);
+  int prog = -1, cap = 0, ended = 0;
+  char line[4096];
+  for (const char *s = strchr(at + 1, '\n'); rc == 0 && s && !ended; s = strchr(s, '\n')) {
+    s++;
+    if (*s != '@') continue;
+    size_t n = strcspn(s, "\n");
+    if (n >= sizeof line) {
+      rc = util_err("CUDA plan: line too long");
+      break;
+    }
+    memcpy(line, s, n);
+    line[n] = 0;
+    if (!strcmp(line, "@end")) ended = 1;
+    else rc = cuda_plan_line(p, masks, line, &prog, &cap);
+  }
+  free(masks);
+  if (rc == 0 && !ended) rc = util_err("CUDA plan: no @end");
+  for (int i = 0; rc == 0 && i < CUDA_N_PROGS; i++)
+    if (!p->n_launches[i] && !(i == CUDA_PROG_TO_BF16 && !p->bf16))
+      rc = util_err("CUDA plan: program %s is missing", cuda_prog_names[i]);
+  if (rc) cuda_plan_free(p);
+  return rc;
+}
+
+/* ---- NVRTC ---------------------------------------------------------------------------- */
+
+/* -lineinfo maps SASS back to generated lines (profilers, compute-sanitizer);
+ * no --use_fast_math: expf, sqrtf and the divisions stay IEEE */
+const char *const cuda_nvrtc_options[] = {"-lineinfo", "--std=c++17", NULL};
+
+#ifdef GPTC_HAVE_NVRTC
+int cuda_have_nvrtc(void) { return 1; }
+
+int cuda_nvrtc_compile(const char *src, const char *path, const char *arch, int want_ptx, char **bin, size_t *bin_len,
+                       char **log) {
+  *bin = NULL;
+  *bin_len = 0;
+  if (log) *log = NULL;
+  nvrtcProgram prog;
+  nvrtcResult r = nvrtcCreateProgram(&prog, src, path, 0, NULL, NULL);
+  if (r != NVRTC_SUCCESS) return util_err("NVRTC: nvrtcCreateProgram failed: %s", nvrtcGetErrorString(r));
+  char archopt[64];
+  snprintf(archopt, sizeof archopt, "--gpu-architecture=%s", arch);
+  const char *opts[8];
+  int n = 0;
+  opts[n++] = archopt;
+  for (int i = 0; cuda_nvrtc_options[i]; i++) opts[n++] = cuda_nvrtc_options[i];
+  r = nvrtcCompileProgram(prog, n, opts);
+  size_t log_size = 0;
+  char *text = NULL;
+  if (nvrtcGetProgramLogSize(prog, &log_size) == NVRTC_SUCCESS && log_size > 1) {
+    text = malloc(log_size);
+    if (text && nvrtcGetProgramLog(prog, text) != NVRTC_SUCCESS) text[0] = 0;
+  }
+  int rc = 0;
+  if (r != NVRTC_SUCCESS) {
+    if (text) fprintf(stderr, "%s", text);
+    rc = util_err("compiling %s with NVRTC for %s failed (%s)%s", path, arch, nvrtcGetErrorString(r),
+                  text ? "; the compiler's messages are above" : "");
+  } else {
+    size_t size = 0;
+    r = want_ptx ? nvrtcGetPTXSize(prog, &size) : nvrtcGetCUBINSize(prog, &size);
+    char *out = r == NVRTC_SUCCESS ? util_malloc(size, "compiled CUDA module") : NULL;
+    if (out && (want_ptx ? nvrtcGetPTX(prog, out) : nvrtcGetCUBIN(prog, out)) == NVRTC_SUCCESS) {
+      *bin = out;
+      *bin_len = size;
+    } else {
+      free(out);
+      rc = r != NVRTC_SUCCESS ? util_err("NVRTC: reading the compiled %s failed: %s", want_ptx ? "PTX" : "CUBIN",
+                                         nvrtcGetErrorString(r))
+                              : -1;
+    }
+  }
+  if (log) *log = text;
+  else free(text);
+  nvrtcDestroyProgram(&prog);
+  return rc;
+}
+
+/* The target for a device of compute capability `cc` (e.g. 90): its own
+ * CUBIN when NVRTC knows it; else PTX for the newest older architecture
+ * NVRTC knows, which the driver compiles. */
+static int cuda_nvrtc_target(int cc, char *arch, size_t n, int *ptx) {
+  int count = 0, best = 0;
+  if (nvrtcGetNumSupportedArchs(&count) != NVRTC_SUCCESS || count <= 0)
+    return util_err("NVRTC: cannot list the supported GPU architectures");
+  int *list = util_malloc((size_t)count * sizeof *list, "architecture list");
+  if (!list) return -1;
+  nvrtcGetSupportedArchs(list);
+  for (int i = 0; i < count; i++) {
+    if (list[i] == cc) best = cc;
+    if (list[i] < cc && list[i] > best && best != cc) best = list[i];
+  }
+  free(list);
+  if (best < 80) return util_err("NVRTC supports no architecture between 8.0 and this GPU's %d.%d", cc / 10, cc % 10);
+  *ptx = best != cc;
+  snprintf(arch, n, "%s_%d", *ptx ? "compute" : "sm", best);
+  return 0;
+}
+
+static void cuda_nvrtc_version(char *out, size_t n) {
+  int major = 0, minor = 0;
+  nvrtcVersion(&major, &minor);
+  snprintf(out, n, "nvrtc %d.%d", major, minor);
+}
+#else
+int cuda_have_nvrtc(void) { return 0; }
+
+int cuda_nvrtc_compile(const char *src, const char *path, const char *arch, int want_ptx, char **bin, size_t *bin_len,
+                       char **log) {
+  (void)src, (void)path, (void)arch, (void)want_ptx;
+  *bin = NULL;
+  *bin_len = 0;
+  if (log) *log = NULL;
+  return util_err("this gptc was built without CUDA support (NVRTC was not found at build time)");
+}
+
+static int cuda_nvrtc_target(int cc, char *arch, size_t n, int *ptx) {
+  (void)cc, (void)arch, (void)n, (void)ptx;
+  return util_err("this gptc was built without CUDA support (NVRTC was not found at build time)");
+}
+
+static void cuda_nvrtc_version(char *out, size_t n) { snprintf(out, n, "no nvrtc"); }
+#endif
+
+/* ---- the driver API, dlopen'ed ------------------------------------------------------------
+ * The driver's types, declared here: handles are opaque pointers, devices
+ * and results ints, device addresses 64-bit. The entries are the ABI-stable
+ * symbols (the _v2 ones where the header maps a name onto them). */
+typedef int cu_result;
+typedef void *cu_handle;
+
+#define CUDA_DRIVER_FNS(X)                                                                                      \
+  X(cuGetErrorName, "cuGetErrorName", (cu_result, const char **))                                               \
+  X(cuGetErrorString, "cuGetErrorString", (cu_result, const char **))                                           \
+  X(cuInit, "cuInit", (unsigned))                                                                                \
+  X(cuDriverGetVersion, "cuDriverGetVersion", (int *))                                                          \
+  X(cuDeviceGetCount, "cuDeviceGetCount", (int *))                                                              \
+  X(cuDeviceGet, "cuDeviceGet", (int *, int))                                                                   \
+  X(cuDeviceGetName, "cuDeviceGetName", (char *, int, int))                                                     \
+  X(cuDeviceGetAttribute, "cuDeviceGetAttribute", (int *, int, int))                                            \
+  X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", (cu_handle *, int))                                   \
+  X(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2", (int))                                          \
+  X(cuCtxSetCurrent, "cuCtxSetCurrent", (cu_handle))                                                            \
+  X(cuMemGetInfo, "cuMemGetInfo_v2", (size_t *, size_t *))                                                      \
+  X(cuMemAlloc, "cuMemAlloc_v2", (cuda_ptr *, size_t))                                                          \
+  X(cuMemFree, "cuMemFree_v2", (cuda_ptr))                                                                      \
+  X(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2", (cuda_ptr, const void *, size_t, cu_handle))                    \
+  X(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", (void *, cuda_ptr, size_t, cu_handle))                          \
+  X(cuMemsetD8Async, "cuMemsetD8Async", (cuda_ptr, unsigned char, size_t, cu_handle))                           \
+  X(cuModuleLoadData, "cuModuleLoadData", (cu_handle *, const void *))                                          \
+  X(cuModuleUnload, "cuModuleUnload", (cu_handle))                                                              \
+  X(cuModuleGetFunction, "cuModuleGetFunction", (cu_handle *, cu_handle, const char *))                         \
+  X(cuModuleGetGlobal, "cuModuleGetGlobal_v2", (cuda_ptr *, size_t *, cu_handle, const char *))                 \
+  X(cuLaunchKernel, "cuLaunchKernel",                                                                            \
+    (cu_handle, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, cu_handle, void **, void **)) \
+  X(cuStreamCreate, "cuStreamCreate", (cu_handle *, unsigned))                                                  \
+  X(cuStreamDestroy, "cuStreamDestroy_v2", (cu_handle))                                                         \
+  X(cuStreamSynchronize, "cuStreamSynchronize", (cu_handle))                                                    \
+  X(cuStreamBeginCapture, "cuStreamBeginCapture_v2", (cu_handle, int))                                          \
+  X(cuStreamEndCapture, "cuStreamEndCapture", (cu_handle, cu_handle *))                                         \
+  X(cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags", (cu_handle *, cu_handle, unsigned long long))   \
+  X(cuGraphLaunch, "cuGraphLaunch", (cu_handle, cu_handle))                                                     \
+  X(cuGraphExecDestroy, "cuGraphExecDestroy", (cu_handle))                                                      \
+  X(cuGraphDestroy, "cuGraphDestroy", (cu_handle))
+
+enum {
+  CU_SUCCESS = 0,
+  CU_ERROR_OUT_OF_MEMORY = 2,
+  CU_ATTR_SM_COUNT = 16,
+  CU_ATTR_CC_MAJOR = 75,
+  CU_ATTR_CC_MINOR = 76,
+  CU_STREAM_NON_BLOCKING = 1,
+  CU_CAPTURE_THREAD_LOCAL = 1,
+};
+
+static struct {
+#define CUDA_FIELD(f, sym, args) cu_result(*f) args;
+  CUDA_DRIVER_FNS(CUDA_FIELD)
+#undef CUDA_FIELD
+  /* cuFuncGetParamInfo (CUDA 12.4+): cross-checks the plan's argument
+   * counts against the compiled kernels; skipped when absent */
+  cu_result (*cuFuncGetParamInfo)(cu_handle, size_t, size_t *, size_t *);
+  void *lib;
+  int state; /* 0 untried, 1 ready, -1 failed (reason in cuda_drv_reason) */
+} cuda_drv;
+static char cuda_drv_reason[1024];
+
+static int cuda_fail(cu_result r, const char *call) {
+  const char *name = NULL, *str = NULL;
+  if (cuda_drv.cuGetErrorName) cuda_drv.cuGetErrorName(r, &name);
+  if (cuda_drv.cuGetErrorString) cuda_drv.cuGetErrorString(r, &str);
+  return util_err("CUDA driver: %s failed: %s (%s)", call, name ? name : "unknown error", str ? str : "no description");
+}
+
+/* `call` (a driver call expression) checked: -1 with util_err naming it */
+#define CU_CHECK(call, what) ((r = (call)) == CU_SUCCESS ? 0 : cuda_fail(r, what))
+
+/* Loads and initializes the driver once; the outcome is remembered. */
+static int cuda_drv_load(void) {
+  if (cuda_drv.state) {
+    if (cuda_drv.state < 0) return util_err("%s", cuda_drv_reason);
+    return 0;
+  }
+  cuda_drv.state = -1;
+  const char *path = getenv("GPTC_LIBCUDA");
+  if (!path || !*path) path = "libcuda.so.1";
+  cuda_drv.lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!cuda_drv.lib) {
+    const char *e = dlerror();
+    snprintf(cuda_drv_reason, sizeof cuda_drv_reason, "cannot load the CUDA driver %s (%s)", path, e ? e : "dlopen failed");
+    return util_err("%s", cuda_drv_reason);
+  }
+#define CUDA_LOAD(f, sym, args)                                                                  \
+  if (!(cuda_drv.f = (__typeof__(cuda_drv.f))(uintptr_t)dlsym(cuda_drv.lib, sym))) {             \
+    snprintf(cuda_drv_reason, sizeof cuda_drv_reason, "the CUDA driver %s has no %s (too old)", path, sym); \
+    return util_err("%s", cuda_drv_reason);                                                      \
+  }
+  CUDA_DRIVER_FNS(CUDA_LOAD)
+#undef CUDA_LOAD
+  cuda_drv.cuFuncGetParamInfo = (__typeof__(cuda_drv.cuFuncGetParamInfo))(uintptr_t)dlsym(cuda_drv.lib, "cuFuncGetParamInfo");
+  cu_result r = cuda_drv.cuInit(0);
+  if (r != CU_SUCCESS) {
+    cuda_fail(r, "cuInit");
+    snprintf(cuda_drv_reason, sizeof cuda_drv_reason, "%s", util_errmsg());
+    return -1;
+  }
+  cuda_drv.state = 1;
+  return 0;
+}
+
+/* GPU 0 and its compute capability (major * 10 + minor). */
+static int cuda_device(int *dev, int *cc, char *name, size_t name_len) {
+  cu_result r;
+  int count = 0, major = 0, minor = 0;
+  if (CU_CHECK(cuda_drv.cuDeviceGetCount(&count), "cuDeviceGetCount")) return -1;
+  if (count < 1) return util_err("the CUDA driver reports no GPU");
+  if (CU_CHECK(cuda_drv.cuDeviceGet(dev, 0), "cuDeviceGet") ||
+      CU_CHECK(cuda_drv.cuDeviceGetAttribute(&major, CU_ATTR_CC_MAJOR, *dev), "cuDeviceGetAttribute") ||
+      CU_CHECK(cuda_drv.cuDeviceGetAttribute(&minor, CU_ATTR_CC_MINOR, *dev), "cuDeviceGetAttribute") ||
+      CU_CHECK(cuda_drv.cuDeviceGetName(name, (int)name_len, *dev), "cuDeviceGetName"))
+    return -1;
+  *cc = 10 * major + minor;
+  if (*cc < 80)
+    return util_err("GPU 0 (%s) has compute capability %d.%d; the CUDA backend needs 8.0 or newer (TF32 and bf16 "
+                    "mma.sync)", name, major, minor);
+  return 0;
+}
+
+int cuda_probe(void) {
+  if (!cuda_have_nvrtc())
+    return util_err("this gptc was built without CUDA support (NVRTC was not found at build time)");
+  if (cuda_drv_load()) return -1;
+  int dev, cc;
+  char name[256];
+  return cuda_device(&dev, &cc, name, sizeof name);
+}
+
+/* ---- the device and its module ------------------------------------------------------------ */
+
+struct cuda_dev {
+  int dev, cc, compiled;
+  cu_handle ctx, stream, module;
+  cu_handle *fns; /* one per plan kernel */
+  int n_fns;
+  char about[4400];
+};
+
+const char *cuda_dev_about(const cuda_dev *d) { return d->about; }
+int cuda_dev_compiled(const cuda_dev *d) { return d->compiled; }
+
+/* Reads __device__ global `name` of the module (exactly `size` bytes). */
+static int cuda_read_global(cuda_dev *d, const char *name, void *out, size_t size) {
+  cu_result r;
+  cuda_ptr p;
+  size_t got = 0;
+  if (CU_CHECK(cuda_drv.cuModuleGetGlobal(&p, &got, d->module, name), "cuModuleGetGlobal")) return -1;
+  if (got != size) return util_err("CUDA module: %s is %zu bytes, expected %zu", name, got, size);
+  return cuda_download(d, out, p, size);
+}
+
+/* Loads a module image and checks that it is the expected source and ABI;
+ * -1 (module unloaded) otherwise. */
+static int cuda_module_load(cuda_dev *d, const void *image, const char *what, const char *hash) {
+  cu_result r;
+  if (CU_CHECK(cuda_drv.cuModuleLoadData(&d->module, image), "cuModuleLoadData")) {
+    d->module = NULL;
+    return util_err("%s: %s", what, util_errmsg());
+  }
+  char h[65] = {0};
+  unsigned abi[4] = {0};
+  int rc = cuda_read_global(d, "gptc_source_hash", h, sizeof h);
+  if (!rc) rc = cuda_read_global(d, "gptc_abi", abi, sizeof abi);
+  if (!rc && strncmp(h, hash, 64)) rc = util_err("%s: content hash does not match the generated source", what);
+  if (!rc && (abi[0] != CUDA_ABI || abi[1] != sizeof(cuda_micro) || abi[2] != sizeof(cuda_ctl)))
+    rc = util_err("%s: module ABI %u (structs of %u and %u bytes), this gptc needs ABI %d (%zu and %zu bytes)", what,
+                  abi[0], abi[1], abi[2], CUDA_ABI, sizeof(cuda_micro), sizeof(cuda_ctl));
+  if (rc) {
+    cuda_drv.cuModuleUnload(d->module);
+    d->module = NULL;
+  }
+  return rc;
+}
+
+/* The module for `src`: the cached image when it loads and checks, else a
+ * fresh NVRTC compile written to the cache (atomically, so concurrent runs
+ * never see a partial file). */
+static int cuda_module(cuda_dev *d, const char *src, size_t len, const char *hash) {
+  char arch[32], ver[64];
+  int ptx = 0;
+  if (cuda_nvrtc_target(d->cc, arch, sizeof arch, &ptx)) return -1;
+  cuda_nvrtc_version(ver, sizeof ver);
+  util_sha256 s;
+  uint8_t digest[32];
+  util_sha256_init(&s);
+  util_sha256_update(&s, src, len);
+  util_sha256_update(&s, "\n", 1);
+  util_sha256_update(&s, arch, strlen(arch));
+  for (int i = 0; cuda_nvrtc_options[i]; i++) util_sha256_update(&s, cuda_nvrtc_options[i], strlen(cuda_nvrtc_options[i]));
+  util_sha256_update(&s, ver, strlen(ver));
+  util_sha256_final(&s, digest);
+  char key[65];
+  for (int i = 0; i < 32; i++) snprintf(key + 2 * i, 3, "%02x", digest[i]);
+  char dir[4000], bin_path[4200], src_path[4200];
+  snprintf(dir, sizeof dir, "%s/cuda", util_cache_dir());
+  if (util_mkdir_p(dir)) return util_err("cache directory %s: %s", dir, util_errmsg());
+  snprintf(bin_path, sizeof bin_path, "%s/%s.%s", dir, key, ptx ? "ptx" : "cubin");
+  snprintf(src_path, sizeof src_path, "%s/%s.cu", dir, key);
+  /* the source sits next to the module: NVRTC messages and -lineinfo name it */
+  if (!util_file_exists(src_path) && util_write_file_atomic(src_path, src, len))
+    return util_err("cannot write the generated CUDA source: %s", util_errmsg());
+  if (util_file_exists(bin_path)) {
+    char *image;
+    size_t n;
+    if (util_read_file(bin_path, &image, &n) == 0) {
+      int rc = cuda_module_load(d, image, bin_path, hash);
+      free(image);
+      if (rc == 0) {
+        snprintf(d->about + strlen(d->about), sizeof d->about - strlen(d->about), ", cached %s", bin_path);
+        return 0;
+      }
+    }
+    util_errclear(); /* a stale or damaged cache entry is rebuilt */
+  }
+  char *bin;
+  size_t n;
+  if (cuda_nvrtc_compile(src, src_path, arch, ptx, &bin, &n, NULL)) return -1;
+  /* (NVRTC's PTX includes its terminating NUL, which the driver's JIT needs) */
+  int rc = util_write_file_atomic(bin_path, bin, n);
+  if (rc == 0) rc = cuda_module_load(d, bin, bin_path, hash);
+  free(bin);
+  if (rc) return -1;
+  d->compiled = 1;
+  snprintf(d->about + strlen(d->about), sizeof d->about - strlen(d->about), ", compiled %s", bin_path);
+  return 0;
+}
+
+int cuda_dev_open(const char *src, size_t len, const char *hash, const cuda_plan *plan, cuda_dev **out) {
+  *out = NULL;
+  if (cuda_probe()) return -1;
+  cuda_dev *d = util_calloc(1, sizeof *d, "CUDA device");
+  if (!d) return -1;
+  cu_result r;
+  char name[256];
+  int rc = cuda_device(&d->dev, &d->cc, name, sizeof name);
+  if (!rc) snprintf(d->about, sizeof d->about, "%s, sm_%d", name, d->cc);
+  if (!rc) rc = CU_CHECK(cuda_drv.cuDevicePrimaryCtxRetain(&d->ctx, d->dev), "cuDevicePrimaryCtxRetain");
+  if (!rc) rc = CU_CHECK(cuda_drv.cuCtxSetCurrent(d->ctx), "cuCtxSetCurrent");
+  if (!rc) rc = CU_CHECK(cuda_drv.cuStreamCreate(&d->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  if (!rc) rc = cuda_module(d, src, len, hash);
+  if (!rc) {
+    d->fns = util_calloc((size_t)plan->n_kernels, sizeof *d->fns, "kernel handles");
+    rc = d->fns ? 0 : -1;
+  }
+  for (int i = 0; !rc && i < plan->n_kernels; i++) {
+    const cuda_kernel *k = &plan->kernels[i];
+    if (CU_CHECK(cuda_drv.cuModuleGetFunction(&d->fns[i], d->module, k->name), "cuModuleGetFunction")) {
+      rc = util_err("CUDA module: kernel %s: %s", k->name, util_errmsg());
+      break;
+    }
+    d->n_fns = i + 1;
+    size_t off, size;
+    if (cuda_drv.cuFuncGetParamInfo && k->nparams > 0 &&
+        (cuda_drv.cuFuncGetParamInfo(d->fns[i], (size_t)k->nparams - 1, &off, &size) != CU_SUCCESS ||
+         cuda_drv.cuFuncGetParamInfo(d->fns[i], (size_t)k->nparams, &off, &size) == CU_SUCCESS))
+      rc = util_err("CUDA module: kernel %s does not take the %d parameters its source declares", k->name, k->nparams);
+  }
+  if (rc) {
+    cuda_dev_close(d);
+    return -1;
+  }
+  *out = d;
+  return 0;
+}
+
+void cuda_dev_close(cuda_dev *d) {
+  if (!d) return;
+  if (d->stream) {
+    cuda_drv.cuStreamSynchronize(d->stream);
+    cuda_drv.cuStreamDestroy(d->stream);
+  }
+  if (d->module) cuda_drv.cuModuleUnload(d->module);
+  if (d->ctx) cuda_drv.cuDevicePrimaryCtxRelease(d->dev);
+  free(d->fns);
+  free(d);
+}
+
+int cuda_alloc(cuda_dev *d, size_t bytes, const char *what, cuda_ptr *p) {
+  (void)d;
+  *p = 0;
+  cu_result r = cuda_drv.cuMemAlloc(p, bytes ? bytes : 1);
+  if (r == CU_SUCCESS) return 0;
+  *p = 0;
+  size_t free_b = 0, total_b = 0;
+  if (r == CU_ERROR_OUT_OF_MEMORY && cuda_drv.cuMemGetInfo(&free_b, &total_b) == CU_SUCCESS)
+    return util_err("out of GPU memory: %s needs %.1f MiB but %.1f MiB of the GPU's %.1f MiB are free (cuMemGetInfo)",
+                    what, bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0);
+  cuda_fail(r, "cuMemAlloc");
+  return util_err("%s (%.1f MiB): %s", what, bytes / 1048576.0, util_errmsg());
+}
+
+void cuda_free(cuda_dev *d, cuda_ptr p) {
+  (void)d;
+  if (p) cuda_drv.cuMemFree(p);
+}
+
+int cuda_upload(cuda_dev *d, cuda_ptr dst, const void *src, size_t bytes) {
+  cu_result r;
+  return bytes ? CU_CHECK(cuda_drv.cuMemcpyHtoDAsync(dst, src, bytes, d->stream), "cuMemcpyHtoDAsync") : 0;
+}
+
+int cuda_zero(cuda_dev *d, cuda_ptr p, size_t bytes) {
+  cu_result r;
+  return bytes ? CU_CHECK(cuda_drv.cuMemsetD8Async(p, 0, bytes, d->stream), "cuMemsetD8Async") : 0;
+}
+
+int cuda_download(cuda_dev *d, void *dst, cuda_ptr src, size_t bytes) {
+  cu_result r;
+  if (bytes && CU_CHECK(cuda_drv.cuMemcpyDtoHAsync(dst, src, bytes, d->stream), "cuMemcpyDtoHAsync")) return -1;
+  return cuda_sync(d);
+}
+
+int cuda_sync(cuda_dev *d) {
+  cu_result r;
+  /* a kernel fault surfaces here, on the next synchronizing call */
+  return CU_CHECK(cuda_drv.cuStreamSynchronize(d->stream), "cuStreamSynchronize (a kernel failed)");
+}
+
+int cuda_launch(cuda_dev *d, int kernel, const unsigned grid[3], const unsigned block[3], void **params) {
+  cu_result r = cuda_drv.cuLaunchKernel(d->fns[kernel], grid[0], grid[1], grid[2], block[0], block[1], block[2], 0,
+                                        d->stream, params, NULL);
+  return r == CU_SUCCESS ? 0 : cuda_fail(r, "cuLaunchKernel");
+}
+
+int cuda_graph_begin(cuda_dev *d) {
+  cu_result r;
+  return CU_CHECK(cuda_drv.cuStreamBeginCapture(d->stream, CU_CAPTURE_THREAD_LOCAL), "cuStreamBeginCapture");
+}
+
+int cuda_graph_end(cuda_dev *d, void **exec) {
+  cu_result r;
+  cu_handle graph = NULL;
+  *exec = NULL;
+  if (CU_CHECK(cuda_drv.cuStreamEndCapture(d->stream, &graph), "cuStreamEndCapture")) return -1;
+  int rc = CU_CHECK(cuda_drv.cuGraphInstantiateWithFlags(exec, graph, 0), "cuGraphInstantiateWithFlags");
+  cuda_drv.cuGraphDestroy(graph);
+  if (rc) *exec = NULL;
+  return rc;
+}
+
+int cuda_graph_launch(cuda_dev *d, void *exec) {
+  cu_result r;
+  return CU_CHECK(cuda_drv.cuGraphLaunch(exec, d->stream), "cuGraphLaunch");
+}
+
+void cuda_graph_free(cuda_dev *d, void *exec) {
+  (void)d;
+  if (exec) cuda_drv.cuGraphExecDestroy(exec);
+}

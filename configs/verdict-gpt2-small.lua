@@ -15,10 +15,12 @@ return {
     batch_size = 8,
     max_length = 64,
     stride = 64,
+    -- a flat rate after the warmup: at 200 steps a cosine decay only slows the
+    -- memorising down (loss 0.38 at step 200 flat, 0.8 with decay to 1e-3)
     lr = 2e-3,
-    min_lr = 2e-4,
+    min_lr = 2e-3,
     warmup_steps = 20,
-    steps = 300,
+    steps = 200,
     weight_decay = 0.0,
     eval_interval = 50,
     eval_steps = 2,

@@ -192,12 +192,13 @@ function M.validate(t, where)
     end
     cfg.vocab_size = 50257
   end
-  if cfg.vocab_size then M.check_memory(cfg, where) end
   return cfg
 end
 
 -- Rejects shapes whose parameters, grads, AdamW moments and activations would
--- not fit in this machine's memory, before anything is allocated.
+-- not fit in this machine's memory, before anything is allocated. The CPU
+-- backend asks (runtime/cfg.c, cfg_check_memory); loading a config does not,
+-- since generating code or training on a GPU needs no such host memory.
 function M.check_memory(cfg, where)
   local mem = require("shapes").derive(cfg).memory
   local total = gptc.mem_total

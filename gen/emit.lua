@@ -565,4 +565,11 @@ function M.summary(cfg)
   return table.concat(o, "\n") .. "\n"
 end
 
+-- For gen/bench.lua, which renders the training step's kernel instances the
+-- way body() does: the same environment, instance tables and fusions.
+M._internal = {
+  base_env = base_env, new_kernels = new_kernels, passes = passes, render = render,
+  chunk_tensors = chunk_tensors, CHUNK = CHUNK,
+}
+
 return M

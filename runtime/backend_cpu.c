@@ -167,7 +167,7 @@ int backend_cpu_open(const cfg_t *cfg, backend **out) {
   b->ops = &backend_cpu_ops;
   b->impl = c;
   b->device = "cpu";
-  if (cpu_load(cfg, &c->mod)) {
+  if (cfg_check_memory(cfg) || cpu_load(cfg, &c->mod)) {
     backend_cpu_close(b);
     return -1;
   }

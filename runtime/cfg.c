@@ -183,6 +183,10 @@ int cfg_set_vocab(cfg_t *cfg, int vocab_size) {
     return util_err("%s: field 'vocab_size' must be 50257 for the gpt2 tokenizer (got %d)", cfg->path,
                     vocab_size);
   cfg->vocab_size = vocab_size;
+  return 0;
+}
+
+int cfg_check_memory(const cfg_t *cfg) {
   lua_State *L = lx_new();
   if (!L) return -1;
   cfg_push(L, cfg);

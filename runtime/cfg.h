@@ -42,9 +42,11 @@ typedef struct {
 int cfg_load_file(const char *path, cfg_t *cfg);
 /* Same for config source text; `name` is used in messages. */
 int cfg_load_string(const char *src, const char *name, cfg_t *cfg);
-/* Sets the vocabulary size once the tokenizer knows it (char/word) and runs
- * the memory check that needs it. */
+/* Sets the vocabulary size once the tokenizer knows it (char/word). */
 int cfg_set_vocab(cfg_t *cfg, int vocab_size);
+/* Fails, naming the sizes, when training this model would not fit in this
+ * machine's memory (the CPU backend's check before it allocates). */
+int cfg_check_memory(const cfg_t *cfg);
 /* The resolved config as Lua source (re-loadable with cfg_load_string);
  * caller frees. Data paths are left out. */
 char *cfg_serialize(const cfg_t *cfg);

@@ -32,19 +32,6 @@ static const cli_spec cmd_data_spec = {
     0,
 };
 
-/* The config name as one safe path component. */
-static void cmd_data_dirname(const char *name, char *out, size_t cap) {
-  size_t j = 0;
-  for (size_t i = 0; name[i] && j + 1 < cap; i++) {
-    char c = name[i];
-    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-             c == '_' || (c == '.' && j > 0);
-    out[j++] = ok ? c : '_';
-  }
-  if (j == 0 && cap > 1) out[j++] = '_';
-  out[j] = '\0';
-}
-
 static int cmd_data_digits(long v) {
   int d = v < 0 ? 2 : 1;
   for (v = v < 0 ? -v : v; v >= 10; v /= 10) d++;
@@ -71,12 +58,8 @@ static void cmd_data_loader_line(const char *name, const data_loader *dl) {
 }
 
 static int cmd_data_run(cfg_t *cfg, const char **texts, int n_texts, int show) {
-  char name[256], dir[2048];
-  cmd_data_dirname(cfg->name, name, sizeof name);
-  if (snprintf(dir, sizeof dir, "%s/data/%s", util_cache_dir(), name) >= (int)sizeof dir) {
-    util_err("cache directory path too long: %s/data/%s", util_cache_dir(), name);
-    return cli_fail();
-  }
+  char dir[4096];
+  if (data_cache_dir(cfg, dir, sizeof dir)) return cli_fail();
   data_set ds;
   if (data_load(cfg, n_texts ? texts : NULL, n_texts, dir, &ds)) return cli_fail();
   const cfg_train *tr = &cfg->train;

@@ -9,6 +9,7 @@
 #include "cfg.h"
 #include "cli.h"
 #include "cmds.h"
+#include "cuda.h"
 #include "data.h"
 #include "gen.h"
 #include "lx.h"
@@ -19,43 +20,24 @@ static const cli_opt cmd_gen_opts[] = {
     {"--out", "DIR", "output directory (created); required; -o DIR is the same"},
     {"--device", "NAME", "target device: cpu (default) or cuda (writes DIR/model.cu)"},
     {"--vocab-size", "N", "vocabulary size for char/word configs (default: derived from the config's text)"},
+    {"--precision", "P", "fp32 or bf16 (default: the config's)"},
+    {"--compile", "ARCH", "with --device cuda: also compile the kernels for GPU architecture ARCH (sm_80, sm_90, ...) "
+                          "into the kernel cache, so a run on such a GPU loads them without compiling"},
     {NULL, NULL, NULL},
 };
 
 static const cli_spec cmd_gen_spec = {
-    "gptc gen --config FILE -o DIR [--device cpu|cuda] [--vocab-size N]",
+    "gptc gen --config FILE -o DIR [--device cpu|cuda] [--vocab-size N] [--precision fp32|bf16] [--compile sm_NN]",
     "Derives every shape of the config's model and writes DIR/model.c, the shape-specialized\n"
     "source that gptc compiles for training (forward, backward, AdamW, evaluation, KV-cache\n"
     "inference), and DIR/shapes.txt, every parameter tensor and activation buffer with its shape\n"
     "and offset. char and word configs need the vocabulary size: it is read from the config's\n"
-    "text (tokenized through the token cache) unless --vocab-size is given.",
+    "text (tokenized through the token cache) unless --vocab-size is given. --compile fills\n"
+    "the kernel cache ($GPTC_CACHE/cuda) on a machine without a GPU, e.g. for a machine whose\n"
+    "first run should not wait for NVRTC; the cache directory can be copied there.",
     cmd_gen_opts,
     0,
 };
-
-/* The config name as one safe path component (as `gptc data` names its cache). */
-static void cmd_gen_dirname(const char *name, char *out, size_t cap) {
-  size_t j = 0;
-  for (size_t i = 0; name[i] && j + 1 < cap; i++) {
-    char c = name[i];
-    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-             c == '_' || (c == '.' && j > 0);
-    out[j++] = ok ? c : '_';
-  }
-  if (j == 0 && cap > 1) out[j++] = '_';
-  out[j] = '\0';
-}
-
-static int cmd_gen_vocab_from_text(cfg_t *cfg) {
-  char name[256], dir[2048];
-  cmd_gen_dirname(cfg->name, name, sizeof name);
-  snprintf(dir, sizeof dir, "%s/data/%s", util_cache_dir(), name);
-  data_set ds;
-  if (data_load(cfg, NULL, 0, dir, &ds)) return -1;
-  int v = tok_vocab_size(ds.tok);
-  data_free(&ds);
-  return cfg_set_vocab(cfg, v);
-}
 
 static char *cmd_gen_summary(const cfg_t *cfg) {
   lua_State *L = lx_new();
@@ -86,14 +68,24 @@ int cmd_gen(int argc, char **argv) {
     return cli_usage_err(&a, "option '--device' must be cpu or cuda (got '%s')", device);
   long vocab = 0;
   if (cli_has(&a, "--vocab-size") && cli_int(&a, "--vocab-size", 1, 1L << 30, &vocab)) return 2;
+  const char *prec = cli_get(&a, "--precision");
+  if (prec && strcmp(prec, "fp32") && strcmp(prec, "bf16"))
+    return cli_usage_err(&a, "option '--precision' must be fp32 or bf16 (got '%s')", prec);
+  const char *arch = cli_get(&a, "--compile");
+  int cc = 0;
+  if (arch) {
+    char *end;
+    long v = strncmp(arch, "sm_", 3) ? 0 : strtol(arch + 3, &end, 10);
+    if (v < 10 || v > 999 || *end) return cli_usage_err(&a, "option '--compile' must be sm_NN, e.g. sm_90 (got '%s')", arch);
+    if (strcmp(device, "cuda")) return cli_usage_err(&a, "option '--compile' needs '--device cuda'");
+    cc = (int)v;
+  }
 
   cfg_t cfg;
   if (cfg_load_file(path, &cfg)) return cli_fail();
-  if (vocab) {
-    if (cfg_set_vocab(&cfg, (int)vocab)) return cli_fail();
-  } else if (cfg.vocab_size <= 0) {
-    if (cmd_gen_vocab_from_text(&cfg)) return cli_fail();
-  }
+  if (vocab ? cfg_set_vocab(&cfg, (int)vocab) : data_derive_vocab(&cfg)) return cli_fail();
+
+  if (prec) cfg.precision = strcmp(prec, "bf16") ? CFG_FP32 : CFG_BF16;
 
   char *src;
   size_t len;
@@ -111,9 +103,13 @@ int cmd_gen(int argc, char **argv) {
   if (rc) util_err("output directory %s: %s", outdir, util_errmsg());
   if (!rc) rc = util_write_file_atomic(p1, src, len);
   if (!rc) rc = util_write_file_atomic(p2, summary, strlen(summary));
+  char bin[4200];
+  int compiled = 0;
+  if (!rc && cc) rc = cuda_precompile(src, len, cc, bin, sizeof bin, &compiled);
   free(src);
   free(summary);
   if (rc) return cli_fail();
   printf("%s\n%s\nhash %s\n", p1, p2, hash);
+  if (cc) printf("%s (%s)\n", bin, compiled ? "compiled" : "already in the cache");
   return 0;
 }

@@ -12,6 +12,7 @@ int cmd_sample(int argc, char **argv);   /* cmd_sample.c */
 int cmd_import(int argc, char **argv);   /* cmd_ckpt.c */
 int cmd_export_hf(int argc, char **argv);/* cmd_ckpt.c */
 int cmd_export(int argc, char **argv);   /* cmd_export.c */
+int cmd_bench(int argc, char **argv);    /* cmd_bench.c */
 int cmd_help(int argc, char **argv);     /* main.c */
 
 #endif

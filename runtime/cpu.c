@@ -102,30 +102,24 @@ static int cpu_elf_complete(const char *path) {
   return ok;
 }
 
-/* dlopen + ABI and hash checks; -1 with util_err (and nothing left open). */
-static int cpu_open(cpu_module *mod, const char *hash) {
-  if (!cpu_elf_complete(mod->so_path)) return util_err("%s: not a complete shared object", mod->so_path);
-  void *h = dlopen(mod->so_path, RTLD_NOW | RTLD_LOCAL);
-  if (!h) return util_err("%s: cannot load the compiled model: %s", mod->so_path, dlerror());
-  gptc_model_get_fn get = (gptc_model_get_fn)(uintptr_t)dlsym(h, "gptc_model_get");
-  const gptc_model *m = get ? get() : NULL;
-  if (!m || m->abi_version != GPTC_ABI_VERSION || !m->hash || strcmp(m->hash, hash) != 0) {
+/* dlopen + the caller's check; -1 with util_err (and nothing left open). */
+static int cpu_open(const char *so_path, cpu_check_fn check, void *ctx, void **handle) {
+  *handle = NULL;
+  if (!cpu_elf_complete(so_path)) return util_err("%s: not a complete shared object", so_path);
+  void *h = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) return util_err("%s: cannot load the compiled object: %s", so_path, dlerror());
+  if (check && check(h, so_path, ctx)) {
     dlclose(h);
-    if (!m) return util_err("%s: no gptc_model_get in the compiled model", mod->so_path);
-    if (m->abi_version != GPTC_ABI_VERSION)
-      return util_err("%s: model ABI version %d, this gptc needs %d", mod->so_path, m->abi_version,
-                      GPTC_ABI_VERSION);
-    return util_err("%s: content hash does not match the generated source", mod->so_path);
+    return -1;
   }
-  mod->handle = h;
-  mod->model = m;
+  *handle = h;
   return 0;
 }
 
-static int cpu_compile(const char *cc, cpu_module *mod) {
+static int cpu_compile(const char *cc, const char *src_path, const char *so_path) {
   char tmp[4200], cmd[9000];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", mod->so_path, (long)getpid());
-  snprintf(cmd, sizeof cmd, "%s %s -o '%s' '%s' -lm 2>&1", cc, CPU_FLAGS, tmp, mod->src_path);
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", so_path, (long)getpid());
+  snprintf(cmd, sizeof cmd, "%s %s -o '%s' '%s' -lm 2>&1", cc, CPU_FLAGS, tmp, src_path);
   util_buf out = {0};
   int rc = cpu_run(cmd, &out);
   if (rc != 0) {
@@ -133,27 +127,30 @@ static int cpu_compile(const char *cc, cpu_module *mod) {
     cpu_fold(out.data ? out.data : "", 4, folded, sizeof folded);
     util_buf_free(&out);
     unlink(tmp);
-    return util_err("compiling %s with '%s' failed (exit %d): %s", mod->src_path, cc, rc,
+    return util_err("compiling %s with '%s' failed (exit %d): %s", src_path, cc, rc,
                     folded[0] ? folded : "no output");
   }
   util_buf_free(&out);
-  if (rename(tmp, mod->so_path)) {
+  if (rename(tmp, so_path)) {
     unlink(tmp);
-    return util_err("%s: cannot move the compiled model into the cache", mod->so_path);
+    return util_err("%s: cannot move the compiled object into the cache", so_path);
   }
-  util_fsync_dir_of(mod->so_path);
+  util_fsync_dir_of(so_path);
   return 0;
 }
 
-int cpu_load(const cfg_t *cfg, cpu_module *mod) {
-  memset(mod, 0, sizeof *mod);
-  char *src;
-  size_t len;
-  char hash[65];
-  if (gen_source(cfg, "cpu", &src, &len, hash)) return -1;
+const char *cpu_compiler(char *id, size_t n) {
   const char *cc = cpu_cc();
+  cpu_compiler_id(cc, id, n);
+  return cc;
+}
+
+const char *cpu_flags(void) { return CPU_FLAGS; }
+
+int cpu_build(const char *src, size_t len, const char *kind, cpu_check_fn check, void *ctx, cpu_object *obj) {
+  memset(obj, 0, sizeof *obj);
   char id[256];
-  cpu_compiler_id(cc, id, sizeof id);
+  const char *cc = cpu_compiler(id, sizeof id);
   util_sha256 s;
   uint8_t digest[32];
   util_sha256_init(&s);
@@ -167,28 +164,59 @@ int cpu_load(const cfg_t *cfg, cpu_module *mod) {
   for (int i = 0; i < 32; i++) snprintf(key + 2 * i, 3, "%02x", digest[i]);
 
   char dir[4000];
-  snprintf(dir, sizeof dir, "%s/cpu", util_cache_dir());
-  if (util_mkdir_p(dir)) {
-    free(src);
-    return util_err("cache directory %s: %s", dir, util_errmsg());
-  }
-  snprintf(mod->so_path, sizeof mod->so_path, "%s/%s.so", dir, key);
-  snprintf(mod->src_path, sizeof mod->src_path, "%s/%s.c", dir, key);
+  snprintf(dir, sizeof dir, "%s/%s", util_cache_dir(), kind);
+  if (util_mkdir_p(dir)) return util_err("cache directory %s: %s", dir, util_errmsg());
+  snprintf(obj->so_path, sizeof obj->so_path, "%s/%s.so", dir, key);
+  snprintf(obj->src_path, sizeof obj->src_path, "%s/%s.c", dir, key);
 
   /* a cached object that fails to load or check (truncated, corrupted, or
    * from an older ABI) is rebuilt */
-  if (util_file_exists(mod->so_path) && cpu_open(mod, hash) == 0) {
-    if (!util_file_exists(mod->src_path)) util_write_file_atomic(mod->src_path, src, len);
-    free(src);
+  if (util_file_exists(obj->so_path) && cpu_open(obj->so_path, check, ctx, &obj->handle) == 0) {
+    if (!util_file_exists(obj->src_path)) util_write_file_atomic(obj->src_path, src, len);
     return 0;
   }
   util_errclear();
-  int rc = util_write_file_atomic(mod->src_path, src, len);
+  if (util_write_file_atomic(obj->src_path, src, len))
+    return util_err("cannot write the generated source: %s", util_errmsg());
+  if (cpu_compile(cc, obj->src_path, obj->so_path)) return -1;
+  if (cpu_open(obj->so_path, check, ctx, &obj->handle)) return -1;
+  obj->compiled = 1;
+  return 0;
+}
+
+void cpu_object_close(cpu_object *obj) {
+  if (obj->handle) dlclose(obj->handle);
+  obj->handle = NULL;
+}
+
+/* The model's check: its ABI version and the content hash of its source. */
+static int cpu_check_model(void *h, const char *so_path, void *ctx) {
+  const char *hash = ctx;
+  gptc_model_get_fn get = (gptc_model_get_fn)(uintptr_t)dlsym(h, "gptc_model_get");
+  const gptc_model *m = get ? get() : NULL;
+  if (!m) return util_err("%s: no gptc_model_get in the compiled model", so_path);
+  if (m->abi_version != GPTC_ABI_VERSION)
+    return util_err("%s: model ABI version %d, this gptc needs %d", so_path, m->abi_version, GPTC_ABI_VERSION);
+  if (!m->hash || strcmp(m->hash, hash) != 0)
+    return util_err("%s: content hash does not match the generated source", so_path);
+  return 0;
+}
+
+int cpu_load(const cfg_t *cfg, cpu_module *mod) {
+  memset(mod, 0, sizeof *mod);
+  char *src;
+  size_t len;
+  char hash[65];
+  if (gen_source(cfg, "cpu", &src, &len, hash)) return -1;
+  cpu_object obj;
+  int rc = cpu_build(src, len, "cpu", cpu_check_model, hash, &obj);
   free(src);
-  if (rc) return util_err("cannot write the generated source: %s", util_errmsg());
-  if (cpu_compile(cc, mod)) return -1;
-  if (cpu_open(mod, hash)) return -1;
-  mod->compiled = 1;
+  if (rc) return -1;
+  mod->handle = obj.handle;
+  mod->model = ((gptc_model_get_fn)(uintptr_t)dlsym(obj.handle, "gptc_model_get"))();
+  memcpy(mod->so_path, obj.so_path, sizeof mod->so_path);
+  memcpy(mod->src_path, obj.src_path, sizeof mod->src_path);
+  mod->compiled = obj.compiled;
   return 0;
 }
 

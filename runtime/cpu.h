@@ -1,6 +1,7 @@
 /* cpu: JIT for the generated C. Generates the source for a config, compiles
  * it with the system compiler into a shared object cached by content hash
- * under util_cache_dir(), dlopens it and checks its ABI. */
+ * under util_cache_dir(), dlopens it and checks its ABI. cpu_build does the
+ * compile-and-cache part for any generated source (models, benchmarks). */
 #ifndef GPTC_CPU_H
 #define GPTC_CPU_H
 
@@ -14,6 +15,28 @@ typedef struct {
   char src_path[4096];/* the generated source next to it */
   int compiled;       /* 1 when this call ran the compiler, 0 on a cache hit */
 } cpu_module;
+
+/* A compiled, loaded object of some generated source. */
+typedef struct {
+  void *handle;        /* dlopen handle */
+  char so_path[4096];  /* the cached shared object: util_cache_dir()/KIND/KEY.so */
+  char src_path[4096]; /* the source next to it: KEY.c */
+  int compiled;        /* 1 when this call ran the compiler, 0 on a cache hit */
+} cpu_object;
+
+/* Called on every object opened (cached or fresh): 0 keeps it, -1 with
+ * util_err rejects it (a rejected cached object is rebuilt once). */
+typedef int (*cpu_check_fn)(void *handle, const char *so_path, void *ctx);
+
+/* Compiles `src` with $CC and the JIT flags into util_cache_dir()/KIND/,
+ * keyed by SHA-256(source, compiler identity, flags), or reuses the cached
+ * object; dlopens it and runs `check` (may be NULL). -1 with util_err. */
+int cpu_build(const char *src, size_t len, const char *kind, cpu_check_fn check, void *ctx, cpu_object *obj);
+void cpu_object_close(cpu_object *obj);
+/* The compiler command ($CC or the default) and its identity line into id. */
+const char *cpu_compiler(char *id, size_t n);
+/* The flags every generated source is compiled with. */
+const char *cpu_flags(void);
 
 int cpu_load(const cfg_t *cfg, cpu_module *mod);
 void cpu_unload(cpu_module *mod);

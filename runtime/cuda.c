@@ -580,13 +580,14 @@ static int cuda_module_load(cuda_dev *d, const void *image, const char *what, co
   return rc;
 }
 
-/* The module for `src`: the cached image when it loads and checks, else a
- * fresh NVRTC compile written to the cache (atomically, so concurrent runs
- * never see a partial file). */
-static int cuda_module(cuda_dev *d, const char *src, size_t len, const char *hash) {
-  char arch[32], ver[64];
-  int ptx = 0;
-  if (cuda_nvrtc_target(d->cc, arch, sizeof arch, &ptx)) return -1;
+/* The cache entry for `src` on a GPU of compute capability `cc`: the
+ * target NVRTC builds for, and the paths of the module and of the source
+ * kept next to it (NVRTC messages and -lineinfo name it). The key hashes
+ * the source, the target, NVRTC's options and its version. */
+static int cuda_cache_entry(const char *src, size_t len, int cc, char *arch, size_t arch_n, int *ptx, char *bin_path,
+                            char *src_path, size_t path_n) {
+  char ver[64];
+  if (cuda_nvrtc_target(cc, arch, arch_n, ptx)) return -1;
   cuda_nvrtc_version(ver, sizeof ver);
   util_sha256 s;
   uint8_t digest[32];
@@ -599,14 +600,49 @@ static int cuda_module(cuda_dev *d, const char *src, size_t len, const char *has
   util_sha256_final(&s, digest);
   char key[65];
   for (int i = 0; i < 32; i++) snprintf(key + 2 * i, 3, "%02x", digest[i]);
-  char dir[4000], bin_path[4200], src_path[4200];
+  char dir[4000];
   snprintf(dir, sizeof dir, "%s/cuda", util_cache_dir());
   if (util_mkdir_p(dir)) return util_err("cache directory %s: %s", dir, util_errmsg());
-  snprintf(bin_path, sizeof bin_path, "%s/%s.%s", dir, key, ptx ? "ptx" : "cubin");
-  snprintf(src_path, sizeof src_path, "%s/%s.cu", dir, key);
-  /* the source sits next to the module: NVRTC messages and -lineinfo name it */
+  snprintf(bin_path, path_n, "%s/%s.%s", dir, key, *ptx ? "ptx" : "cubin");
+  snprintf(src_path, path_n, "%s/%s.cu", dir, key);
   if (!util_file_exists(src_path) && util_write_file_atomic(src_path, src, len))
     return util_err("cannot write the generated CUDA source: %s", util_errmsg());
+  return 0;
+}
+
+/* NVRTC-compiles `src` for `arch` and writes the module to bin_path
+ * (atomically, so concurrent runs never see a partial file); *bin is the
+ * image, for the caller to load and free. */
+static int cuda_cache_compile(const char *src, const char *src_path, const char *arch, int ptx, const char *bin_path,
+                              char **bin, size_t *n) {
+  if (cuda_nvrtc_compile(src, src_path, arch, ptx, bin, n, NULL)) return -1;
+  /* (NVRTC's PTX includes its terminating NUL, which the driver's JIT needs) */
+  if (util_write_file_atomic(bin_path, *bin, *n) == 0) return 0;
+  free(*bin);
+  *bin = NULL;
+  return -1;
+}
+
+int cuda_precompile(const char *src, size_t len, int cc, char *path, size_t path_n, int *compiled) {
+  char arch[32], src_path[4200];
+  int ptx = 0;
+  *compiled = 0;
+  if (cuda_cache_entry(src, len, cc, arch, sizeof arch, &ptx, path, src_path, path_n)) return -1;
+  if (util_file_exists(path)) return 0;
+  char *bin;
+  size_t n;
+  if (cuda_cache_compile(src, src_path, arch, ptx, path, &bin, &n)) return -1;
+  free(bin);
+  *compiled = 1;
+  return 0;
+}
+
+/* The module for `src`: the cached image when it loads and checks, else a
+ * fresh NVRTC compile written to the cache. */
+static int cuda_module(cuda_dev *d, const char *src, size_t len, const char *hash) {
+  char arch[32], bin_path[4200], src_path[4200];
+  int ptx = 0;
+  if (cuda_cache_entry(src, len, d->cc, arch, sizeof arch, &ptx, bin_path, src_path, sizeof bin_path)) return -1;
   if (util_file_exists(bin_path)) {
     char *image;
     size_t n;
@@ -622,10 +658,8 @@ static int cuda_module(cuda_dev *d, const char *src, size_t len, const char *has
   }
   char *bin;
   size_t n;
-  if (cuda_nvrtc_compile(src, src_path, arch, ptx, &bin, &n, NULL)) return -1;
-  /* (NVRTC's PTX includes its terminating NUL, which the driver's JIT needs) */
-  int rc = util_write_file_atomic(bin_path, bin, n);
-  if (rc == 0) rc = cuda_module_load(d, bin, bin_path, hash);
+  if (cuda_cache_compile(src, src_path, arch, ptx, bin_path, &bin, &n)) return -1;
+  int rc = cuda_module_load(d, bin, bin_path, hash);
   free(bin);
   if (rc) return -1;
   d->compiled = 1;

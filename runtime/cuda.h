@@ -151,6 +151,11 @@ typedef struct cuda_dev cuda_dev;
  * NVRTC for its architecture or loads the cached module, checks that the
  * module is the source with content hash `hash` and this ABI, and resolves
  * every kernel of `plan`. */
+/* Compiles `src` into the kernel cache for a GPU of compute capability
+ * `cc` (e.g. 90) without one present, so that a later run on such a GPU
+ * loads it without compiling; *compiled is 0 when it was there already.
+ * path gets the cache entry's file. */
+int cuda_precompile(const char *src, size_t len, int cc, char *path, size_t path_n, int *compiled);
 int cuda_dev_open(const char *src, size_t len, const char *hash, const cuda_plan *plan, cuda_dev **out);
 void cuda_dev_close(cuda_dev *d);
 /* "NVIDIA H100 80GB HBM3, sm_90, compiled /cache/cuda/<key>.cubin" */

@@ -415,6 +415,32 @@ static const size_t *data_permutation(size_t n, uint64_t seed, uint64_t epoch) {
   return p;
 }
 
+int data_cache_dir(const cfg_t *cfg, char *out, size_t cap) {
+  char name[256];
+  size_t j = 0;
+  for (size_t i = 0; cfg->name[i] && j + 1 < sizeof name; i++) {
+    char c = cfg->name[i];
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+             (c == '.' && j > 0); /* no leading dot: never "." or ".." */
+    name[j++] = ok ? c : '_';
+  }
+  if (j == 0) name[j++] = '_';
+  name[j] = '\0';
+  if (snprintf(out, cap, "%s/data/%s", util_cache_dir(), name) >= (int)cap)
+    return util_err("cache directory path too long: %s/data/%s", util_cache_dir(), name);
+  return 0;
+}
+
+int data_derive_vocab(cfg_t *cfg) {
+  if (cfg->vocab_size > 0) return 0;
+  char dir[4096];
+  data_set ds;
+  if (data_cache_dir(cfg, dir, sizeof dir) || data_load(cfg, NULL, 0, dir, &ds)) return -1;
+  int v = tok_vocab_size(ds.tok);
+  data_free(&ds);
+  return cfg_set_vocab(cfg, v);
+}
+
 int data_loader_init(data_loader *dl, const int32_t *ids, size_t n, int B, int T, int stride, int shuffle,
                      int drop_last, uint64_t seed, const char *split_name) {
   memset(dl, 0, sizeof *dl);

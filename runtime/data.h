@@ -27,6 +27,13 @@ typedef struct {
 int data_load(cfg_t *cfg, const char *const *paths, int n_paths, const char *cache_dir, data_set *ds);
 void data_free(data_set *ds);
 
+/* The token cache of a config outside a training run (`gptc data`, `gen`,
+ * `bench`): <cache>/data/<config name as one safe path component>. */
+int data_cache_dir(const cfg_t *cfg, char *out, size_t cap);
+/* Sets a char/word config's vocab_size from its text, through that cache;
+ * a config that has one already is left alone. */
+int data_derive_vocab(cfg_t *cfg);
+
 /* Windows exactly as the seeds: for i in range(0, len(ids) - T, stride):
  * input = ids[i:i+T], target = ids[i+1:i+T+1]; grouped in batches of B,
  * shuffled per epoch with the seed when `shuffle`, the last partial batch

@@ -52,17 +52,6 @@ typedef struct {
   int env; /* stack index of the templates' environment */
 } export_job;
 
-/* The same vector width gen.c gives the generator (gen_vec_bytes), so the
- * inference step is the one `gptc sample` runs. */
-static int export_vec_bytes(void) {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return 64;
-  if (__builtin_cpu_supports("avx2")) return 32;
-#endif
-  return 16;
-}
-
 static const char *export_cc(void) {
   const char *cc = getenv("CC");
   return cc && *cc ? cc : GPTC_C_COMPILER_DEFAULT;
@@ -208,7 +197,7 @@ static int export_env(export_job *j, const char *sha) {
   lua_pushvalue(L, cfg);
   lua_newtable(L);
   export_setstr(L, lua_gettop(L), "real", "float");
-  lua_pushinteger(L, export_vec_bytes());
+  lua_pushinteger(L, gen_vec_bytes()); /* the width gptc sample's model has: the same inference step */
   lua_setfield(L, -2, "vec_bytes");
   if (lx_call(L, "emit", "infer_body", 2, 1))
     return util_err("%s: the generator rejects this model: %s", j->ckpt, util_errmsg());

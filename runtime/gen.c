@@ -1,4 +1,4 @@
-/* gen: see gen.h. The Lua side (gen/shapes.lua, gen/emit.lua) does the work;
+/* gen: see gen.h. The Lua side (gen/shapes.lua, gen/emit.lua, gen/bench.lua) does the work;
  * this file moves configs in and tensors and sources out. */
 #include "gen.h"
 
@@ -10,9 +10,7 @@
 #include "lx.h"
 #include "util.h"
 
-/* The host's vector width in bytes, for the generator's register blocking:
- * the generated source is tuned to the machine that compiles it. */
-static int gen_vec_bytes(void) {
+int gen_vec_bytes(void) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) return 64;
@@ -93,13 +91,12 @@ void gen_tensors_free(gptc_tensor *tensors, int n) {
   free(tensors);
 }
 
-int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, char hash[65]) {
+/* header .. body from gen/<module>.lua: body(cfg, opts), then
+ * header(cfg, hash, opts) with hash = SHA-256 of the body (bench.header
+ * takes no opts; Lua drops the extra argument). */
+static int gen_render(const cfg_t *cfg, const char *module, char **src, size_t *len, char hash[65]) {
   *src = NULL;
   *len = 0;
-  if (strcmp(device, "cpu") != 0) {
-    if (!strcmp(device, "cuda")) return cuda_gen_source(cfg, NULL, src, len, hash);
-    return util_err("device '%s' is not known (use cpu or cuda)", device);
-  }
   lua_State *L = lx_new();
   if (!L) return -1;
   cfg_push(L, cfg);
@@ -113,7 +110,7 @@ int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, ch
 
   lua_pushvalue(L, cfg_idx);
   lua_pushvalue(L, opts_idx);
-  if (lx_call(L, "emit", "body", 2, 1)) {
+  if (lx_call(L, module, "body", 2, 1)) {
     lua_close(L);
     return -1;
   }
@@ -124,7 +121,7 @@ int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, ch
   lua_pushvalue(L, cfg_idx);
   lua_pushstring(L, hash);
   lua_pushvalue(L, opts_idx);
-  if (lx_call(L, "emit", "header", 3, 1)) {
+  if (lx_call(L, module, "header", 3, 1)) {
     lua_close(L);
     return -1;
   }
@@ -142,4 +139,18 @@ int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, ch
   *src = out;
   *len = head_len + body_len;
   return 0;
+}
+
+int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, char hash[65]) {
+  *src = NULL;
+  *len = 0;
+  if (strcmp(device, "cpu") != 0) {
+    if (!strcmp(device, "cuda")) return cuda_gen_source(cfg, NULL, src, len, hash);
+    return util_err("device '%s' is not known (use cpu or cuda)", device);
+  }
+  return gen_render(cfg, "emit", src, len, hash);
+}
+
+int gen_bench_source(const cfg_t *cfg, char **src, size_t *len, char hash[65]) {
+  return gen_render(cfg, "bench", src, len, hash);
 }

@@ -15,8 +15,19 @@
 int gen_tensors(const cfg_t *cfg, gptc_tensor **tensors, int *n, size_t *n_params);
 void gen_tensors_free(gptc_tensor *tensors, int n);
 
+/* The host's vector width in bytes (64 AVX-512, 32 AVX2, else 16), for the
+ * generator's register blocking: generated C is tuned to the machine that
+ * compiles it (-march=native), and every emitter (model, bench, export) must
+ * be given the same width to produce the same kernels. */
+int gen_vec_bytes(void);
+
 /* Renders the C source for `cfg` (device "cpu"). *src is malloc'ed;
  * hash (64 hex + NUL) is the content hash printed in its header. */
 int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, char hash[65]);
+
+/* Renders the benchmark source for `cfg` (gen/bench.lua; the ABI is
+ * templates/bench/abi.h): every kernel instance of the training step,
+ * specialized and generic. *src is malloc'ed; hash as gen_source's. */
+int gen_bench_source(const cfg_t *cfg, char **src, size_t *len, char hash[65]);
 
 #endif

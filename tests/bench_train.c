@@ -1,18 +1,18 @@
 /* bench_train: speed of one full training step (zero grads, forward,
  * backward, gradient norm, AdamW) of the generated fp32 CPU model for three
- * shapes, against this machine's fp32 FMA peak measured here with a
- * register-resident FMA loop on every thread.
+ * shapes, against this machine's fp32 FMA peak measured with the
+ * register-resident FMA loop on every thread of runtime/bench.c.
  *
- * Usage: bench_train [threads] (default 2). Prints one table row per shape:
+ * Usage: bench_train [threads [shape]] (default 2 threads, every shape). Prints one table row per shape:
  * median ms per step, tokens/s, achieved GFLOP/s with FLOPs per token =
  * 6 N + 12 L T C, and the fraction of peak; then the peak RSS. */
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
+#include "bench.h"
 #include "cfg.h"
 #include "cpu.h"
 #include "util.h"
@@ -38,63 +38,6 @@ static const bench_shape bench_shapes[] = {
      " context_length = 1024, drop_rate = 0.1, train = { batch_size = 4, max_length = 64 } }",
      5, 1000},
 };
-
-/* ---- fp32 FMA peak: 12 independent accumulators per thread stay in
- * registers; the widest vector ISA the CPU has is picked at run time ---- */
-#define BENCH_FMA_BODY(VT)                                                     \
-  VT x = one * (float)0.999, y = one * (float)1e-6;                            \
-  VT a0 = y, a1 = y, a2 = y, a3 = y, a4 = y, a5 = y, a6 = y, a7 = y, a8 = y, \
-     a9 = y, a10 = y, a11 = y;                                                 \
-  __asm__ volatile("" : "+x"(x), "+x"(y));                                     \
-  for (long i = 0; i < iters; i++) {                                           \
-    a0 = a0 * x + y, a1 = a1 * x + y, a2 = a2 * x + y, a3 = a3 * x + y;        \
-    a4 = a4 * x + y, a5 = a5 * x + y, a6 = a6 * x + y, a7 = a7 * x + y;        \
-    a8 = a8 * x + y, a9 = a9 * x + y, a10 = a10 * x + y, a11 = a11 * x + y;    \
-  }                                                                            \
-  VT s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;          \
-  return s[0];
-
-#if defined(__x86_64__)
-typedef float bench_v16 __attribute__((vector_size(64)));
-typedef float bench_v8 __attribute__((vector_size(32)));
-__attribute__((target("avx512f"))) static float bench_fma512(long iters) {
-  bench_v16 one = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-  BENCH_FMA_BODY(bench_v16)
-}
-__attribute__((target("avx2,fma"))) static float bench_fma256(long iters) {
-  bench_v8 one = {1, 1, 1, 1, 1, 1, 1, 1};
-  BENCH_FMA_BODY(bench_v8)
-}
-#endif
-typedef float bench_v4 __attribute__((vector_size(16)));
-static float bench_fma128(long iters) {
-  bench_v4 one = {1, 1, 1, 1};
-  BENCH_FMA_BODY(bench_v4)
-}
-
-/* GFLOP/s of the FMA loop on every OpenMP thread at once */
-static double bench_peak(int *lanes) {
-  float (*fn)(long) = bench_fma128;
-  *lanes = 4;
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) fn = bench_fma512, *lanes = 16;
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) fn = bench_fma256, *lanes = 8;
-#endif
-  long iters = 100000000;
-  double best = 0;
-  for (int rep = 0; rep < 3; rep++) {
-    float sink = 0;
-    double t = util_now();
-#pragma omp parallel reduction(+ : sink)
-    sink += fn(iters);
-    t = util_now() - t;
-    double gf = 2.0 * 12 * *lanes * (double)iters * omp_get_max_threads() / t / 1e9;
-    if (gf > best) best = gf;
-    if (sink == 42) printf(" ");
-  }
-  return best;
-}
 
 static int bench_cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -171,13 +114,14 @@ int main(int argc, char **argv) {
   if (threads < 1) threads = 1;
   cpu_set_threads(threads);
   int lanes;
-  double peak = bench_peak(&lanes);
+  double peak = bench_fma_peak(&lanes); /* the one `gptc bench` measures */
   printf("fp32, %d threads; FMA peak %.1f GFLOP/s (%d-lane FMA loop, all threads)\n\n", threads, peak, lanes);
   printf("%-44s %9s %9s %10s %8s %8s %8s\n", "shape", "ms/step", "tokens/s", "MFLOP/tok", "GFLOP/s", "of peak",
          "target");
   int rc = 0;
+  /* an optional second argument keeps only the shapes whose label contains it */
   for (size_t i = 0; i < sizeof bench_shapes / sizeof *bench_shapes; i++)
-    rc |= bench_run(&bench_shapes[i], peak);
+    if (argc < 3 || strstr(bench_shapes[i].label, argv[2])) rc |= bench_run(&bench_shapes[i], peak);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   printf("\npeak RSS %.0f MiB (the gpt2-124M shape runs last and is the largest)\n", ru.ru_maxrss / 1024.0);

@@ -221,6 +221,29 @@ START_TEST(refuses_to_overwrite_and_bad_resume) {
 }
 END_TEST
 
+/* Host memory is the CPU backend's limit, not the config's: a model far
+ * larger than any machine's memory is refused by `train` on the CPU with the
+ * sizes named, while `gen` (which allocates nothing) still writes its code. */
+START_TEST(too_large_for_memory) {
+  char src[1024], out[1024];
+  snprintf(src, sizeof src,
+           "return { name = 'huge', tokenizer = 'gpt2', data = '%s', emb_dim = 8192, n_heads = 64, n_layers = 48,\n"
+           "  context_length = 256, train = { batch_size = 2, max_length = 256, steps = 1 } }\n",
+           tu_src("data/the-verdict.txt"));
+  const char *cfgp = tu_write_str("huge.lua", src);
+  snprintf(out, sizeof out, "%s/huge", tu_tmpdir());
+  tu_run_result r;
+  ck_assert_int_eq(tu_run(&r, NULL, "train --config '%s' --out '%s' --quiet", cfgp, out), 1);
+  ck_assert_msg(strstr(r.err, "huge.lua: model too large: training needs") && strstr(r.err, "GiB"), "%s", r.err);
+  tu_run_free(&r);
+  char ck[1100];
+  snprintf(ck, sizeof ck, "%s/last.safetensors", out);
+  ck_assert_msg(!util_file_exists(ck), "a refused run wrote a checkpoint");
+  ck_assert_int_eq(tu_run(&r, NULL, "gen --config '%s' -o '%s/gen'", cfgp, out), 0);
+  tu_run_free(&r);
+}
+END_TEST
+
 START_TEST(init_shape_mismatch) {
   const char *small = write_cfg("init16", "", "");
   char out[1024], out2[1024], ck[1100];
@@ -365,6 +388,7 @@ int main(void) {
   tcase_add_test(tc, nan_stops_and_keeps_checkpoint);
   tcase_add_test(tc, sigint_saves_and_exits_zero);
   tcase_add_test(tc, eval_and_sample);
+  tcase_add_test(tc, too_large_for_memory);
   suite_add_tcase(s, tc);
   return tu_main(s);
 }

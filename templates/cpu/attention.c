@@ -1,12 +1,14 @@
 % local B, T, H, hd, C = k.B, k.T, k.H, k.hd, k.C
 % local C3 = 3 * C
 % local S, Tp, TS = k.S, k.Tp, k.TS
-% local scale = lit(1 / math.sqrt(hd))
-% local vec = hd % VL == 0 and hd // VL <= 8
-% local nvh = hd // VL
+% -- k.generic (gen/bench.lua): the dims are run-time C expressions, so the
+% -- plain row-by-row branches are taken and nothing is unrolled over hd
+% local scale = k.generic and ("(real)(1.0 / sqrt((double)" .. hd .. "))") or lit(1 / math.sqrt(hd))
+% local vec = not k.generic and hd % VL == 0 and hd // VL <= 8
+% local nvh = vec and hd // VL or 0
 % -- blocked: QK^T, PV and the backward products run on the GEMM micro-kernel
 % -- in blocks of MR query (or key) rows; it needs hd to be whole NR-wide panels
-% local blocked = hd % NR == 0 and MR <= ATT_ROWS and TVEC % NR == 0
+% local blocked = not k.generic and hd % NR == 0 and MR <= ATT_ROWS and TVEC % NR == 0
 /* ---- causal self-attention: qkv (B={{B}}, T={{T}}, 3C={{C3}}) -> out (B={{B}}, T={{T}}, C={{C}}),
  * H={{H}} heads of hd={{hd}}; weights softmax(q.k / sqrt({{hd}})) over t2 <= t{{k.store and ", kept in att (B, H, T, T) for the backward" or ""}}.
  * One task per (b, h) with its own slice of scratch (B, H, S={{S}}): K or V of the head
@@ -87,7 +89,7 @@ GPTC_INLINE void {{k.fn}}_transpose(real *restrict dst, const real *restrict src
   for (int t0 = 0; t0 < {{T}}; t0 += 16)
     for (int d = 0; d < {{hd}}; d++)
       for (int t2 = t0; t2 < t0 + 16 && t2 < {{T}}; t2++) dst[d * {{TS}} + t2] = src[(size_t)t2 * {{C3}} + d];
-% if Tp > T then
+% if k.generic or Tp > T then
   for (int d = 0; d < {{hd}}; d++)
     for (int t2 = {{T}}; t2 < {{Tp}}; t2++) dst[d * {{TS}} + t2] = 0;
 % end

@@ -1,25 +1,32 @@
 /* ---- optimizer: the parameter tensors walked in chunks of at most {{CHUNK}} floats ---- */
-% local nt = #S.tensors
+% -- k is nil in a model source. gen/bench.lua sets k.prefix (the names of its
+% -- copy), k.generic (the tensor and chunk counts as run-time values, k.n_tensors
+% -- and k.n_chunks) and k.update_only (AdamW alone: the norm would be unused)
+% local pre = k and k.prefix or ""
+% local g = k and k.generic
+% local nt = g and k.n_tensors or #S.tensors
+% local n_chunks = g and k.n_chunks or n_chunks
 /* {offset, numel, first chunk, weight decay} of each tensor, in order */
 static const struct {
   size_t offset, numel;
   int chunk0, decay;
-} opt_tensors[{{nt}}] = {
+} {{pre}}opt_tensors[{{g and "" or nt}}] = {
 % for i, t in ipairs(S.tensors) do
   { {{t.offset}}, {{t.numel}}, {{t.chunk0}}, {{t.decay and 1 or 0}} }, /* {{t.name}} */
 % end
 };
 
 /* the tensor holding chunk c (binary search over first chunks) */
-static int opt_tensor_of(int c) {
+static int {{pre}}opt_tensor_of(int c) {
   int lo = 0, hi = {{nt - 1}};
   while (lo < hi) {
     int mid = (lo + hi + 1) / 2;
-    if (opt_tensors[mid].chunk0 <= c) lo = mid;
+    if ({{pre}}opt_tensors[mid].chunk0 <= c) lo = mid;
     else hi = mid - 1;
   }
   return lo;
 }
+% if not (k and k.update_only) then
 
 /* sum of squares of every gradient: chunks in parallel (each in double, in
  * order), then the {{n_chunks}} chunk sums added in order */
@@ -44,11 +51,12 @@ static double gptc_grad_sq_norm(const real *grads) {
   for (int c = 0; c < {{n_chunks}}; c++) total += part[c];
   return total;
 }
+% end
 
 /* AdamW with PyTorch's semantics: g = grad * grad_scale; p *= 1 - lr * wd
  * (decay tensors only); m = lerp(m, g, 1 - beta1); v = beta2 v + (1 - beta2) g^2;
  * p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps) */
-static void gptc_adamw(real *params, const real *grads, real *m, real *v, gptc_adamw_args a) {
+static {{g and "__attribute__((noinline)) " or ""}}void {{pre}}gptc_adamw(real *params, const real *grads, real *m, real *v, gptc_adamw_args a) {
   double bc1 = 1 - pow((double)a.beta1, a.t), bc2 = 1 - pow((double)a.beta2, a.t);
   const real step = (real)(a.lr / bc1), bc2_sqrt = (real)sqrt(bc2), gs = a.grad_scale, eps = a.eps;
   const real b1c = (real)(1 - (double)a.beta1), b2 = a.beta2, b2c = (real)(1 - (double)a.beta2);
@@ -56,12 +64,12 @@ static void gptc_adamw(real *params, const real *grads, real *m, real *v, gptc_a
   const int lerp_hi = b1c >= (real)0.5; /* torch's lerp switches formula at weight 0.5 */
 #pragma omp parallel for schedule(dynamic, 4)
   for (int c = 0; c < {{n_chunks}}; c++) {
-    int ti = opt_tensor_of(c);
-    size_t i0 = opt_tensors[ti].offset + (size_t)(c - opt_tensors[ti].chunk0) * {{CHUNK}};
-    size_t n = min_z({{CHUNK}}, opt_tensors[ti].offset + opt_tensors[ti].numel - i0);
+    int ti = {{pre}}opt_tensor_of(c);
+    size_t i0 = {{pre}}opt_tensors[ti].offset + (size_t)(c - {{pre}}opt_tensors[ti].chunk0) * {{CHUNK}};
+    size_t n = min_z({{CHUNK}}, {{pre}}opt_tensors[ti].offset + {{pre}}opt_tensors[ti].numel - i0);
     real *p = params + i0, *mm = m + i0, *vv = v + i0;
     const real *g = grads + i0;
-    real dk = opt_tensors[ti].decay ? keep : 1;
+    real dk = {{pre}}opt_tensors[ti].decay ? keep : 1;
     for (size_t i = 0; i < n; i++) {
       real gi = g[i] * gs;
       real mi = lerp_hi ? gi - (gi - mm[i]) * (1 - b1c) : mm[i] + b1c * (gi - mm[i]);

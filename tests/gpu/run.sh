@@ -15,6 +15,11 @@
 #             shakespeare-char-mid ms/step
 #
 # Usage: sh tests/gpu/run.sh [STAGE...]   (default: every stage, in that order)
+# Environment: BUILD (where gptc and parity are; a prebuilt one from
+# tests/gpu/prepare.sh skips the build stage), STAGE_LIMIT (seconds each
+# stage may run, default 1800), PARITY (config names, default all five),
+# SANITIZE=quick (memcheck and racecheck on tiny-test, memcheck on
+# verdict-gpt2-small, graphs on), TORCH=0 (gptc's side of bench only).
 # Results go to $RESULTS (default build/gpu-results): one log per stage and
 # summary.md, whose tables docs/gpu.md records. Exit status 0 when every
 # stage passed. Needs: a CUDA GPU of compute capability 8.0+, the driver,
@@ -26,6 +31,8 @@ BUILD=${BUILD:-$ROOT/build/gpu}
 RESULTS=${RESULTS:-$ROOT/build/gpu-results}
 export GPTC_CACHE=${GPTC_CACHE:-$BUILD/cache}
 STAGES=${*:-build parity golden train sanitize bench}
+STAGE_LIMIT=${STAGE_LIMIT:-1800}
+PARITY=${PARITY:-tiny-test verdict-gpt2-small shakespeare-char shakespeare-char-mid gpt2-124m-ctx256}
 G=$BUILD/gptc
 mkdir -p "$RESULTS"
 SUMMARY=$RESULTS/summary.md
@@ -33,12 +40,11 @@ FAILED=""
 
 note() { printf '%s\n' "$*" | tee -a "$SUMMARY"; }
 
-# stage NAME CMD...: runs CMD with its output in $RESULTS/NAME.log, notes the outcome
+# stage NAME: runs the stage NAME with its output in $RESULTS/NAME.log, notes the outcome
 stage() {
   name=$1
-  shift
   t0=$(date +%s)
-  if "$@" >"$RESULTS/$name.log" 2>&1; then
+  if timeout "$STAGE_LIMIT" sh "$0" --one "$name" >"$RESULTS/$name.log" 2>&1; then
     note "- $name: passed ($(($(date +%s) - t0)) s)"
   else
     note "- $name: FAILED ($(($(date +%s) - t0)) s), see $RESULTS/$name.log"
@@ -60,12 +66,15 @@ build() {
 
 parity() {
   rc=0
-  for prec in fp32 bf16; do
-    "$BUILD/parity" --precision $prec --vocab 62 --config "$ROOT/configs/tiny-test.lua" \
-      --precision $prec --config "$ROOT/configs/verdict-gpt2-small.lua" \
-      --precision $prec --vocab 65 --config "$ROOT/configs/shakespeare-char.lua" \
-      --precision $prec --vocab 65 --config "$ROOT/configs/shakespeare-char-mid.lua" \
-      --precision $prec --config "$ROOT/configs/gpt2-124m-ctx256.lua" || rc=1
+  for name in $PARITY; do
+    case $name in
+    tiny-test) v="--vocab 62" ;; # the-verdict's distinct characters
+    shakespeare-char*) v="--vocab 65" ;;
+    *) v="" ;;
+    esac
+    for prec in fp32 bf16; do
+      "$BUILD/parity" --precision $prec $v --config "$ROOT/configs/$name.lua" || rc=1
+    done
   done
   return $rc
 }
@@ -110,7 +119,9 @@ sanitize() {
   for cfg in tiny-test verdict-gpt2-small; do
     for tool in memcheck racecheck initcheck synccheck; do
       [ $cfg = verdict-gpt2-small ] && [ $tool != memcheck ] && [ $tool != racecheck ] && continue
+      [ "${SANITIZE:-}" = quick ] && case $cfg-$tool in tiny-test-memcheck | tiny-test-racecheck | verdict*-memcheck) ;; *) continue ;; esac
       for graphs in 1 0; do
+        [ "${SANITIZE:-}" = quick ] && [ $graphs = 0 ] && continue
         out=$BUILD/sanitize/$cfg-$tool-$graphs
         rm -rf "$out"
         echo "== $tool, $cfg, graphs $graphs"
@@ -137,21 +148,21 @@ bench() {
   rm -rf "$out"
   mkdir -p "$out"
   for prec in fp32 bf16; do
-    cat >"$out/gpt2-$prec.lua" <<EOF
-return { name = "bench-gpt2-$prec", tokenizer = "gpt2", data = "$ROOT/data/tinyshakespeare.txt",
-  emb_dim = 768, n_heads = 12, n_layers = 12, context_length = 1024, drop_rate = 0.0, qkv_bias = false,
-  tie_embeddings = true, precision = "$prec",
-  train = { batch_size = 16, max_length = 1024, lr = 6e-4, steps = 25, eval_interval = 1000, eval_steps = 1 } }
-EOF
-    "$G" train --config "$out/gpt2-$prec.lua" --out "$out/gpt2-$prec" --device cuda --quiet || rc=1
+    "$G" train --config "$ROOT/tests/gpu/bench-gpt2-$prec.lua" --out "$out/gpt2-$prec" --device cuda --quiet || rc=1
     echo "gptc gpt2-124m ctx1024 B16 $prec tokens/s: $(gptc_tps "$out/gpt2-$prec/log.jsonl")"
   done
   "$G" train --config "$ROOT/configs/shakespeare-char-mid.lua" --out "$out/mid" --device cuda --quiet --steps 30 || rc=1
   tps=$(gptc_tps "$out/mid/log.jsonl")
   echo "gptc shakespeare-char-mid fp32 ms/step: $(python3 -c "print(64 * 256 / $tps * 1000)")"
-  python3 "$ROOT/tests/gpu/bench_torch.py" --gptc-log "$out" || rc=1
+  [ "${TORCH:-1}" = 0 ] || python3 "$ROOT/tests/gpu/bench_torch.py" --gptc-log "$out" || rc=1
   return $rc
 }
+
+# a stage runs in a child (`run.sh --one NAME`), so that STAGE_LIMIT can stop it
+if [ "${1:-}" = --one ]; then
+  "$2"
+  exit
+fi
 
 : >"$SUMMARY"
 note "# gptc CUDA run, $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -159,7 +170,7 @@ note "$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noh
 note ""
 for s in $STAGES; do
   case $s in
-  build | parity | golden | train | sanitize | bench) stage "$s" "$s" ;;
+  build | parity | golden | train | sanitize | bench) stage "$s" ;;
   *)
     echo "run.sh: unknown stage '$s' (build parity golden train sanitize bench)" >&2
     exit 2

@@ -1,0 +1,167 @@
+/* cmd_bench: `gptc bench`, the kernels of a config measured against this
+ * machine's peaks, their generic twins and the BLAS library, then whole
+ * training steps (bench.h does the work). */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "cli.h"
+#include "cmds.h"
+#include "cuda.h"
+#include "data.h"
+#include "tok.h"
+#include "util.h"
+
+static const cli_opt cmd_bench_opts[] = {
+    {"--config", "FILE", "model config (.lua); required"},
+    {"--device", "NAME", "cpu (default) or cuda (the training step only: the per-op part is CPU-only)"},
+    {"--threads", "N", "CPU threads for the kernels and the library (default: all cores)"},
+    {"--repeats", "N", "timed runs per op and step (default: >= 5 and >= 0.2 s per op, >= 1 s per step)"},
+    {"--json", "OUT", "write every number and the machine description as JSON"},
+    {"--chart", "OUT.svg", "write a bar chart of each op's fraction of peak as SVG"},
+    {"--no-step", NULL, "skip the end-to-end training steps"},
+    {"--ops-only", NULL, "the per-op benchmarks only (the same as --no-step)"},
+    {"--vocab-size", "N", "vocabulary size for char/word configs (default: derived from the config's text)"},
+    {NULL, NULL, NULL},
+};
+
+static const cli_spec cmd_bench_spec = {
+    "gptc bench --config FILE [--device cpu|cuda] [--threads N] [--json OUT] [--chart OUT.svg] [--repeats N]\n"
+    "                  [--no-step] [--ops-only]",
+    "Measures this machine's fp32 FMA peak and copy bandwidth, then every kernel of the config's\n"
+    "training step in three variants: specialized (the model's own, shapes as literals), generic (the same\n"
+    "template with run-time shapes) and, for matmuls, OpenBLAS's cblas_sgemm (loaded at run time; n/a\n"
+    "when missing). Each variant runs once on the same seeded inputs and is checked against the generic\n"
+    "one (max |x - ref| / max |ref| <= 1e-4) before it is timed; a mismatch is reported and makes the\n"
+    "exit status 1. Then whole training steps: ms/step, tokens/s, GFLOP/s, MFU and peak memory.",
+    cmd_bench_opts,
+    0,
+};
+
+/* Fails early on an output path that cannot be written, so an hour of
+ * benchmarking does not end in an error. The file itself is written
+ * atomically at the end. */
+static int cmd_bench_writable(const char *opt, const char *path) {
+  if (!path[0]) return util_err("%s: the path is empty", opt);
+  if (util_is_dir(path)) return util_err("%s %s: is a directory", opt, path);
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else if (slash == dir) dir[1] = 0;
+  else *slash = 0;
+  if (!util_is_dir(dir)) return util_err("%s %s: directory %s does not exist", opt, path, dir);
+  if (access(dir, W_OK)) return util_err("%s %s: directory %s is not writable", opt, path, dir);
+  return 0;
+}
+
+static int cmd_bench_write(const char *path, int (*fn)(const bench_report *, util_buf *), const bench_report *r) {
+  util_buf b = {0};
+  int rc = fn(r, &b);
+  if (!rc) rc = util_write_file_atomic(path, b.data, b.len);
+  util_buf_free(&b);
+  return rc;
+}
+
+static uint64_t cmd_bench_seed(const bench_report *r, int op) { return r->seed + (uint64_t)op * 0x9E3779B97F4A7C15ull; }
+
+/* The per-op part: machine peaks, every op's own variants, then the
+ * library's runs all together (bench.h: bench_op_lib says why). */
+static int cmd_bench_ops(const cfg_t *cfg, bench_report *r, bench_blas *blas, cpu_object *obj) {
+  fprintf(stderr, "gptc bench: measuring the fp32 FMA peak and the copy bandwidth\n");
+  r->machine.fma_gflops = bench_fma_peak(&r->machine.fma_lanes);
+  size_t bytes = (size_t)256 << 20, avail = util_mem_available();
+  if (avail / 8 < bytes) bytes = avail / 8;
+  if (bench_copy_bw(bytes, &r->machine.copy_gbs)) return -1;
+  const gptc_bench *b;
+  if (bench_load(cfg, obj, &b)) return -1;
+  r->hash = b->hash;
+  fprintf(stderr, "gptc bench: %d ops, %s %s\n", b->n_ops, obj->compiled ? "compiled" : "cached", obj->so_path);
+  r->ops = util_calloc((size_t)(b->n_ops ? b->n_ops : 1), sizeof *r->ops, "op results");
+  if (!r->ops) return -1;
+  for (int i = 0; i < b->n_ops; i++) {
+    r->n_ops = i + 1;
+    if (bench_op_run(&b->ops[i], cmd_bench_seed(r, i), &r->op_timing, &r->ops[i])) return -1;
+  }
+  r->blas = blas;
+  if (bench_blas_open(r->machine.threads, blas)) return 0;
+  /* OpenMP's idle threads spin for some milliseconds after the last
+   * parallel region; let them go to sleep before the library runs */
+  struct timespec pause = {0, 50 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  for (int i = 0; i < b->n_ops; i++)
+    if (bench_op_lib(&b->ops[i], cmd_bench_seed(r, i), &r->op_timing, blas, &r->ops[i])) return -1;
+  return 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+  cli_args a;
+  int code;
+  if (cli_parse(&cmd_bench_spec, argc, argv, &a, &code)) return code;
+  const char *path = cli_get(&a, "--config");
+  if (!path || !path[0]) return cli_usage_err(&a, "option '--config FILE' is required");
+  const char *device = cli_get(&a, "--device");
+  if (!device) device = "cpu";
+  if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+    return cli_usage_err(&a, "option '--device' must be cpu or cuda (got '%s')", device);
+  int cuda = !strcmp(device, "cuda");
+  long threads = 0, repeats = 0, vocab = 0;
+  if (cli_int(&a, "--threads", 1, 4096, &threads) || cli_int(&a, "--repeats", 1, 100000, &repeats) ||
+      cli_int(&a, "--vocab-size", 1, 1L << 30, &vocab))
+    return 2;
+  int no_step = cli_has(&a, "--no-step") || cli_has(&a, "--ops-only");
+  const char *json = cli_get(&a, "--json"), *chart = cli_get(&a, "--chart");
+  if (cuda && no_step)
+    return cli_usage_err(&a, "'--device cuda' runs only the training step; '--no-step'/'--ops-only' leave nothing");
+  if (cuda && chart) return cli_usage_err(&a, "'--chart' charts the per-op benchmarks, which run on the CPU only");
+  if ((json && cmd_bench_writable("--json", json)) || (chart && cmd_bench_writable("--chart", chart)))
+    return cli_fail();
+
+  cfg_t cfg;
+  if (cfg_load_file(path, &cfg)) return cli_fail();
+  if (vocab ? cfg_set_vocab(&cfg, (int)vocab) : data_derive_vocab(&cfg)) return cli_fail();
+  if (cuda && cuda_probe()) {
+    util_err("--device cuda: %s", util_errmsg());
+    return cli_fail();
+  }
+  cpu_set_threads((int)threads);
+
+  bench_report r = {0};
+  r.cfg = &cfg;
+  r.hash = "";
+  r.seed = cfg.train.seed;
+  r.op_timing = (bench_timing)BENCH_OP_TIMING;
+  r.step_timing = (bench_timing)BENCH_STEP_TIMING;
+  r.op_timing.repeats = r.step_timing.repeats = (int)repeats;
+  bench_describe(&r.machine);
+  bench_blas blas = {0};
+  cpu_object obj = {0};
+  int rc = 0;
+  /* the step first: the RSS high-water it reports is then the model's,
+   * not the copy-bandwidth arrays' or the op buffers' */
+  if (!no_step) {
+    fprintf(stderr, "gptc bench: timing training steps (%s)\n", device);
+    rc = bench_step(&cfg, device, r.seed, &r.step_timing, &r.step);
+  }
+  if (!rc && !cuda) rc = cmd_bench_ops(&cfg, &r, &blas, &obj);
+  if (cuda) r.note = "per-op benchmarks: CPU only (run with --device cpu); the step above ran on the GPU";
+  if (!rc) {
+    fputc('\n', stderr);
+    bench_print(stdout, &r);
+    fflush(stdout);
+    if (json && cmd_bench_write(json, bench_json, &r)) rc = -1;
+    if (!rc && chart && cmd_bench_write(chart, bench_svg, &r)) {
+      rc = -1;
+      if (json) unlink(json); /* all outputs or none */
+    }
+  }
+  int bad = bench_mismatches(&r);
+  for (int i = 0; i < r.n_ops; i++) bench_op_free(&r.ops[i]);
+  free(r.ops);
+  bench_blas_close(&blas);
+  cpu_object_close(&obj);
+  if (rc) return cli_fail();
+  return bad ? 1 : 0;
+}

@@ -238,6 +238,53 @@ START_TEST(test_escaping) {
 }
 END_TEST
 
+/* an op far past the copy bandwidth (data in cache) does not stretch the
+ * chart's axis: it stops at 200%, the bar is cut and labelled with its value */
+START_TEST(test_svg_axis_cap) {
+  cfg_t cfg;
+  memset(&cfg, 0, sizeof cfg);
+  snprintf(cfg.name, sizeof cfg.name, "cap");
+  gptc_bench_buf bufs[] = {{"y", 4, GPTC_BENCH_ZERO, 0, 1}};
+  int dims[] = {4};
+  const char *names[] = {"N"};
+  gptc_bench_op ops[2] = {
+      {.kernel = "adamw_like", .op = "adamw", .pass = "update", .what = "", .calls = 1, .flops = 1, .bytes = 4.21e9,
+       .n_bufs = 1, .bufs = bufs, .n_dims = 1, .dims = dims, .dim_names = names},
+      {.kernel = "gemm_like", .op = "matmul", .pass = "forward", .what = "", .calls = 1, .flops = 0.8e9, .bytes = 1,
+       .compute_bound = 1, .n_bufs = 1, .bufs = bufs, .n_dims = 1, .dims = dims, .dim_names = names},
+  };
+  bench_op_result r[2];
+  memset(r, 0, sizeof r);
+  for (int i = 0; i < 2; i++) {
+    r[i].op = &ops[i];
+    r[i].v[BENCH_SPEC] = (bench_var){BENCH_OK, 0, {3, 1, 1, 1, 1, 1}}; /* 1 s a call */
+    r[i].v[BENCH_GEN] = (bench_var){BENCH_NA, 0, {0}};
+    r[i].v[BENCH_LIB] = (bench_var){BENCH_NA, 0, {0}};
+  }
+  bench_report rep = {0};
+  rep.cfg = &cfg, rep.hash = "h", rep.n_ops = 2, rep.ops = r;
+  bench_describe(&rep.machine);
+  rep.machine.fma_gflops = 1, rep.machine.copy_gbs = 1; /* 421% and 80% of peak */
+  util_buf s = {0};
+  ck_assert_int_eq(bench_svg(&rep, &s), 0);
+  ck_assert_int_eq(util_buf_add(&s, "", 1), 0);
+  ck_assert_ptr_nonnull(strstr(s.data, ">200%</text>"));
+  ck_assert_ptr_null(strstr(s.data, ">250%</text>"));
+  ck_assert_ptr_null(strstr(s.data, ">400%</text>"));
+  ck_assert_ptr_nonnull(strstr(s.data, ">421.0%</text>"));
+  ck_assert_ptr_nonnull(strstr(s.data, ">80.0%</text>"));
+  ck_assert_ptr_nonnull(strstr(s.data, "bars past the axis are cut"));
+  util_buf_free(&s);
+  /* without such an op the axis fits the data */
+  rep.n_ops = 1, rep.ops = &r[1];
+  ck_assert_int_eq(bench_svg(&rep, &s), 0);
+  ck_assert_int_eq(util_buf_add(&s, "", 1), 0);
+  ck_assert_ptr_null(strstr(s.data, ">200%</text>"));
+  ck_assert_ptr_null(strstr(s.data, "bars past the axis are cut"));
+  util_buf_free(&s);
+}
+END_TEST
+
 /* ---- the command ---- */
 
 static json_val *read_json(const char *path) {
@@ -371,6 +418,7 @@ static Suite *bench_suite(void) {
   tcase_add_test(tc, test_timing_policy);
   tcase_add_test(tc, test_rel_diff);
   tcase_add_test(tc, test_escaping);
+  tcase_add_test(tc, test_svg_axis_cap);
   suite_add_tcase(s, tc);
   TCase *cli = tcase_create("cli");
   tcase_set_timeout(cli, 300);

@@ -234,11 +234,17 @@ local function site_of(op, in_layer)
   return in_layer and ("h.*." .. key) or key
 end
 
-local function forward_recs(S, ks, op, in_layer)
-  local d = S.dims
-  local function inst(name)
+-- The lookup of the kernel instances emit made for this step, by name: a
+-- name bench derives that emit did not make is a bug in one of the two.
+local function instance_of(ks)
+  return function(name)
     return ks.by[name] or error("bench: emit has no kernel instance " .. name, 0)
   end
+end
+
+local function forward_recs(S, ks, op, in_layer)
+  local d = S.dims
+  local inst = instance_of(ks)
   if op.kind == "embed" then
     local k = inst(string.format("embed_%dx%d", op.B, op.T)).k
     local BT = k.B * k.T
@@ -309,9 +315,7 @@ end
 
 local function backward_recs(S, ks, op, in_layer)
   local d = S.dims
-  local function inst(name)
-    return ks.by[name] or error("bench: emit has no kernel instance " .. name, 0)
-  end
+  local inst = instance_of(ks)
   if op.kind == "embed" then
     local k = inst(string.format("embed_%dx%d", op.B, op.T)).k
     local BT = k.B * k.T

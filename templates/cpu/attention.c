@@ -227,6 +227,34 @@ KERNEL void {{k.fn}}_forward(real *out, real *att, const real *qkv, real *scratc
   }
 }
 % end
+% if k.backward then
+
+/* Query row t of the backward, for both paths below: copies its weights w (T) into dst
+ * and wdt (zero past t), applies dropout's mask to wdt and to dw (the gradient of the
+ * weights after dropout), then dst = the gradient of the scores: the softmax backward
+ * w (dw - w.dw) and the 1/sqrt({{hd}}) scale, zero past t. */
+GPTC_INLINE void {{k.fn}}_row_backward(real *restrict dst, real *restrict wdt, real *restrict dw,
+                                        const real *restrict w, int t, int bh, gptc_rng rng, uint32_t site,
+                                        uint32_t *bits) {
+  const int n = t + 1, m = (t / {{VL}} + 1) * {{VL}};
+  for (int t2 = 0; t2 < {{Tp}}; t2++) dst[t2] = t2 < n ? w[t2] : 0;
+  for (int t2 = 0; t2 < {{Tp}}; t2++) wdt[t2] = dst[t2];
+%   if p > 0 then
+  if (rng.train) {
+    const int s0 = dropout_words(rng, site, ((uint64_t)bh * {{T}} + t) * {{T}}, n, bits);
+    for (int t2 = 0; t2 < n; t2++) {
+      const int keep = bits[s0 + t2] >= DROP_THRESHOLD;
+      dw[t2] = keep ? dw[t2] * DROP_SCALE : 0;
+      wdt[t2] = keep ? wdt[t2] * DROP_SCALE : 0;
+    }
+  }
+%   else
+  (void)bh, (void)rng, (void)site, (void)bits;
+%   end
+  const real wdw = vec_dot(dst, dw, m);
+  for (int t2 = 0; t2 < m; t2++) dst[t2] = dst[t2] * (dw[t2] - wdw) * {{scale}};
+}
+% end
 % if k.backward and blocked then
 
 /* dqkv (B, T, 3C) = the gradients of q, k and v from dout (B, T, C). Each (b, h) task
@@ -271,24 +299,9 @@ KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, con
       for (int cb = 0; cb < kc; cb += {{NR}})
         micro_kernel_rows({{hd}}, ya, lda, vt + cb, {{TS}}, dwb + cb, {{Tp}}, 0, NULL);
       for (int i = 0; i < r; i++) {
-        const int t = t0 + i, n = t + 1, m = (t / {{VL}} + 1) * {{VL}};
-        const real *w = att + ((size_t)bh * {{T}} + t) * {{T}};
-        real *dw = dwb + i * {{Tp}}, *dst = ds + (size_t)t * {{Tp}}, *wdt = wd + (size_t)t * {{Tp}};
-        for (int t2 = 0; t2 < {{Tp}}; t2++) dst[t2] = t2 < n ? w[t2] : 0;
-        for (int t2 = 0; t2 < {{Tp}}; t2++) wdt[t2] = dst[t2];
-%   if p > 0 then
-        if (rng.train) {
-          const int s0 = dropout_words(rng, site, ((uint64_t)bh * {{T}} + t) * {{T}}, n, bits);
-          for (int t2 = 0; t2 < n; t2++) {
-            const int keep = bits[s0 + t2] >= DROP_THRESHOLD;
-            dw[t2] = keep ? dw[t2] * DROP_SCALE : 0;
-            wdt[t2] = keep ? wdt[t2] * DROP_SCALE : 0;
-          }
-        }
-%   end
-        /* softmax backward and the 1/sqrt(hd) scale: ds = w (dw - w.dw) / sqrt(hd), zero past t */
-        const real wdw = vec_dot(dst, dw, m);
-        for (int t2 = 0; t2 < m; t2++) dst[t2] = dst[t2] * (dw[t2] - wdw) * {{scale}};
+        const int t = t0 + i;
+        {{k.fn}}_row_backward(ds + (size_t)t * {{Tp}}, wd + (size_t)t * {{Tp}}, dwb + i * {{Tp}},
+                              att + ((size_t)bh * {{T}} + t) * {{T}}, t, bh, rng, site, {{p > 0 and "bits" or "NULL"}});
       }
       /* dq rows = ds rows . K rows (ds rows past T are scratch: their results are dropped) */
       real *dq = dbase + (size_t)t0 * {{C3}};
@@ -383,27 +396,12 @@ KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, con
 %   end
     {{k.fn}}_transpose(vt, base + {{2 * C}});
     for (int t = 0; t < {{T}}; t++) {
-      const real *w = att + ((size_t)bh * {{T}} + t) * {{T}};
-      const int n = t + 1, nv = t / {{VL}} + 1, m = nv * {{VL}};
-      real *dst = ds + (size_t)t * {{Tp}}, *wdt = wd + (size_t)t * {{Tp}};
+      real *dst = ds + (size_t)t * {{Tp}};
       /* dw[t2] = dy . v[t2], the gradient of the weights after dropout */
-      {{k.fn}}_scores(dw, dyb + (size_t)t * {{C}}, vt, nv);
-      for (int t2 = 0; t2 < {{Tp}}; t2++) dst[t2] = t2 < n ? w[t2] : 0;
-      for (int t2 = 0; t2 < {{Tp}}; t2++) wdt[t2] = dst[t2];
-%   if p > 0 then
-      if (rng.train) {
-        const int s0 = dropout_words(rng, site, ((uint64_t)bh * {{T}} + t) * {{T}}, n, bits);
-        for (int t2 = 0; t2 < n; t2++) {
-          const int keep = bits[s0 + t2] >= DROP_THRESHOLD;
-          dw[t2] = keep ? dw[t2] * DROP_SCALE : 0;
-          wdt[t2] = keep ? wdt[t2] * DROP_SCALE : 0;
-        }
-      }
-%   end
-      /* softmax backward and the 1/sqrt(hd) scale: ds = w (dw - w.dw) / sqrt(hd), zero past t */
-      const real wdw = vec_dot(dst, dw, m);
-      for (int t2 = 0; t2 < m; t2++) dst[t2] = dst[t2] * (dw[t2] - wdw) * {{scale}};
-      {{k.fn}}_mix(dbase + (size_t)t * {{C3}}, dst, base + {{C}}, n);
+      {{k.fn}}_scores(dw, dyb + (size_t)t * {{C}}, vt, t / {{VL}} + 1);
+      {{k.fn}}_row_backward(dst, wd + (size_t)t * {{Tp}}, dw, att + ((size_t)bh * {{T}} + t) * {{T}}, t, bh, rng, site,
+                            {{p > 0 and "bits" or "NULL"}});
+      {{k.fn}}_mix(dbase + (size_t)t * {{C3}}, dst, base + {{C}}, t + 1);
     }
     for (int t2 = 0; t2 < {{T}}; t2++) {
       {{k.fn}}_colmix(dbase + (size_t)t2 * {{C3}} + {{C}}, ds + t2, base, {{C3}}, t2);

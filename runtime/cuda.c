@@ -12,52 +12,22 @@
 #include <nvrtc.h>
 #endif
 
+#include "gen.h"
 #include "lx.h"
 #include "util.h"
 
 /* ---- generation --------------------------------------------------------------------- */
 
-int cuda_gen_source(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65]) {
-  *src = NULL;
-  *len = 0;
-  lua_State *L = lx_new();
-  if (!L) return -1;
-  cfg_push(L, cfg);
-  int cfg_idx = lua_gettop(L);
-  lua_newtable(L);
-  int opts_idx = lua_gettop(L);
+static void cuda_gen_opts_fill(lua_State *L, const void *arg) {
+  const cuda_gen_opts *opts = arg;
   lua_pushboolean(L, !(opts && opts->unfused));
-  lua_setfield(L, opts_idx, "fuse");
+  lua_setfield(L, -2, "fuse");
   lua_pushinteger(L, opts ? opts->tile : 0);
-  lua_setfield(L, opts_idx, "tile");
-  lua_pushvalue(L, cfg_idx);
-  lua_pushvalue(L, opts_idx);
-  if (lx_call(L, "emit_cuda", "body", 2, 1)) {
-    lua_close(L);
-    return -1;
-  }
-  size_t body_len;
-  const char *body = lua_tolstring(L, -1, &body_len);
-  util_sha256_hex(body, body_len, hash);
-  lua_pushvalue(L, cfg_idx);
-  lua_pushstring(L, hash);
-  lua_pushvalue(L, opts_idx);
-  if (lx_call(L, "emit_cuda", "header", 3, 1)) {
-    lua_close(L);
-    return -1;
-  }
-  size_t head_len;
-  const char *head = lua_tolstring(L, -1, &head_len);
-  char *out = util_malloc(head_len + body_len + 1, "generated CUDA source");
-  if (out) {
-    memcpy(out, head, head_len);
-    memcpy(out + head_len, body, body_len);
-    out[head_len + body_len] = 0;
-    *src = out;
-    *len = head_len + body_len;
-  }
-  lua_close(L);
-  return out ? 0 : -1;
+  lua_setfield(L, -2, "tile");
+}
+
+int cuda_gen_source(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65]) {
+  return gen_render(cfg, "emit_cuda", cuda_gen_opts_fill, opts, src, len, hash);
 }
 
 /* ---- the launch plan ------------------------------------------------------------------ */

@@ -91,10 +91,17 @@ void gen_tensors_free(gptc_tensor *tensors, int n) {
   free(tensors);
 }
 
-/* header .. body from gen/<module>.lua: body(cfg, opts), then
- * header(cfg, hash, opts) with hash = SHA-256 of the body (bench.header
- * takes no opts; Lua drops the extra argument). */
-static int gen_render(const cfg_t *cfg, const char *module, char **src, size_t *len, char hash[65]) {
+/* The C emitters' options: plain float, the host's vector width. */
+static void gen_cpu_opts(lua_State *L, const void *arg) {
+  (void)arg;
+  lua_pushstring(L, "float");
+  lua_setfield(L, -2, "real");
+  lua_pushinteger(L, gen_vec_bytes());
+  lua_setfield(L, -2, "vec_bytes");
+}
+
+int gen_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, char **src, size_t *len,
+               char hash[65]) {
   *src = NULL;
   *len = 0;
   lua_State *L = lx_new();
@@ -102,11 +109,8 @@ static int gen_render(const cfg_t *cfg, const char *module, char **src, size_t *
   cfg_push(L, cfg);
   int cfg_idx = lua_gettop(L);
   lua_newtable(L);
+  fill(L, arg);
   int opts_idx = lua_gettop(L);
-  lua_pushstring(L, "float");
-  lua_setfield(L, opts_idx, "real");
-  lua_pushinteger(L, gen_vec_bytes());
-  lua_setfield(L, opts_idx, "vec_bytes");
 
   lua_pushvalue(L, cfg_idx);
   lua_pushvalue(L, opts_idx);
@@ -148,9 +152,9 @@ int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, ch
     if (!strcmp(device, "cuda")) return cuda_gen_source(cfg, NULL, src, len, hash);
     return util_err("device '%s' is not known (use cpu or cuda)", device);
   }
-  return gen_render(cfg, "emit", src, len, hash);
+  return gen_render(cfg, "emit", gen_cpu_opts, NULL, src, len, hash);
 }
 
 int gen_bench_source(const cfg_t *cfg, char **src, size_t *len, char hash[65]) {
-  return gen_render(cfg, "bench", src, len, hash);
+  return gen_render(cfg, "bench", gen_cpu_opts, NULL, src, len, hash);
 }

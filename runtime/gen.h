@@ -21,6 +21,16 @@ void gen_tensors_free(gptc_tensor *tensors, int n);
  * be given the same width to produce the same kernels. */
 int gen_vec_bytes(void);
 
+struct lua_State;
+/* Sets the fields of the options table on the top of L's stack. */
+typedef void gen_opts_fn(struct lua_State *L, const void *arg);
+
+/* One generated source from gen/<module>.lua: header(cfg, hash, opts) ..
+ * body(cfg, opts), hash = SHA-256 of the body (a header that takes no opts
+ * ignores them). *src is malloc'ed. */
+int gen_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, char **src, size_t *len,
+               char hash[65]);
+
 /* Renders the C source for `cfg` (device "cpu"). *src is malloc'ed;
  * hash (64 hex + NUL) is the content hash printed in its header. */
 int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, char hash[65]);

@@ -354,6 +354,15 @@ START_TEST(jit_cache) {
   ck_assert_int_eq(load_in_child(TINY), 10);
   cache_files(dir, so, sizeof so, &count);
   ck_assert_int_eq(count, 1);
+  /* another CPU (-march=native code may not run there) gets its own object */
+  setenv("GPTC_CPU_ID", "another cpu", 1);
+  ck_assert_int_eq(load_in_child(TINY), 11);
+  ck_assert_int_eq(load_in_child(TINY), 10);
+  unsetenv("GPTC_CPU_ID");
+  ck_assert_int_eq(load_in_child(TINY), 10);
+  char so2[1200];
+  cache_files(dir, so2, sizeof so2, &count);
+  ck_assert_int_eq(count, 2);
   /* in one process, a second load reuses the mapped object */
   cfg_t c;
   load_cfg(TINY, &c);

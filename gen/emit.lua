@@ -87,6 +87,10 @@ local function use(ks, tpl, k, backward)
   return e.k
 end
 
+-- The most a thread's packed A may hold when it keeps a whole row block
+-- (L2-sized: a reused block is read back from L2 or L3, never packed again)
+local A_WHOLE = 4 << 20
+
 local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi)
   local fn = string.format("gemm_%dx%dx%d_%s%s_%s%s", M_, N, K, ta and "t" or "n", tb and "t" or "n", mode,
     epi and ("_" .. epi) or "")
@@ -143,10 +147,18 @@ local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi)
     k.pack_rows = 64 // g < MR
     if force and force.pack_rows ~= nil then k.pack_rows = force.pack_rows end
   end
-  use(ks, "gemm.c", k, false)
   -- packed A: the A^T strips of a block, the rows of a block (stride KC +
   -- APAD) when they are copied, or else one edge strip; B: a block's panels
   local a_size = ta and round_up(k.MC, MR) * k.KC or (k.pack_rows and round_up(k.MC, MR) or MR) * (k.KC + env.APAD)
+  -- A copied whole: when several tiles share a row block, a thread keeps the
+  -- row block's packed K blocks and reuses them for its next tile of that row
+  -- block instead of packing them again (up to A_WHOLE bytes a thread)
+  local kblocks_c = ceil_div(K, k.KC)
+  if (ta or k.pack_rows) and k.NT > 1 and kblocks_c * a_size * env.RSIZE <= A_WHOLE then
+    k.a_whole, k.a_block = true, a_size
+    a_size = kblocks_c * a_size
+  end
+  use(ks, "gemm.c", k, false)
   ks.pack_a = math.max(ks.pack_a or 0, a_size)
   ks.pack_b = math.max(ks.pack_b or 0, round_up(k.NC, NR) * k.KC)
   return fn

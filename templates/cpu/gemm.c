@@ -1,3 +1,4 @@
+% local LINE = 64 // RSIZE
 /* C ({{k.M}}, {{k.N}}) {{k.mode == "acc" and "+=" or "="}} {{k.ta and "A^T" or "A"}} . {{k.tb and "B^T" or "B"}}{{k.mode == "bias" and " + bias" or ""}} with K={{k.K}}: {{k.desc}}
  * A {{k.ta and "(K, M)" or "(M, K)"}} row stride {{k.lda}}, B {{k.tb and "(N, K)" or "(K, N)"}} row stride {{k.ldb}}; tiles {{k.MC}}x{{k.NC}}, K blocks of {{k.KC}} */
 % if k.epi == "gelu" then
@@ -28,12 +29,25 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
 % if k.mode ~= "bias" then
   (void)bias;
 % end
+% if k.a_whole then
+  /* this call's number: a thread's packed A from an earlier call is stale */
+  const unsigned call = __atomic_add_fetch(&gemm_calls, 1, __ATOMIC_RELAXED);
+% end
 #pragma omp parallel for schedule(dynamic, 1)
   for (int tile = 0; tile < {{k.MT * k.NT}}; tile++) {
     const int ic = tile / {{k.NT}} * {{k.MC}}, jc = tile % {{k.NT}} * {{k.NC}};
     const int mc = ic + {{k.MC}} <= {{k.M}} ? {{k.MC}} : {{k.M}} - ic;
     const int nc = jc + {{k.NC}} <= {{k.N}} ? {{k.NC}} : {{k.N}} - jc;
+% if k.a_whole then
+    /* A's row block is packed whole ({{k.a_block}} reals a K block) by the first tile of
+     * this row block a thread takes; its later tiles of the row block reuse it */
+    const int fresh = pack_a_call != call || pack_a_row != ic;
+    pack_a_call = call;
+    pack_a_row = ic;
+    real *pb = pack_b;
+% else
     real *pa = pack_a, *pb = pack_b;
+% end
 % if k.epi == "colsum" then
     real colsum[{{k.NC}}];
     for (int j = 0; j < nc; j++) colsum[j] = 0;
@@ -52,15 +66,25 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
       for (int q = 0; q < nc; q += {{NR}}) {
         real *bp = pb + (size_t)q * kc;
         const int nr = nc - q < {{NR}} ? nc - q : {{NR}};
-        /* a transpose: rows of B become columns of the panel; k outer so the stores
-         * are contiguous and each row's cache line serves 16 k */
+        /* a transpose: rows of B become columns of the panel, {{LINE}} k (one cache line of
+         * each row) at a time: the {{NR}} rows, {{k.ldb}} apart, may share a few L1 sets, so a
+         * row's line is used whole before the next row's is read */
         const real *src = B + (size_t)(jc + q) * {{k.ldb}} + pc;
-        if (nr == {{NR}}) {
-          for (int kk = 0; kk < kc; kk++)
-            for (int j = 0; j < {{NR}}; j++) bp[kk * {{NR}} + j] = src[(size_t)j * {{k.ldb}} + kk];
-        } else {
-          for (int kk = 0; kk < kc; kk++)
-            for (int j = 0; j < {{NR}}; j++) bp[kk * {{NR}} + j] = j < nr ? src[(size_t)j * {{k.ldb}} + kk] : 0;
+        for (int k0 = 0; k0 < kc; k0 += {{LINE}}) {
+          const int kn = kc - k0 < {{LINE}} ? kc - k0 : {{LINE}};
+          for (int j = 0; j < {{NR}}; j++) {
+            const real *s = src + (size_t)j * {{k.ldb}} + k0;
+            real *d = bp + (size_t)k0 * {{NR}} + j;
+            if (j < nr) {
+              if (kn == {{LINE}}) {
+                for (int kk = 0; kk < {{LINE}}; kk++) d[kk * {{NR}}] = s[kk];
+              } else {
+                for (int kk = 0; kk < kn; kk++) d[kk * {{NR}}] = s[kk];
+              }
+            } else {
+              for (int kk = 0; kk < kn; kk++) d[kk * {{NR}}] = 0;
+            }
+          }
         }
       }
 % else
@@ -83,9 +107,12 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
         }
       }
 % end
+% if k.a_whole then
+      real *pa = pack_a + (size_t)(pc / {{k.KC}}) * {{k.a_block}};
+% end
 % if k.ta then
       /* A^T block -> {{MR}}-row strips (kc, {{MR}}), zero padded; row by row as B */
-      for (int kk = 0; kk < kc; kk++) {
+      for (int kk = 0; {{k.a_whole and "fresh && " or ""}}kk < kc; kk++) {
         const real *src = A + (size_t)(pc + kk) * {{k.lda}} + ic;
         for (int p = 0; p < mc; p += {{MR}}) {
           real *ap = pa + (size_t)p * kc + (size_t)kk * {{MR}};
@@ -99,8 +126,15 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
       /* A block -> rows of stride kc + {{APAD}}: in place, the {{MR}} rows a strip streams
        * ({{k.lda}} apart) would share too few cache sets; rows past the edge are zero */
       const int lda = kc + {{APAD}};
+%   if k.a_whole then
+      if (fresh) {
+        for (int i = 0; i < mc; i++) memcpy(pa + (size_t)i * lda, A + (size_t)(ic + i) * {{k.lda}} + pc, (size_t)kc * sizeof(real));
+        for (int i = mc; i < (mc + {{MR - 1}}) / {{MR}} * {{MR}}; i++) memset(pa + (size_t)i * lda, 0, (size_t)kc * sizeof(real));
+      }
+%   else
       for (int i = 0; i < mc; i++) memcpy(pa + (size_t)i * lda, A + (size_t)(ic + i) * {{k.lda}} + pc, (size_t)kc * sizeof(real));
       for (int i = mc; i < (mc + {{MR - 1}}) / {{MR}} * {{MR}}; i++) memset(pa + (size_t)i * lda, 0, (size_t)kc * sizeof(real));
+%   end
 % else
       /* A rows are read in place; only a partial strip at the edge is copied (zero padded) */
       const int lda = kc + {{APAD}};

@@ -9,6 +9,11 @@
  * register-blocked micro-kernel never sees a partial tile. */
 static _Thread_local real pack_a[{{pack_a}}] __attribute__((aligned(64)));
 static _Thread_local real pack_b[{{pack_b}}] __attribute__((aligned(64)));
+/* A GEMM that packs A's row block whole (a_whole) numbers its calls; a thread
+ * knows which call and row block its pack_a holds. */
+static unsigned gemm_calls __attribute__((unused));
+static _Thread_local unsigned pack_a_call __attribute__((unused));
+static _Thread_local int pack_a_row __attribute__((unused)) = -1;
 
 % local function kernel(name, rows)
 /* c ({{MR}}, {{NR}}) (mode: 0 store, 1 add, 2 bias + acc) = sum over k < kc of

@@ -18,7 +18,7 @@ return {
     lr = 1e-3,
     min_lr = 1e-4,
     warmup_steps = 100,
-    steps = 3000,
+    steps = 6000, -- about 3.5 minutes on 2 cores; validation loss about 1.66 (3000 steps: 1.88)
     beta2 = 0.99,
     weight_decay = 0.1,
     grad_clip = 1.0,

@@ -135,10 +135,28 @@ local function check_kind(where, fname, f, v)
   return v
 end
 
+-- The known field closest to a misspelled one (util_closest in C, shared
+-- with the command line's option and command names), or nil
+local function closest_field(schema, name)
+  if type(name) ~= "string" then return nil end
+  local names = {}
+  for _, f in ipairs(schema) do names[#names + 1] = f[1] end
+  return gptc.closest(name, names)
+end
+
 local function apply(where, prefix, schema, index, t, cfg, out)
   for k, v in pairs(t) do
     if not index[k] then
-      fail(where, prefix .. tostring(k), "is not a known config field (see `gptc help config`)")
+      local near = closest_field(schema, k)
+      near = near and prefix .. near
+      -- a training setting written at the top level
+      if not near and prefix == "" and type(k) == "string" then
+        for _, f in ipairs(M.train_fields) do
+          if f[1] == k then near = "train." .. k end
+        end
+      end
+      fail(where, prefix .. tostring(k), "is not a known config field ("
+        .. (near and ("did you mean '" .. near .. "'? ") or "") .. "see `gptc help config`)")
     end
   end
   for _, f in ipairs(schema) do

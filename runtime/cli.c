@@ -55,7 +55,16 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, cli_args *a, int *cod
       const cli_opt *o = spec->opts;
       for (; o && o->name; o++)
         if (strlen(o->name) == n && !strncmp(o->name, arg, n)) break;
-      if (!o || !o->name) return *code = cli_usage_err(a, "unknown option '%.*s'", (int)n, arg), 1;
+      if (!o || !o->name) {
+        const char *names[CLI_MAX];
+        int nn = 0;
+        for (o = spec->opts; o && o->name && nn < CLI_MAX; o++) names[nn++] = o->name;
+        char given[256];
+        snprintf(given, sizeof given, "%.*s", (int)n, arg);
+        const char *near = util_closest(given, names, nn);
+        if (near) return *code = cli_usage_err(a, "unknown option '%s' (did you mean '%s'?)", given, near), 1;
+        return *code = cli_usage_err(a, "unknown option '%s'", given), 1;
+      }
       const char *val = NULL;
       if (o->arg) {
         if (eq) val = eq + 1;

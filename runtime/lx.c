@@ -43,6 +43,25 @@ static int lx_searcher(lua_State *L) {
   return 2;
 }
 
+/* gptc.closest(name, {candidates}) -> the candidate util_closest picks, or nil */
+static int lx_closest(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int n = (int)luaL_len(L, 2);
+  if (n > 256) n = 256;
+  const char *cands[256];
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, i + 1);
+    cands[i] = lua_tostring(L, -1); /* the table keeps the strings alive */
+    lua_pop(L, 1);
+    if (!cands[i]) return luaL_error(L, "gptc.closest: candidate %d is not a string", i + 1);
+  }
+  const char *best = util_closest(name, cands, n);
+  if (best) lua_pushstring(L, best);
+  else lua_pushnil(L);
+  return 1;
+}
+
 lua_State *lx_new(void) {
   lua_State *L = luaL_newstate();
   if (!L) {
@@ -65,6 +84,8 @@ lua_State *lx_new(void) {
   lua_newtable(L);
   lua_pushcfunction(L, lx_read);
   lua_setfield(L, -2, "read");
+  lua_pushcfunction(L, lx_closest);
+  lua_setfield(L, -2, "closest");
   lua_pushstring(L, GPTC_VERSION);
   lua_setfield(L, -2, "version");
   lua_pushinteger(L, (lua_Integer)util_mem_total());

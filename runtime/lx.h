@@ -5,7 +5,9 @@
  * $GPTC_GEN_DIR). It also provides the global table `gptc` with:
  *   gptc.read(name)  -> contents of an embedded file, e.g. "templates/cpu/model.c"
  *   gptc.version     -> the gptc version string
- *   gptc.mem_total   -> physical memory in bytes (for the config memory check) */
+ *   gptc.mem_total   -> physical memory in bytes (for the config memory check)
+ *   gptc.closest(name, list) -> the entry of list closest to a misspelled name, or nil
+ *                       (util_closest: "did you mean" in config errors) */
 #ifndef GPTC_LX_H
 #define GPTC_LX_H
 

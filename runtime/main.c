@@ -4,6 +4,7 @@
 
 #include "cfg.h"
 #include "cmds.h"
+#include "util.h"
 
 typedef struct {
   const char *name;
@@ -12,7 +13,7 @@ typedef struct {
 } main_cmd;
 
 static const main_cmd main_cmds[] = {
-    {"train", cmd_train, "train a model from a config on text (CPU)"},
+    {"train", cmd_train, "train a model from a config on text (CPU, or CUDA with --device)"},
     {"sample", cmd_sample, "generate text from a checkpoint"},
     {"eval", cmd_eval, "mean cross-entropy of a checkpoint on a text"},
     {"gen", cmd_gen, "write the generated, shape-specialized sources for a config"},
@@ -25,6 +26,15 @@ static const main_cmd main_cmds[] = {
     {"help", cmd_help, "help on a command, or `gptc help config` for every config field"},
     {NULL, NULL, NULL},
 };
+
+/* the command (or `extra`, when not NULL) a mistyped name most likely meant */
+static const char *main_closest(const char *given, const char *extra) {
+  const char *names[64];
+  int n = 0;
+  if (extra) names[n++] = extra;
+  for (const main_cmd *c = main_cmds; c->name && n < 64; c++) names[n++] = c->name;
+  return util_closest(given, names, n);
+}
 
 static void main_usage(FILE *f) {
   fprintf(f,
@@ -53,7 +63,10 @@ int cmd_help(int argc, char **argv) {
       return c->fn(2, av);
     }
   }
-  fprintf(stderr, "gptc help: unknown topic '%s' (a command name or 'config')\n", argv[1]);
+  const char *near = main_closest(argv[1], "config");
+  if (near)
+    fprintf(stderr, "gptc help: unknown topic '%s' (did you mean '%s'? a command name or 'config')\n", argv[1], near);
+  else fprintf(stderr, "gptc help: unknown topic '%s' (a command name or 'config')\n", argv[1]);
   return 2;
 }
 
@@ -72,6 +85,8 @@ int main(int argc, char **argv) {
   }
   for (const main_cmd *c = main_cmds; c->name; c++)
     if (!strcmp(c->name, argv[1])) return c->fn(argc - 1, argv + 1);
-  fprintf(stderr, "gptc: unknown command '%s' (see 'gptc --help')\n", argv[1]);
+  const char *near = main_closest(argv[1], NULL);
+  if (near) fprintf(stderr, "gptc: unknown command '%s' (did you mean '%s'? see 'gptc --help')\n", argv[1], near);
+  else fprintf(stderr, "gptc: unknown command '%s' (see 'gptc --help')\n", argv[1]);
   return 2;
 }

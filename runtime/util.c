@@ -1,11 +1,13 @@
 /* util: see util.h. */
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -392,6 +394,51 @@ int util_utf8_encode(uint32_t cp, char out[4]) {
   out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
   out[3] = (char)(0x80 | (cp & 0x3F));
   return 4;
+}
+
+/* Edit distance of a and b, case-insensitive, counting an insertion, a
+ * deletion, a substitution and a swap of neighbours as one edit each
+ * ("trian" is one edit from "train"); names over 64 bytes are never close. */
+static int util_edit_distance(const char *a, const char *b) {
+  size_t na = strlen(a), nb = strlen(b);
+  if (na > 64 || nb > 64) return 99;
+  int d[65][65];
+  for (size_t i = 0; i <= na; i++) d[i][0] = (int)i;
+  for (size_t j = 0; j <= nb; j++) d[0][j] = (int)j;
+  for (size_t i = 1; i <= na; i++)
+    for (size_t j = 1; j <= nb; j++) {
+      int ai = tolower((unsigned char)a[i - 1]), bj = tolower((unsigned char)b[j - 1]);
+      int v = d[i - 1][j - 1] + (ai != bj);
+      if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && ai == tolower((unsigned char)b[j - 2]) && tolower((unsigned char)a[i - 2]) == bj &&
+          d[i - 2][j - 2] + 1 < v)
+        v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
+    }
+  return d[na][nb];
+}
+
+const char *util_closest(const char *name, const char *const *cands, int n) {
+  /* the leading dashes of an option do not count towards its length */
+  const char *core = name;
+  while (*core == '-') core++;
+  size_t len = strlen(core), nlen = strlen(name);
+  if (len < 3) return NULL;
+  /* an abbreviation: the start of exactly one candidate */
+  const char *prefix_of = NULL;
+  int n_prefix = 0;
+  for (int i = 0; i < n; i++)
+    if (strlen(cands[i]) > nlen && !strncasecmp(cands[i], name, nlen)) prefix_of = cands[i], n_prefix++;
+  if (n_prefix == 1) return prefix_of;
+  /* else a misspelling: one edit in a short name, two in a name of six or more */
+  const char *best = NULL;
+  int best_d = len >= 6 ? 3 : 2;
+  for (int i = 0; i < n; i++) {
+    int d = util_edit_distance(name, cands[i]);
+    if (d < best_d) best = cands[i], best_d = d;
+  }
+  return best;
 }
 
 double util_now(void) {

@@ -68,6 +68,14 @@ long util_utf8_invalid_at(const char *s, size_t n);
 int util_utf8_decode(const char *s, uint32_t *cp);
 int util_utf8_encode(uint32_t cp, char out[4]);
 
+/* The one of cands[0..n) a mistyped `name` most likely meant, or NULL: the
+ * one candidate that name is the start of ("--temp" for "--temperature"),
+ * else the closest by case-insensitive edit distance (insert, delete,
+ * substitute, swap neighbours) within one edit for names of 3-5 characters
+ * and two from 6 on (leading dashes not counted); ties go to the earlier.
+ * For "did you mean" in option, command and config field errors. */
+const char *util_closest(const char *name, const char *const *cands, int n);
+
 double util_now(void);            /* monotonic seconds */
 size_t util_mem_total(void);      /* physical memory in bytes */
 size_t util_mem_available(void);  /* MemAvailable from /proc/meminfo (or total) */

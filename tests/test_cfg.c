@@ -65,7 +65,21 @@ START_TEST(rules) {
              "field 'emb_dm' is not a known config field");
   expect_err("return { name='t', emb_dim = 64, n_heads = 4, n_layers = 2, context_length = 32,"
              " train = { bach_size = 3 } }",
-             "field 'train.bach_size' is not a known config field");
+             "field 'train.bach_size' is not a known config field (did you mean 'train.batch_size'? see");
+  /* a suggestion only for a near miss, and only among the fields of the same table */
+  expect_err("return { name='t', emb_dim = 64, n_heads = 4, n_layers = 2, context_length = 32, n_layer = 3 }",
+             "field 'n_layer' is not a known config field (did you mean 'n_layers'? see `gptc help config`)");
+  expect_err("return { name='t', emb_dim = 64, n_heads = 4, n_layers = 2, context_length = 32, lr = 3 }",
+             "field 'lr' is not a known config field (did you mean 'train.lr'? see `gptc help config`)");
+  expect_err("return { name='t', emb_dim = 64, n_heads = 4, n_layers = 2, context_length = 32, LR = 3 }",
+             "field 'LR' is not a known config field (see `gptc help config`)");
+  expect_err("return { name='t', emb_dim = 64, n_heads = 4, n_layers = 2, context_length = 32,"
+             " train = { N_Heads = 3 } }",
+             "field 'train.N_Heads' is not a known config field (see `gptc help config`)");
+  expect_err("return { name='t', emb_dim = 64, n_heads = 4, n_layers = 2, context_length = 32, emb_dimension = 3 }",
+             "field 'emb_dimension' is not a known config field (see `gptc help config`)");
+  expect_err("return { name='t', emb_dim = 64, n_heads = 4, n_layers = 2, context_length = 32, [1] = 3 }",
+             "field '1' is not a known config field (see `gptc help config`)");
   expect_err("return { name='t', tokenizer = 'bpe', emb_dim = 64, n_heads = 4, n_layers = 2, context_length = 32 }",
              "field 'tokenizer' must be one of gpt2, char, word (got \"bpe\")");
   expect_err("return { name='t', vocab_size = 100, emb_dim = 64, n_heads = 4, n_layers = 2, context_length = 32 }",
@@ -168,6 +182,64 @@ START_TEST(cli_help_config) {
 }
 END_TEST
 
+/* util_closest: abbreviations, one edit for short names, two for long ones,
+ * neighbour swaps as one edit, leading dashes not counted, ties to the first */
+START_TEST(closest) {
+  static const char *const opts[] = {"--config", "--steps", "--temperature", "--top-k", "--threads", "--text"};
+  ck_assert_str_eq(util_closest("--temp", opts, 6), "--temperature");
+  ck_assert_str_eq(util_closest("--top", opts, 6), "--top-k");
+  ck_assert_str_eq(util_closest("--step", opts, 6), "--steps");
+  ck_assert_str_eq(util_closest("--confg", opts, 6), "--config");
+  ck_assert_str_eq(util_closest("--CONFIG", opts, 6), "--config");
+  ck_assert_str_eq(util_closest("--tex", opts, 6), "--text");   /* the start of --text only */
+  ck_assert_ptr_null(util_closest("--te", opts, 6));             /* too short to guess */
+  ck_assert_ptr_null(util_closest("--t", opts, 6));
+  ck_assert_ptr_null(util_closest("--thread-count", opts, 6)); /* 5 edits */
+  ck_assert_ptr_null(util_closest("--help", opts, 6));         /* 2 edits from --text: too many for 4 */
+  static const char *const cmds[] = {"train", "sample", "eval", "export", "export-hf"};
+  ck_assert_str_eq(util_closest("trian", cmds, 5), "train");  /* a swap is one edit */
+  ck_assert_str_eq(util_closest("exprot", cmds, 5), "export");
+  ck_assert_str_eq(util_closest("export-h", cmds, 5), "export-hf");
+  ck_assert_str_eq(util_closest("sampel", cmds, 5), "sample");
+  ck_assert_str_eq(util_closest("evl", cmds, 5), "eval");
+  ck_assert_ptr_null(util_closest("xyzzy", cmds, 5));
+  ck_assert_ptr_null(util_closest("tr", cmds, 5));
+  ck_assert_ptr_null(util_closest("exp", cmds, 5)); /* the start of two */
+  static const char *const fields[] = {"emb_dim", "n_heads", "n_layers", "batch_size"};
+  ck_assert_str_eq(util_closest("n_layer", fields, 4), "n_layers");
+  ck_assert_str_eq(util_closest("bach_sise", fields, 4), "batch_size"); /* two edits in a long name */
+  ck_assert_ptr_null(util_closest("bch_sise", fields, 4));             /* three */
+  static const char *const tie[] = {"abcx", "abcy"};
+  ck_assert_str_eq(util_closest("abcz", tie, 2), "abcx");
+  char longname[100];
+  memset(longname, 'a', 99), longname[99] = 0;
+  static const char *const a65[] = {"aaa"};
+  ck_assert_ptr_null(util_closest(longname, a65, 1));
+}
+END_TEST
+
+START_TEST(cli_did_you_mean) {
+  tu_run_result r;
+  ck_assert_int_eq(tu_run(&r, NULL, "trian"), 2);
+  ck_assert_str_eq(r.err, "gptc: unknown command 'trian' (did you mean 'train'? see 'gptc --help')\n");
+  tu_run_free(&r);
+  ck_assert_int_eq(tu_run(&r, NULL, "sample --temp 0.5"), 2);
+  ck_assert_str_eq(r.err,
+                   "gptc sample: unknown option '--temp' (did you mean '--temperature'?) (see 'gptc sample --help')\n");
+  tu_run_free(&r);
+  ck_assert_int_eq(tu_run(&r, NULL, "train --confg=x.lua"), 2);
+  ck_assert_str_eq(r.err,
+                   "gptc train: unknown option '--confg' (did you mean '--config'?) (see 'gptc train --help')\n");
+  tu_run_free(&r);
+  ck_assert_int_eq(tu_run(&r, NULL, "help confg"), 2);
+  ck_assert_str_eq(r.err, "gptc help: unknown topic 'confg' (did you mean 'config'? a command name or 'config')\n");
+  tu_run_free(&r);
+  ck_assert_int_eq(tu_run(&r, NULL, "train --zzz"), 2);
+  ck_assert_str_eq(r.err, "gptc train: unknown option '--zzz' (see 'gptc train --help')\n");
+  tu_run_free(&r);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("cfg");
   TCase *tc = tcase_create("cfg");
@@ -178,6 +250,8 @@ int main(void) {
   tcase_add_test(tc, shipped_configs);
   tcase_add_test(tc, missing_file);
   tcase_add_test(tc, cli_help_config);
+  tcase_add_test(tc, closest);
+  tcase_add_test(tc, cli_did_you_mean);
   suite_add_tcase(s, tc);
   return tu_main(s);
 }

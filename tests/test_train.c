@@ -365,6 +365,20 @@ START_TEST(eval_and_sample) {
   ck_assert_str_eq(g1, r.out);
   tu_run_free(&r);
   free(g1);
+  /* output that cannot be written is an error, not a silent success (gptc
+   * sample used to skip the check the exported executables made) */
+  if (access("/dev/full", W_OK) == 0) {
+    char cmd[4096], errp[600];
+    snprintf(errp, sizeof errp, "%s/.full.err", tu_tmpdir());
+    snprintf(cmd, sizeof cmd, "'%s' sample --ckpt '%s' --tokens 20 >/dev/full 2>'%s'", GPTC_EXE, ck, errp);
+    int st = system(cmd);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    char *err;
+    size_t n;
+    ck_assert_int_eq(util_read_file(errp, &err, &n), 0);
+    ck_assert_str_eq(err, "gptc: writing the generated text failed (output closed or full)\n");
+    free(err);
+  }
 
   ck_assert_int_eq(tu_run(&r, NULL, "eval --ckpt /nonexistent.safetensors --text '%s'", tu_src("data/the-verdict.txt")), 1);
   ck_assert_ptr_nonnull(strstr(r.err, "/nonexistent.safetensors"));

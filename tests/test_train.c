@@ -221,6 +221,61 @@ START_TEST(refuses_to_overwrite_and_bad_resume) {
 }
 END_TEST
 
+/* The text a run trains on: none at all, too little for one batch, and a
+ * resume on different text are refused with the rule named, and the refused
+ * resume leaves the saved checkpoint as it was. */
+START_TEST(training_text_rules) {
+  char src[1024], out[1024];
+  snprintf(src, sizeof src,
+           "return { name = 'notext', tokenizer = 'char', emb_dim = 16, n_heads = 2, n_layers = 1,\n"
+           "  context_length = 16, train = { batch_size = 4, max_length = 16, steps = 2 } }\n");
+  const char *cfgp = tu_write_str("notext.lua", src);
+  snprintf(out, sizeof out, "%s/notext", tu_tmpdir());
+  tu_run_result r;
+  ck_assert_int_eq(tu_run(&r, NULL, "train --config '%s' --out '%s' --quiet", cfgp, out), 1);
+  ck_assert_msg(strstr(r.err, "notext.lua: no training text: pass --text FILE or set the config's 'data' field"), "%s",
+                r.err);
+  tu_run_free(&r);
+
+  /* 60 characters: 54 train tokens are 3 windows of 16, no batch of 4 */
+  const char *tiny = tu_write_str("tiny.txt", "I had always thought Jack Gisburn rather a cheap genius--tho");
+  ck_assert_int_eq(tu_run(&r, NULL, "train --config '%s' --text '%s' --out '%s' --quiet", cfgp, tiny, out), 1);
+  ck_assert_msg(strstr(r.err, "train split has 3 windows, too few for one full batch of 4"), "%s", r.err);
+  tu_run_free(&r);
+  char ck[1100];
+  snprintf(ck, sizeof ck, "%s/last.safetensors", out);
+  ck_assert_msg(!util_file_exists(ck), "a refused run wrote a checkpoint");
+
+  /* the same characters in a different order: same vocabulary, other text */
+  char *a, *b;
+  size_t n;
+  ck_assert_int_eq(util_read_file(tu_src("data/the-verdict.txt"), &a, &n), 0);
+  b = util_malloc(n + 1, "text");
+  memcpy(b, a + n / 2, n - n / 2);
+  memcpy(b + (n - n / 2), a, n / 2);
+  b[n] = 0;
+  const char *ta = tu_write("a.txt", a, n), *tb = tu_write("b.txt", b, n);
+  free(a), free(b);
+  ck_assert_int_eq(tu_run(&r, NULL, "train --config '%s' --text '%s' --out '%s' --quiet", cfgp, ta, out), 0);
+  tu_run_free(&r);
+  char *before, *after;
+  size_t nb, na;
+  ck_assert_int_eq(util_read_file(ck, &before, &nb), 0);
+  ck_assert_int_eq(tu_run(&r, NULL, "train --config '%s' --text '%s' --out '%s' --steps 4 --resume --quiet", cfgp,
+                          tb, out), 1);
+  ck_assert_msg(strstr(r.err, "the training text changed since this checkpoint; resume needs the same text"), "%s",
+                r.err);
+  tu_run_free(&r);
+  ck_assert_int_eq(util_read_file(ck, &after, &na), 0);
+  ck_assert(nb == na && memcmp(before, after, nb) == 0);
+  free(before), free(after);
+  /* and the same text resumes */
+  ck_assert_int_eq(tu_run(&r, NULL, "train --config '%s' --text '%s' --out '%s' --steps 4 --resume --quiet", cfgp,
+                          ta, out), 0);
+  tu_run_free(&r);
+}
+END_TEST
+
 /* Host memory is the CPU backend's limit, not the config's: a model far
  * larger than any machine's memory is refused by `train` on the CPU with the
  * sizes named, while `gen` (which allocates nothing) still writes its code. */
@@ -403,6 +458,7 @@ int main(void) {
   tcase_add_test(tc, sigint_saves_and_exits_zero);
   tcase_add_test(tc, eval_and_sample);
   tcase_add_test(tc, too_large_for_memory);
+  tcase_add_test(tc, training_text_rules);
   suite_add_tcase(s, tc);
   return tu_main(s);
 }

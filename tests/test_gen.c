@@ -363,6 +363,33 @@ START_TEST(jit_cache) {
   char so2[1200];
   cache_files(dir, so2, sizeof so2, &count);
   ck_assert_int_eq(count, 2);
+  /* a loadable object of another model under this key (its content hash
+   * differs: a copy gone wrong, a hand edit) is rebuilt, not used */
+  const char *other = "return { name = 'other', tokenizer = 'char', vocab_size = 13, emb_dim = 16, n_heads = 2,"
+                      " n_layers = 1, context_length = 16, train = { batch_size = 3, max_length = 12 } }";
+  cache_files(dir, so, sizeof so, &count); /* one of the two: both hold TINY */
+  char tiny_so[1400];
+  snprintf(tiny_so, sizeof tiny_so, "%s", so);
+  char cache2[1100];
+  snprintf(cache2, sizeof cache2, "%s/cache-other", tu_tmpdir());
+  setenv("GPTC_CACHE", cache2, 1);
+  ck_assert_int_eq(load_in_child(other), 11);
+  char other_dir[1200], other_so[1400];
+  snprintf(other_dir, sizeof other_dir, "%s/cpu", cache2);
+  cache_files(other_dir, other_so, sizeof other_so, &count);
+  ck_assert_int_eq(count, 1);
+  ck_assert_int_eq(util_read_file(other_so, &data, &n), 0);
+  ck_assert_int_eq(util_write_file_atomic(tiny_so, data, n), 0);
+  free(data);
+  setenv("GPTC_CACHE", cache, 1);
+  /* the object replaced is this CPU's or the other's: load both, one is
+   * rebuilt (11) and the other a cache hit (10) */
+  int host = load_in_child(TINY);
+  setenv("GPTC_CPU_ID", "another cpu", 1);
+  int another = load_in_child(TINY);
+  unsetenv("GPTC_CPU_ID");
+  ck_assert_int_eq(host + another, 21);
+  ck_assert_int_eq(load_in_child(TINY), 10);
   /* in one process, a second load reuses the mapped object */
   cfg_t c;
   load_cfg(TINY, &c);

@@ -435,6 +435,19 @@ START_TEST(eval_and_sample) {
     free(err);
   }
 
+  /* texts eval cannot score, and the shortest it can: T + 1 = 17 tokens make one window */
+  ck_assert_int_eq(tu_run(&r, NULL, "eval --ckpt '%s' --text '%s'", ck, tu_write_str("empty.txt", "")), 1);
+  ck_assert_msg(strstr(r.err, "empty.txt: empty text"), "%s", r.err);
+  tu_run_free(&r);
+  ck_assert_int_eq(tu_run(&r, NULL, "eval --ckpt '%s' --text '%s'", ck, tu_write("bad.txt", "ab\xff" "cd", 5)), 1);
+  ck_assert_msg(strstr(r.err, "bad.txt: invalid UTF-8 at byte offset 2"), "%s", r.err);
+  tu_run_free(&r);
+  ck_assert_int_eq(tu_run(&r, NULL, "eval --ckpt '%s' --text '%s'", ck, tu_write_str("t16.txt", "I had always tho")), 1);
+  ck_assert_msg(strstr(r.err, "t16.txt: 16 tokens is too short for one window of context_length 16 + 1"), "%s", r.err);
+  tu_run_free(&r);
+  ck_assert_int_eq(tu_run(&r, NULL, "eval --ckpt '%s' --text '%s'", ck, tu_write_str("t17.txt", "I had always thou")), 0);
+  ck_assert_msg(strstr(r.out, "windows 1 | tokens 17 | positions 16"), "%s", r.out);
+  tu_run_free(&r);
   ck_assert_int_eq(tu_run(&r, NULL, "eval --ckpt /nonexistent.safetensors --text '%s'", tu_src("data/the-verdict.txt")), 1);
   ck_assert_ptr_nonnull(strstr(r.err, "/nonexistent.safetensors"));
   tu_run_free(&r);

@@ -3,6 +3,7 @@
 #include "gen.h"
 
 #include <lauxlib.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,13 +92,17 @@ void gen_tensors_free(gptc_tensor *tensors, int n) {
   free(tensors);
 }
 
-/* The C emitters' options: plain float, the host's vector width. */
+/* The C emitters' options: plain float, the host's vector width and its
+ * processor count (the GEMMs' tiles are cut so that every core has work;
+ * --threads at run time changes how many take part, not the code) */
 static void gen_cpu_opts(lua_State *L, const void *arg) {
   (void)arg;
   lua_pushstring(L, "float");
   lua_setfield(L, -2, "real");
   lua_pushinteger(L, gen_vec_bytes());
   lua_setfield(L, -2, "vec_bytes");
+  lua_pushinteger(L, omp_get_num_procs());
+  lua_setfield(L, -2, "threads");
 }
 
 int gen_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, char **src, size_t *len,

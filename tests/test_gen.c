@@ -657,6 +657,71 @@ START_TEST(dropout_mask_mapping) {
 }
 END_TEST
 
+/* The C source of config `path` (vocab_size for char configs) rendered for a
+ * host with AVX-512 vectors and `threads` processors (0: opts.threads unset). */
+static char *render_for(const char *path, int vocab, int threads) {
+  cfg_t c;
+  ck_assert_msg(cfg_load_file(tu_src(path), &c) == 0, "%s", util_errmsg());
+  if (vocab) c.vocab_size = vocab;
+  lua_State *L = lx_new();
+  ck_assert_ptr_nonnull(L);
+  cfg_push(L, &c);
+  lua_newtable(L);
+  lua_pushinteger(L, 64);
+  lua_setfield(L, -2, "vec_bytes");
+  if (threads) {
+    lua_pushinteger(L, threads);
+    lua_setfield(L, -2, "threads");
+  }
+  ck_assert_msg(lx_call(L, "emit", "body", 2, 1) == 0, "%s", util_errmsg());
+  char *src = util_strdup(lua_tostring(L, -1));
+  lua_close(L);
+  return src;
+}
+
+/* Checks every GEMM's tiles in src (from the comment above each GEMM: "C (M, N) ... B^T ...
+ * tiles MCxNC"): at least 4 a thread (2 with B^T), unless the tiles are at their smallest
+ * (MC <= 2 MR = 16 rows, NC <= 2 NR = 64 columns with 64-byte vectors); returns the count. */
+static int check_tiles(const char *src, int threads) {
+  int n = 0;
+  for (const char *p = src; (p = strstr(p, "/* C (")); p++) {
+    int M, N, MC, NC;
+    ck_assert_int_eq(sscanf(p, "/* C (%d, %d)", &M, &N), 2);
+    const char *eol = strchr(p, '\n'), *t = strstr(p, "; tiles ");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(sscanf(t, "; tiles %dx%d", &MC, &NC), 2);
+    char first[512];
+    snprintf(first, sizeof first, "%.*s", (int)(eol - p), p);
+    int tb = strstr(first, "B^T") != NULL;
+    int tiles = (M + MC - 1) / MC * ((N + NC - 1) / NC), want = (tb ? 2 : 4) * threads;
+    ck_assert_msg(tiles >= want || (MC <= 16 && NC <= 64),
+                  "GEMM (%d, %d)%s: %d tiles of %dx%d for %d threads", M, N, tb ? " B^T" : "", tiles, MC, NC,
+                  threads);
+    n++;
+  }
+  return n;
+}
+
+/* GEMM tiles follow the host's processor count: on 2 the source is what it
+ * was before the count mattered (opts.threads unset), on 16 every GEMM has
+ * work for every core. */
+START_TEST(gemm_tiles_per_thread) {
+  static const struct {
+    const char *path;
+    int vocab;
+  } cfgs[] = {{"configs/shakespeare-char.lua", 65}, {"configs/gpt2-124m.lua", 0}};
+  for (int i = 0; i < 2; i++) {
+    char *unset = render_for(cfgs[i].path, cfgs[i].vocab, 0), *two = render_for(cfgs[i].path, cfgs[i].vocab, 2);
+    ck_assert_str_eq(unset, two);
+    ck_assert_int_ge(check_tiles(two, 2), 10);
+    char *many = render_for(cfgs[i].path, cfgs[i].vocab, 16);
+    ck_assert_int_ge(check_tiles(many, 16), 10);
+    ck_assert_str_ne(two, many);
+    free(unset), free(two), free(many);
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("gen");
   TCase *tc = tcase_create("gen");
@@ -668,6 +733,7 @@ int main(void) {
   tcase_add_test(tc, generated_source);
   tcase_add_test(tc, gen_command);
   tcase_add_test(tc, jit_cache);
+  tcase_add_test(tc, gemm_tiles_per_thread);
   tcase_add_test(tc, compile_errors);
   tcase_add_test(tc, thread_independence);
   tcase_add_test(tc, adamw_matches_reference);

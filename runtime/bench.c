@@ -195,13 +195,66 @@ void bench_stats_of(const double *x, int n, bench_stats *s) {
   free(c);
 }
 
+/* The last-level cache of CPU 0 in bytes from sysfs (what lscpu shows: the
+ * cache one core shares, not glibc's sysconf sum over the package), or 0 */
+static size_t bench_llc_bytes(void) {
+  size_t best = 0;
+  int best_level = 0;
+  for (int i = 0; i < 16; i++) {
+    char path[128], buf[64];
+    int level = 0;
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    if (fscanf(f, "%d", &level) != 1) level = 0;
+    fclose(f);
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+    f = fopen(path, "r");
+    if (!f) continue;
+    size_t n = 0;
+    if (fgets(buf, sizeof buf, f)) {
+      char *end;
+      n = strtoul(buf, &end, 10);
+      if (*end == 'K') n <<= 10;
+      else if (*end == 'M') n <<= 20;
+    }
+    fclose(f);
+    if (level > best_level || (level == best_level && n > best)) best = n, best_level = level;
+  }
+  return best;
+}
+
+size_t bench_flush_bytes(void) {
+  size_t llc = bench_llc_bytes();
+#ifdef _SC_LEVEL3_CACHE_SIZE
+  if (!llc) {
+    long v = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (v <= 0) v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (v > 0) llc = (size_t)v;
+  }
+#endif
+  size_t n = llc ? 2 * llc : (size_t)64 << 20;
+  if (n < ((size_t)64 << 20)) n = (size_t)64 << 20;
+  if (n > ((size_t)1 << 30)) n = (size_t)1 << 30;
+  return n;
+}
+
+/* Reads and writes every cache line of f[0, n): what the timed run reads
+ * next comes from memory */
+static void bench_flush(volatile unsigned char *f, size_t n) {
+  for (size_t i = 0; i < n; i += 64) f[i] = (unsigned char)(f[i] + 1);
+}
+
 int bench_time(int k, void (*run)(void *, int), void (*prepare)(void *, int), void *ctx, const bench_timing *t,
                bench_stats *s) {
   int cap = t->repeats > 0 ? t->repeats : t->max_runs;
   double *x = util_malloc((size_t)cap * (size_t)k * sizeof *x, "timing samples");
   double *total = util_calloc((size_t)k, sizeof *total, "timing totals");
-  if (!x || !total) {
+  unsigned char *flush = t->flush_bytes ? util_calloc(t->flush_bytes, 1, "cache flush buffer") : NULL;
+  if (!x || !total || (t->flush_bytes && !flush)) {
     free(x);
+    free(total);
+    free(flush);
     return -1;
   }
   for (int w = 0; w < t->warmup; w++)
@@ -213,6 +266,7 @@ int bench_time(int k, void (*run)(void *, int), void (*prepare)(void *, int), vo
   while (n < cap && more) {
     for (int i = 0; i < k; i++) {
       if (prepare) prepare(ctx, i);
+      if (flush) bench_flush(flush, t->flush_bytes);
       double t0 = util_now();
       run(ctx, i);
       x[(size_t)i * cap + n] = util_now() - t0;
@@ -225,6 +279,7 @@ int bench_time(int k, void (*run)(void *, int), void (*prepare)(void *, int), vo
   for (int i = 0; i < k; i++) bench_stats_of(x + (size_t)i * cap, n, &s[i]);
   free(x);
   free(total);
+  free(flush);
   return 0;
 }
 

@@ -59,14 +59,20 @@ void bench_stats_of(const double *x, int n, bench_stats *s);
 
 /* How many runs are timed: `warmup` untimed runs, then exactly `repeats`
  * when > 0, else at least min_runs until min_seconds of runs have passed,
- * at most max_runs. */
+ * at most max_runs. flush_bytes > 0: before each timed run (untimed) a
+ * buffer that large is read and written through, so the run finds its
+ * inputs in memory, not in the caches (bench_flush_bytes() sizes it). */
 typedef struct {
   int warmup, repeats, min_runs, max_runs;
   double min_seconds;
+  size_t flush_bytes;
 } bench_timing;
 
-#define BENCH_OP_TIMING {2, 0, 5, 200, 0.2}
-#define BENCH_STEP_TIMING {2, 0, 5, 100, 1.0}
+#define BENCH_OP_TIMING {2, 0, 5, 200, 0.2, 0}
+#define BENCH_STEP_TIMING {2, 0, 5, 100, 1.0, 0}
+
+/* Twice the last-level cache (sysfs, else sysconf), within 64 MiB .. 1 GiB. */
+size_t bench_flush_bytes(void);
 
 /* Times k variants run(ctx, 0..k-1) round-robin per the policy (each gets
  * the same number of runs; min_seconds applies to each), calling

@@ -153,6 +153,10 @@ void bench_print(FILE *f, const bench_report *r) {
       fprintf(f, "timing:  %d warm-up runs, then the median of >= %d runs and >= %.1f s (at most %d); ",
               t->warmup, t->min_runs, t->min_seconds, t->max_runs);
     fprintf(f, "checked first: max |x - ref| / max |ref| <= %g\n", BENCH_TOLERANCE);
+    if (t->flush_bytes)
+      fprintf(f, "caches:  cold (%.0f MiB read and written before each timed run)\n", t->flush_bytes / 1048576.0);
+    else
+      fprintf(f, "caches:  warm (each run finds the previous run's data in the caches; --cold evicts them)\n");
     fprintf(f, "rate: GFLOP/s (GF/s) for compute-bound ops, else GB/s; peak: of the FMA peak or the copy bandwidth;\n"
                "speedup: specialized over generic and over the library (its product alone); share: of the ops' "
                "time x calls\n\n");
@@ -371,6 +375,8 @@ int bench_json(const bench_report *r, util_buf *out) {
   bench_jnum(&w, "min_runs", r->op_timing.min_runs);
   bench_jnum(&w, "max_runs", r->op_timing.max_runs);
   bench_jnum(&w, "min_seconds", r->op_timing.min_seconds);
+  bench_jbool(&w, "cold", r->op_timing.flush_bytes > 0);
+  bench_jnum(&w, "flush_bytes", (double)r->op_timing.flush_bytes);
   bench_jclose(&w, '}');
   double total = bench_ops_total(r);
   bench_jopen(&w, "ops", '[');

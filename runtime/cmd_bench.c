@@ -21,6 +21,8 @@ static const cli_opt cmd_bench_opts[] = {
     {"--repeats", "N", "timed runs per op and step (default: >= 5 and >= 0.2 s per op, >= 1 s per step)"},
     {"--json", "OUT", "write every number and the machine description as JSON"},
     {"--chart", "OUT.svg", "write a bar chart of each op's fraction of peak as SVG"},
+    {"--cold", NULL, "evict the caches before each timed op run: inputs come from memory, as in a step whose"
+                     " data outgrow the caches (default: warm, from the previous run)"},
     {"--no-step", NULL, "skip the end-to-end training steps"},
     {"--ops-only", NULL, "the per-op benchmarks only (the same as --no-step)"},
     {"--vocab-size", "N", "vocabulary size for char/word configs (default: derived from the config's text)"},
@@ -29,7 +31,7 @@ static const cli_opt cmd_bench_opts[] = {
 
 static const cli_spec cmd_bench_spec = {
     "gptc bench --config FILE [--device cpu|cuda] [--threads N] [--json OUT] [--chart OUT.svg] [--repeats N]\n"
-    "                  [--no-step] [--ops-only]",
+    "                  [--cold] [--no-step] [--ops-only]",
     "Measures this machine's fp32 FMA peak and copy bandwidth, then every kernel of the config's\n"
     "training step in three variants: specialized (the model's own, shapes as literals), generic (the same\n"
     "template with run-time shapes) and, for matmuls, OpenBLAS's cblas_sgemm (loaded at run time; n/a\n"
@@ -135,6 +137,7 @@ int cmd_bench(int argc, char **argv) {
   r.op_timing = (bench_timing)BENCH_OP_TIMING;
   r.step_timing = (bench_timing)BENCH_STEP_TIMING;
   r.op_timing.repeats = r.step_timing.repeats = (int)repeats;
+  if (cli_has(&a, "--cold")) r.op_timing.flush_bytes = bench_flush_bytes();
   bench_describe(&r.machine);
   bench_blas blas = {0};
   cpu_object obj = {0};

@@ -51,7 +51,7 @@ START_TEST(test_fixture_variants) {
   bench_blas blas;
   int have_blas = bench_blas_open(1, &blas) == 0;
   if (!have_blas) fprintf(stderr, "test_bench: no library baseline: %s\n", blas.why);
-  bench_timing t = {1, 3, 0, 0, 0};
+  bench_timing t = {1, 3, 0, 0, 0, 0};
   bench_op_result r[5];
   for (int i = 0; i < 5; i++) ck_assert_msg(bench_op_run(&b->ops[i], 42 + i, &t, &r[i]) == 0, "%s", util_errmsg());
   for (int i = 0; i < 5; i++)
@@ -153,16 +153,16 @@ static void count_prepare(void *ctx, int i) {
 START_TEST(test_timing_policy) {
   bench_stats s[2];
   int k = 1;
-  bench_timing fixed = {2, 7, 5, 200, 10.0};
+  bench_timing fixed = {2, 7, 5, 200, 10.0, 0};
   ck_assert_int_eq(bench_time(k, count_run, count_prepare, &k, &fixed, s), 0);
   ck_assert_int_eq(s[0].n, 7); /* --repeats wins over min_seconds */
   ck_assert_int_eq(calls[0], 9);
   ck_assert_int_eq(prepares, 9);
-  bench_timing adaptive = {2, 0, 5, 200, 0};
+  bench_timing adaptive = {2, 0, 5, 200, 0, 0};
   calls[0] = 0;
   ck_assert_int_eq(bench_time(k, count_run, NULL, &k, &adaptive, s), 0);
   ck_assert_int_eq(s[0].n, 5); /* at least min_runs */
-  bench_timing capped = {0, 0, 5, 50, 100.0};
+  bench_timing capped = {0, 0, 5, 50, 100.0, 0};
   calls[0] = 0;
   ck_assert_int_eq(bench_time(k, count_run, NULL, &k, &capped, s), 0);
   ck_assert_int_eq(s[0].n, 50); /* min_seconds not reached: max_runs stops it */
@@ -171,6 +171,12 @@ START_TEST(test_timing_policy) {
   k = 2, calls[0] = 0, last = -1;
   ck_assert_int_eq(bench_time(k, count_run, NULL, &k, &fixed, s), 0);
   ck_assert(s[0].n == 7 && s[1].n == 7 && calls[0] == 9 && calls[1] == 9 && order_ok);
+  /* cold runs: the same runs and prepares, a flush buffer of twice the last-level cache */
+  ck_assert_uint_ge(bench_flush_bytes(), (size_t)64 << 20);
+  bench_timing cold = {1, 4, 0, 0, 0, (size_t)1 << 20};
+  k = 1, calls[0] = 0, prepares = 0;
+  ck_assert_int_eq(bench_time(k, count_run, count_prepare, &k, &cold, s), 0);
+  ck_assert(s[0].n == 4 && calls[0] == 5 && prepares == 5);
 }
 END_TEST
 
@@ -365,7 +371,22 @@ START_TEST(test_cli_tiny) {
   ck_assert_double_gt(num(step, "mfu"), 0);
   ck_assert_double_gt(num(step, "peak_rss_bytes"), 0);
   ck_assert_double_gt(num(json_get(step, "model_bytes"), "total"), 0);
+  ck_assert_ptr_nonnull(strstr(r.out, "caches:  warm"));
+  ck_assert(!json_get(json_get(v, "settings"), "cold")->boolean);
   free(svg);
+  json_free(v);
+  tu_run_free(&r);
+
+  /* --cold: the settings say so and name the flush; every check still passes */
+  code = tu_run(&r, NULL, "bench --config '%s' --threads 1 --repeats 2 --ops-only --cold --json '%s'",
+                tu_src("configs/tiny-test.lua"), jpath);
+  ck_assert_msg(code == 0, "exit %d: %s\n%s", code, r.err, r.out);
+  ck_assert_ptr_nonnull(strstr(r.out, "caches:  cold ("));
+  v = read_json(jpath);
+  const json_val *set = json_get(v, "settings");
+  ck_assert(json_get(set, "cold")->boolean);
+  ck_assert_double_eq(num(set, "flush_bytes"), (double)bench_flush_bytes());
+  ck_assert_int_eq((int)num(v, "mismatches"), 0);
   json_free(v);
   tu_run_free(&r);
 }

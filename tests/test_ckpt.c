@@ -1199,10 +1199,55 @@ START_TEST(import_bad_weights) {
   import_fails(dir, want);
   hf_free(&h);
 
-  /* a truncated weights file is caught before any tensor is read */
+  /* a dtype other than F32, F16 and BF16: ln_f.bias's 8 bytes relabelled as one F64 (the header
+   * keeps its length: one space of padding, which safetensors allows) */
   char *b;
   size_t n;
   ck_assert_int_eq(util_read_file(tu_src("tests/golden/hf/small-bf16/model.safetensors"), &b, &n), 0);
+  {
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | (unsigned char)b[i];
+    char *hdr = util_malloc(hlen + 1, "header");
+    memcpy(hdr, b + 8, hlen);
+    hdr[hlen] = 0;
+    const char *from = "\"ln_f.bias\":{\"dtype\":\"BF16\",\"shape\":[4],";
+    const char *to = "\"ln_f.bias\":{\"dtype\":\"F64\",\"shape\":[1],";
+    char *at = strstr(hdr, from);
+    ck_assert_ptr_nonnull(at);
+    size_t pre = (size_t)(at - hdr), lf = strlen(from), lt = strlen(to);
+    char *patched = util_malloc(n, "file");
+    memcpy(patched, b, 8 + pre);
+    memcpy(patched + 8 + pre, to, lt);
+    memcpy(patched + 8 + pre + lt, hdr + pre + lf, hlen - pre - lf);
+    memset(patched + 8 + hlen - (lf - lt), ' ', lf - lt);
+    memcpy(patched + 8 + hlen, b + 8 + hlen, n - 8 - hlen);
+    dir = hf_dir("f64", NULL, NULL);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    tu_write("f64/model.safetensors", patched, n);
+    snprintf(want, sizeof want, "%s/model.safetensors: tensor 'ln_f.bias' has dtype F64 (supported: F32, F16, BF16)",
+             dir);
+    import_fails(dir, want);
+    free(hdr), free(patched);
+  }
+  /* no model.safetensors: sharded, PyTorch-only, or nothing */
+  {
+    dir = hf_dir("sharded", NULL, NULL);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    tu_write_str("sharded/model.safetensors.index.json", "{\"weight_map\": {}}");
+    snprintf(want, sizeof want, "%s: sharded checkpoints (model.safetensors.index.json) are not supported", dir);
+    import_fails(dir, want);
+    dir = hf_dir("none", NULL, NULL);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    snprintf(want, sizeof want, "%s/model.safetensors: cannot open: No such file or directory", dir);
+    import_fails(dir, want);
+  }
+
+  /* a truncated weights file is caught before any tensor is read */
   dir = hf_dir("cut", NULL, NULL);
   char path[1200];
   snprintf(path, sizeof path, "%s/model.safetensors", dir);

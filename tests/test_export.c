@@ -162,6 +162,9 @@ START_TEST(help_and_usage_errors) {
   ck_assert_int_eq(xrun(&r, NULL, "'%s' --bogus", char_exe), 2);
   ck_assert_msg(strstr(r.err, "char-model: unknown option '--bogus'"), "%s", r.err);
   tu_run_free(&r);
+  ck_assert_int_eq(xrun(&r, NULL, "'%s' --temp 0.5 x", char_exe), 2);
+  ck_assert_msg(strstr(r.err, "char-model: unknown option '--temp' (did you mean '--temperature'?)"), "%s", r.err);
+  tu_run_free(&r);
   ck_assert_int_eq(xrun(&r, NULL, "'%s' --temperature -1 x", char_exe), 2);
   ck_assert_msg(strstr(r.err, "--temperature"), "%s", r.err);
   tu_run_free(&r);

@@ -453,10 +453,8 @@ typedef struct {
   int32_t *in, *tg;
 } run_state;
 
-static void run_init(run_state *s, const char *src) {
-  cfg_t c;
-  load_cfg(src, &c);
-  ck_assert_msg(cpu_load(&c, &s->mod) == 0, "%s", util_errmsg());
+/* Buffers and seeded parameters and ids for the loaded s->mod. */
+static void run_buffers(run_state *s) {
   const gptc_model *m = s->mod.model;
   s->params = calloc(m->n_params, 4);
   s->grads = calloc(m->n_params, 4);
@@ -477,6 +475,13 @@ static void run_init(run_state *s, const char *src) {
     s->in[i] = (i * 37 + 5) % m->vocab_size;
     s->tg[i] = i % 11 == 3 ? -1 : (i * 13 + 1) % m->vocab_size;
   }
+}
+
+static void run_init(run_state *s, const char *src) {
+  cfg_t c;
+  load_cfg(src, &c);
+  ck_assert_msg(cpu_load(&c, &s->mod) == 0, "%s", util_errmsg());
+  run_buffers(s);
 }
 
 static void run_free(run_state *s) {
@@ -545,6 +550,58 @@ START_TEST(thread_independence) {
   free(g1);
   free(logits1);
   run_free(&s);
+}
+END_TEST
+
+/* opts for a host with this machine's vectors and `*arg` processors */
+static void procs_opts(lua_State *L, const void *arg) {
+  lua_pushstring(L, "float");
+  lua_setfield(L, -2, "real");
+  lua_pushinteger(L, gen_vec_bytes());
+  lua_setfield(L, -2, "vec_bytes");
+  lua_pushinteger(L, *(const int *)arg);
+  lua_setfield(L, -2, "threads");
+}
+
+static int accept_any(void *h, const char *so_path, void *ctx) {
+  (void)h, (void)so_path, (void)ctx;
+  return 0;
+}
+
+/* The GEMM tiles follow the generating host's processor count, the sums do
+ * not: the code generated for 16 processors gives this machine's results
+ * bit for bit, so a run resumes exactly on a machine with another count. */
+START_TEST(processor_count_independence) {
+  run_state a, b;
+  run_init(&a, MID);
+  cfg_t c;
+  load_cfg(MID, &c);
+  int procs = 16;
+  char *src, hash[65];
+  size_t len;
+  ck_assert_msg(gen_render(&c, "emit", procs_opts, &procs, &src, &len, hash) == 0, "%s", util_errmsg());
+  ck_assert_msg(strstr(src, "and 16 processors"), "the header names the processor count");
+  char *here;
+  size_t here_len;
+  ck_assert_int_eq(util_read_file(a.mod.src_path, &here, &here_len), 0);
+  ck_assert_msg(here_len != len || memcmp(here, src, len), "16 processors generate other tiles");
+  free(here);
+  cpu_object obj;
+  ck_assert_msg(cpu_build(src, len, "cpu", accept_any, NULL, &obj) == 0, "%s", util_errmsg());
+  free(src);
+  memset(&b, 0, sizeof b);
+  b.mod.handle = obj.handle;
+  b.mod.model = ((gptc_model_get_fn)(uintptr_t)dlsym(obj.handle, "gptc_model_get"))();
+  ck_assert_ptr_nonnull(b.mod.model);
+  run_buffers(&b);
+  const gptc_model *m = a.mod.model;
+  ck_assert_uint_eq(b.mod.model->n_params, m->n_params);
+  gptc_rng rng = {7, 3, 1};
+  float la = step(&a, rng), lb = step(&b, rng);
+  ck_assert_msg(memcmp(&la, &lb, 4) == 0, "loss %.9g vs %.9g", la, lb);
+  ck_assert_msg(memcmp(a.grads, b.grads, m->n_params * 4) == 0, "gradients differ between the tilings");
+  run_free(&a);
+  run_free(&b);
 }
 END_TEST
 
@@ -736,6 +793,7 @@ int main(void) {
   tcase_add_test(tc, gemm_tiles_per_thread);
   tcase_add_test(tc, compile_errors);
   tcase_add_test(tc, thread_independence);
+  tcase_add_test(tc, processor_count_independence);
   tcase_add_test(tc, adamw_matches_reference);
   tcase_add_test(tc, philox_known_answers);
   tcase_add_test(tc, dropout_mask_mapping);

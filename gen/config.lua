@@ -150,11 +150,7 @@ local function apply(where, prefix, schema, index, t, cfg, out)
       local near = closest_field(schema, k)
       near = near and prefix .. near
       -- a training setting written at the top level
-      if not near and prefix == "" and type(k) == "string" then
-        for _, f in ipairs(M.train_fields) do
-          if f[1] == k then near = "train." .. k end
-        end
-      end
+      if not near and prefix == "" and train_index[k] then near = "train." .. k end
       fail(where, prefix .. tostring(k), "is not a known config field ("
         .. (near and ("did you mean '" .. near .. "'? ") or "") .. "see `gptc help config`)")
     end

@@ -40,12 +40,13 @@ local function round_up(a, b) return ceil_div(a, b) * b end
 
 -- ---- environment shared by every template --------------------------------------
 
+local function host_vec_bytes(opts) return opts.vec_bytes or 64 end
 local function host_threads(opts) return math.max(math.tointeger(opts.threads) or 2, 1) end
 
 local function base_env(S, opts)
   local real = opts.real or "float"
   if real ~= "float" and real ~= "double" then error("emit: opts.real must be float or double", 0) end
-  local vec_bytes = opts.vec_bytes or 64
+  local vec_bytes = host_vec_bytes(opts)
   local size = real == "float" and 4 or 8
   local VL = math.max(vec_bytes // size, 2)
   local p = S.dims.p
@@ -533,7 +534,7 @@ function M.header(cfg, hash, opts)
  *   %s */
 #define GPTC_SOURCE_HASH "%s"
 ]], name, gptc.version, d.V, d.C, d.H, d.hd, d.L, d.ctx, tostring(cfg.qkv_bias), tostring(cfg.tie_embeddings),
-    d.p, d.B, d.T, d.eval_B, d.eval_T, S.n_params_real, opts.real or "float", opts.vec_bytes or 64,
+    d.p, d.B, d.T, d.eval_B, d.eval_T, S.n_params_real, opts.real or "float", host_vec_bytes(opts),
     host_threads(opts), hash, hash)
 end
 

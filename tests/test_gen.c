@@ -553,14 +553,29 @@ START_TEST(thread_independence) {
 }
 END_TEST
 
-/* opts for a host with this machine's vectors and `*arg` processors */
-static void procs_opts(lua_State *L, const void *arg) {
+/* The host a source is rendered for: vector width, processor count (0:
+ * opts.threads unset, the emitter's default) */
+typedef struct {
+  int vec_bytes, threads;
+} host_opts;
+
+static void host_fill(lua_State *L, const void *arg) {
+  const host_opts *h = arg;
   lua_pushstring(L, "float");
   lua_setfield(L, -2, "real");
-  lua_pushinteger(L, gen_vec_bytes());
+  lua_pushinteger(L, h->vec_bytes);
   lua_setfield(L, -2, "vec_bytes");
-  lua_pushinteger(L, *(const int *)arg);
-  lua_setfield(L, -2, "threads");
+  if (h->threads) {
+    lua_pushinteger(L, h->threads);
+    lua_setfield(L, -2, "threads");
+  }
+}
+
+/* The C source (header and body) of config c rendered for host h. */
+static char *render_for(const cfg_t *c, host_opts h, size_t *len) {
+  char *src, hash[65];
+  ck_assert_msg(gen_render(c, "emit", host_fill, &h, &src, len, hash) == 0, "%s", util_errmsg());
+  return src;
 }
 
 static int accept_any(void *h, const char *so_path, void *ctx) {
@@ -576,10 +591,8 @@ START_TEST(processor_count_independence) {
   run_init(&a, MID);
   cfg_t c;
   load_cfg(MID, &c);
-  int procs = 16;
-  char *src, hash[65];
   size_t len;
-  ck_assert_msg(gen_render(&c, "emit", procs_opts, &procs, &src, &len, hash) == 0, "%s", util_errmsg());
+  char *src = render_for(&c, (host_opts){gen_vec_bytes(), 16}, &len);
   ck_assert_msg(strstr(src, "and 16 processors"), "the header names the processor count");
   char *here;
   size_t here_len;
@@ -714,28 +727,6 @@ START_TEST(dropout_mask_mapping) {
 }
 END_TEST
 
-/* The C source of config `path` (vocab_size for char configs) rendered for a
- * host with AVX-512 vectors and `threads` processors (0: opts.threads unset). */
-static char *render_for(const char *path, int vocab, int threads) {
-  cfg_t c;
-  ck_assert_msg(cfg_load_file(tu_src(path), &c) == 0, "%s", util_errmsg());
-  if (vocab) c.vocab_size = vocab;
-  lua_State *L = lx_new();
-  ck_assert_ptr_nonnull(L);
-  cfg_push(L, &c);
-  lua_newtable(L);
-  lua_pushinteger(L, 64);
-  lua_setfield(L, -2, "vec_bytes");
-  if (threads) {
-    lua_pushinteger(L, threads);
-    lua_setfield(L, -2, "threads");
-  }
-  ck_assert_msg(lx_call(L, "emit", "body", 2, 1) == 0, "%s", util_errmsg());
-  char *src = util_strdup(lua_tostring(L, -1));
-  lua_close(L);
-  return src;
-}
-
 /* Checks every GEMM's tiles in src (from the comment above each GEMM: "C (M, N) ... B^T ...
  * tiles MCxNC"): at least 4 a thread (2 with B^T), unless the tiles are at their smallest
  * (MC <= 2 MR = 16 rows, NC <= 2 NR = 64 columns with 64-byte vectors); returns the count. */
@@ -768,10 +759,14 @@ START_TEST(gemm_tiles_per_thread) {
     int vocab;
   } cfgs[] = {{"configs/shakespeare-char.lua", 65}, {"configs/gpt2-124m.lua", 0}};
   for (int i = 0; i < 2; i++) {
-    char *unset = render_for(cfgs[i].path, cfgs[i].vocab, 0), *two = render_for(cfgs[i].path, cfgs[i].vocab, 2);
+    cfg_t c;
+    ck_assert_msg(cfg_load_file(tu_src(cfgs[i].path), &c) == 0, "%s", util_errmsg());
+    if (cfgs[i].vocab) c.vocab_size = cfgs[i].vocab;
+    size_t len;
+    char *unset = render_for(&c, (host_opts){64, 0}, &len), *two = render_for(&c, (host_opts){64, 2}, &len);
     ck_assert_str_eq(unset, two);
     ck_assert_int_ge(check_tiles(two, 2), 10);
-    char *many = render_for(cfgs[i].path, cfgs[i].vocab, 16);
+    char *many = render_for(&c, (host_opts){64, 16}, &len);
     ck_assert_int_ge(check_tiles(many, 16), 10);
     ck_assert_str_ne(two, many);
     free(unset), free(two), free(many);

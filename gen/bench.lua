@@ -15,6 +15,7 @@
 --   sym(expr)            a run-time dimension (below), for tests
 
 local emit = require("emit")
+local schedule = require("schedule")
 local shapes = require("shapes")
 local template = require("template")
 
@@ -532,6 +533,17 @@ local function section(title)
   return string.format("/* ==== %s ==== */\n", title)
 end
 
+-- The op table (templates/bench/ops.c) after the kernels in parts; the whole source.
+local function finish(parts, env, cfg, ops)
+  env.ops = ops
+  env.config_name = cfg.name
+  env.seed = cfg.train.seed
+  env.tr = cfg.train
+  env.num = function(x) return string.format("%.17g", x) end
+  parts[#parts + 1] = template.render("templates/bench/ops.c", env)
+  return table.concat(parts, "\n")
+end
+
 function M.body(cfg, opts)
   local _, env, ks, ops = prepare(cfg, opts)
   env.bench = true
@@ -561,6 +573,7 @@ function M.body(cfg, opts)
   -- the pack buffers also hold the generic GEMM's blocks (rows of A copied)
   env.pack_a = math.max(ks.pack_a or 0, round_up(GBLOCK, env.MR) * (GBLOCK + env.APAD))
   env.pack_b = math.max(ks.pack_b or 0, round_up(GBLOCK, env.NR) * GBLOCK)
+  env.micros = ks.micro.list
   -- gd's fields: every dim and derived value, in first-use order
   local fields, seen = {}, {}
   for _, r in ipairs(ops) do
@@ -588,13 +601,7 @@ function M.body(cfg, opts)
     n_chunks = dim("n_chunks"), n_tensors = dim("n_tensors") })
   parts[#parts + 1] = section("plain generic GEMMs: C = op(A) . op(B) (+ C), no bias or epilogue")
   for _, k in ipairs(plains) do parts[#parts + 1] = E.render("gemm.c", env, k) end
-  env.ops = ops
-  env.config_name = cfg.name
-  env.seed = cfg.train.seed
-  env.tr = cfg.train
-  env.num = function(x) return string.format("%.17g", x) end
-  parts[#parts + 1] = template.render("templates/bench/ops.c", env)
-  return table.concat(parts, "\n")
+  return finish(parts, env, cfg, ops)
 end
 
 function M.header(cfg, hash)
@@ -610,6 +617,79 @@ function M.header(cfg, hash)
 #define GPTC_SOURCE_HASH "%s"
 ]], name, gptc.version, d.V, d.C, d.H, d.hd, d.L, d.B, d.T, tostring(cfg.qkv_bias), tostring(cfg.tie_embeddings),
     d.p, hash, hash)
+end
+
+-- ---- the tuner's source ------------------------------------------------------------
+-- For `gptc tune` (runtime/tune.c): the same ABI, one op per candidate
+-- schedule of each GEMM instance asked for. An op's kernel is the instance's
+-- name (the candidates of one instance are consecutive and share its
+-- buffers), its `what` the candidate's schedule; the specialized variant
+-- runs the candidate, the generic one the instance on its heuristic
+-- schedule, the reference every candidate must equal bit for bit.
+-- opts.tune = { { fn = name, base = schedule string or "" }, ... }: the
+-- candidates are base (or the heuristic) and its neighbours (schedule.lua).
+
+-- The GEMM instances of the training step: name, calls and flops per call.
+function M.gemms(cfg, opts)
+  local o = {}
+  for key, v in pairs(opts or {}) do o[key] = v end
+  o.schedules = nil
+  local list = {}
+  for _, r in ipairs(M.ops(cfg, o)) do
+    if r.gemm then list[#list + 1] = { fn = r.kernel, calls = r.calls, flops = r.flops } end
+  end
+  return list
+end
+
+function M.tune_body(cfg, opts)
+  local o = {}
+  for key, v in pairs(opts or {}) do o[key] = v end
+  o.schedules = nil -- the references are the heuristic instances
+  local _, env, ks, ops = prepare(cfg, o)
+  env.bench = true
+  local want = {}
+  for _, t in ipairs(o.tune or {}) do want[t.fn] = t.base or "" end
+  local h = schedule.host(env)
+  local list, render_fns = {}, {}
+  for _, r in ipairs(ops) do
+    local base = r.gemm and want[r.kernel]
+    if base then
+      local k = ks.by[r.kernel].k
+      local p = { M = k.M, N = k.N, K = k.K, ta = k.ta, tb = k.tb, mode = k.mode, epi = k.epi }
+      local b = base ~= "" and schedule.parse(base)
+      b = b and schedule.check(p, h, b) or schedule.default(p, h)
+      render_fns[#render_fns + 1] = r.kernel
+      for i, s in ipairs(schedule.neighbours(p, h, b)) do
+        local fn = E.gemm_instance(ks, env, k.M, k.N, k.K, k.ta, k.tb, k.mode, k.desc, k.epi, s, "_c" .. i)
+        render_fns[#render_fns + 1] = fn
+        local c = {}
+        for key, v in pairs(r) do c[key] = v end
+        c.spec_fn, c.generic_kernel, c.what = fn, r.kernel, schedule.str(s)
+        c.gemm, c.dims, c.derived = nil, {}, {}
+        list[#list + 1] = c
+      end
+    end
+  end
+  env.pack_a, env.pack_b = ks.pack_a, ks.pack_b
+  env.micros = ks.micro.list
+  local parts = {
+    "/* The benchmark ABI (templates/bench/abi.h), pasted: */\n" .. gptc.read("templates/bench/abi.h"),
+    E.render("prelude.c", env), E.render("gemm_kernel.c", env),
+    section("each GEMM instance on its heuristic schedule, then its candidates"),
+  }
+  for _, fn in ipairs(render_fns) do parts[#parts + 1] = E.render("gemm.c", env, ks.by[fn].k) end
+  return finish(parts, env, cfg, list)
+end
+
+function M.tune_header(cfg, hash)
+  local name = cfg.name:gsub("%*/", "* /")
+  return string.format([[
+/* gptc tuning source for model "%s": generated by gptc %s for `gptc tune`; every op is one candidate
+ * schedule of one GEMM instance (gen/schedule.lua), raced against the others on this host.
+ * content hash (SHA-256 of the source below this header):
+ *   %s */
+#define GPTC_SOURCE_HASH "%s"
+]], name, gptc.version, hash, hash)
 end
 
 -- The op list as a table, one op a line.

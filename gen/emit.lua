@@ -16,8 +16,12 @@
 -- opts.mr / opts.nv override the GEMM register block (rows, vectors of
 -- columns); opts.export_kernels makes every kernel an exported symbol and
 -- opts.gemm_blocks = {MC, NC, KC, pack_rows} forces GEMM blocking and the
--- copying of A's rows (both for tests).
+-- copying of A's rows (both for tests); opts.schedule_all = "mr=4 kc=40 .."
+-- forces one schedule (gen/schedule.lua) on every GEMM; opts.schedules =
+-- { [instance name] = schedule string } holds the host's tuned ones
+-- (runtime/schedfile.h), opts.schedule_source where they came from.
 
+local schedule = require("schedule")
 local shapes = require("shapes")
 local template = require("template")
 
@@ -55,6 +59,8 @@ local function base_env(S, opts)
     -- register block: MR rows x two vectors of columns; fewer rows when the
     -- host has only 16 vector registers
     MR = opts.mr or (vec_bytes >= 64 and 8 or 6), NV = opts.nv or 2, RSIZE = size, APAD = 16,
+    vec_bytes = vec_bytes, force_mr = opts.mr, force_nv = opts.nv,
+    schedules = opts.schedules, schedule_all = opts.schedule_all,
     ATT_ROWS = shapes.ATT_ROWS, TVEC = shapes.VEC,
     c_string = function(str) return (str:gsub('[\\"]', '\\%0'):gsub("[%c\128-\255]", function(c)
       return string.format("\\%03o", c:byte())
@@ -98,63 +104,62 @@ end
 -- (L2-sized: a reused block is read back from L2 or L3, never packed again)
 local A_WHOLE = 4 << 20
 
-local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi)
-  local fn = string.format("gemm_%dx%dx%d_%s%s_%s%s", M_, N, K, ta and "t" or "n", tb and "t" or "n", mode,
-    epi and ("_" .. epi) or "")
+-- The micro-kernels a source needs, one per register block and unroll,
+-- keyed "6x16u1"; the host's default block is always there (attention
+-- runs on it).
+local function micro(ks, env, mr, nv, unroll)
+  local key = string.format("%dx%du%d", mr, nv * env.VL, unroll)
+  ks.micro = ks.micro or { list = {}, by = {} }
+  local m = ks.micro.by[key]
+  if not m then
+    local suffix = string.format("_%dx%d%s", mr, nv * env.VL, unroll > 1 and ("_u" .. unroll) or "")
+    m = { MR = mr, NV = nv, NR = nv * env.VL, unroll = unroll, rows = "micro_kernel_rows" .. suffix,
+      cols = "micro_kernel_cols" .. suffix, edge = string.format("edge_%dx%d", mr, nv * env.VL) }
+    ks.micro.by[key] = m
+    ks.micro.list[#ks.micro.list + 1] = m
+  end
+  return m
+end
+
+-- The schedule of GEMM problem p: `sched` when given (the tuner's
+-- candidates), else the host's tuned one from opts.schedules when it passes
+-- the rules, else the heuristic. Returns it and where it came from.
+local function gemm_schedule(env, p, sched)
+  local h = schedule.host(env)
+  if sched then return assert(schedule.check(p, h, sched)), "candidate" end
+  -- one schedule for every instance (fields left out: the heuristic's), for tests
+  if env.schedule_all then
+    local t, why = schedule.parse(env.schedule_all)
+    if t then t, why = schedule.check(p, h, t) end
+    if not t then error("emit: opts.schedule_all '" .. env.schedule_all .. "': " .. why, 0) end
+    return t, "forced"
+  end
+  local tuned = env.schedules and env.schedules[schedule.name(p)]
+  if tuned and not h.blocks and not h.mr and not h.nv then
+    local t, why = schedule.parse(tuned)
+    if t then t, why = schedule.check(p, h, t) end
+    if t then return t, "tuned" end
+    return schedule.default(p, h), "heuristic; the tuned entry '" .. tuned .. "' was refused: " .. why
+  end
+  return schedule.default(p, h), "heuristic"
+end
+
+-- One GEMM instance: C (M, N) = op(A) . op(B) with the schedule above. The
+-- name encodes the shape (and `suffix`, for the tuner's candidates).
+local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi, sched, suffix)
+  local p = { M = M_, N = N, K = K, ta = ta, tb = tb, mode = mode, epi = epi }
+  local fn = schedule.name(p) .. (suffix or "")
   if ks.by[fn] then return fn end
-  local MR, NR = env.MR, env.NR
-  local kblocks = ceil_div(K, 256)
+  local s, source = gemm_schedule(env, p, sched)
+  local m = micro(ks, env, s.mr, s.nv, s.unroll)
+  local MR, NR = s.mr, m.NR
   local k = {
     fn = fn, M = M_, N = N, K = K, ta = ta, tb = tb, mode = mode, desc = desc, epi = epi,
     lda = ta and M_ or K, ldb = tb and K or N,
-    KC = ceil_div(K, kblocks),
+    MR = MR, NV = s.nv, NR = NR, micro = m, MC = s.mc, NC = s.nc, KC = s.kc, pack_rows = not ta and s.pack == 1,
+    unroll = s.unroll, schedule = schedule.str(s), schedule_source = source,
   }
-  -- C tiles up to 256 x 256, split until there are at least four a thread
-  -- (the tiles are handed out one at a time, so the threads share the work
-  -- evenly), larger side first. With B^T the packing transposes B once per
-  -- row block, so those keep all rows (up to 1024) in one block, split the
-  -- columns and settle for two tiles a thread.
-  local MC, NC = math.min(round_up(M_, MR), 256), math.min(round_up(N, NR), 256)
-  local min_tiles = 4 * env.threads
-  if tb then
-    MC = math.min(round_up(M_, MR), 1024)
-    min_tiles = 2 * env.threads
-  end
-  while ceil_div(M_, MC) * ceil_div(N, NC) < min_tiles do
-    if not tb and MC >= NC and MC > 4 * MR then
-      MC = round_up(MC // 2, MR)
-    elseif NC > 2 * NR then
-      NC = round_up(NC // 2, NR)
-    elseif MC > 2 * MR then
-      MC = round_up(MC // 2, MR)
-    else
-      break
-    end
-  end
-  k.MC, k.NC = MC, NC
-  -- tests force tiny blocks so small shapes take every multi-block path
-  local force = env.gemm_blocks
-  if force then
-    k.KC = math.min(K, force.KC)
-    k.MC = math.min(round_up(M_, MR), round_up(force.MC, MR))
-    k.NC = math.min(round_up(N, NR), round_up(force.NC, NR))
-  end
   k.MT, k.NT = ceil_div(M_, k.MC), ceil_div(N, k.NC)
-  -- rows of A read in place map to 64 / gcd(64, lda * size / 64) of the 64
-  -- L1 sets; with fewer than MR sets the strip's rows evict each other
-  if not ta then
-    local lines = k.lda * env.RSIZE / 64
-    local g = 64
-    if lines == math.floor(lines) then
-      local a, b = 64, math.floor(lines)
-      while b ~= 0 do a, b = b, a % b end
-      g = a
-    else
-      g = 1
-    end
-    k.pack_rows = 64 // g < MR
-    if force and force.pack_rows ~= nil then k.pack_rows = force.pack_rows end
-  end
   -- packed A: the A^T strips of a block, the rows of a block (stride KC +
   -- APAD) when they are copied, or else one edge strip; B: a block's panels
   local a_size = ta and round_up(k.MC, MR) * k.KC or (k.pack_rows and round_up(k.MC, MR) or MR) * (k.KC + env.APAD)
@@ -416,6 +421,8 @@ end
 local function passes(S, env, ks)
   local d = S.dims
   local res = {}
+  -- the host's default micro-kernel, which attention also runs on
+  env.mk = micro(ks, env, env.MR, env.NV, 1)
   for _, mode in ipairs({ "train", "eval" }) do
     local prog = mode == "train" and S.train or S.eval
     mark_fusions(prog.layer)
@@ -499,6 +506,7 @@ function M.body(cfg, opts)
   env.CHUNK = CHUNK
   env.n_chunks = chunk_tensors(S)
   env.pack_a, env.pack_b = ks.pack_a, ks.pack_b
+  env.micros = ks.micro.list
   local parts = { render("prelude.c", env), render("gemm_kernel.c", env) }
   for _, e in ipairs(ks.list) do parts[#parts + 1] = render(e.tpl, env, e.k) end
   parts[#parts + 1] = render("optim.c", env)
@@ -519,6 +527,26 @@ function M.infer_body(cfg, opts)
   return render("prelude.c", env) .. "\n" .. render("infer.c", env)
 end
 
+-- The header's list of GEMM schedules: each instance, its schedule and
+-- where the schedule came from.
+local function schedule_lines(S, opts)
+  if (opts.real or "float") ~= "float" then return "" end
+  local env = base_env(S, opts)
+  local ks = new_kernels()
+  passes(S, env, ks)
+  local o, w = {}, 0
+  for _, e in ipairs(ks.list) do
+    if e.tpl == "gemm.c" then w = math.max(w, #e.k.fn) end
+  end
+  for _, e in ipairs(ks.list) do
+    if e.tpl == "gemm.c" then
+      o[#o + 1] = string.format(" *   %-" .. w .. "s  %s (%s)\n", e.k.fn, e.k.schedule, e.k.schedule_source)
+    end
+  end
+  return " * GEMM schedules (gen/schedule.lua; `gptc tune` measures them on this host" ..
+      (opts.schedule_source and (";\n *   " .. opts.schedule_source) or "") .. "):\n" .. table.concat(o)
+end
+
 function M.header(cfg, hash, opts)
   opts = opts or {}
   local S = shapes.derive(cfg)
@@ -530,12 +558,12 @@ function M.header(cfg, hash, opts)
  * V=%d C=%d H=%d head_dim=%d L=%d context_length=%d qkv_bias=%s tie_embeddings=%s drop_rate=%g
  * training shape B=%d T=%d, evaluation shape B=%d T=%d; %d parameters; element type %s
  * for a host with %d-byte vectors and %d processors (the GEMMs' register blocks and tiles)
- * content hash (SHA-256 of the source below this header):
+%s * content hash (SHA-256 of the source below this header):
  *   %s */
 #define GPTC_SOURCE_HASH "%s"
 ]], name, gptc.version, d.V, d.C, d.H, d.hd, d.L, d.ctx, tostring(cfg.qkv_bias), tostring(cfg.tie_embeddings),
     d.p, d.B, d.T, d.eval_B, d.eval_T, S.n_params_real, opts.real or "float", host_vec_bytes(opts),
-    host_threads(opts), hash, hash)
+    host_threads(opts), schedule_lines(S, opts), hash, hash)
 end
 
 -- ---- readable summary ------------------------------------------------------------
@@ -590,7 +618,7 @@ end
 -- For gen/bench.lua, which renders the training step's kernel instances the
 -- way body() does: the same environment, instance tables and fusions.
 M._internal = {
-  base_env = base_env, new_kernels = new_kernels, passes = passes, render = render,
+  base_env = base_env, new_kernels = new_kernels, passes = passes, render = render, gemm_instance = gemm_instance,
   chunk_tensors = chunk_tensors, CHUNK = CHUNK,
 }
 

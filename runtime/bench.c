@@ -585,3 +585,64 @@ void bench_op_free(bench_op_result *r) {
   free(r->plain_c);
   r->plain_c = NULL;
 }
+
+/* ---- races (gptc tune) ------------------------------------------------------------------ */
+
+/* the candidates being raced, for bench_time's callbacks */
+typedef struct {
+  bench_bufs *s;
+  const gptc_bench_fn *fns;
+} bench_racers;
+
+static void bench_race_prepare(void *ctx, int i) {
+  bench_racers *r = ctx;
+  r->s->fn = r->fns[i];
+  bench_restore(r->s);
+}
+
+static void bench_race_run(void *ctx, int i) {
+  (void)i;
+  bench_call(((bench_racers *)ctx)->s);
+}
+
+int bench_race_open(bench_race *r, const gptc_bench_op *const *ops, int k, uint64_t seed) {
+  memset(r, 0, sizeof *r);
+  bench_bufs *s = util_calloc(1, sizeof *s, "race buffers");
+  r->same = util_calloc((size_t)(k ? k : 1), sizeof *r->same, "race results");
+  if (!s || !r->same || bench_op_valid(ops[0]) || bench_bufs_init(s, ops[0], seed)) {
+    free(s);
+    free(r->same);
+    return -1;
+  }
+  r->bufs = s;
+  r->ops = ops;
+  r->k = k;
+  s->fn = ops[0]->generic;
+  bench_once(s, -1, 1);
+  for (int i = 0; i < k; i++) {
+    /* the same bits in every output as the reference */
+    bench_restore(s);
+    ops[i]->specialized(s->live, ops[i]->dims);
+    r->same[i] = 1;
+    for (int b = 0; b < s->n; b++)
+      if (ops[0]->bufs[b].out && memcmp(s->live[b], s->ref[b], s->bytes[b])) r->same[i] = 0;
+  }
+  return 0;
+}
+
+int bench_race_time(bench_race *r, const int *which, int n, const bench_timing *t, bench_stats *st) {
+  gptc_bench_fn *fns = util_malloc((size_t)(n ? n : 1) * sizeof *fns, "race");
+  if (!fns) return -1;
+  for (int i = 0; i < n; i++) fns[i] = r->ops[which[i]]->specialized;
+  bench_racers rc = {r->bufs, fns};
+  int rv = bench_time(n, bench_race_run, bench_race_prepare, &rc, t, st);
+  free(fns);
+  return rv;
+}
+
+void bench_race_close(bench_race *r) {
+  if (r->bufs) bench_bufs_free(r->bufs);
+  free(r->bufs);
+  free(r->same);
+  memset(r, 0, sizeof *r);
+}

@@ -152,6 +152,24 @@ int bench_op_lib(const gptc_bench_op *op, uint64_t seed, const bench_timing *t, 
 /* Frees what bench_op_run kept (plain's C) when bench_op_lib is not run. */
 void bench_op_free(bench_op_result *r);
 
+/* ---- races: the candidates of one kernel (gptc tune) -------------------------- */
+
+/* k ops with one buffer table (ops[0]'s), e.g. the candidate schedules of
+ * one GEMM instance (gen/tune.lua). Opening fills the buffers from `seed`,
+ * runs ops[0]'s generic variant as the reference and each op's specialized
+ * one: same[i] = 1 when its outputs equal the reference's bit for bit. */
+typedef struct {
+  const gptc_bench_op *const *ops;
+  int k;
+  int *same;
+  void *bufs;
+} bench_race;
+
+int bench_race_open(bench_race *r, const gptc_bench_op *const *ops, int k, uint64_t seed);
+/* Times the specialized variants of ops which[0..n) round-robin per t. */
+int bench_race_time(bench_race *r, const int *which, int n, const bench_timing *t, bench_stats *st);
+void bench_race_close(bench_race *r);
+
 /* ---- the training step -------------------------------------------------------- */
 
 typedef struct {

@@ -12,6 +12,7 @@
 #include "cuda.h"
 #include "data.h"
 #include "tok.h"
+#include "tune.h"
 #include "util.h"
 
 static const cli_opt cmd_bench_opts[] = {
@@ -26,6 +27,7 @@ static const cli_opt cmd_bench_opts[] = {
     {"--no-step", NULL, "skip the end-to-end training steps"},
     {"--ops-only", NULL, "the per-op benchmarks only (the same as --no-step)"},
     {"--vocab-size", "N", "vocabulary size for char/word configs (default: derived from the config's text)"},
+    {"--no-tune", NULL, "do not measure GEMM schedules this host's file lacks (see gptc tune)"},
     {NULL, NULL, NULL},
 };
 
@@ -129,6 +131,8 @@ int cmd_bench(int argc, char **argv) {
     return cli_fail();
   }
   cpu_set_threads((int)threads);
+  /* the GEMM schedules of this host (tune.h): the model and the ops benched are the ones train runs */
+  if (!cli_has(&a, "--no-tune") && tune_ensure(&cfg, TUNE_AUTO_BUDGET, stderr)) return cli_fail();
 
   bench_report r = {0};
   r.cfg = &cfg;

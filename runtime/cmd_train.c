@@ -15,6 +15,7 @@ static const cli_opt cmd_train_opts[] = {
     {"--steps", "N", "stop after step N (the learning-rate schedule still spans train.steps)"},
     {"--threads", "N", "CPU threads (default: all cores)"},
     {"--device", "NAME", "cpu (default), cuda, or auto (cuda when a usable GPU is present)"},
+    {"--no-tune", NULL, "do not measure GEMM schedules this host's file lacks (they keep the heuristic; see gptc tune)"},
     {"--quiet", NULL, "no progress output"},
     {NULL, NULL, NULL},
 };
@@ -40,6 +41,7 @@ int cmd_train(int argc, char **argv) {
   o.resume = cli_has(&a, "--resume");
   o.init_ckpt = cli_get(&a, "--init");
   o.quiet = cli_has(&a, "--quiet");
+  o.no_tune = cli_has(&a, "--no-tune");
   o.device = cli_get(&a, "--device");
   if (o.device && strcmp(o.device, "cpu") && strcmp(o.device, "cuda") && strcmp(o.device, "auto"))
     return cli_usage_err(&a, "option '--device' must be cpu, cuda or auto (got '%s')", o.device);

@@ -139,32 +139,6 @@ static int cpu_compile(const char *cc, const char *src_path, const char *so_path
   return 0;
 }
 
-/* The processor in the cache key: objects are built with -march=native, so
- * one built on another CPU model (a cache directory shared between machines)
- * may die of SIGILL here. /proc/cpuinfo's first vendor, family, model and
- * flags lines; $GPTC_CPU_ID replaces them (tests, or a cache split by hand). */
-static void cpu_host_id(util_sha256 *s) {
-  const char *env = getenv("GPTC_CPU_ID");
-  if (env && *env) {
-    util_sha256_update(s, env, strlen(env));
-    return;
-  }
-  FILE *f = fopen("/proc/cpuinfo", "r");
-  if (!f) return;
-  static const char *const keys[] = {"vendor_id", "cpu family", "model\t", "model name", "flags"};
-  int seen[sizeof keys / sizeof *keys] = {0};
-  char line[8192];
-  while (fgets(line, sizeof line, f)) {
-    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
-      if (!seen[k] && !strncmp(line, keys[k], strlen(keys[k]))) {
-        seen[k] = 1;
-        util_sha256_update(s, line, strlen(line));
-      }
-    if (line[0] == '\n') break; /* the first processor's block is enough */
-  }
-  fclose(f);
-}
-
 const char *cpu_compiler(char *id, size_t n) {
   const char *cc = cpu_cc();
   cpu_compiler_id(cc, id, n);
@@ -186,7 +160,7 @@ int cpu_build(const char *src, size_t len, const char *kind, cpu_check_fn check,
   util_sha256_update(&s, "\n", 1);
   util_sha256_update(&s, CPU_FLAGS, strlen(CPU_FLAGS));
   util_sha256_update(&s, "\n", 1);
-  cpu_host_id(&s);
+  util_cpu_id(&s);
   util_sha256_final(&s, digest);
   char key[65];
   for (int i = 0; i < 32; i++) snprintf(key + 2 * i, 3, "%02x", digest[i]);

@@ -4,11 +4,13 @@
 
 #include <lauxlib.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda.h"
 #include "lx.h"
+#include "schedfile.h"
 #include "util.h"
 
 int gen_vec_bytes(void) {
@@ -92,17 +94,42 @@ void gen_tensors_free(gptc_tensor *tensors, int n) {
   free(tensors);
 }
 
-/* The C emitters' options: plain float, the host's vector width and its
- * processor count (the GEMMs' tiles are cut so that every core has work;
- * --threads at run time changes how many take part, not the code) */
-static void gen_cpu_opts(lua_State *L, const void *arg) {
-  (void)arg;
+void gen_host_opts(lua_State *L) {
   lua_pushstring(L, "float");
   lua_setfield(L, -2, "real");
   lua_pushinteger(L, gen_vec_bytes());
   lua_setfield(L, -2, "vec_bytes");
   lua_pushinteger(L, omp_get_num_procs());
   lua_setfield(L, -2, "threads");
+}
+
+/* The C emitters' options: the host's (gen_host_opts) and the GEMM
+ * schedules `gptc tune` measured on it (schedfile.h), by instance name. A
+ * file that cannot be read leaves the heuristics, with a warning. */
+static void gen_cpu_opts(lua_State *L, const void *arg) {
+  (void)arg;
+  gen_host_opts(L);
+  sched_file f;
+  if (sched_load(&f)) {
+    fprintf(stderr, "gptc: %s (the GEMMs keep their heuristic schedules)\n", util_errmsg());
+    return;
+  }
+  lua_newtable(L);
+  int n = 0;
+  for (int i = 0; i < f.n; i++)
+    if (strcmp(f.e[i].sched, "-")) {
+      lua_pushstring(L, f.e[i].sched);
+      lua_setfield(L, -2, f.e[i].name);
+      n++;
+    }
+  if (n) {
+    lua_setfield(L, -2, "schedules");
+    lua_pushfstring(L, "tuned, %s", f.path);
+    lua_setfield(L, -2, "schedule_source");
+  } else {
+    lua_pop(L, 1);
+  }
+  sched_free(&f);
 }
 
 int gen_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, char **src, size_t *len,

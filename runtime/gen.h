@@ -25,6 +25,10 @@ struct lua_State;
 /* Sets the fields of the options table on the top of L's stack. */
 typedef void gen_opts_fn(struct lua_State *L, const void *arg);
 
+/* Sets the host's fields of the options table on the top of L's stack:
+ * real = "float", vec_bytes, threads (the processor count). */
+void gen_host_opts(struct lua_State *L);
+
 /* One generated source from gen/<module>.lua: header(cfg, hash, opts) ..
  * body(cfg, opts), hash = SHA-256 of the body (a header that takes no opts
  * ignores them). *src is malloc'ed. */

@@ -17,6 +17,7 @@
 #include "ckpt.h"
 #include "data.h"
 #include "sample.h"
+#include "tune.h"
 #include "util.h"
 
 static volatile sig_atomic_t train_stop_signal;
@@ -284,6 +285,10 @@ static int train_setup(train_state *s, const train_opts *o) {
     return util_err("train split: %zu windows make no full batch of %d (lower train.batch_size or set drop_last = false)",
                     s->train_dl.n_windows, tr->batch_size);
 
+  /* the GEMM schedules of this host (tune.h), before the model is generated */
+  if (!o->no_tune && (!o->device || !strcmp(o->device, "cpu")) &&
+      tune_ensure(c, TUNE_AUTO_BUDGET, o->quiet ? NULL : stderr))
+    return -1;
   if (backend_open(c, o->device, &s->be)) return -1;
   backend *m = s->be;
   if (m->ops->alloc(m, BACKEND_TRAIN)) return -1;

@@ -22,6 +22,7 @@ typedef struct {
   int threads;
   int quiet;          /* no progress output (tests) */
   const char *device; /* "cpu" (NULL), "cuda" or "auto" */
+  int no_tune;        /* on the CPU, do not tune the GEMMs the host's schedule file lacks (tune.h) */
 } train_opts;
 
 int train_run(const train_opts *o);

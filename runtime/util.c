@@ -476,3 +476,31 @@ const char *util_cache_dir(void) {
   snprintf(path, sizeof path, "%s/.cache/gptc", home && *home ? home : "/tmp");
   return path;
 }
+
+/* Objects are built with -march=native, so one built on another CPU model (a
+ * cache directory shared between machines) may die of SIGILL, and a schedule
+ * tuned on one may be slow on another: the JIT's cache key and the tuned
+ * schedules' file name hash /proc/cpuinfo's first vendor, family, model,
+ * model name and flags lines; $GPTC_CPU_ID replaces them (tests, or a cache
+ * split by hand). */
+void util_cpu_id(util_sha256 *s) {
+  const char *env = getenv("GPTC_CPU_ID");
+  if (env && *env) {
+    util_sha256_update(s, env, strlen(env));
+    return;
+  }
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (!f) return;
+  static const char *const keys[] = {"vendor_id", "cpu family", "model\t", "model name", "flags"};
+  int seen[sizeof keys / sizeof *keys] = {0};
+  char line[8192];
+  while (fgets(line, sizeof line, f)) {
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+      if (!seen[k] && !strncmp(line, keys[k], strlen(keys[k]))) {
+        seen[k] = 1;
+        util_sha256_update(s, line, strlen(line));
+      }
+    if (line[0] == '\n') break; /* the first processor's block is enough */
+  }
+  fclose(f);
+}

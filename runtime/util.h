@@ -58,6 +58,8 @@ void util_sha256_init(util_sha256 *s);
 void util_sha256_update(util_sha256 *s, const void *p, size_t n);
 void util_sha256_final(util_sha256 *s, uint8_t out[32]);
 void util_sha256_hex(const void *p, size_t n, char out[65]);
+/* This CPU's identity (vendor, family, model, name, flags; or $GPTC_CPU_ID) into s. */
+void util_cpu_id(util_sha256 *s);
 /* 64-bit FNV-1a, for cheap non-cryptographic keys. */
 uint64_t util_fnv1a(const void *p, size_t n, uint64_t h);
 

@@ -28,10 +28,13 @@ static const gptc_adamw_args bench_adamw = {
  * {{(r.what:gsub("%*/", "* /"))}} */
 static void {{id}}_specialized(void *const *bufs, const int *dims) {
   (void)dims;
-  {{call(r.kernel, r)}}
+  {{call(r.spec_fn or r.kernel, r)}}
 }
 
 static void {{id}}_generic(void *const *bufs, const int *dims) {
+%   if #r.dims == 0 then
+  (void)dims;
+%   end
 %   for j, x in ipairs(r.dims) do
   gd.{{x.name}} = dims[{{j - 1}}];
 %   end

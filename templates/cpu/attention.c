@@ -11,13 +11,15 @@
 % local blocked = not k.generic and hd % NR == 0 and MR <= ATT_ROWS and TVEC % NR == 0
 /* ---- causal self-attention: qkv (B={{B}}, T={{T}}, 3C={{C3}}) -> out (B={{B}}, T={{T}}, C={{C}}),
  * H={{H}} heads of hd={{hd}}; weights softmax(q.k / sqrt({{hd}})) over t2 <= t{{k.store and ", kept in att (B, H, T, T) for the backward" or ""}}.
- * One task per (b, h) with its own slice of scratch (B, H, S={{S}}): K or V of the head
- * transposed (hd, Tp={{Tp}}, zero padded), blocks of weights, edge tiles and dropout words.
+ * Each (b, h) has its slice of scratch (B, H, S={{S}}): K or V of the head transposed
+ * (hd, Tp={{Tp}}, zero padded), then (row path) blocks of weights, edge tiles and dropout words.
 % if blocked then
  * Blocks of {{MR}} query rows: the scores (MR, keys) = q rows . K^T and the output
  * (MR, hd) = weights . V rows run on the GEMM micro-kernel; softmax and dropout go row
- * by row in between.
+ * by row in between. One task per (b, h, block): B x H x T / {{MR}} tasks, so many cores
+ * have work; a task's block buffers are its thread's.
 % else
+ * One task per (b, h).
  * Row by row ({{hd}} is no multiple of the {{NR}}-wide GEMM panels): a row's scores are
  * {{VL}}-wide vectors of q . K^T, its output a weighted sum of V rows in registers.
 % end
@@ -141,22 +143,32 @@ GPTC_INLINE void {{k.fn}}_weights(real *restrict row, real *restrict pw, real *a
 % end
 }
 
+/* A task's block buffers, one set per thread: ({{MR}}, Tp) scores then weights, ({{MR}}, Tp)
+ * weights after dropout, ({{MR}}, hd) edge rows of q (or dout) and of the output, and
+ * one row of dropout words (Tp + 128) */
+static _Thread_local real {{k.fn}}_blk[{{2 * ATT_ROWS * Tp + 2 * ATT_ROWS * hd + Tp + 128}}] __attribute__((aligned(64)));
+
 KERNEL void {{k.fn}}_forward(real *out, real *att, const real *qkv, real *scratch, gptc_rng rng, uint32_t site) {
 % if not k.store then
   (void)att;
 % end
+  /* K of every head transposed first; then one task per (b, h, block of {{MR}} queries),
+   * {{B * H * ((T + MR - 1) // MR)}} in all so every core has work, the longest (last) blocks first */
 #pragma omp parallel for schedule(static)
-  for (int bh = 0; bh < {{B * H}}; bh++) {
+  for (int bh = 0; bh < {{B * H}}; bh++)
+    {{k.fn}}_transpose(scratch + (size_t)bh * {{S}}, qkv + (size_t)(bh / {{H}}) * {{T * C3}} + bh % {{H}} * {{hd}} + {{C}});
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int task = 0; task < {{B * H * ((T + MR - 1) // MR)}}; task++) {
+    const int bh = task % {{B * H}}, t0 = ({{(T + MR - 1) // MR - 1}} - task / {{B * H}}) * {{MR}};
     const int b = bh / {{H}}, h = bh % {{H}};
     const real *base = qkv + (size_t)b * {{T * C3}} + h * {{hd}};
-    real *kt = scratch + (size_t)bh * {{S}};              /* (hd, Tp), rows {{TS}} apart */
-    real *sb = kt + {{hd * TS}};                          /* ({{MR}}, Tp) scores, then weights */
+    const real *kt = scratch + (size_t)bh * {{S}};        /* (hd, Tp), rows {{TS}} apart */
+    real *sb = {{k.fn}}_blk;                              /* ({{MR}}, Tp) scores, then weights */
     real *pw = sb + {{ATT_ROWS * Tp}};                    /* ({{MR}}, Tp) weights after dropout */
     real *qb = pw + {{ATT_ROWS * Tp}};                    /* ({{MR}}, hd) edge rows of q */
     real *ob = qb + {{ATT_ROWS * hd}};                    /* ({{MR}}, hd) edge rows of the output */
     uint32_t *bits = (uint32_t *)(ob + {{ATT_ROWS * hd}});  /* (Tp + 128) */
-    {{k.fn}}_transpose(kt, base + {{C}});
-    for (int t0 = 0; t0 < {{T}}; t0 += {{MR}}) {
+    {
       const int r = {{T}} - t0 < {{MR}} ? {{T}} - t0 : {{MR}}, kc = t0 + r;
       const real *qa = base + (size_t)t0 * {{C3}};
       int lda = {{C3}};
@@ -167,7 +179,7 @@ KERNEL void {{k.fn}}_forward(real *out, real *att, const real *qkv, real *scratc
         lda = {{hd}};
       }
       for (int cb = 0; cb < kc; cb += {{NR}})
-        micro_kernel_rows({{hd}}, qa, lda, kt + cb, {{TS}}, sb + cb, {{Tp}}, 0, NULL);
+        {{mk.rows}}({{hd}}, qa, lda, kt + cb, {{TS}}, sb + cb, {{Tp}}, 0, NULL);
       for (int i = 0; i < r; i++) {
         const int t = t0 + i;
         {{k.fn}}_weights(sb + i * {{Tp}}, pw + i * {{Tp}}, {{k.store and ("att + ((size_t)bh * " .. T .. " + t) * " .. T) or "NULL"}}, t, kc,
@@ -177,9 +189,9 @@ KERNEL void {{k.fn}}_forward(real *out, real *att, const real *qkv, real *scratc
       real *o = out + ((size_t)b * {{T}} + t0) * {{C}} + h * {{hd}};
       for (int cb = 0; cb < {{hd}}; cb += {{NR}}) {
         if (r == {{MR}})
-          micro_kernel_rows(kc, wa, {{Tp}}, base + {{2 * C}} + cb, {{C3}}, o + cb, {{C}}, 0, NULL);
+          {{mk.rows}}(kc, wa, {{Tp}}, base + {{2 * C}} + cb, {{C3}}, o + cb, {{C}}, 0, NULL);
         else
-          micro_kernel_rows(kc, wa, {{Tp}}, base + {{2 * C}} + cb, {{C3}}, ob + cb, {{hd}}, 0, NULL);
+          {{mk.rows}}(kc, wa, {{Tp}}, base + {{2 * C}} + cb, {{C3}}, ob + cb, {{hd}}, 0, NULL);
       }
       if (r < {{MR}})
         for (int i = 0; i < r; i++) memcpy(o + (size_t)i * {{C}}, ob + i * {{hd}}, {{hd}} * sizeof(real));
@@ -257,12 +269,14 @@ GPTC_INLINE void {{k.fn}}_row_backward(real *restrict dst, real *restrict wdt, r
 % end
 % if k.backward and blocked then
 
-/* dqkv (B, T, 3C) = the gradients of q, k and v from dout (B, T, C). Each (b, h) task
- * owns its slice of dqkv. Pass 1 walks blocks of {{MR}} queries: the weight gradients
- * (dout rows . V^T on the micro-kernel), then row by row dropout and the softmax
- * backward into ds (T, Tp), the weights after dropout into wd (T, Tp), then dq = ds . K.
- * Pass 2 walks blocks of keys: dk = ds^T . q and dv = wd^T . dout, every sum in order.
- * grad scratch (B, H, S={{k.S2}}). */
+/* dqkv (B, T, 3C) = the gradients of q, k and v from dout (B, T, C), in three parallel
+ * passes, each of whose tasks owns the rows it writes. V of every head is transposed first.
+ * Pass 1, one task per (b, h, block of {{MR}} queries): the weight gradients (dout rows .
+ * V^T on the micro-kernel), then row by row dropout and the softmax backward into ds
+ * (T, Tp), the weights after dropout into wd (T, Tp), then dq = ds . K. Pass 2, one task
+ * per (b, h, block of {{MR}} keys): dk = ds^T . q and dv = wd^T . dout, every sum in order.
+ * grad scratch (B, H, S={{k.S2}}): the transpose, ds and wd of each head; block buffers
+ * per thread ({{k.fn}}_blk). */
 KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, const real *att, real *scratch,
                               gptc_rng rng, uint32_t site) {
 %   if p == 0 then
@@ -270,22 +284,26 @@ KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, con
   (void)site;
 %   end
 #pragma omp parallel for schedule(static)
-  for (int bh = 0; bh < {{B * H}}; bh++) {
+  for (int bh = 0; bh < {{B * H}}; bh++)
+    {{k.fn}}_transpose(scratch + (size_t)bh * {{k.S2}}, qkv + (size_t)(bh / {{H}}) * {{T * C3}} + bh % {{H}} * {{hd}} + {{2 * C}});
+  /* pass 1: the longest (last) query blocks first */
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int task = 0; task < {{B * H * ((T + MR - 1) // MR)}}; task++) {
+    const int bh = task % {{B * H}}, t0 = ({{(T + MR - 1) // MR - 1}} - task / {{B * H}}) * {{MR}};
     const int b = bh / {{H}}, h = bh % {{H}};
     const real *base = qkv + (size_t)b * {{T * C3}} + h * {{hd}};
     const real *dyb = dout + (size_t)b * {{T * C}} + h * {{hd}};
     real *dbase = dqkv + (size_t)b * {{T * C3}} + h * {{hd}};
-    real *vt = scratch + (size_t)bh * {{k.S2}};            /* (hd, Tp), rows {{TS}} apart */
-    real *ds = vt + {{hd * TS}};                           /* (T, Tp) */
+    const real *vt = scratch + (size_t)bh * {{k.S2}};      /* (hd, Tp), rows {{TS}} apart */
+    real *ds = scratch + (size_t)bh * {{k.S2}} + {{hd * TS}}; /* (T, Tp) */
     real *wd = ds + {{T * Tp}};                            /* (T, Tp) weights after dropout */
-    real *dwb = wd + {{T * Tp}};                           /* ({{MR}}, Tp) */
-    real *qb = dwb + {{ATT_ROWS * Tp}};                    /* ({{MR}}, hd) edge rows of dout */
+    real *dwb = {{k.fn}}_blk;                              /* ({{MR}}, Tp) */
+    real *qb = dwb + {{2 * ATT_ROWS * Tp}};                /* ({{MR}}, hd) edge rows of dout */
     real *ob = qb + {{ATT_ROWS * hd}};                     /* ({{MR}}, hd) edge rows of a result */
 %   if p > 0 then
     uint32_t *bits = (uint32_t *)(ob + {{ATT_ROWS * hd}}); /* (Tp + 128) */
 %   end
-    {{k.fn}}_transpose(vt, base + {{2 * C}});
-    for (int t0 = 0; t0 < {{T}}; t0 += {{MR}}) {
+    {
       const int r = {{T}} - t0 < {{MR}} ? {{T}} - t0 : {{MR}}, kc = t0 + r;
       const real *ya = dyb + (size_t)t0 * {{C}};
       int lda = {{C}};
@@ -297,7 +315,7 @@ KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, con
       }
       /* dwb = dout rows . V^T: the gradient of the weights after dropout */
       for (int cb = 0; cb < kc; cb += {{NR}})
-        micro_kernel_rows({{hd}}, ya, lda, vt + cb, {{TS}}, dwb + cb, {{Tp}}, 0, NULL);
+        {{mk.rows}}({{hd}}, ya, lda, vt + cb, {{TS}}, dwb + cb, {{Tp}}, 0, NULL);
       for (int i = 0; i < r; i++) {
         const int t = t0 + i;
         {{k.fn}}_row_backward(ds + (size_t)t * {{Tp}}, wd + (size_t)t * {{Tp}}, dwb + i * {{Tp}},
@@ -307,29 +325,39 @@ KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, con
       real *dq = dbase + (size_t)t0 * {{C3}};
       for (int cb = 0; cb < {{hd}}; cb += {{NR}}) {
         if (r == {{MR}})
-          micro_kernel_rows(kc, ds + (size_t)t0 * {{Tp}}, {{Tp}}, base + {{C}} + cb, {{C3}}, dq + cb, {{C3}}, 0, NULL);
+          {{mk.rows}}(kc, ds + (size_t)t0 * {{Tp}}, {{Tp}}, base + {{C}} + cb, {{C3}}, dq + cb, {{C3}}, 0, NULL);
         else
-          micro_kernel_rows(kc, ds + (size_t)t0 * {{Tp}}, {{Tp}}, base + {{C}} + cb, {{C3}}, ob + cb, {{hd}}, 0, NULL);
+          {{mk.rows}}(kc, ds + (size_t)t0 * {{Tp}}, {{Tp}}, base + {{C}} + cb, {{C3}}, ob + cb, {{hd}}, 0, NULL);
       }
       if (r < {{MR}})
         for (int i = 0; i < r; i++) memcpy(dq + (size_t)i * {{C3}}, ob + i * {{hd}}, {{hd}} * sizeof(real));
     }
-    /* dk rows k0.. = sum over t >= k0 of ds[t][key] q[t]; dv likewise with wd and dout */
-    for (int k0 = 0; k0 < {{T}}; k0 += {{MR}}) {
-      const int r = {{T}} - k0 < {{MR}} ? {{T}} - k0 : {{MR}}, kc = {{T}} - k0;
-      real *dk = dbase + (size_t)k0 * {{C3}} + {{C}}, *dv = dk + {{C}};
-      for (int cb = 0; cb < {{hd}}; cb += {{NR}}) {
-        const real *qrows = base + (size_t)k0 * {{C3}} + cb, *yrows = dyb + (size_t)k0 * {{C}} + cb;
-        const real *da = ds + (size_t)k0 * {{Tp}} + k0, *wa = wd + (size_t)k0 * {{Tp}} + k0;
-        if (r == {{MR}}) {
-          micro_kernel_cols(kc, da, {{Tp}}, qrows, {{C3}}, dk + cb, {{C3}}, 0, NULL);
-          micro_kernel_cols(kc, wa, {{Tp}}, yrows, {{C}}, dv + cb, {{C3}}, 0, NULL);
-        } else {
-          micro_kernel_cols(kc, da, {{Tp}}, qrows, {{C3}}, ob + cb, {{hd}}, 0, NULL);
-          for (int i = 0; i < r; i++) memcpy(dk + (size_t)i * {{C3}} + cb, ob + i * {{hd}} + cb, {{NR}} * sizeof(real));
-          micro_kernel_cols(kc, wa, {{Tp}}, yrows, {{C}}, ob + cb, {{hd}}, 0, NULL);
-          for (int i = 0; i < r; i++) memcpy(dv + (size_t)i * {{C3}} + cb, ob + i * {{hd}} + cb, {{NR}} * sizeof(real));
-        }
+  }
+  /* pass 2: dk rows k0.. = sum over t >= k0 of ds[t][key] q[t]; dv likewise with wd and
+   * dout; the longest (first) key blocks first */
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int task = 0; task < {{B * H * ((T + MR - 1) // MR)}}; task++) {
+    const int bh = task % {{B * H}}, k0 = task / {{B * H}} * {{MR}};
+    const int b = bh / {{H}}, h = bh % {{H}};
+    const real *base = qkv + (size_t)b * {{T * C3}} + h * {{hd}};
+    const real *dyb = dout + (size_t)b * {{T * C}} + h * {{hd}};
+    real *dbase = dqkv + (size_t)b * {{T * C3}} + h * {{hd}};
+    const real *ds = scratch + (size_t)bh * {{k.S2}} + {{hd * TS}}; /* (T, Tp) */
+    const real *wd = ds + {{T * Tp}};                                /* (T, Tp) */
+    real *ob = {{k.fn}}_blk + {{2 * ATT_ROWS * Tp + ATT_ROWS * hd}};  /* ({{MR}}, hd) */
+    const int r = {{T}} - k0 < {{MR}} ? {{T}} - k0 : {{MR}}, kc = {{T}} - k0;
+    real *dk = dbase + (size_t)k0 * {{C3}} + {{C}}, *dv = dk + {{C}};
+    for (int cb = 0; cb < {{hd}}; cb += {{NR}}) {
+      const real *qrows = base + (size_t)k0 * {{C3}} + cb, *yrows = dyb + (size_t)k0 * {{C}} + cb;
+      const real *da = ds + (size_t)k0 * {{Tp}} + k0, *wa = wd + (size_t)k0 * {{Tp}} + k0;
+      if (r == {{MR}}) {
+        {{mk.cols}}(kc, da, {{Tp}}, qrows, {{C3}}, dk + cb, {{C3}}, 0, NULL);
+        {{mk.cols}}(kc, wa, {{Tp}}, yrows, {{C}}, dv + cb, {{C3}}, 0, NULL);
+      } else {
+        {{mk.cols}}(kc, da, {{Tp}}, qrows, {{C3}}, ob + cb, {{hd}}, 0, NULL);
+        for (int i = 0; i < r; i++) memcpy(dk + (size_t)i * {{C3}} + cb, ob + i * {{hd}} + cb, {{NR}} * sizeof(real));
+        {{mk.cols}}(kc, wa, {{Tp}}, yrows, {{C}}, ob + cb, {{hd}}, 0, NULL);
+        for (int i = 0; i < r; i++) memcpy(dv + (size_t)i * {{C3}} + cb, ob + i * {{hd}} + cb, {{NR}} * sizeof(real));
       }
     }
   }

@@ -1,6 +1,12 @@
 % local LINE = 64 // RSIZE
+% local MR, NR, NV = k.MR or MR, k.NR or NR, k.NV or NV
+% local mk = k.micro or mk
 /* C ({{k.M}}, {{k.N}}) {{k.mode == "acc" and "+=" or "="}} {{k.ta and "A^T" or "A"}} . {{k.tb and "B^T" or "B"}}{{k.mode == "bias" and " + bias" or ""}} with K={{k.K}}: {{k.desc}}
- * A {{k.ta and "(K, M)" or "(M, K)"}} row stride {{k.lda}}, B {{k.tb and "(N, K)" or "(K, N)"}} row stride {{k.ldb}}; tiles {{k.MC}}x{{k.NC}}, K blocks of {{k.KC}} */
+ * A {{k.ta and "(K, M)" or "(M, K)"}} row stride {{k.lda}}, B {{k.tb and "(N, K)" or "(K, N)"}} row stride {{k.ldb}}; tiles {{k.MC}}x{{k.NC}}, K blocks of {{k.KC}}
+% if k.schedule then
+ * schedule ({{k.schedule_source}}): {{k.schedule}}
+% end
+ */
 % if k.epi == "gelu" then
 /* epilogue: G = GELU(C) for each finished tile (G has C's shape) */
 KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restrict B, const real *restrict bias,
@@ -153,20 +159,21 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
           real *c = C + (size_t)(ic + p) * {{k.N}} + jc + q;
           const real *bb = {{k.mode == "bias" and "bias + jc + q" or "NULL"}};
 % if k.ta then
-#define GEMM_STRIP(dst, ldc, m) micro_kernel_cols(kc, pa + (size_t)p * kc, {{MR}}, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)
+#define GEMM_STRIP(dst, ldc, m) {{mk.cols}}(kc, pa + (size_t)p * kc, {{MR}}, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)
 % elseif k.pack_rows then
-#define GEMM_STRIP(dst, ldc, m) micro_kernel_rows(kc, pa + (size_t)p * lda, lda, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)
+#define GEMM_STRIP(dst, ldc, m) {{mk.rows}}(kc, pa + (size_t)p * lda, lda, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)
 % else
 #define GEMM_STRIP(dst, ldc, m)                                                                                    \
-  (mr < {{MR}} ? micro_kernel_rows(kc, pa, lda, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)                       \
-           : micro_kernel_rows(kc, A + (size_t)(ic + p) * {{k.lda}} + pc, {{k.lda}}, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb))
+  (mr < {{MR}} ? {{mk.rows}}(kc, pa, lda, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)                       \
+           : {{mk.rows}}(kc, A + (size_t)(ic + p) * {{k.lda}} + pc, {{k.lda}}, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb))
 % end
           if (mr == {{MR}} && nr == {{NR}}) {
             GEMM_STRIP(c, {{k.N}}, mode);
           } else {
             real t[{{MR * NR}}] __attribute__((aligned(64)));
-            GEMM_STRIP(t, {{NR}}, 0);
-            edge_store(c, {{k.N}}, t, mr, nr, mode, bb);
+            edge_init(t, {{MR}}, {{NR}}, c, {{k.N}}, mr, nr, mode, bb);
+            GEMM_STRIP(t, {{NR}}, 1);
+            edge_store(c, {{k.N}}, t, {{NR}}, mr, nr);
           }
 #undef GEMM_STRIP
         }

@@ -1,0 +1,210 @@
+-- schedule: how each GEMM instance is blocked on a host. The one place that
+-- knows the schedule's fields, their rules, today's heuristics and the
+-- variants `gptc tune` races (runtime/tune.c).
+--
+-- A GEMM problem p = { M, N, K, ta, tb, mode, epi } is C (M, N) (=, += or
+-- = bias +) op(A) (M, K) . op(B) (K, N). Its schedule s:
+--   mr, nv   register block: mr rows of C by nv vectors of columns (NR = nv x
+--            the host's lanes); mr x nv accumulators stay in registers
+--   mc, nc   a C tile, what one thread owns whole (best a multiple of mr and NR:
+--            a tile's last strip or panel is otherwise a zero-padded edge)
+--   kc       the K block: B is packed kc rows at a time
+--   pack     A (M, K) only: copy A's rows of a block with a padded stride (1)
+--            or read them in place (0); A^T is always packed into strips
+--   unroll   unroll of the micro-kernel's k loop (1 = as the compiler likes)
+-- Every schedule sums each element of C in the same order: its first value
+-- (0, the bias, or C itself for +=) and then a(i, k) b(k, j) for k = 0, 1, ..,
+-- K-1, one fused multiply-add each. No field changes that order, so every
+-- schedule gives the same bits (tests/test_gen.c checks it), whatever the
+-- host or the tuning.
+--
+-- Entry points:
+--   name(p)                  "gemm_MxNxK_<ta tb>_<mode>[_<epi>]", the instance's name
+--   host(env)                the host facts a schedule depends on
+--   default(p, host)         today's heuristics (and the tests' forced blocks)
+--   check(p, host, s)        s completed, clamped to the shape, or nil + why
+--   parse(str) / str(s)      "mr=6 nv=2 mc=192 nc=256 kc=384 pack=1 unroll=1"
+--   neighbours(p, host, s)   s and the variants one field away, for the tuner
+
+local M = {}
+
+local FIELDS = { "mr", "nv", "mc", "nc", "kc", "pack", "unroll" }
+local UNROLLS = { [1] = true, [2] = true, [4] = true, [8] = true }
+
+local function ceil_div(a, b) return (a + b - 1) // b end
+local function round_up(a, b) return ceil_div(a, b) * b end
+
+function M.name(p)
+  return string.format("gemm_%dx%dx%d_%s%s_%s%s", p.M, p.N, p.K, p.ta and "t" or "n", p.tb and "t" or "n", p.mode,
+    p.epi and ("_" .. p.epi) or "")
+end
+
+-- vec_bytes: the vector width; VL: floats (or doubles) a vector; threads:
+-- processors the tiles are cut for; regs: vector registers (32 with
+-- AVX-512, else 16); rsize: bytes of an element; mr/nv/blocks: forced
+-- by a test (opts.mr, opts.nv, opts.gemm_blocks)
+function M.host(env)
+  return { vec_bytes = env.vec_bytes, VL = env.VL, threads = env.threads, regs = env.vec_bytes >= 64 and 32 or 16,
+    rsize = env.RSIZE, mr = env.force_mr, nv = env.force_nv, blocks = env.gemm_blocks }
+end
+
+-- Rows of A read in place map to 64 / gcd(64, lda * size / 64) of the 64 L1
+-- sets; with fewer than MR sets the rows of a strip evict each other.
+local function crowded(p, h, mr)
+  local lines = p.K * h.rsize / 64
+  local g = 1
+  if lines == math.floor(lines) then
+    local a, b = 64, math.floor(lines)
+    while b ~= 0 do a, b = b, a % b end
+    g = a
+  end
+  return 64 // g < mr
+end
+
+-- C tiles up to 256 x 256, split until there are at least four a thread
+-- (the tiles are handed out one at a time, so the threads share the work
+-- evenly), larger side first. With B^T the packing transposes B once per
+-- row block, so those keep all rows (up to 1024) in one block, split the
+-- columns and settle for two tiles a thread.
+local function tiles(p, h, mr, nr)
+  local MC, NC = math.min(round_up(p.M, mr), 256), math.min(round_up(p.N, nr), 256)
+  local min_tiles = 4 * h.threads
+  if p.tb then
+    MC = math.min(round_up(p.M, mr), 1024)
+    min_tiles = 2 * h.threads
+  end
+  while ceil_div(p.M, MC) * ceil_div(p.N, NC) < min_tiles do
+    if not p.tb and MC >= NC and MC > 4 * mr then
+      MC = round_up(MC // 2, mr)
+    elseif NC > 2 * nr then
+      NC = round_up(NC // 2, nr)
+    elseif MC > 2 * mr then
+      MC = round_up(MC // 2, mr)
+    else
+      break
+    end
+  end
+  return MC, NC
+end
+
+-- The heuristic schedule with register block (mr, nv): K in blocks of at
+-- most 256, tiles as above, A's rows copied when they crowd the L1 sets.
+local function heuristic(p, h, mr, nv)
+  local s = { mr = mr, nv = nv, kc = ceil_div(p.K, ceil_div(p.K, 256)), unroll = 1 }
+  s.mc, s.nc = tiles(p, h, mr, nv * h.VL)
+  s.pack = (not p.ta and crowded(p, h, mr)) and 1 or 0
+  return s
+end
+
+function M.default(p, h)
+  local s = heuristic(p, h, h.mr or (h.vec_bytes >= 64 and 8 or 6), h.nv or 2)
+  -- tests force tiny blocks so small shapes take every multi-block path
+  local f = h.blocks
+  if f then
+    s.kc, s.mc, s.nc = f.KC, round_up(f.MC, s.mr), round_up(f.NC, s.nv * h.VL)
+    if f.pack_rows ~= nil and not p.ta then s.pack = f.pack_rows and 1 or 0 end
+  end
+  return assert(M.check(p, h, s))
+end
+
+-- s with missing fields from the default, clamped to the shape (mc and nc
+-- at most the rounded-up M and N, kc at most K), or nil and why it breaks a rule.
+function M.check(p, h, s)
+  local base
+  local out = {}
+  for _, f in ipairs(FIELDS) do
+    local v = s[f]
+    if v == nil then
+      base = base or heuristic(p, h, s.mr or h.mr or (h.vec_bytes >= 64 and 8 or 6), s.nv or h.nv or 2)
+      v = base[f]
+    end
+    if math.type(v) ~= "integer" then return nil, f .. " must be an integer" end
+    out[f] = v
+  end
+  if out.mr < 1 or out.mr > 16 then return nil, "mr must be 1 to 16" end
+  if out.nv < 1 or out.nv > 4 then return nil, "nv must be 1 to 4" end
+  if out.mr * out.nv + 2 > h.regs then
+    return nil, string.format("mr x nv (%d) must leave two of the host's %d vector registers", out.mr * out.nv, h.regs)
+  end
+  local nr = out.nv * h.VL
+  if out.mc < 1 or out.nc < 1 or out.kc < 1 then return nil, "mc, nc and kc must be positive" end
+  if out.pack ~= 0 and out.pack ~= 1 then return nil, "pack must be 0 or 1" end
+  if not UNROLLS[out.unroll] then return nil, "unroll must be 1, 2, 4 or 8" end
+  if p.ta then out.pack = 1 end
+  out.mc = math.min(out.mc, round_up(p.M, out.mr))
+  out.nc = math.min(out.nc, round_up(p.N, nr))
+  out.kc = math.min(out.kc, p.K)
+  return out
+end
+
+function M.str(s)
+  return string.format("mr=%d nv=%d mc=%d nc=%d kc=%d pack=%d unroll=%d", s.mr, s.nv, s.mc, s.nc, s.kc, s.pack, s.unroll)
+end
+
+-- "key=value ..." -> a table of integers, or nil and why.
+function M.parse(str)
+  local s, known = {}, {}
+  for _, f in ipairs(FIELDS) do known[f] = true end
+  for word in str:gmatch("%S+") do
+    local key, value = word:match("^(%a+)=(%d+)$")
+    if not key then return nil, string.format("'%s' is not field=number", word) end
+    if not known[key] then return nil, string.format("'%s' is not a schedule field (%s)", key, table.concat(FIELDS, ", ")) end
+    if s[key] then return nil, string.format("'%s' is given twice", key) end
+    s[key] = math.tointeger(tonumber(value))
+    if not s[key] then return nil, string.format("'%s' is too large", word) end
+  end
+  return s
+end
+
+-- The register blocks worth racing on a host: the accumulators fill most
+-- of the register file in different shapes (tall, square, wide).
+local function reg_blocks(h)
+  if h.regs >= 32 then return { { 8, 2 }, { 12, 2 }, { 14, 2 }, { 6, 4 }, { 8, 3 } } end
+  return { { 6, 2 }, { 4, 3 }, { 3, 4 }, { 5, 2 } }
+end
+
+-- s first, then the valid schedules one field away from it: another
+-- register block (with that block's heuristic tiles), K blocks, tiles twice
+-- or half as tall or wide, packing flipped, the k loop unrolled. Duplicates
+-- (after clamping) are dropped.
+function M.neighbours(p, h, s)
+  s = assert(M.check(p, h, s))
+  local list, seen = {}, {}
+  local function add(t)
+    local c = M.check(p, h, t)
+    if not c then return end
+    local key = M.str(c)
+    if seen[key] then return end
+    seen[key] = true
+    list[#list + 1] = c
+  end
+  local function with(fields)
+    local t = {}
+    for k, v in pairs(s) do t[k] = v end
+    for k, v in pairs(fields) do t[k] = v end
+    return t
+  end
+  add(s)
+  for _, rb in ipairs(reg_blocks(h)) do
+    if rb[1] ~= s.mr or rb[2] ~= s.nv then
+      local t = heuristic(p, h, rb[1], rb[2])
+      t.kc, t.unroll = s.kc, s.unroll
+      if not p.ta then t.pack = s.pack end
+      add(t)
+    end
+  end
+  for _, kc in ipairs({ 128, 256, 384, 512, 768, 1024 }) do
+    if kc ~= s.kc and kc <= p.K and kc >= s.kc // 2 and kc <= 2 * s.kc then add(with({ kc = kc })) end
+  end
+  if s.kc < p.K and p.K <= 1024 then add(with({ kc = p.K })) end
+  local nr = s.nv * h.VL
+  add(with({ mc = s.mc * 2 }))
+  add(with({ nc = s.nc * 2 }))
+  if s.mc >= 2 * s.mr then add(with({ mc = round_up(s.mc // 2, s.mr) })) end
+  if s.nc >= 2 * nr then add(with({ nc = round_up(s.nc // 2, nr) })) end
+  if not p.ta then add(with({ pack = 1 - s.pack })) end
+  add(with({ unroll = s.unroll == 1 and 4 or 1 }))
+  return list
+end
+
+return M

@@ -157,11 +157,13 @@ generic["loss.c"] = {
 
 -- The GEMM's k table as gemm_instance would build it, with run-time M, N, K
 -- and fixed blocks; A's rows are always copied (their stride is unknown).
-local function generic_gemm_k(env, fn, ta, tb, mode, epi, desc)
+-- bf16: the twin of a bf16 instance rounds as it does; the plain GEMM, the
+-- library's reference, does not (the library multiplies fp32).
+local function generic_gemm_k(env, fn, ta, tb, mode, epi, desc, bf16)
   local M_, N, K = dim("M"), dim("N"), dim("K")
   local k = {
     fn = fn, generic = true, M = M_, N = N, K = K, ta = ta, tb = tb, mode = mode, epi = epi, desc = desc,
-    lda = ta and M_ or K, ldb = tb and K or N, pack_rows = true, backward = false, bwd = {},
+    lda = ta and M_ or K, ldb = tb and K or N, pack_rows = true, backward = false, bwd = {}, bf16 = bf16,
     MC = round_up(GBLOCK, env.MR), NC = round_up(GBLOCK, env.NR), KC = GBLOCK,
   }
   k.MT, k.NT = (M_ + (k.MC - 1)) // k.MC, (N + (k.NC - 1)) // k.NC
@@ -170,7 +172,7 @@ end
 
 generic["gemm.c"] = {
   dims = { "M", "N", "K" },
-  k = function(k, env) return generic_gemm_k(env, "generic_" .. k.fn, k.ta, k.tb, k.mode, k.epi, k.desc) end,
+  k = function(k, env) return generic_gemm_k(env, "generic_" .. k.fn, k.ta, k.tb, k.mode, k.epi, k.desc, k.bf16) end,
 }
 
 -- The generic twin of instance k (from ks).
@@ -190,9 +192,9 @@ end
 -- marked the fusions) in ks; the names below follow emit's, and a name emit
 -- did not instantiate is an error rather than a silent divergence.
 
-local function gemm_name(M_, N, K, ta, tb, mode, epi)
-  return string.format("gemm_%dx%dx%d_%s%s_%s%s", M_, N, K, ta and "t" or "n", tb and "t" or "n", mode,
-    epi and ("_" .. epi) or "")
+-- ks.bf16: the instances' precision (emit.passes records it)
+local function gemm_name(ks, M_, N, K, ta, tb, mode, epi)
+  return schedule.name({ M = M_, N = N, K = K, ta = ta, tb = tb, mode = mode, epi = epi, bf16 = ks.bf16 })
 end
 
 -- The record of one GEMM call (C, A, B, bias, then the epilogue's buffer).
@@ -270,7 +272,7 @@ local function forward_recs(S, ks, op, in_layer)
     } }
   elseif op.kind == "matmul" then
     local r = op.residual
-    local e = inst(gemm_name(op.M, op.N, op.K, false, op.wt, op.bias and "bias" or "set",
+    local e = inst(gemm_name(ks, op.M, op.N, op.K, false, op.wt, op.bias and "bias" or "set",
       op.gelu_out and "gelu" or r and "residual"))
     local site = { name = site_of(op, in_layer), dropout = r and shapes.site(r, 0) }
     local prod = string.format("%s %s . W%s %s%s", op.inp.buf, shape2(op.M, op.K), op.wt and "^T" or "",
@@ -351,8 +353,8 @@ local function backward_recs(S, ks, op, in_layer)
     local dx, dw
     if op.wt then
       -- W (N, K): dx (M, K) = dy (M, N) . W; dW (N, K) += dy^T . x
-      dx = inst(gemm_name(M_, K, N, false, false, "set"))
-      dw = inst(gemm_name(N, K, M_, true, false, "acc"))
+      dx = inst(gemm_name(ks, M_, K, N, false, false, "set"))
+      dw = inst(gemm_name(ks, N, K, M_, true, false, "acc"))
       return {
         gemm_rec(dx, site, string.format("input gradient: %s %s = d%s %s . W %s", op.inp.grad, shape2(M_, K),
           op.out.buf, shape2(M_, N), shape2(N, K))),
@@ -362,8 +364,8 @@ local function backward_recs(S, ks, op, in_layer)
     end
     -- W (K, N): dx (M, K) = dy (M, N) . W^T; dW (K, N) += x^T . dy
     local g = op.gelu_grad_of
-    dx = inst(gemm_name(M_, K, N, false, true, "set", g and "gelu_grad"))
-    dw = inst(gemm_name(K, N, M_, true, false, "acc", op.bias and "colsum"))
+    dx = inst(gemm_name(ks, M_, K, N, false, true, "set", g and "gelu_grad"))
+    dw = inst(gemm_name(ks, K, N, M_, true, false, "acc", op.bias and "colsum"))
     return {
       gemm_rec(dx, site, string.format("input gradient: %s %s = %s %s . W^T %s%s", op.inp.grad, shape2(M_, K),
         op.out.grad, shape2(M_, N), shape2(K, N), g and string.format("; times GELU'(%s) fused", g.buf) or "")),
@@ -514,7 +516,7 @@ local function prepare(cfg, opts)
   for key, v in pairs(opts) do o[key] = v end
   o.export_kernels = nil -- the source exports only gptc_bench_get
   local S = shapes.derive(cfg)
-  local env = E.base_env(S, o)
+  local env = E.base_env(S, o, cfg)
   local ks = E.new_kernels()
   E.passes(S, env, ks)
   env.CHUNK = E.CHUNK

@@ -23,7 +23,7 @@ M.fields = {
   { "drop_rate", "num", 0.1, "dropout on embeddings, attention weights and residual branches; 0 <= p < 1" },
   { "qkv_bias", "bool", false, "bias on the fused QKV projection" },
   { "tie_embeddings", "bool", true, "LM head shares the token embedding matrix (as GPT-2)" },
-  { "precision", "enum", "fp32", "fp32 | bf16 (bf16 applies to the CUDA backend)", values = { "fp32", "bf16" } },
+  { "precision", "enum", "fp32", "fp32 | bf16 (matmul operands rounded to bfloat16, fp32 accumulation, fp32 master weights)", values = { "fp32", "bf16" } },
 }
 
 M.train_fields = {

@@ -47,7 +47,9 @@ local function round_up(a, b) return ceil_div(a, b) * b end
 local function host_vec_bytes(opts) return opts.vec_bytes or 64 end
 local function host_threads(opts) return math.max(math.tointeger(opts.threads) or 2, 1) end
 
-local function base_env(S, opts)
+-- cfg (optional): its precision; "bf16" rounds the GEMMs' operands to bf16
+-- as they are packed (the inference step stays fp32)
+local function base_env(S, opts, cfg)
   local real = opts.real or "float"
   if real ~= "float" and real ~= "double" then error("emit: opts.real must be float or double", 0) end
   local vec_bytes = host_vec_bytes(opts)
@@ -61,6 +63,7 @@ local function base_env(S, opts)
     MR = opts.mr or (vec_bytes >= 64 and 8 or 6), NV = opts.nv or 2, RSIZE = size, APAD = 16,
     vec_bytes = vec_bytes, force_mr = opts.mr, force_nv = opts.nv,
     schedules = opts.schedules, schedule_all = opts.schedule_all,
+    bf16 = cfg ~= nil and cfg.precision == "bf16",
     ATT_ROWS = shapes.ATT_ROWS, TVEC = shapes.VEC,
     c_string = function(str) return (str:gsub('[\\"]', '\\%0'):gsub("[%c\128-\255]", function(c)
       return string.format("\\%03o", c:byte())
@@ -147,7 +150,7 @@ end
 -- One GEMM instance: C (M, N) = op(A) . op(B) with the schedule above. The
 -- name encodes the shape (and `suffix`, for the tuner's candidates).
 local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi, sched, suffix)
-  local p = { M = M_, N = N, K = K, ta = ta, tb = tb, mode = mode, epi = epi }
+  local p = { M = M_, N = N, K = K, ta = ta, tb = tb, mode = mode, epi = epi, bf16 = env.bf16 }
   local fn = schedule.name(p) .. (suffix or "")
   if ks.by[fn] then return fn end
   local s, source = gemm_schedule(env, p, sched)
@@ -157,7 +160,7 @@ local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi, sched, 
     fn = fn, M = M_, N = N, K = K, ta = ta, tb = tb, mode = mode, desc = desc, epi = epi,
     lda = ta and M_ or K, ldb = tb and K or N,
     MR = MR, NV = s.nv, NR = NR, micro = m, MC = s.mc, NC = s.nc, KC = s.kc, pack_rows = not ta and s.pack == 1,
-    unroll = s.unroll, schedule = schedule.str(s), schedule_source = source,
+    unroll = s.unroll, schedule = schedule.str(s), schedule_source = source, bf16 = env.bf16,
   }
   k.MT, k.NT = ceil_div(M_, k.MC), ceil_div(N, k.NC)
   -- packed A: the A^T strips of a block, the rows of a block (stride KC +
@@ -423,6 +426,7 @@ local function passes(S, env, ks)
   local res = {}
   -- the host's default micro-kernel, which attention also runs on
   env.mk = micro(ks, env, env.MR, env.NV, 1)
+  ks.bf16 = env.bf16
   for _, mode in ipairs({ "train", "eval" }) do
     local prog = mode == "train" and S.train or S.eval
     mark_fusions(prog.layer)
@@ -500,7 +504,7 @@ end
 function M.body(cfg, opts)
   opts = opts or {}
   local S = shapes.derive(cfg)
-  local env = base_env(S, opts)
+  local env = base_env(S, opts, cfg)
   local ks = new_kernels()
   local pass = passes(S, env, ks)
   env.CHUNK = CHUNK
@@ -529,9 +533,9 @@ end
 
 -- The header's list of GEMM schedules: each instance, its schedule and
 -- where the schedule came from.
-local function schedule_lines(S, opts)
+local function schedule_lines(S, opts, cfg)
   if (opts.real or "float") ~= "float" then return "" end
-  local env = base_env(S, opts)
+  local env = base_env(S, opts, cfg)
   local ks = new_kernels()
   passes(S, env, ks)
   local o, w = {}, 0
@@ -563,7 +567,7 @@ function M.header(cfg, hash, opts)
 #define GPTC_SOURCE_HASH "%s"
 ]], name, gptc.version, d.V, d.C, d.H, d.hd, d.L, d.ctx, tostring(cfg.qkv_bias), tostring(cfg.tie_embeddings),
     d.p, d.B, d.T, d.eval_B, d.eval_T, S.n_params_real, opts.real or "float", host_vec_bytes(opts),
-    host_threads(opts), schedule_lines(S, opts), hash, hash)
+    host_threads(opts), schedule_lines(S, opts, cfg), hash, hash)
 end
 
 -- ---- readable summary ------------------------------------------------------------

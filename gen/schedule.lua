@@ -2,8 +2,9 @@
 -- knows the schedule's fields, their rules, today's heuristics and the
 -- variants `gptc tune` races (runtime/tune.c).
 --
--- A GEMM problem p = { M, N, K, ta, tb, mode, epi } is C (M, N) (=, += or
--- = bias +) op(A) (M, K) . op(B) (K, N). Its schedule s:
+-- A GEMM problem p = { M, N, K, ta, tb, mode, epi, bf16 } is C (M, N) (=, +=
+-- or = bias +) op(A) (M, K) . op(B) (K, N), with bf16 its operands rounded to
+-- bfloat16. Its schedule s:
 --   mr, nv   register block: mr rows of C by nv vectors of columns (NR = nv x
 --            the host's lanes); mr x nv accumulators stay in registers
 --   mc, nc   a C tile, what one thread owns whole (best a multiple of mr and NR:
@@ -35,8 +36,8 @@ local function ceil_div(a, b) return (a + b - 1) // b end
 local function round_up(a, b) return ceil_div(a, b) * b end
 
 function M.name(p)
-  return string.format("gemm_%dx%dx%d_%s%s_%s%s", p.M, p.N, p.K, p.ta and "t" or "n", p.tb and "t" or "n", p.mode,
-    p.epi and ("_" .. p.epi) or "")
+  return string.format("gemm_%dx%dx%d_%s%s_%s%s%s", p.M, p.N, p.K, p.ta and "t" or "n", p.tb and "t" or "n", p.mode,
+    p.epi and ("_" .. p.epi) or "", p.bf16 and "_bf16" or "")
 end
 
 -- vec_bytes: the vector width; VL: floats (or doubles) a vector; threads:
@@ -130,7 +131,8 @@ function M.check(p, h, s)
   if out.mc < 1 or out.nc < 1 or out.kc < 1 then return nil, "mc, nc and kc must be positive" end
   if out.pack ~= 0 and out.pack ~= 1 then return nil, "pack must be 0 or 1" end
   if not UNROLLS[out.unroll] then return nil, "unroll must be 1, 2, 4 or 8" end
-  if p.ta then out.pack = 1 end
+  -- A^T is always packed into strips; with bf16 A's rows too (the copy rounds them)
+  if p.ta or p.bf16 then out.pack = 1 end
   out.mc = math.min(out.mc, round_up(p.M, out.mr))
   out.nc = math.min(out.nc, round_up(p.N, nr))
   out.kc = math.min(out.kc, p.K)

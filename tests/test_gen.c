@@ -558,6 +558,7 @@ END_TEST
 typedef struct {
   int vec_bytes, threads;
   const char *schedule_all; /* one GEMM schedule forced on every instance, or NULL */
+  int export_kernels;       /* every kernel an exported symbol */
 } host_opts;
 
 static void host_fill(lua_State *L, const void *arg) {
@@ -573,6 +574,10 @@ static void host_fill(lua_State *L, const void *arg) {
   if (h->schedule_all) {
     lua_pushstring(L, h->schedule_all);
     lua_setfield(L, -2, "schedule_all");
+  }
+  if (h->export_kernels) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "export_kernels");
   }
 }
 
@@ -597,7 +602,7 @@ START_TEST(processor_count_independence) {
   cfg_t c;
   load_cfg(MID, &c);
   size_t len;
-  char *src = render_for(&c, (host_opts){gen_vec_bytes(), 16, NULL}, &len);
+  char *src = render_for(&c, (host_opts){gen_vec_bytes(), 16, NULL, 0}, &len);
   ck_assert_msg(strstr(src, "and 16 processors"), "the header names the processor count");
   char *here;
   size_t here_len;
@@ -644,7 +649,7 @@ START_TEST(schedule_independence) {
   const gptc_model *m = a.mod.model;
   for (size_t f = 0; f < sizeof forced / sizeof *forced; f++) {
     size_t len;
-    char *src = render_for(&c, (host_opts){gen_vec_bytes(), 0, forced[f]}, &len);
+    char *src = render_for(&c, (host_opts){gen_vec_bytes(), 0, forced[f], 0}, &len);
     ck_assert_msg(strstr(src, "(forced)"), "the header names the forced schedules");
     char want[64];
     snprintf(want, sizeof want, "mr=%c nv=%c", forced[f][3], forced[f][8]);
@@ -668,6 +673,115 @@ START_TEST(schedule_independence) {
 }
 END_TEST
 
+/* bf16_round's reference: round to nearest even bfloat16 (no NaN here) */
+static float ref_bf16(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  memcpy(&x, &u, 4);
+  return x;
+}
+
+/* The GEMM's summation order, from its definition (gen/schedule.lua): each
+ * element of C is its start (0, the bias, or C for +=) plus a(i,k) b(k,j) for
+ * k = 0 .. K-1, one fused multiply-add each, the operands rounded to bf16 in a
+ * bf16 model. Each plain GEMM instance of MID (fp32 and bf16, under a
+ * forced schedule with K blocks of 40) equals that loop bit for bit. */
+START_TEST(gemm_sum_order) {
+  ck_assert_msg(__builtin_cpu_supports("fma"), "this host has no FMA: the generated GEMMs contract a*b+c to it");
+  for (int bf = 0; bf < 2; bf++) {
+    char src_cfg[1024];
+    snprintf(src_cfg, sizeof src_cfg, "%.*s, precision = '%s' }", (int)(strrchr(MID, '}') - MID), MID,
+             bf ? "bf16" : "fp32");
+    cfg_t c;
+    load_cfg(src_cfg, &c);
+    size_t len;
+    char *src = render_for(&c, (host_opts){gen_vec_bytes(), 0, "mr=4 nv=2 kc=40", 1}, &len);
+    cpu_object obj;
+    ck_assert_msg(cpu_build(src, len, "cpu", accept_any, NULL, &obj) == 0, "%s", util_errmsg());
+    int checked = 0;
+    for (const char *p = src; (p = strstr(p, "KERNEL void gemm_")); p++) {
+      char name[128], ta, tb, mode[16];
+      int M, N, K;
+      if (sscanf(p, "KERNEL void %127[a-z0-9_](", name) != 1) continue;
+      if (sscanf(name, "gemm_%dx%dx%d_%c%c_%15[a-z0-9]", &M, &N, &K, &ta, &tb, mode) != 6) continue;
+      char want[160];
+      snprintf(want, sizeof want, "gemm_%dx%dx%d_%c%c_%s%s", M, N, K, ta, tb, mode, bf ? "_bf16" : "");
+      if (strcmp(name, want)) continue; /* fused epilogues: other tests */
+      void (*fn)(float *, const float *, const float *, const float *) =
+          (void (*)(float *, const float *, const float *, const float *))(uintptr_t)dlsym(obj.handle, name);
+      ck_assert_msg(fn != NULL, "%s not exported", name);
+      float *A = malloc((size_t)M * K * 4), *B = malloc((size_t)K * N * 4), *C = malloc((size_t)M * N * 4);
+      float *R = malloc((size_t)M * N * 4), *bias = malloc((size_t)N * 4);
+      uint64_t x = 7;
+      float *all[] = {A, B, C, bias};
+      size_t sizes[] = {(size_t)M * K, (size_t)K * N, (size_t)M * N, (size_t)N};
+      for (int t = 0; t < 4; t++)
+        for (size_t i = 0; i < sizes[t]; i++) {
+          x = x * 6364136223846793005ull + 1442695040888963407ull;
+          all[t][i] = (float)((double)(x >> 40) / (double)(1ull << 24)) - 0.5f;
+        }
+      int acc = !strcmp(mode, "acc"), bias_mode = !strcmp(mode, "bias");
+      for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+          float r = acc ? C[(size_t)i * N + j] : bias_mode ? bias[j] : 0;
+          for (int k = 0; k < K; k++) {
+            float a = ta == 't' ? A[(size_t)k * M + i] : A[(size_t)i * K + k];
+            float b = tb == 't' ? B[(size_t)j * K + k] : B[(size_t)k * N + j];
+            r = bf ? fmaf(ref_bf16(a), ref_bf16(b), r) : fmaf(a, b, r);
+          }
+          R[(size_t)i * N + j] = r;
+        }
+      fn(C, A, B, bias);
+      for (size_t i = 0; i < (size_t)M * N; i++)
+        ck_assert_msg(memcmp(&C[i], &R[i], 4) == 0, "%s: C[%zu] = %.9g, the k-order sum %.9g", name, i, C[i], R[i]);
+      free(A), free(B), free(C), free(R), free(bias);
+      checked++;
+    }
+    ck_assert_msg(checked >= 3, "%d plain GEMM instances checked", checked);
+    free(src);
+    cpu_object_close(&obj);
+  }
+}
+END_TEST
+
+/* precision = "bf16" on the CPU: after 10 AdamW steps the loss is within 2e-2
+ * (relative) of fp32's, not equal to it (the rounding runs), and under another
+ * schedule the same bits (the rounding is per element, not per block). */
+START_TEST(bf16_training) {
+  float loss[3];
+  for (int v = 0; v < 3; v++) {
+    char src_cfg[1024];
+    snprintf(src_cfg, sizeof src_cfg, "%.*s, precision = '%s' }", (int)(strrchr(MID, '}') - MID), MID,
+             v ? "bf16" : "fp32");
+    cfg_t c;
+    load_cfg(src_cfg, &c);
+    size_t len;
+    char *src = render_for(&c, (host_opts){gen_vec_bytes(), 0, v == 2 ? "mr=3 nv=4 kc=7 unroll=2" : NULL, 0}, &len);
+    ck_assert_msg(!v == !strstr(src, "bf16_round("), "bf16 models round, fp32 ones do not");
+    cpu_object obj;
+    ck_assert_msg(cpu_build(src, len, "cpu", accept_any, NULL, &obj) == 0, "%s", util_errmsg());
+    free(src);
+    run_state s;
+    memset(&s, 0, sizeof s);
+    s.mod.handle = obj.handle;
+    s.mod.model = ((gptc_model_get_fn)(uintptr_t)dlsym(obj.handle, "gptc_model_get"))();
+    run_buffers(&s);
+    const gptc_model *m = s.mod.model;
+    float *mm = calloc(m->n_params, 4), *vv = calloc(m->n_params, 4);
+    for (int t = 1; t <= 10; t++) {
+      loss[v] = step(&s, (gptc_rng){7, (uint64_t)t, 1});
+      m->adamw(s.params, s.grads, mm, vv, (gptc_adamw_args){1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, t});
+    }
+    free(mm), free(vv);
+    run_free(&s);
+  }
+  ck_assert_msg(fabsf(loss[1] - loss[0]) <= 2e-2f * fabsf(loss[0]), "bf16 %.9g, fp32 %.9g", loss[1], loss[0]);
+  ck_assert_msg(loss[1] != loss[0], "bf16 gave fp32's loss bit for bit: nothing was rounded");
+  ck_assert_msg(memcmp(&loss[1], &loss[2], 4) == 0, "bf16 under another schedule: %.9g vs %.9g", loss[2], loss[1]);
+}
+END_TEST
+
 /* A schedule that breaks a rule is refused with the rule named. */
 START_TEST(schedule_rules) {
   cfg_t c;
@@ -683,7 +797,7 @@ START_TEST(schedule_rules) {
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     char *src, hash[65];
     size_t len;
-    host_opts h = {gen_vec_bytes(), 0, bad[i][0]};
+    host_opts h = {gen_vec_bytes(), 0, bad[i][0], 0};
     ck_assert_int_ne(gen_render(&c, "emit", host_fill, &h, &src, &len, hash), 0);
     ck_assert_msg(strstr(util_errmsg(), bad[i][1]), "'%s': %s", bad[i][0], util_errmsg());
   }
@@ -838,10 +952,10 @@ START_TEST(gemm_tiles_per_thread) {
     ck_assert_msg(cfg_load_file(tu_src(cfgs[i].path), &c) == 0, "%s", util_errmsg());
     if (cfgs[i].vocab) c.vocab_size = cfgs[i].vocab;
     size_t len;
-    char *unset = render_for(&c, (host_opts){64, 0, NULL}, &len), *two = render_for(&c, (host_opts){64, 2, NULL}, &len);
+    char *unset = render_for(&c, (host_opts){64, 0, NULL, 0}, &len), *two = render_for(&c, (host_opts){64, 2, NULL, 0}, &len);
     ck_assert_str_eq(unset, two);
     ck_assert_int_ge(check_tiles(two, 2), 10);
-    char *many = render_for(&c, (host_opts){64, 16, NULL}, &len);
+    char *many = render_for(&c, (host_opts){64, 16, NULL, 0}, &len);
     ck_assert_int_ge(check_tiles(many, 16), 10);
     ck_assert_str_ne(two, many);
     free(unset), free(two), free(many);
@@ -866,6 +980,8 @@ int main(void) {
   tcase_add_test(tc, processor_count_independence);
   tcase_add_test(tc, schedule_independence);
   tcase_add_test(tc, schedule_rules);
+  tcase_add_test(tc, gemm_sum_order);
+  tcase_add_test(tc, bf16_training);
   tcase_add_test(tc, adamw_matches_reference);
   tcase_add_test(tc, philox_known_answers);
   tcase_add_test(tc, dropout_mask_mapping);

@@ -149,11 +149,12 @@ START_TEST(verdict_memorises) {
 }
 END_TEST
 
-START_TEST(resume_is_exact) {
-  const char *cfgp = write_cfg("resume", "drop_rate = 0.1,", "grad_accum = 2,");
+/* 20 steps straight and 10 + 10 resumed give the same weights and log */
+static void check_resume(const char *name, const char *extra_top) {
+  const char *cfgp = write_cfg(name, extra_top, "grad_accum = 2,");
   char a[1024], b[1024], pa[1100], pb[1100];
-  snprintf(a, sizeof a, "%s/straight", tu_tmpdir());
-  snprintf(b, sizeof b, "%s/halves", tu_tmpdir());
+  snprintf(a, sizeof a, "%s/%s-straight", tu_tmpdir(), name);
+  snprintf(b, sizeof b, "%s/%s-halves", tu_tmpdir(), name);
   tu_run_result r;
   ck_assert_msg(tu_run(&r, NULL, "train --config '%s' --out '%s' --steps 20 --quiet", cfgp, a) == 0, "%s", r.err);
   tu_run_free(&r);
@@ -176,6 +177,26 @@ START_TEST(resume_is_exact) {
   ck_assert_str_eq(la, lb);
   free(la);
   free(lb);
+}
+
+START_TEST(resume_is_exact) { check_resume("resume", "drop_rate = 0.1,"); }
+END_TEST
+
+/* bf16 on the CPU: resume is exact; its checkpoints hold fp32 weights, so an
+ * fp32 run starts from one and eval reads one like any other. */
+START_TEST(bf16_resume_and_checkpoints) {
+  check_resume("resume-bf16", "drop_rate = 0.1, precision = 'bf16',");
+  const char *cfgp = write_cfg("from-bf16", "", "");
+  char ck[1100], out[1024];
+  snprintf(ck, sizeof ck, "%s/resume-bf16-straight/last.safetensors", tu_tmpdir());
+  snprintf(out, sizeof out, "%s/from-bf16", tu_tmpdir());
+  tu_run_result r;
+  ck_assert_msg(tu_run(&r, NULL, "train --config '%s' --out '%s' --init '%s' --steps 2 --quiet", cfgp, out, ck) == 0,
+                "%s", r.err);
+  tu_run_free(&r);
+  ck_assert_msg(tu_run(&r, NULL, "eval --ckpt '%s' --text '%s'", ck, tu_src("data/the-verdict.txt")) == 0, "%s", r.err);
+  ck_assert_msg(strstr(r.out, "loss"), "%s", r.out);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -464,6 +485,7 @@ int main(void) {
   tcase_add_test(tc, init_statistics);
   tcase_add_test(tc, verdict_memorises);
   tcase_add_test(tc, resume_is_exact);
+  tcase_add_test(tc, bf16_resume_and_checkpoints);
   tcase_add_test(tc, threads_do_not_change_numbers);
   tcase_add_test(tc, refuses_to_overwrite_and_bad_resume);
   tcase_add_test(tc, init_shape_mismatch);

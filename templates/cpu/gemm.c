@@ -1,6 +1,9 @@
 % local LINE = 64 // RSIZE
 % local MR, NR, NV = k.MR or MR, k.NR or NR, k.NV or NV
 % local mk = k.micro or mk
+% -- bf16: both operands rounded to bfloat16 as they are packed (A always packed)
+% local bf = k.bf16
+% local R, VR, COPY = bf and "bf16_round" or "", bf and "vbf16_round" or "", bf and "gemm_copy_bf16" or "gemm_copy"
 /* C ({{k.M}}, {{k.N}}) {{k.mode == "acc" and "+=" or "="}} {{k.ta and "A^T" or "A"}} . {{k.tb and "B^T" or "B"}}{{k.mode == "bias" and " + bias" or ""}} with K={{k.K}}: {{k.desc}}
  * A {{k.ta and "(K, M)" or "(M, K)"}} row stride {{k.lda}}, B {{k.tb and "(N, K)" or "(K, N)"}} row stride {{k.ldb}}; tiles {{k.MC}}x{{k.NC}}, K blocks of {{k.KC}}
 % if k.schedule then
@@ -83,9 +86,9 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
             real *d = bp + (size_t)k0 * {{NR}} + j;
             if (j < nr) {
               if (kn == {{LINE}}) {
-                for (int kk = 0; kk < {{LINE}}; kk++) d[kk * {{NR}}] = s[kk];
+                for (int kk = 0; kk < {{LINE}}; kk++) d[kk * {{NR}}] = {{R}}(s[kk]);
               } else {
-                for (int kk = 0; kk < kn; kk++) d[kk * {{NR}}] = s[kk];
+                for (int kk = 0; kk < kn; kk++) d[kk * {{NR}}] = {{R}}(s[kk]);
               }
             } else {
               for (int kk = 0; kk < kn; kk++) d[kk * {{NR}}] = 0;
@@ -105,10 +108,10 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
           real *bp = pb + (size_t)q * kc + (size_t)kk * {{NR}};
           if (q + {{NR}} <= nc) {
 %   for v = 0, NV - 1 do
-            vstore(bp + {{v * VL}}, vload(src + q + {{v * VL}}));
+            vstore(bp + {{v * VL}}, {{VR}}(vload(src + q + {{v * VL}})));
 %   end
           } else {
-            for (int j = 0; j < {{NR}}; j++) bp[j] = q + j < nc ? src[q + j] : 0;
+            for (int j = 0; j < {{NR}}; j++) bp[j] = q + j < nc ? {{R}}(src[q + j]) : 0;
           }
         }
       }
@@ -123,9 +126,13 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
         for (int p = 0; p < mc; p += {{MR}}) {
           real *ap = pa + (size_t)p * kc + (size_t)kk * {{MR}};
           if (p + {{MR}} <= mc)
+%   if bf then
+            for (int i = 0; i < {{MR}}; i++) ap[i] = bf16_round(src[p + i]);
+%   else
             memcpy(ap, src + p, {{MR}} * sizeof(real));
+%   end
           else
-            for (int i = 0; i < {{MR}}; i++) ap[i] = p + i < mc ? src[p + i] : 0;
+            for (int i = 0; i < {{MR}}; i++) ap[i] = p + i < mc ? {{R}}(src[p + i]) : 0;
         }
       }
 % elseif k.pack_rows then
@@ -134,11 +141,11 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
       const int lda = kc + {{APAD}};
 %   if k.a_whole then
       if (fresh) {
-        for (int i = 0; i < mc; i++) memcpy(pa + (size_t)i * lda, A + (size_t)(ic + i) * {{k.lda}} + pc, (size_t)kc * sizeof(real));
+        for (int i = 0; i < mc; i++) {{COPY}}(pa + (size_t)i * lda, A + (size_t)(ic + i) * {{k.lda}} + pc, kc);
         for (int i = mc; i < (mc + {{MR - 1}}) / {{MR}} * {{MR}}; i++) memset(pa + (size_t)i * lda, 0, (size_t)kc * sizeof(real));
       }
 %   else
-      for (int i = 0; i < mc; i++) memcpy(pa + (size_t)i * lda, A + (size_t)(ic + i) * {{k.lda}} + pc, (size_t)kc * sizeof(real));
+      for (int i = 0; i < mc; i++) {{COPY}}(pa + (size_t)i * lda, A + (size_t)(ic + i) * {{k.lda}} + pc, kc);
       for (int i = mc; i < (mc + {{MR - 1}}) / {{MR}} * {{MR}}; i++) memset(pa + (size_t)i * lda, 0, (size_t)kc * sizeof(real));
 %   end
 % else
@@ -147,7 +154,7 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
       if (mc % {{MR}}) {
         const int p0 = mc / {{MR}} * {{MR}};
         for (int i = p0; i < p0 + {{MR}}; i++) {
-          if (i < mc) memcpy(pa + (size_t)(i - p0) * lda, A + (size_t)(ic + i) * {{k.lda}} + pc, (size_t)kc * sizeof(real));
+          if (i < mc) {{COPY}}(pa + (size_t)(i - p0) * lda, A + (size_t)(ic + i) * {{k.lda}} + pc, kc);
           else memset(pa + (size_t)(i - p0) * lda, 0, (size_t)kc * sizeof(real));
         }
       }

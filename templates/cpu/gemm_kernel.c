@@ -73,6 +73,20 @@ static __attribute__((noinline, unused)) void {{name}}(int kc, const real *restr
 % kernel(m, false)
 
 % end
+/* d[0, n) = s[0, n): a row of A packed as it is */
+static __attribute__((unused)) void gemm_copy(real *restrict d, const real *restrict s, int n) {
+  memcpy(d, s, (size_t)n * sizeof(real));
+}
+% if bf16 then
+
+/* d[0, n) = s[0, n) rounded to bf16 */
+static __attribute__((unused)) void gemm_copy_bf16(real *restrict d, const real *restrict s, int n) {
+  int i = 0;
+  for (; i + {{VL}} <= n; i += {{VL}}) vstore(d + i, vbf16_round(vload(s + i)));
+  for (; i < n; i++) d[i] = bf16_round(s[i]);
+}
+% end
+
 /* An edge tile (mr or nr short of the register block (tr, tc)) is computed
  * whole in a scratch tile t: edge_init fills t with what each sum starts
  * from (mode 0: zero, 1: C, 2: the bias; zero outside the valid part), the

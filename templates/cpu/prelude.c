@@ -246,6 +246,31 @@ GPTC_INLINE vreal vload(const real *p) {
   return v;
 }
 GPTC_INLINE void vstore(real *p, vreal v) { memcpy(p, &v, sizeof v); }
+% if bf16 then
+
+/* ---- bf16 (precision = "bf16") ---------------------------------------------------
+ * The GEMMs round both operands to bfloat16 as they pack them (round to nearest,
+ * ties to even; a NaN stays a NaN) and multiply-add in fp32: the numbers are those of
+ * a bf16 GEMM with fp32 accumulation, summed in the fp32 GEMM's k order. Weights,
+ * gradients, AdamW's moments and every other op stay fp32. */
+GPTC_INLINE float bf16_round(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  u = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) & 0xffff0000u : (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  memcpy(&x, &u, 4);
+  return x;
+}
+typedef uint32_t vbits __attribute__((vector_size({{VL * RSIZE}})));
+GPTC_INLINE vreal vbf16_round(vreal x) {
+  vbits u, r, nan;
+  memcpy(&u, &x, sizeof u);
+  nan = (vbits)((u & 0x7fffffffu) > 0x7f800000u);
+  r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  r = (r & ~nan) | ((u | 0x00400000u) & 0xffff0000u & nan);
+  memcpy(&x, &r, sizeof x);
+  return x;
+}
+% end
 
 /* ---- reductions in a fixed order ---------------------------------------------
  * {{VL}} partial sums (one vector) over the row, then a fixed pairwise tree:

@@ -3,7 +3,8 @@
  * shapes, against this machine's fp32 FMA peak measured with the
  * register-resident FMA loop on every thread of runtime/bench.c.
  *
- * Usage: bench_train [threads [shape]] (default 2 threads, every shape). Prints one table row per shape:
+ * Usage: bench_train [threads [shape [fp32|bf16]]] (default 2 threads, every shape, fp32;
+ * a shape of "" is every shape; bf16: the configs' precision = "bf16"). Prints one table row per shape:
  * median ms per step, tokens/s, achieved GFLOP/s with FLOPs per token =
  * 6 N + 12 L T C, and the fraction of peak; then the peak RSS. */
 #include <math.h>
@@ -44,9 +45,11 @@ static int bench_cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static int bench_run(const bench_shape *s, double peak) {
+static int bench_run(const bench_shape *s, double peak, int bf16) {
   cfg_t cfg;
-  if (cfg_load_string(s->src, s->label, &cfg)) {
+  char src[1024];
+  snprintf(src, sizeof src, "%s%s", bf16 ? "return { precision = 'bf16'," : "", s->src + (bf16 ? strlen("return {") : 0));
+  if (cfg_load_string(src, s->label, &cfg)) {
     fprintf(stderr, "bench: %s\n", util_errmsg());
     return -1;
   }
@@ -115,13 +118,15 @@ int main(int argc, char **argv) {
   cpu_set_threads(threads);
   int lanes;
   double peak = bench_fma_peak(&lanes); /* the one `gptc bench` measures */
-  printf("fp32, %d threads; FMA peak %.1f GFLOP/s (%d-lane FMA loop, all threads)\n\n", threads, peak, lanes);
+  int bf16 = argc > 3 && !strcmp(argv[3], "bf16");
+  printf("%s, %d threads; FMA peak %.1f GFLOP/s (%d-lane FMA loop, all threads)\n\n", bf16 ? "bf16" : "fp32", threads,
+         peak, lanes);
   printf("%-44s %9s %9s %10s %8s %8s %8s\n", "shape", "ms/step", "tokens/s", "MFLOP/tok", "GFLOP/s", "of peak",
          "target");
   int rc = 0;
   /* an optional second argument keeps only the shapes whose label contains it */
   for (size_t i = 0; i < sizeof bench_shapes / sizeof *bench_shapes; i++)
-    if (argc < 3 || strstr(bench_shapes[i].label, argv[2])) rc |= bench_run(&bench_shapes[i], peak);
+    if (argc < 3 || strstr(bench_shapes[i].label, argv[2])) rc |= bench_run(&bench_shapes[i], peak, bf16);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   printf("\npeak RSS %.0f MiB (the gpt2-124M shape runs last and is the largest)\n", ru.ru_maxrss / 1024.0);

@@ -190,13 +190,21 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
     for (int i = 0; i < mc; i++) {
       const real *c = C + (size_t)(ic + i) * {{k.N}} + jc;
       real *g = G + (size_t)(ic + i) * {{k.N}} + jc;
-      for (int j = 0; j < nc; j++) g[j] = gelu_r(c[j]);
+      int j = 0;
+%   if real == "float" then
+      for (; j + {{VL}} <= nc; j += {{VL}}) vstore(g + j, vgelu_r(vload(c + j)));
+%   end
+      for (; j < nc; j++) g[j] = gelu_r(c[j]);
     }
 % elseif k.epi == "gelu_grad" then
     for (int i = 0; i < mc; i++) {
       real *c = C + (size_t)(ic + i) * {{k.N}} + jc;
       const real *x = X + (size_t)(ic + i) * {{k.N}} + jc;
-      for (int j = 0; j < nc; j++) c[j] *= gelu_grad_r(x[j]);
+      int j = 0;
+%   if real == "float" then
+      for (; j + {{VL}} <= nc; j += {{VL}}) vstore(c + j, vload(c + j) * vgelu_grad_r(vload(x + j)));
+%   end
+      for (; j < nc; j++) c[j] *= gelu_grad_r(x[j]);
     }
 % elseif k.epi == "residual" then
     for (int i = 0; i < mc; i++) {

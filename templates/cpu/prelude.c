@@ -219,22 +219,6 @@ GPTC_INLINE float exp_r(float x) {
 GPTC_INLINE real exp_r(real x) { return exp(x); }
 % end
 
-/* GELU, tanh approximation: 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3),
- * computed as x sigmoid(2u) = x / (1 + e^{-2u}) (one exp, no cancellation near 0).
- * The derivative: s + 2 x s (1 - s) du/dx with s = sigmoid(2u). */
-#define GELU_S {{lit(math.sqrt(2 / math.pi))}} /* sqrt(2/pi) */
-#define GELU_A {{lit(0.044715)}}
-/* e^{-2u}, its exponent capped at 80 so 1 / (1 + e) stays a normal number */
-GPTC_INLINE real gelu_e(real x) {
-  const real z = -2 * GELU_S * (x + GELU_A * x * x * x);
-  return exp_r(z < 80 ? z : 80);
-}
-GPTC_INLINE real gelu_r(real x) { return x / (1 + gelu_e(x)); }
-GPTC_INLINE real gelu_grad_r(real x) {
-  const real s = 1 / (1 + gelu_e(x));
-  return s + 2 * x * s * (1 - s) * GELU_S * (1 + 3 * GELU_A * x * x);
-}
-
 /* ---- vectors ------------------------------------------------------------------------
  * One vector of {{VL}} reals (GNU C vector extension) for the kernels whose loop
  * structure matters too much to leave to the vectorizer; memcpy does the
@@ -246,6 +230,69 @@ GPTC_INLINE vreal vload(const real *p) {
   return v;
 }
 GPTC_INLINE void vstore(real *p, vreal v) { memcpy(p, &v, sizeof v); }
+
+/* GELU, tanh approximation: 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3),
+ * computed as x sigmoid(2u) = x / (1 + e^{-2u}) (one exp, no cancellation near 0).
+ * The derivative: s + 2 x s (1 - s) du/dx with s = sigmoid(2u). */
+#define GELU_S {{lit(math.sqrt(2 / math.pi))}} /* sqrt(2/pi) */
+#define GELU_A {{lit(0.044715)}}
+% if real == "float" then
+/* A whole vector at a time: the compiler does not vectorize the scalar form's
+ * clamps (branches it may not turn into selects without -ffast-math). The
+ * scalar gelu_r and gelu_grad_r run lane 0 of these, so every caller (fused
+ * epilogue, GELU kernel, inference, vector or tail) gets the same bits. */
+typedef int32_t vint __attribute__((vector_size({{VL * RSIZE}})));
+/* a where m is set, else b */
+GPTC_INLINE vreal vsel(vint m, vreal a, vreal b) { return (vreal)((m & (vint)a) | (~m & (vint)b)); }
+/* exp_r's steps on a vector (a NaN stays a NaN, as there) */
+GPTC_INLINE vreal vexp_r(vreal x) {
+  const vreal zero = {0};
+  x = vsel(x < -87.3f, zero - 87.3f, x);
+  x = vsel(x > 88.3f, zero + 88.3f, x);
+  const vreal t = x * 1.44269504088896341f + 12582912.0f;
+  const vreal k = t - 12582912.0f;
+  const vint ki = (vint)t - 0x4B400000;
+  vreal r = x - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  vreal y = zero + 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * r * r + r + 1.0f;
+  return y * (vreal)((ki + 127) << 23);
+}
+/* e^{-2u}, its exponent capped at 80 so 1 / (1 + e) stays a normal number */
+GPTC_INLINE vreal vgelu_e(vreal x) {
+  const vreal z = -2 * GELU_S * (x + GELU_A * x * x * x), cap = {0};
+  return vexp_r(vsel(z < 80, z, cap + 80));
+}
+GPTC_INLINE vreal vgelu_r(vreal x) { return x / (1 + vgelu_e(x)); }
+GPTC_INLINE vreal vgelu_grad_r(vreal x) {
+  const vreal s = 1 / (1 + vgelu_e(x));
+  return s + 2 * x * s * (1 - s) * GELU_S * (1 + 3 * GELU_A * x * x);
+}
+GPTC_INLINE real gelu_r(real x) {
+  const vreal v = {x};
+  return vgelu_r(v)[0];
+}
+GPTC_INLINE real gelu_grad_r(real x) {
+  const vreal v = {x};
+  return vgelu_grad_r(v)[0];
+}
+% else
+/* e^{-2u}, its exponent capped at 80 so 1 / (1 + e) stays a normal number */
+GPTC_INLINE real gelu_e(real x) {
+  const real z = -2 * GELU_S * (x + GELU_A * x * x * x);
+  return exp_r(z < 80 ? z : 80);
+}
+GPTC_INLINE real gelu_r(real x) { return x / (1 + gelu_e(x)); }
+GPTC_INLINE real gelu_grad_r(real x) {
+  const real s = 1 / (1 + gelu_e(x));
+  return s + 2 * x * s * (1 - s) * GELU_S * (1 + 3 * GELU_A * x * x);
+}
+% end
 % if bf16 then
 
 /* ---- bf16 (precision = "bf16") ---------------------------------------------------

@@ -28,6 +28,7 @@
 
 #define CKPT_FORMAT "1"
 #define CKPT_MAX_HEADER 100000000u /* the limit PyPI's safetensors applies */
+#define CKPT_PREV ".prev"           /* the previous save's moments, kept while a save runs */
 
 struct ckpt_st {
   char *path;
@@ -340,13 +341,27 @@ typedef struct {
   size_t n;
 } ckpt_seg;
 
+/* Renames a finished temp file into place and fsyncs the directory, so the
+ * rename itself survives a power cut; on failure the temp file is removed. */
+static int ckpt_commit(const char *tmp, const char *path) {
+  if (rename(tmp, path) != 0) {
+    util_err("%s: rename from %s failed: %s", path, tmp, strerror(errno));
+    unlink(tmp);
+    return -1;
+  }
+  util_fsync_dir_of(path);
+  return 0;
+}
+
 /* util_write_file_atomic's steps, but streaming segments: a checkpoint is
- * several hundred MB and must not be copied into one buffer first. */
-static int ckpt_write_atomic(const char *path, const ckpt_seg *seg, int nseg) {
+ * several hundred MB and must not be copied into one buffer first. With
+ * tmp_out, stops before the rename and hands over the temp file's name (the
+ * caller renames it with ckpt_commit, or unlinks it). */
+static int ckpt_write_atomic(const char *path, const ckpt_seg *seg, int nseg, char **tmp_out) {
   size_t n = strlen(path);
-  char *tmp = util_malloc(n + 16, "temp file name");
+  char *tmp = util_malloc(n + sizeof UTIL_TMP_SUFFIX, "temp file name");
   if (!tmp) return -1;
-  snprintf(tmp, n + 16, "%s.tmpXXXXXX", path);
+  snprintf(tmp, n + sizeof UTIL_TMP_SUFFIX, "%s" UTIL_TMP_SUFFIX, path);
   int fd = mkstemp(tmp);
   if (fd < 0) {
     util_err("%s: cannot create temp file %s: %s", path, tmp, strerror(errno));
@@ -383,18 +398,17 @@ static int ckpt_write_atomic(const char *path, const ckpt_seg *seg, int nseg) {
     free(tmp);
     return -1;
   }
-  if (rename(tmp, path) != 0) {
-    util_err("%s: rename from %s failed: %s", path, tmp, strerror(errno));
-    unlink(tmp);
-    free(tmp);
-    return -1;
+  if (tmp_out) {
+    *tmp_out = tmp;
+    return 0;
   }
+  int rc = ckpt_commit(tmp, path);
   free(tmp);
-  util_fsync_dir_of(path);
-  return 0;
+  return rc;
 }
 
-int ckpt_st_write(const char *path, const ckpt_st_kv *meta, int n_meta, const ckpt_st_out *t, int n) {
+static int ckpt_st_emit(const char *path, const ckpt_st_kv *meta, int n_meta, const ckpt_st_out *t, int n,
+                        char **tmp_out) {
   util_buf h = {0};
   ckpt_seg *seg = util_malloc((size_t)(n + 2) * sizeof *seg, "write list");
   if (!seg) return -1;
@@ -443,11 +457,15 @@ int ckpt_st_write(const char *path, const ckpt_st_kv *meta, int n_meta, const ck
   for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
   seg[0] = (ckpt_seg){len8, 8};
   seg[1] = (ckpt_seg){h.data, h.len};
-  rc = ckpt_write_atomic(path, seg, n + 2);
+  rc = ckpt_write_atomic(path, seg, n + 2, tmp_out);
 out:
   util_buf_free(&h);
   free(seg);
   return rc;
+}
+
+int ckpt_st_write(const char *path, const ckpt_st_kv *meta, int n_meta, const ckpt_st_out *t, int n) {
+  return ckpt_st_emit(path, meta, n_meta, t, n, NULL);
 }
 
 /* ---- gptc checkpoints ------------------------------------------------------ */
@@ -510,8 +528,9 @@ static int ckpt_outs(const gptc_tensor *t, int n, const char *prefix, const floa
   return 0;
 }
 
+/* Writes the moments to a temp file next to `path`; *tmp gets its name. */
 static int ckpt_save_opt(const char *path, const gptc_tensor *t, int n, const float *m, const float *v, const char *tag,
-                         const char *step) {
+                         const char *step, char **tmp) {
   ckpt_st_out *outs = util_calloc((size_t)(2 * n), sizeof *outs, "tensor list");
   char **names = util_calloc((size_t)(2 * n), sizeof *names, "tensor names");
   int rc = -1;
@@ -523,7 +542,7 @@ static int ckpt_save_opt(const char *path, const gptc_tensor *t, int n, const fl
         {"pair_tag", tag, strlen(tag)},
         {"step", step, strlen(step)},
     };
-    rc = ckpt_st_write(path, kv, (int)(sizeof kv / sizeof kv[0]), outs, 2 * n);
+    rc = ckpt_st_emit(path, kv, (int)(sizeof kv / sizeof kv[0]), outs, 2 * n, tmp);
   }
   for (int i = 0; names && i < 2 * n; i++) free(names[i]);
   free(names);
@@ -531,6 +550,35 @@ static int ckpt_save_opt(const char *path, const gptc_tensor *t, int n, const fl
   return rc;
 }
 
+static char *ckpt_prev_path(const char *opt) {
+  size_t n = strlen(opt) + sizeof CKPT_PREV;
+  char *out = util_malloc(n, "file name");
+  if (out) snprintf(out, n, "%s" CKPT_PREV, opt);
+  return out;
+}
+
+/* Removes `path` if present; the directory is fsynced so it stays removed. */
+static void ckpt_unlink(const char *path) {
+  if (unlink(path) == 0) util_fsync_dir_of(path);
+}
+
+/* The save protocol (docs/checkpoints.md). A save is two files, the weights
+ * (`path`) and the AdamW moments (`opt`), each written atomically, but
+ * kill -9 or a power cut can land between the two renames. So the moments
+ * that pair with the weights on disk are kept as opt.prev until the new
+ * weights are in place:
+ *   1. new moments -> temp file, fsync
+ *   2. rename opt -> opt.prev      (the old pair: weights + opt.prev)
+ *   3. rename temp -> opt
+ *   4. new weights -> temp, fsync, rename -> path   (the new pair)
+ *   5. unlink opt.prev
+ * Stopped anywhere in 2-4, the weights on disk are the old ones and opt.prev
+ * (or opt, before 3) holds their moments; ckpt_resume_pair finds the file
+ * whose pair tag matches and puts it back. Step-stamped files behind a
+ * pointer would also work, but last.safetensors must stay a plain weights
+ * file that Hugging Face tools load and users copy by name. The protocol
+ * assumes `opt` pairs with `path` when a save starts: a fresh run has no
+ * weights yet, a resumed one ran ckpt_resume_pair. */
 int ckpt_save(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, const float *params,
               const float *m, const float *v, const ckpt_meta *meta) {
   if (!params || !meta || !meta->config_src) return util_err("%s: nothing to save (params or config missing)", path);
@@ -545,14 +593,6 @@ int ckpt_save(const char *path, const gptc_tensor *tensors, int n_tensors, size_
   snprintf(seed, sizeof seed, "%" PRIu64, meta->seed);
   snprintf(best, sizeof best, "%.17g", meta->best_val);
   ckpt_pair_tag(tag);
-  char *opt = ckpt_opt_path(path);
-  if (!opt) return -1;
-  /* moments first: a crash between the renames leaves the old params with
-   * new moments, which the pair tag exposes, never params without moments */
-  if (m && ckpt_save_opt(opt, tensors, n_tensors, m, v, tag, step)) {
-    free(opt);
-    return -1;
-  }
 
   const char *tok = cfg_tokenizer_name(meta->tokenizer);
   ckpt_st_kv kv[12];
@@ -569,15 +609,40 @@ int ckpt_save(const char *path, const gptc_tensor *tensors, int n_tensors, size_
   kv[k++] = (ckpt_st_kv){"text_hash", meta->text_hash, strnlen(meta->text_hash, 64)};
   kv[k++] = (ckpt_st_kv){"pair_tag", tag, strlen(tag)};
 
+  char *opt = ckpt_opt_path(path), *prev = opt ? ckpt_prev_path(opt) : NULL, *opt_tmp = NULL;
   ckpt_st_out *outs = util_calloc((size_t)n_tensors, sizeof *outs, "tensor list");
   char **names = util_calloc((size_t)n_tensors, sizeof *names, "tensor names");
-  int rc = -1;
-  if (outs && names && !ckpt_outs(tensors, n_tensors, "", params, outs, names))
-    rc = ckpt_st_write(path, kv, k, outs, n_tensors);
+  int rc = -1, kept = 0;
+  if (!opt || !prev || !outs || !names || ckpt_outs(tensors, n_tensors, "", params, outs, names)) goto out;
+  if (m) {
+    if (ckpt_save_opt(opt, tensors, n_tensors, m, v, tag, step, &opt_tmp)) goto out; /* 1 */
+    if (rename(opt, prev) == 0) { /* 2 */
+      kept = 1;
+      util_fsync_dir_of(prev);
+    } else if (errno != ENOENT) {
+      util_err("%s: cannot keep the previous moments as %s: %s", opt, prev, strerror(errno));
+      unlink(opt_tmp);
+      goto out;
+    }
+    if (ckpt_commit(opt_tmp, opt)) goto undo; /* 3 */
+  }
+  if (ckpt_st_write(path, kv, k, outs, n_tensors)) goto undo; /* 4 */
+  rc = 0;
+  if (m) ckpt_unlink(prev); /* 5 */
+  else {
+    ckpt_unlink(opt); /* stale moments of an earlier save */
+    ckpt_unlink(prev);
+  }
+  goto out;
+undo:
+  /* the old weights are still in place: give them back their moments */
+  if (kept && rename(prev, opt) == 0) util_fsync_dir_of(opt);
+out:
   for (int i = 0; names && i < n_tensors; i++) free(names[i]);
   free(names);
   free(outs);
-  if (rc == 0 && !m && unlink(opt) == 0) util_fsync_dir_of(opt); /* stale moments of an earlier save */
+  free(opt_tmp);
+  free(prev);
   free(opt);
   return rc;
 }
@@ -748,6 +813,58 @@ int ckpt_load_params(const char *path, const gptc_tensor *tensors, int n_tensors
 out:
   ckpt_st_close(st);
   ckpt_st_close(so);
+  free(opt);
+  return rc;
+}
+
+/* The pair tag and step of a moments file, or -1 (any reason) */
+static int ckpt_opt_tag(const char *opt, char tag[17], uint64_t *step) {
+  if (!util_file_exists(opt)) return -1;
+  ckpt_st *st = ckpt_st_open(opt);
+  if (!st) return -1;
+  const char *t = ckpt_st_meta(st, "pair_tag", NULL), *s = ckpt_st_meta(st, "step", NULL);
+  int rc = -1;
+  if (t && strlen(t) == 16) {
+    memcpy(tag, t, 17);
+    *step = 0;
+    if (s) ckpt_parse_u64(opt, "step", s, step);
+    rc = 0;
+  }
+  ckpt_st_close(st);
+  return rc;
+}
+
+int ckpt_resume_pair(const char *path, uint64_t *interrupted) {
+  *interrupted = 0;
+  ckpt_st *st = ckpt_st_open(path);
+  if (!st) return -1;
+  const char *t = ckpt_st_meta(st, "pair_tag", NULL);
+  char want[17] = "", got[17], kept[17];
+  if (t && strlen(t) == 16) memcpy(want, t, 17);
+  ckpt_st_close(st);
+  char *opt = ckpt_opt_path(path), *prev = opt ? ckpt_prev_path(opt) : NULL;
+  int rc = -1;
+  if (!opt || !prev) goto out;
+  uint64_t opt_step = 0, prev_step;
+  rc = 0;
+  if (!want[0]) goto out;
+  if (ckpt_opt_tag(opt, got, &opt_step) == 0 && !strcmp(got, want)) {
+    ckpt_unlink(prev); /* left by a save killed after its last rename: pairs with nothing */
+    goto out;
+  }
+  if (ckpt_opt_tag(prev, kept, &prev_step) == 0 && !strcmp(kept, want)) {
+    if (rename(prev, opt) != 0) {
+      rc = util_err("%s: cannot restore the moments of %s from %s: %s", opt, path, prev, strerror(errno));
+      goto out;
+    }
+    util_fsync_dir_of(opt);
+    *interrupted = opt_step;
+    rc = 1;
+  }
+  /* else: no matching pair here; ckpt_load_params says what is wrong */
+out:
+  if (rc >= 0) util_errclear(); /* a moments file that failed to open is just not the match */
+  free(prev);
   free(opt);
   return rc;
 }

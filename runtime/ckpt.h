@@ -23,9 +23,19 @@ typedef struct {
 
 /* Writes params (laid out by tensors) to `path` atomically (temp, fsync,
  * rename, dir fsync); when m and v are non-NULL also writes them to
- * `path` with ".opt" inserted before ".safetensors" (same atomicity). */
+ * `path` with ".opt" inserted before ".safetensors" (same atomicity), and
+ * keeps the previous moments as that name + ".prev" until the new weights
+ * are in place, so kill -9 at any instant leaves a pair that
+ * ckpt_resume_pair can restore. */
 int ckpt_save(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, const float *params,
               const float *m, const float *v, const ckpt_meta *meta);
+/* Before resuming from `path`: when a save was interrupted between its
+ * renames (ckpt.c's save protocol), puts back the moments file that pairs
+ * with the weights on disk. Returns 0 when the pair on disk already matches
+ * (or none matches: ckpt_load_params then says why), 1 when it restored the
+ * pair (*interrupted = the step of the interrupted save, 0 if unknown), -1
+ * on error. */
+int ckpt_resume_pair(const char *path, uint64_t *interrupted);
 /* Reads only the metadata (to build the config and the model first). */
 int ckpt_load_meta(const char *path, ckpt_meta *meta);
 /* Reads every tensor into params, checking names, dtypes (F32), shapes and

@@ -51,7 +51,7 @@ static int cmd_bench_writable(const char *opt, const char *path) {
   if (!path[0]) return util_err("%s: the path is empty", opt);
   if (util_is_dir(path)) return util_err("%s %s: is a directory", opt, path);
   char dir[4096];
-  snprintf(dir, sizeof dir, "%s", path);
+  if (util_path(dir, sizeof dir, "%s", path)) return util_err("%s: %s", opt, util_errmsg());
   char *slash = strrchr(dir, '/');
   if (!slash) snprintf(dir, sizeof dir, ".");
   else if (slash == dir) dir[1] = 0;

@@ -64,7 +64,7 @@ static int ckpt_hf_posint(const json_val *root, const char *key, const char *pat
  * differs from the GPT-2 gptc generates. */
 static int ckpt_hf_read_config(const char *dir, ckpt_hf_config *hc) {
   char path[4200];
-  snprintf(path, sizeof path, "%s/config.json", dir);
+  if (util_path(path, sizeof path, "%s/config.json", dir)) return -1;
   char *text;
   size_t len;
   if (util_read_file(path, &text, &len)) return -1;
@@ -313,13 +313,13 @@ static int ckpt_import(const char *dir, const char *out) {
                     "model.safetensors)",
                     dir);
   char path[4200];
-  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  if (util_path(path, sizeof path, "%s/model.safetensors", dir)) return -1;
   if (!util_file_exists(path)) {
     char other[4200];
-    snprintf(other, sizeof other, "%s/model.safetensors.index.json", dir);
+    if (util_path(other, sizeof other, "%s/model.safetensors.index.json", dir)) return -1;
     if (util_file_exists(other))
       return util_err("%s: sharded checkpoints (model.safetensors.index.json) are not supported", dir);
-    snprintf(other, sizeof other, "%s/pytorch_model.bin", dir);
+    if (util_path(other, sizeof other, "%s/pytorch_model.bin", dir)) return -1;
     if (util_file_exists(other))
       return util_err("%s: only model.safetensors is supported (found pytorch_model.bin; re-save it with "
                       "safe_serialization=True)",
@@ -349,8 +349,7 @@ static int ckpt_import(const char *dir, const char *out) {
   char *slash = strrchr(out, '/');
   if (slash && slash != out) {
     char parent[4200];
-    snprintf(parent, sizeof parent, "%.*s", (int)(slash - out), out);
-    if (util_mkdir_p(parent)) goto out;
+    if (util_path(parent, sizeof parent, "%.*s", (int)(slash - out), out) || util_mkdir_p(parent)) goto out;
   }
   if (ckpt_save(out, t, n, n_params, params, NULL, NULL, &meta)) goto out;
   printf("imported %s (%s): n_layers %d, n_heads %d, emb_dim %d, context_length %d, %s embeddings, %zu parameters"
@@ -461,8 +460,7 @@ static int ckpt_hf_copy_embedded(const char *name, const char *dir, const char *
   int owned;
   char path[4200];
   if (embed_get(name, &data, &len, &owned)) return -1;
-  snprintf(path, sizeof path, "%s/%s", dir, as);
-  int rc = util_write_file_atomic(path, data, len);
+  int rc = util_path(path, sizeof path, "%s/%s", dir, as) ? -1 : util_write_file_atomic(path, data, len);
   if (owned) free((char *)data);
   return rc;
 }
@@ -534,11 +532,10 @@ static int ckpt_export(const char *ckpt, const char *dir) {
   zeros = util_calloc((size_t)3 * (size_t)cfg.emb_dim, sizeof *zeros, "c_attn.bias");
   int k = outs && names && zeros ? ckpt_hf_outs(&cfg, t, n, params, zeros, outs, names) : -1;
   if (k < 0 || util_mkdir_p(dir)) goto out;
-  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  if (util_path(path, sizeof path, "%s/model.safetensors", dir)) goto out;
   ckpt_st_kv kv[] = {{"format", "pt", 2}};
   if (ckpt_st_write(path, kv, 1, outs, k)) goto out;
-  snprintf(path, sizeof path, "%s/config.json", dir);
-  if (ckpt_hf_config_json(&cfg, eot, path)) goto out;
+  if (util_path(path, sizeof path, "%s/config.json", dir) || ckpt_hf_config_json(&cfg, eot, path)) goto out;
   if (meta.tokenizer == CFG_TOK_GPT2 && (ckpt_hf_copy_embedded("data/gpt2/encoder.json", dir, "vocab.json") ||
                                          ckpt_hf_copy_embedded("data/gpt2/vocab.bpe", dir, "merges.txt")))
     goto out;

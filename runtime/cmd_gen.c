@@ -97,10 +97,12 @@ int cmd_gen(int argc, char **argv) {
     return cli_fail();
   }
   char p1[4200], p2[4200];
-  snprintf(p1, sizeof p1, "%s/model.%s", outdir, strcmp(device, "cuda") ? "c" : "cu");
-  snprintf(p2, sizeof p2, "%s/shapes.txt", outdir);
-  int rc = util_mkdir_p(outdir);
-  if (rc) util_err("output directory %s: %s", outdir, util_errmsg());
+  int rc = 0;
+  if (util_path(p1, sizeof p1, "%s/model.%s", outdir, strcmp(device, "cuda") ? "c" : "cu") ||
+      util_path(p2, sizeof p2, "%s/shapes.txt", outdir))
+    rc = util_err("--out: %s", util_errmsg());
+  else if (util_mkdir_p(outdir))
+    rc = util_err("output directory %s: %s", outdir, util_errmsg());
   if (!rc) rc = util_write_file_atomic(p1, src, len);
   if (!rc) rc = util_write_file_atomic(p2, summary, strlen(summary));
   char bin[4200];

@@ -1,4 +1,5 @@
 /* gptc: command-line entry point; dispatches to the subcommands in cmds.h. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,7 +72,7 @@ int cmd_help(int argc, char **argv) {
   return 2;
 }
 
-int main(int argc, char **argv) {
+static int main_dispatch(int argc, char **argv) {
   if (argc < 2) {
     main_usage(stderr);
     return 2;
@@ -90,4 +91,18 @@ int main(int argc, char **argv) {
   if (near) fprintf(stderr, "gptc: unknown command '%s' (did you mean '%s'? see 'gptc --help')\n", argv[1], near);
   else fprintf(stderr, "gptc: unknown command '%s' (see 'gptc --help')\n", argv[1]);
   return 2;
+}
+
+/* Output that never reached its file (a full disk, a closed pipe, /dev/full)
+ * is a failure: stdio only reports it when the buffer is flushed, so check
+ * at the end, before exit() would flush and drop the error. */
+int main(int argc, char **argv) {
+  int rc = main_dispatch(argc, argv);
+  errno = 0;
+  int bad = ferror(stdout);
+  if ((fclose(stdout) != 0 || bad) && rc == 0) { /* a failed command has said what failed */
+    fprintf(stderr, "gptc: cannot write the output to standard output: %s\n", errno ? strerror(errno) : "write error");
+    return 1;
+  }
+  return rc;
 }

@@ -7,7 +7,9 @@
  * the checkpoint, so a resumed run is bit-identical to a straight one. */
 #include "train.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -135,8 +137,11 @@ typedef struct {
   int32_t *inputs, *targets; /* (grad_accum, B, T) */
   uint64_t step, data_pos;
   double best_val;
-  char out[1024], last_path[1100], best_path[1100], log_path[1100];
+  char out[PATH_MAX], last_path[PATH_MAX], best_path[PATH_MAX], log_path[PATH_MAX];
   FILE *log;
+  int lock_fd;        /* flock on out/.lock for the whole run (-1: none) */
+  int have_good;      /* last_path holds finite weights and moments, saved or resumed by this run */
+  uint64_t good_step; /* ... of this step */
 } train_state;
 
 static void train_state_free(train_state *s) {
@@ -150,6 +155,30 @@ static void train_state_free(train_state *s) {
   free(s->inputs);
   free(s->targets);
   if (s->log) fclose(s->log);
+  if (s->lock_fd >= 0) close(s->lock_fd); /* the run is over: another may start */
+}
+
+/* The first non-finite value in a tensor table's buffer, as "tensor 'name'
+ * holds nan" into out; 0 when all are finite. */
+static int train_nonfinite(const backend *b, const float *base, const char *what, char *out, size_t cap) {
+  for (int i = 0; i < b->n_tensors; i++) {
+    const gptc_tensor *t = &b->tensors[i];
+    for (size_t k = 0; k < t->numel; k++) {
+      float x = base[t->offset + k];
+      if (!isfinite(x)) {
+        snprintf(out, cap, "%s of tensor '%s' hold %s", what, t->name, isnan(x) ? "nan" : "inf");
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+/* "PATH (step N)" of the last checkpoint known to be finite, for messages. */
+static const char *train_good(const train_state *s, char *buf, size_t cap) {
+  if (!s->have_good) return "(none yet)";
+  snprintf(buf, cap, "%s (step %llu)", s->last_path, (unsigned long long)s->good_step);
+  return buf;
 }
 
 static int train_save(train_state *s, const char *path, int with_moments) {
@@ -166,8 +195,21 @@ static int train_save(train_state *s, const char *path, int with_moments) {
   snprintf(meta.text_hash, sizeof meta.text_hash, "%s", s->ds.text_hash);
   const backend *b = s->be;
   if (b->ops->download(s->be, s->params, with_moments ? s->adam_m : NULL, with_moments ? s->adam_v : NULL)) goto out;
+  /* a diverged state is never saved: it would replace the last good checkpoint */
+  char bad[300], good[PATH_MAX + 40];
+  if (train_nonfinite(b, s->params, "the weights", bad, sizeof bad) ||
+      (with_moments && (train_nonfinite(b, s->adam_m, "the AdamW first moments", bad, sizeof bad) ||
+                        train_nonfinite(b, s->adam_v, "the AdamW second moments", bad, sizeof bad)))) {
+    util_err("training stopped: after step %llu %s; not saved; the last good checkpoint is %s",
+             (unsigned long long)s->step, bad, train_good(s, good, sizeof good));
+    goto out;
+  }
   rc = ckpt_save(path, b->tensors, b->n_tensors, b->n_params, s->params, with_moments ? s->adam_m : NULL,
                  with_moments ? s->adam_v : NULL, &meta);
+  if (rc == 0 && with_moments && !strcmp(path, s->last_path)) {
+    s->have_good = 1;
+    s->good_step = s->step;
+  }
 out:
   free(meta.config_src);
   free(meta.vocab);
@@ -222,6 +264,45 @@ static int train_open_log(train_state *s) {
   return 0;
 }
 
+/* Appends one step's line; a line the disk refused (full, I/O error) stops
+ * the run before anything else is saved, so the log never silently misses
+ * steps and the last checkpoint stays the one on disk. */
+static int train_log_step(train_state *s, double loss, double lr, double norm, double tps, double val) {
+  errno = 0;
+  int bad = fprintf(s->log, "{\"step\":%llu,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens_per_s\":%.1f",
+                    (unsigned long long)s->step, loss, lr, norm, tps) < 0;
+  if (!isnan(val)) bad |= fprintf(s->log, ",\"val_loss\":%.9g", val) < 0;
+  bad |= fprintf(s->log, "}\n") < 0;
+  bad |= fflush(s->log) != 0;
+  if (!bad && !ferror(s->log)) return 0;
+  char good[PATH_MAX + 40];
+  return util_err("%s: cannot write the training log: %s; stopped at step %llu, the last good checkpoint is %s",
+                  s->log_path, errno ? strerror(errno) : "write error", (unsigned long long)s->step,
+                  train_good(s, good, sizeof good));
+}
+
+/* Removes the temp files a killed save left in the run directory: only
+ * gptc's own names (a file we write + UTIL_TMP_SUFFIX), never anything
+ * else, and only while we hold the directory's lock. */
+static void train_clean_tmp(const char *dir) {
+  static const char *const ours[] = {"last.safetensors", "last.opt.safetensors", "best.safetensors",
+                                     "best.opt.safetensors", "log.jsonl", "vocab.txt", "train.tokens", "val.tokens"};
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  char path[PATH_MAX];
+  while ((e = readdir(d)) != NULL) {
+    for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) {
+      if (util_is_tmp_of(e->d_name, ours[i]) && !util_path(path, sizeof path, "%s/%s", dir, e->d_name)) {
+        unlink(path);
+        break;
+      }
+    }
+  }
+  closedir(d);
+  util_errclear();
+}
+
 static void train_fmt_eta(double sec, char *out, size_t n) {
   if (!(sec >= 0) || sec > 1e7) snprintf(out, n, "--");
   else if (sec >= 3600) snprintf(out, n, "%dh%02dm", (int)(sec / 3600), (int)fmod(sec / 60, 60));
@@ -258,18 +339,23 @@ static int train_check_init_shape(const cfg_t *c, const char *path) {
 static int train_setup(train_state *s, const train_opts *o) {
   if (cfg_load_file(o->config_path, &s->cfg)) return -1;
   cfg_t *c = &s->cfg;
-  if (o->out_dir) snprintf(s->out, sizeof s->out, "%s", o->out_dir);
-  else snprintf(s->out, sizeof s->out, "out/%s", c->name);
-  snprintf(s->last_path, sizeof s->last_path, "%s/last.safetensors", s->out);
-  snprintf(s->best_path, sizeof s->best_path, "%s/best.safetensors", s->out);
-  snprintf(s->log_path, sizeof s->log_path, "%s/log.jsonl", s->out);
+  if (o->out_dir ? util_path(s->out, sizeof s->out, "%s", o->out_dir)
+                 : util_path(s->out, sizeof s->out, "out/%s", c->name))
+    return util_err("--out: %s", util_errmsg());
+  if (util_path(s->last_path, sizeof s->last_path, "%s/last.safetensors", s->out) ||
+      util_path(s->best_path, sizeof s->best_path, "%s/best.safetensors", s->out) ||
+      util_path(s->log_path, sizeof s->log_path, "%s/log.jsonl", s->out))
+    return util_err("--out: %s", util_errmsg());
   if (o->resume && o->init_ckpt) return util_err("--resume and --init exclude each other");
-  if (!o->resume && util_file_exists(s->last_path))
-    return util_err("%s exists: pass --resume to continue that run, or choose another --out (saved work is never "
-                    "overwritten)", s->last_path);
   if (o->resume && !util_file_exists(s->last_path))
     return util_err("%s: no checkpoint to resume from (train without --resume first)", s->last_path);
   if (util_mkdir_p(s->out)) return -1;
+  /* one run per directory: two would overwrite each other's checkpoints */
+  if ((s->lock_fd = util_lock_dir(s->out, "gptc train")) < 0) return -1;
+  if (!o->resume && util_file_exists(s->last_path))
+    return util_err("%s exists: pass --resume to continue that run, or choose another --out (saved work is never "
+                    "overwritten)", s->last_path);
+  train_clean_tmp(s->out);
   if (!o->n_texts && !c->n_data)
     return util_err("%s: no training text: pass --text FILE or set the config's 'data' field", c->path);
 
@@ -308,8 +394,16 @@ static int train_setup(train_state *s, const train_opts *o) {
 
   s->best_val = INFINITY;
   if (o->resume) {
+    uint64_t cut;
+    int fixed = ckpt_resume_pair(s->last_path, &cut);
+    if (fixed < 0) return -1;
     ckpt_meta meta;
     if (ckpt_load_meta(s->last_path, &meta)) return -1;
+    if (fixed && cut)
+      fprintf(stderr, "gptc: resuming from step %llu: the save of step %llu was interrupted\n",
+              (unsigned long long)meta.step, (unsigned long long)cut);
+    else if (fixed)
+      fprintf(stderr, "gptc: resuming from step %llu: the next save was interrupted\n", (unsigned long long)meta.step);
     s->step = meta.step;
     s->data_pos = meta.data_pos;
     s->best_val = meta.best_val;
@@ -320,6 +414,14 @@ static int train_setup(train_state *s, const train_opts *o) {
                       "to fine-tune on new text)", s->last_path);
     if (ckpt_load_params(s->last_path, m->tensors, m->n_tensors, m->n_params, s->params, s->adam_m, s->adam_v))
       return -1;
+    char bad[300];
+    if (train_nonfinite(m, s->params, "the weights", bad, sizeof bad) ||
+        train_nonfinite(m, s->adam_m, "the AdamW first moments", bad, sizeof bad) ||
+        train_nonfinite(m, s->adam_v, "the AdamW second moments", bad, sizeof bad))
+      return util_err("%s: cannot resume: %s (the run had diverged when this was saved); restart it, or --init from "
+                      "an earlier checkpoint", s->last_path, bad);
+    s->have_good = 1;
+    s->good_step = s->step;
   } else if (o->init_ckpt) {
     if (train_check_init_shape(c, o->init_ckpt)) return -1;
     if (ckpt_load_params(o->init_ckpt, m->tensors, m->n_tensors, m->n_params, s->params, NULL, NULL)) return -1;
@@ -333,6 +435,7 @@ static int train_setup(train_state *s, const train_opts *o) {
 int train_run(const train_opts *o) {
   train_state s;
   memset(&s, 0, sizeof s);
+  s.lock_fd = -1;
   if (o->threads > 0) cpu_set_threads(o->threads);
   if (train_setup(&s, o)) {
     train_state_free(&s);
@@ -384,10 +487,10 @@ int train_run(const train_opts *o) {
       break;
     }
     if (!isfinite(loss) || !isfinite(norm)) {
-      util_err("training stopped: %s is %s at step %llu; the last good checkpoint is %s (step %llu)",
+      char good[PATH_MAX + 40];
+      util_err("training stopped: %s is %s at step %llu; the last good checkpoint is %s",
                isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? norm : loss) ? "nan" : "inf",
-               (unsigned long long)s.step + 1, util_file_exists(s.last_path) ? s.last_path : "(none yet)",
-               (unsigned long long)(util_file_exists(s.last_path) ? s.step : 0));
+               (unsigned long long)s.step + 1, train_good(&s, good, sizeof good));
       rc = -1;
       break;
     }
@@ -404,11 +507,10 @@ int train_run(const train_opts *o) {
         break;
       }
     }
-    fprintf(s.log, "{\"step\":%llu,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens_per_s\":%.1f",
-            (unsigned long long)s.step, loss, lr, norm, tps);
-    if (!isnan(step_val)) fprintf(s.log, ",\"val_loss\":%.9g", step_val);
-    fprintf(s.log, "}\n");
-    fflush(s.log);
+    if (train_log_step(&s, loss, lr, norm, tps, step_val)) {
+      rc = -1;
+      break;
+    }
 
     if (do_eval) {
       if (!isnan(step_val) && step_val < s.best_val) {

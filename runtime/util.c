@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,9 +112,9 @@ int util_fsync_dir_of(const char *path) {
 
 int util_write_file_atomic(const char *path, const void *data, size_t len) {
   size_t n = strlen(path);
-  char *tmp = util_malloc(n + 16, "temp file name");
+  char *tmp = util_malloc(n + sizeof UTIL_TMP_SUFFIX, "temp file name");
   if (!tmp) return -1;
-  snprintf(tmp, n + 16, "%s.tmpXXXXXX", path);
+  snprintf(tmp, n + sizeof UTIL_TMP_SUFFIX, "%s" UTIL_TMP_SUFFIX, path);
   int fd = mkstemp(tmp);
   if (fd < 0) {
     util_err("%s: cannot create temp file %s: %s", path, tmp, strerror(errno));
@@ -151,6 +152,52 @@ int util_write_file_atomic(const char *path, const void *data, size_t len) {
   free(tmp);
   util_fsync_dir_of(path);
   return 0;
+}
+
+int util_is_tmp_of(const char *name, const char *base) {
+  size_t b = strlen(base), x = sizeof UTIL_TMP_SUFFIX - 1, k = x - 6; /* ".tmp" then mkstemp's 6 */
+  if (strlen(name) != b + x || strncmp(name, base, b) || strncmp(name + b, UTIL_TMP_SUFFIX, k)) return 0;
+  for (size_t i = b + k; i < b + x; i++)
+    if (!isalnum((unsigned char)name[i])) return 0;
+  return 1;
+}
+
+int util_path(char *out, size_t cap, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(out, cap, fmt, ap);
+  va_end(ap);
+  if (n >= 0 && (size_t)n < cap) return 0;
+  if (n < 0) util_err("cannot format a path from \"%.60s\"", fmt);
+  else util_err("path too long: %.60s... is %d bytes, the limit is %zu", out, n, cap - 1);
+  out[0] = '\0'; /* never usable by a caller that ignores the error */
+  return -1;
+}
+
+int util_lock_dir(const char *dir, const char *what) {
+  char path[4096];
+  if (util_path(path, sizeof path, "%s/.lock", dir)) return -1;
+  /* O_CLOEXEC: a compiler we spawn must not inherit (and outlive us with) the lock */
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return util_err("%s: cannot create the lock file %s: %s", dir, path, strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    char pid[32] = "";
+    ssize_t n = e == EWOULDBLOCK ? pread(fd, pid, sizeof pid - 1, 0) : -1;
+    close(fd);
+    if (e != EWOULDBLOCK) return util_err("%s: cannot lock %s: %s", dir, path, strerror(e));
+    pid[n > 0 ? n : 0] = '\0';
+    pid[strspn(pid, "0123456789")] = '\0';
+    if (pid[0])
+      return util_err("%s: another %s (pid %s) is using this directory; wait for it or choose another one", dir, what,
+                      pid);
+    return util_err("%s: another %s is using this directory; wait for it or choose another one", dir, what);
+  }
+  char pid[32];
+  int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  /* the pid is only for the other run's message: not writing it is no error */
+  if (ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)n, 0) != n) pid[0] = '\0';
+  return fd;
 }
 
 int util_file_exists(const char *path) {

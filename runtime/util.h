@@ -32,6 +32,19 @@ char *util_strdup(const char *s);
 int util_read_file(const char *path, char **data, size_t *len);
 /* Atomic write: temp file in the same directory, fsync, rename, dir fsync. */
 int util_write_file_atomic(const char *path, const void *data, size_t len);
+/* The temp file of `path` is path + UTIL_TMP_SUFFIX (mkstemp's template);
+ * util_is_tmp_of says whether a directory entry is one of base's, so a run
+ * can remove what a killed save left behind and nothing else. */
+#define UTIL_TMP_SUFFIX ".tmpXXXXXX"
+int util_is_tmp_of(const char *name, const char *base);
+/* Formats a path into out[cap]; a path that does not fit is an error naming
+ * it, never silently cut (a cut path writes somewhere else). */
+int util_path(char *out, size_t cap, const char *fmt, ...) UTIL_PRINTF(3, 4);
+/* Takes an exclusive flock on dir/.lock for the life of the process (the
+ * kernel drops it when the process dies, even by kill -9), writing our pid
+ * into it. Another holder is an error naming `dir` and its pid. Returns the
+ * lock's fd (keep it open; close it to unlock) or -1. */
+int util_lock_dir(const char *dir, const char *what);
 int util_file_exists(const char *path);
 int util_is_dir(const char *path);
 int util_mkdir_p(const char *path);

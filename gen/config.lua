@@ -17,7 +17,7 @@ local function nonneg(v) return type(v) == "number" and v >= 0 end
 -- (check_sizes) far from 64-bit overflow.
 local I32 = 2147483647
 M.fields = {
-  { "name", "string", nil, "model name, used in generated file headers and checkpoints; without --out, train writes to out/<name> (then the name must be a plain directory name: runtime/cfg.c, cfg_default_out)" },
+  { "name", "string", nil, "model name, used in generated file headers and checkpoints; without --out, train writes to out/<name> and then needs a plain directory name (letters, digits, '.', '_', '-')" },
   { "tokenizer", "enum", "gpt2", "gpt2 | char | word", values = { "gpt2", "char", "word" } },
   { "data", "paths", false, "default training text: a path or a list of paths/directories, relative to the config file" },
   { "vocab_size", "int", false, "50257 for gpt2; derived from the training text for char and word (leave unset, or it must match the text)", max = 1 << 24 },

@@ -151,6 +151,14 @@ void lx_sandbox(lua_State *L, const char *where) {
   lua_sethook(L, lx_hook, LUA_MASKCOUNT, LX_HOOK_STEP);
 }
 
+/* An error outside any protected call (a bug, or memory running out while
+ * a state is set up): say so on one line before Lua aborts. */
+static int lx_panic(lua_State *L) {
+  fprintf(stderr, "gptc: internal error in the Lua interpreter: %s\n",
+          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no message)");
+  return 0;
+}
+
 lua_State *lx_new(void) {
   lx_limits *lim = calloc(1, sizeof *lim);
   if (lim) lim->cap = LX_GEN_MEM;
@@ -160,6 +168,7 @@ lua_State *lx_new(void) {
     util_err("out of memory: cannot create the Lua interpreter");
     return NULL;
   }
+  lua_atpanic(L, lx_panic);
   luaL_openlibs(L);
   /* searchers: keep the preload searcher, replace file searchers with ours */
   lua_getglobal(L, "package");

@@ -14,7 +14,7 @@
 #include <lua.h>
 
 /* Every state has a memory cap (LX_GEN_MEM for the generator's own code). */
-#define LX_GEN_MEM ((size_t)4 << 30)
+#define LX_GEN_MEM ((size_t)1 << 30) /* gpt2-124m generates in under 40 MB */
 /* Limits for states that run a config or read a checkpoint's config: memory
  * beyond what the state uses already, Lua instructions and CPU time (a
  * config is a few lines; the shipped ones take under 0.01 s). */

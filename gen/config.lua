@@ -8,18 +8,23 @@ local M = {}
 local function posint(v) return math.type(v) == "integer" and v > 0 end
 local function nonneg(v) return type(v) == "number" and v >= 0 end
 
--- kind: "int" (positive integer), "num", "bool", "string", "enum"
+-- kind: "int" (positive integer), "int0" (non-negative), "num", "bool",
+-- "string", "enum", "paths"
 -- default: a value, or a function(cfg) computing it from other fields;
--- nil means required. `check` returns nil when fine, else the rule broken.
+-- nil means required. `max`: every integer field has an upper bound, checked
+-- on Lua's 64-bit value before the runtime narrows it to a C int, so nothing
+-- wraps (2^40 must not become 0). The bounds keep every product of them
+-- (check_sizes) far from 64-bit overflow.
+local I32 = 2147483647
 M.fields = {
-  { "name", "string", nil, "model name, used in generated file headers and checkpoints" },
+  { "name", "string", nil, "model name, used in generated file headers and checkpoints; without --out, train writes to out/<name> and then needs a plain directory name (letters, digits, '.', '_', '-')" },
   { "tokenizer", "enum", "gpt2", "gpt2 | char | word", values = { "gpt2", "char", "word" } },
   { "data", "paths", false, "default training text: a path or a list of paths/directories, relative to the config file" },
-  { "vocab_size", "int", false, "50257 for gpt2; derived from the training text for char and word (leave unset)" },
-  { "emb_dim", "int", nil, "embedding width C" },
-  { "n_heads", "int", nil, "attention heads; emb_dim % n_heads == 0" },
-  { "n_layers", "int", nil, "transformer blocks" },
-  { "context_length", "int", nil, "maximum sequence length (positional embeddings)" },
+  { "vocab_size", "int", false, "50257 for gpt2; derived from the training text for char and word (leave unset, or it must match the text)", max = 1 << 24 },
+  { "emb_dim", "int", nil, "embedding width C", max = 1 << 16 },
+  { "n_heads", "int", nil, "attention heads; emb_dim % n_heads == 0", max = 1 << 10 },
+  { "n_layers", "int", nil, "transformer blocks", max = 1 << 10 },
+  { "context_length", "int", nil, "maximum sequence length (positional embeddings)", max = 1 << 20 },
   { "drop_rate", "num", 0.1, "dropout on embeddings, attention weights and residual branches; 0 <= p < 1" },
   { "qkv_bias", "bool", false, "bias on the fused QKV projection" },
   { "tie_embeddings", "bool", true, "LM head shares the token embedding matrix (as GPT-2)" },
@@ -27,25 +32,25 @@ M.fields = {
 }
 
 M.train_fields = {
-  { "batch_size", "int", 8, "sequences per micro-batch B" },
-  { "max_length", "int", function(c) return c.context_length end, "tokens per training window T; <= context_length" },
-  { "stride", "int", function(c) return c.train.max_length end, "step between window starts; >= 1" },
+  { "batch_size", "int", 8, "sequences per micro-batch B", max = 1 << 16 },
+  { "max_length", "int", function(c) return c.context_length end, "tokens per training window T; <= context_length", max = 1 << 20 },
+  { "stride", "int", function(c) return c.train.max_length end, "step between window starts; >= 1", max = 1 << 30 },
   { "val_ratio", "num", 0.1, "fraction of the text (by characters, from the end) held out; 0 < r < 1" },
   { "shuffle", "bool", true, "reshuffle the training batches each epoch (seeded)" },
   { "drop_last", "bool", true, "drop the last incomplete batch" },
-  { "seed", "int0", 123, "seed for init, shuffling and dropout" },
+  { "seed", "int0", 123, "seed for init, shuffling and dropout", max = math.maxinteger },
   { "lr", "num", 4e-4, "peak learning rate" },
   { "min_lr", "num", function(c) return c.train.lr / 10 end, "learning rate at the end of the cosine decay" },
-  { "warmup_steps", "int0", 0, "linear warmup steps" },
-  { "steps", "int", 1000, "optimizer steps" },
+  { "warmup_steps", "int0", 0, "linear warmup steps", max = I32 },
+  { "steps", "int", 1000, "optimizer steps", max = I32 },
   { "weight_decay", "num", 0.1, "AdamW decoupled weight decay (2-D weights and embeddings only)" },
   { "beta1", "num", 0.9, "AdamW beta1; 0 <= b < 1" },
   { "beta2", "num", 0.999, "AdamW beta2; 0 <= b < 1" },
   { "eps", "num", 1e-8, "AdamW epsilon; > 0" },
   { "grad_clip", "num", 1.0, "clip gradients to this global norm; 0 disables" },
-  { "grad_accum", "int", 1, "micro-batches per optimizer step" },
-  { "eval_interval", "int", 100, "evaluate on the val split every N steps" },
-  { "eval_steps", "int", 20, "val batches per evaluation" },
+  { "grad_accum", "int", 1, "micro-batches per optimizer step", max = 1 << 16 },
+  { "eval_interval", "int", 100, "evaluate on the val split every N steps", max = I32 },
+  { "eval_steps", "int", 20, "val batches per evaluation", max = 1 << 20 },
 }
 
 local function index_of(list)
@@ -64,15 +69,62 @@ local SAFE = {
 local FORBIDDEN = { io = 1, os = 1, require = 1, load = 1, loadfile = 1, dofile = 1,
   debug = 1, package = 1, collectgarbage = 1, loadstring = 1 }
 
+-- raw: `next`, never __pairs
 local function copy(t)
   local r = {}
-  for k, v in pairs(t) do r[k] = v end
+  local k, v = next(t)
+  while k ~= nil do
+    r[k] = v
+    k, v = next(t, k)
+  end
   return r
+end
+
+-- The instruction hook (runtime/lx.c) stops Lua code, not one long C call.
+-- Lua patterns backtrack: a pattern with q repetition items ('*', '+', '-',
+-- '?', '%b') can take about (n+1)^(q+1) * #p steps on an n-byte subject, all
+-- inside string.find. Configs get pattern functions that refuse a call
+-- whose bound exceeds PATTERN_STEPS (counting every such character, even in
+-- a set, errs on the safe side). string.rep and friends are bounded by the
+-- interpreter's memory cap instead.
+local PATTERN_STEPS = 1e8
+-- the original, for this file's own fixed patterns
+local raw_gsub = string.gsub
+local function guard_pattern(name, f)
+  return function(s, p, init, plain, ...)
+    local ts, tp = type(s), type(p)
+    if (ts == "string" or ts == "number") and (tp == "string" or tp == "number") and not (name == "find" and plain) then
+      s, p = "" .. s, "" .. p
+      local _, q = raw_gsub(p, "[%*%+%-%?]", "")
+      local _, b = raw_gsub(p, "%%b", "")
+      q = q + b
+      if (#p + 1) * (#s + 1.0) ^ (q + 1) > PATTERN_STEPS then
+        error(string.format("string.%s: pattern too costly for a config (%d-byte subject, %d repetition items)",
+          name, #s, q), 2)
+      end
+    end
+    return f(s, p, init, plain, ...)
+  end
 end
 
 local function sandbox(chunkname)
   local env = {}
   for _, n in ipairs(SAFE) do env[n] = _G[n] end
+  -- finalizers run with hooks off (lgc.c GCTM), so no __gc in configs
+  env.setmetatable = function(t, mt)
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+      error(chunkname .. ": __gc metamethods are not allowed in configs", 2)
+    end
+    return setmetatable(t, mt)
+  end
+  -- this state only loads this config: guard the real string table (strings'
+  -- methods use it) and hide it, so a config cannot swap the functions the
+  -- validation below calls
+  if not M.guarded then
+    M.guarded = true
+    for _, n in ipairs({ "find", "match", "gmatch", "gsub" }) do string[n] = guard_pattern(n, string[n]) end
+    getmetatable("").__metatable = false
+  end
   env.math, env.string, env.table, env.utf8 = copy(math), copy(string), copy(table), copy(utf8)
   env.print = function() end
   return setmetatable(env, {
@@ -86,19 +138,36 @@ local function sandbox(chunkname)
   })
 end
 
--- Runs config source `src`; returns the raw table it returns.
+-- A copy of a returned value made with raw access only and without
+-- metatables, so validation honours no __index, __pairs, __len or __tostring.
+local function rawcopy(v, where, depth)
+  if type(v) ~= "table" then return v end
+  if depth > 8 then error(where .. ": config tables nest deeper than 8 levels", 0) end
+  local r = {}
+  local k, x = next(v)
+  while k ~= nil do
+    r[rawcopy(k, where, depth + 1)] = rawcopy(x, where, depth + 1)
+    k, x = next(v, k)
+  end
+  return r
+end
+
+-- Runs config source `src`; returns a plain copy of the table it returns.
+-- The limits (memory cap, instruction budget) are the interpreter's, armed
+-- by the runtime before this runs (lx_sandbox in runtime/lx.c).
 function M.run(src, chunkname)
   local fn, err = load(src, "=" .. chunkname, "t", sandbox(chunkname))
   if not fn then error(err, 0) end
-  -- a config is a few lines; stop runaway loops instead of hanging
-  debug.sethook(function() error(chunkname .. ": config ran too long (instruction limit)", 0) end, "", 50000000)
   local ok, t = pcall(fn)
-  debug.sethook()
-  if not ok then error(tostring(t), 0) end
+  if not ok then
+    -- never converted: a __tostring could loop or lie
+    if type(t) ~= "string" then error(chunkname .. ": config raised an error that is not a string (" .. type(t) .. ")", 0) end
+    error(t, 0)
+  end
   if type(t) ~= "table" then
     error(chunkname .. ": a config must return a table (got " .. type(t) .. ")", 0)
   end
-  return t
+  return rawcopy(t, chunkname, 1)
 end
 
 -- ---- validation --------------------------------------------------------------
@@ -109,10 +178,10 @@ end
 
 local function check_kind(where, fname, f, v)
   local kind = f[2]
-  if kind == "int" then
-    if not posint(v) then fail(where, fname, "must be a positive integer", v) end
-  elseif kind == "int0" then
+  if kind == "int" or kind == "int0" then
+    if kind == "int" and not posint(v) then fail(where, fname, "must be a positive integer", v) end
     if math.type(v) ~= "integer" or v < 0 then fail(where, fname, "must be a non-negative integer", v) end
+    if v > f.max then fail(where, fname, string.format("must be at most %d", f.max), v) end
   elseif kind == "num" then
     if type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge then
       fail(where, fname, "must be a finite number", v)
@@ -173,6 +242,7 @@ end
 -- Validates a raw config table; returns a new table with every default filled.
 -- `where` names the config (file path) in messages.
 function M.validate(t, where)
+  t = rawcopy(t, where, 1)
   local cfg = { train = {} }
   local train = t.train
   if train ~= nil and type(train) ~= "table" then fail(where, "train", "must be a table", train) end
@@ -206,7 +276,30 @@ function M.validate(t, where)
     end
     cfg.vocab_size = 50257
   end
+  M.check_sizes(cfg, where)
   return cfg
+end
+
+-- Every tensor and buffer size (gen/shapes.lua) is a product of the fields;
+-- each is bounded above, but their products are not. This bounds the total
+-- in floating point, which cannot wrap, from above (generously: every
+-- per-layer buffer counted as 32 C-wide rows and 4 T x T attention maps
+-- per token), so every integer size derived later fits with room to spare.
+-- A char/word vocabulary unknown yet counts as 1; check_memory runs this
+-- again once it is known.
+M.MAX_ELEMENTS = 2 ^ 46
+function M.check_sizes(cfg, where)
+  local tr = cfg.train
+  local B, T, C, L = tr.batch_size + 0.0, tr.max_length + 0.0, cfg.emb_dim + 0.0, cfg.n_layers + 0.0
+  local V, ctx, H = (cfg.vocab_size or 1) + 0.0, cfg.context_length + 0.0, cfg.n_heads + 0.0
+  local n = (V + ctx) * C + L * (16 * C * C + 32 * C) + L * B * T * (32 * C + 4 * H * T) + 4 * B * T * V
+    + 2 * B * T * tr.grad_accum
+  if n > M.MAX_ELEMENTS then
+    error(string.format("%s: model too large: emb_dim %d, n_layers %d, context_length %d, vocab_size %d, "
+      .. "train.batch_size %d, train.max_length %d and train.grad_accum %d make about %.3g values; "
+      .. "the limit is 2^46", where, cfg.emb_dim, cfg.n_layers, cfg.context_length, math.tointeger(V),
+      tr.batch_size, tr.max_length, tr.grad_accum, n), 0)
+  end
 end
 
 -- Rejects shapes whose parameters, grads, AdamW moments and activations would
@@ -214,12 +307,15 @@ end
 -- backend asks (runtime/cfg.c, cfg_check_memory); loading a config does not,
 -- since generating code or training on a GPU needs no such host memory.
 function M.check_memory(cfg, where)
+  M.check_sizes(cfg, where)
   local mem = require("shapes").derive(cfg).memory
   local total = gptc.mem_total
-  if mem.train_bytes > total then
-    error(string.format("%s: model too large: training needs %.1f GiB (parameters, grads, AdamW moments, activations) " ..
+  -- plus the input and target token batches (int32, grad_accum micro-batches)
+  local need = mem.train_bytes + 8 * cfg.train.batch_size * cfg.train.max_length * cfg.train.grad_accum
+  if need > total then
+    error(string.format("%s: model too large: training needs %.1f GiB (parameters, grads, AdamW moments, activations, batches) " ..
       "but this machine has %.1f GiB; reduce emb_dim, n_layers, vocab, batch_size or max_length",
-      where, mem.train_bytes / 2 ^ 30, total / 2 ^ 30), 0)
+      where, need / 2 ^ 30, total / 2 ^ 30), 0)
   end
 end
 
@@ -264,7 +360,8 @@ function M.describe()
   local function row(prefix, f)
     local d = f[3]
     local ds = d == nil and "required" or (type(d) == "function" and "derived") or (d == false and "unset") or tostring(d)
-    out[#out + 1] = string.format("  %-22s [%s] %s", prefix .. f[1], ds, f[4])
+    local max = f.max and f.max < math.maxinteger and string.format("; at most %d", f.max) or ""
+    out[#out + 1] = string.format("  %-22s [%s] %s%s", prefix .. f[1], ds, f[4], max)
   end
   for _, f in ipairs(M.fields) do row("", f) end
   out[#out + 1] = "  train = {"

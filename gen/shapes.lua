@@ -292,6 +292,10 @@ function M.derive(cfg)
     error(string.format("config '%s': vocab_size is unknown (char and word tokenizers derive it from the " ..
       "training text; pass --vocab-size)", tostring(cfg.name)), 0)
   end
+  -- every size below is an integer product of these fields: bounded first,
+  -- in floating point, so none of them can wrap (a vocabulary given later,
+  -- e.g. `gen --vocab-size`, had no such check when the config loaded)
+  require("config").check_sizes(cfg, string.format("config '%s'", tostring(cfg.name)))
   local d = {
     V = V, C = cfg.emb_dim, H = cfg.n_heads, L = cfg.n_layers, ctx = cfg.context_length,
     B = cfg.train.batch_size, T = cfg.train.max_length,

@@ -2,9 +2,11 @@
 #include "cfg.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lit.h"
 #include "lx.h"
 #include "util.h"
 
@@ -12,11 +14,20 @@ const char *cfg_tokenizer_name(int tok) {
   return tok == CFG_TOK_CHAR ? "char" : tok == CFG_TOK_WORD ? "word" : "gpt2";
 }
 
-static int cfg_geti(lua_State *L, int t, const char *k) {
-  lua_getfield(L, t, k);
-  int v = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+/* gen/config.lua bounds every integer field well inside int; this is the
+ * second line: a value that would not fit is an error, never cut. `bad`
+ * collects the first failure for cfg_from_table. */
+static int cfg_geti(lua_State *L, int t, const char *k, const char *where, int *bad) {
+  lua_pushstring(L, k);
+  lua_rawget(L, t);
+  lua_Integer v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
   lua_pop(L, 1);
-  return v;
+  if (v < INT_MIN || v > INT_MAX) {
+    if (!*bad) util_err("%s: field '%s' is %lld, out of range (at most %d)", where, k, (long long)v, INT_MAX);
+    *bad = 1;
+    return 0;
+  }
+  return (int)v;
 }
 
 static double cfg_getn(lua_State *L, int t, const char *k) {
@@ -49,6 +60,8 @@ static void cfg_resolve(const char *cfgpath, const char *p, char *out, size_t n)
 
 static int cfg_from_table(lua_State *L, int t, const char *path, cfg_t *c) {
   memset(c, 0, sizeof *c);
+  int bad = 0;
+  const char *where = path ? path : "config";
   snprintf(c->path, sizeof c->path, "%s", path ? path : "");
   cfg_gets(L, t, "name", c->name, sizeof c->name);
   char buf[16];
@@ -70,20 +83,20 @@ static int cfg_from_table(lua_State *L, int t, const char *path, cfg_t *c) {
     }
   }
   lua_pop(L, 1);
-  c->vocab_size = cfg_geti(L, t, "vocab_size");
-  c->emb_dim = cfg_geti(L, t, "emb_dim");
-  c->n_heads = cfg_geti(L, t, "n_heads");
-  c->n_layers = cfg_geti(L, t, "n_layers");
-  c->context_length = cfg_geti(L, t, "context_length");
+  c->vocab_size = cfg_geti(L, t, "vocab_size", where, &bad);
+  c->emb_dim = cfg_geti(L, t, "emb_dim", where, &bad);
+  c->n_heads = cfg_geti(L, t, "n_heads", where, &bad);
+  c->n_layers = cfg_geti(L, t, "n_layers", where, &bad);
+  c->context_length = cfg_geti(L, t, "context_length", where, &bad);
   c->drop_rate = cfg_getn(L, t, "drop_rate");
   c->qkv_bias = cfg_getb(L, t, "qkv_bias");
   c->tie_embeddings = cfg_getb(L, t, "tie_embeddings");
   lua_getfield(L, t, "train");
   int tr = lua_gettop(L);
   cfg_train *r = &c->train;
-  r->batch_size = cfg_geti(L, tr, "batch_size");
-  r->max_length = cfg_geti(L, tr, "max_length");
-  r->stride = cfg_geti(L, tr, "stride");
+  r->batch_size = cfg_geti(L, tr, "batch_size", where, &bad);
+  r->max_length = cfg_geti(L, tr, "max_length", where, &bad);
+  r->stride = cfg_geti(L, tr, "stride", where, &bad);
   r->val_ratio = cfg_getn(L, tr, "val_ratio");
   r->shuffle = cfg_getb(L, tr, "shuffle");
   r->drop_last = cfg_getb(L, tr, "drop_last");
@@ -92,26 +105,47 @@ static int cfg_from_table(lua_State *L, int t, const char *path, cfg_t *c) {
   lua_pop(L, 1);
   r->lr = cfg_getn(L, tr, "lr");
   r->min_lr = cfg_getn(L, tr, "min_lr");
-  r->warmup_steps = cfg_geti(L, tr, "warmup_steps");
-  r->steps = cfg_geti(L, tr, "steps");
+  r->warmup_steps = cfg_geti(L, tr, "warmup_steps", where, &bad);
+  r->steps = cfg_geti(L, tr, "steps", where, &bad);
   r->weight_decay = cfg_getn(L, tr, "weight_decay");
   r->beta1 = cfg_getn(L, tr, "beta1");
   r->beta2 = cfg_getn(L, tr, "beta2");
   r->eps = cfg_getn(L, tr, "eps");
   r->grad_clip = cfg_getn(L, tr, "grad_clip");
-  r->grad_accum = cfg_geti(L, tr, "grad_accum");
-  r->eval_interval = cfg_geti(L, tr, "eval_interval");
-  r->eval_steps = cfg_geti(L, tr, "eval_steps");
+  r->grad_accum = cfg_geti(L, tr, "grad_accum", where, &bad);
+  r->eval_interval = cfg_geti(L, tr, "eval_interval", where, &bad);
+  r->eval_steps = cfg_geti(L, tr, "eval_steps", where, &bad);
   lua_pop(L, 1);
-  return 0;
+  return bad ? -1 : 0;
 }
 
 int cfg_load_string(const char *src, const char *name, cfg_t *cfg) {
   lua_State *L = lx_new();
   if (!L) return -1;
+  lx_sandbox(L, name);
   lua_pushstring(L, src);
   lua_pushstring(L, name);
   int rc = lx_call(L, "config", "load", 2, 1);
+  if (rc == 0) rc = cfg_from_table(L, lua_gettop(L), name, cfg);
+  lua_close(L);
+  return rc;
+}
+
+/* A checkpoint is data: its config is parsed as a table literal (lit.c),
+ * never run, and then checked by the same schema as a config file. Running
+ * it in the sandbox would be bounded too, but a checkpoint comes from
+ * anywhere and only ever holds what cfg_serialize wrote, so the interpreter
+ * gets no chance to run anything a crafted file brings. The validation's
+ * own state still has the config limits. */
+int cfg_load_data(const char *src, const char *name, cfg_t *cfg) {
+  lua_State *L = lx_new();
+  if (!L) return -1;
+  lx_sandbox(L, name);
+  int rc = lit_push(L, src, strlen(src), name);
+  if (rc == 0) {
+    lua_pushstring(L, name);
+    rc = lx_call(L, "config", "validate", 2, 1);
+  }
   if (rc == 0) rc = cfg_from_table(L, lua_gettop(L), name, cfg);
   lua_close(L);
   return rc;
@@ -182,7 +216,32 @@ int cfg_set_vocab(cfg_t *cfg, int vocab_size) {
   if (cfg->tokenizer == CFG_TOK_GPT2 && vocab_size != 50257)
     return util_err("%s: field 'vocab_size' must be 50257 for the gpt2 tokenizer (got %d)", cfg->path,
                     vocab_size);
+  /* a char/word config may state its vocabulary size (gen and bench use it
+   * without a text); once the text gives the real one they must agree,
+   * or ids would index a table of another size */
+  if (cfg->vocab_size > 0 && cfg->vocab_size != vocab_size)
+    return util_err("%s: field 'vocab_size' is %d but the %s tokenizer finds %d in the text (leave it unset to "
+                    "derive it)", cfg->path[0] ? cfg->path : cfg->name, cfg->vocab_size,
+                    cfg_tokenizer_name(cfg->tokenizer), vocab_size);
   cfg->vocab_size = vocab_size;
+  return 0;
+}
+
+int cfg_default_out(const cfg_t *cfg, char *out, size_t n) {
+  /* out/<name> must stay one directory inside out/: no '/', no "..", no
+   * hidden or option-like name, bounded. Names elsewhere (headers,
+   * checkpoints) stay free, so old checkpoints keep loading. */
+  const char *s = cfg->name;
+  size_t len = strlen(s);
+  int ok = len >= 1 && len <= 100 && s[0] != '.' && s[0] != '-';
+  for (const char *p = s; ok && *p; p++)
+    ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' ||
+         *p == '-';
+  if (!ok)
+    return util_err("%s: field 'name' must be 1 to 100 letters, digits, '.', '_' or '-', not starting with '.' or "
+                    "'-', to name the default output directory out/<name> (pass --out DIR to keep this name)",
+                    cfg->path[0] ? cfg->path : "config");
+  snprintf(out, n, "out/%s", s);
   return 0;
 }
 

@@ -42,8 +42,15 @@ typedef struct {
 int cfg_load_file(const char *path, cfg_t *cfg);
 /* Same for config source text; `name` is used in messages. */
 int cfg_load_string(const char *src, const char *name, cfg_t *cfg);
-/* Sets the vocabulary size once the tokenizer knows it (char/word). */
+/* A checkpoint's stored config (cfg_serialize's output) read as data: parsed
+ * as a plain table literal, never run, then validated like a file. */
+int cfg_load_data(const char *src, const char *name, cfg_t *cfg);
+/* Sets the vocabulary size once the tokenizer knows it (char/word); one
+ * the config stated must agree. */
 int cfg_set_vocab(cfg_t *cfg, int vocab_size);
+/* train's default output directory, out/<name>; fails, naming the rule,
+ * when the name would not be one plain directory inside out/. */
+int cfg_default_out(const cfg_t *cfg, char *out, size_t n);
 /* Fails, naming the sizes, when training this model would not fit in this
  * machine's memory (the CPU backend's check before it allocates). */
 int cfg_check_memory(const cfg_t *cfg);

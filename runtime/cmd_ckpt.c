@@ -203,7 +203,7 @@ static int ckpt_hf_cfg(const char *dir, const ckpt_hf_config *hc, cfg_t *cfg) {
                       hc->n_positions < 256 ? hc->n_positions : 256))
     goto out;
   snprintf(where, sizeof where, "%s/config.json", dir);
-  rc = cfg_load_string(b.data, where, cfg);
+  rc = cfg_load_data(b.data, where, cfg);
 out:
   util_buf_free(&b);
   return rc;
@@ -521,7 +521,7 @@ static int ckpt_export(const char *ckpt, const char *dir) {
   ckpt_name *names = NULL;
   char path[4200];
   if (ckpt_load_meta(ckpt, &meta)) return -1;
-  if (cfg_load_string(meta.config_src, ckpt, &cfg) || ckpt_hf_eot(&meta, &cfg, ckpt, &eot) ||
+  if (cfg_load_data(meta.config_src, ckpt, &cfg) || ckpt_hf_eot(&meta, &cfg, ckpt, &eot) ||
       gen_tensors(&cfg, &t, &n, &n_params))
     goto out;
   params = util_malloc(n_params * sizeof *params, "parameters");

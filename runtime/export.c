@@ -330,7 +330,7 @@ static int export_open(export_job *j) {
   if (ckpt_load_meta(j->ckpt, &j->meta)) return -1;
   char where[4200];
   snprintf(where, sizeof where, "%s (config)", j->ckpt);
-  if (cfg_load_string(j->meta.config_src, where, &j->cfg)) return -1;
+  if (cfg_load_data(j->meta.config_src, where, &j->cfg)) return -1;
   tok_t *tok = j->cfg.tokenizer == CFG_TOK_GPT2 ? tok_gpt2_new()
                                                  : tok_from_vocab(j->cfg.tokenizer, j->meta.vocab, j->meta.vocab_len);
   if (!tok) return util_err("%s: tokenizer: %s", j->ckpt, util_errmsg());

@@ -13,10 +13,28 @@
 
 #include <lua.h>
 
+/* Every state has a memory cap (LX_GEN_MEM for the generator's own code). */
+#define LX_GEN_MEM ((size_t)1 << 30) /* gpt2-124m generates in under 40 MB */
+/* Limits for states that run a config or read a checkpoint's config: memory
+ * beyond what the state uses already, Lua instructions and CPU time (a
+ * config is a few lines; the shipped ones take under 0.01 s). */
+#define LX_CFG_MEM ((size_t)64 << 20)
+#define LX_CFG_INSTRUCTIONS 20000000LL
+#define LX_CFG_SECONDS 2.0 /* thread CPU time; errors can be costlier than instructions */
+
 lua_State *lx_new(void);
+/* Arms the config limits on `L` from here to lua_close: a C count hook that,
+ * once the budget (instructions or CPU time) is spent, fires on every
+ * instruction (no pcall or metamethod escapes it), and the LX_CFG_MEM cap. `where` names the config
+ * in the limits' messages ("X: config ran too long (instruction limit)" or "(time limit)",
+ * "X: uses more than N MB (memory limit)"). */
+void lx_sandbox(lua_State *L, const char *where);
 /* require(module) and call module[fn] with `nargs` arguments already pushed
  * on the stack; leaves `nres` results. On error returns -1 with util_err set
  * to the Lua message (traceback stripped to one line). */
 int lx_call(lua_State *L, const char *module, const char *fn, int nargs, int nres);
+/* lua_pcall of the function below `nargs` arguments, with lx_call's error
+ * handling (one-line message, the limits named, no metamethods). */
+int lx_pcall(lua_State *L, int nargs, int nres);
 
 #endif

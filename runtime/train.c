@@ -84,7 +84,7 @@ static int train_open(const char *path, const char *device, int keep_host, train
   int rc = -1;
   char where[1100];
   snprintf(where, sizeof where, "%s (config)", path);
-  if (cfg_load_string(meta.config_src, where, &l->cfg)) goto out;
+  if (cfg_load_data(meta.config_src, where, &l->cfg)) goto out;
   l->tok = l->cfg.tokenizer == CFG_TOK_GPT2 ? tok_gpt2_new() : tok_from_vocab(l->cfg.tokenizer, meta.vocab, meta.vocab_len);
   if (!l->tok) goto out;
   if (tok_vocab_size(l->tok) != l->cfg.vocab_size) {
@@ -310,37 +310,55 @@ static void train_fmt_eta(double sec, char *out, size_t n) {
   else snprintf(out, n, "%ds", (int)sec);
 }
 
-/* Refuses --init checkpoints whose model shape differs from the config's. */
-static int train_check_init_shape(const cfg_t *c, const char *path) {
+/* Refuses a checkpoint (--init, --resume) whose stored config does not load
+ * as data and pass the schema, or whose model shape differs from the
+ * config's; names the field and both values as words. */
+static int train_check_shape(const cfg_t *c, const char *path) {
   ckpt_meta meta;
   if (ckpt_load_meta(path, &meta)) return -1;
   cfg_t k;
   char where[1100];
   snprintf(where, sizeof where, "%s (config)", path);
-  int rc = cfg_load_string(meta.config_src, where, &k);
+  int rc = cfg_load_data(meta.config_src, where, &k);
   ckpt_meta_free(&meta);
   if (rc) return -1;
+  enum { NUM, BOOL, TOK };
   struct {
     const char *name;
+    int kind;
     long a, b;
   } f[] = {
-      {"tokenizer", c->tokenizer, k.tokenizer},         {"vocab_size", c->vocab_size, k.vocab_size},
-      {"emb_dim", c->emb_dim, k.emb_dim},               {"n_heads", c->n_heads, k.n_heads},
-      {"n_layers", c->n_layers, k.n_layers},            {"context_length", c->context_length, k.context_length},
-      {"qkv_bias", c->qkv_bias, k.qkv_bias},            {"tie_embeddings", c->tie_embeddings, k.tie_embeddings},
+      {"tokenizer", TOK, c->tokenizer, k.tokenizer},
+      {"vocab_size", NUM, c->vocab_size, k.vocab_size},
+      {"emb_dim", NUM, c->emb_dim, k.emb_dim},
+      {"n_heads", NUM, c->n_heads, k.n_heads},
+      {"n_layers", NUM, c->n_layers, k.n_layers},
+      {"context_length", NUM, c->context_length, k.context_length},
+      {"qkv_bias", BOOL, c->qkv_bias, k.qkv_bias},
+      {"tie_embeddings", BOOL, c->tie_embeddings, k.tie_embeddings},
   };
-  for (size_t i = 0; i < sizeof f / sizeof *f; i++)
-    if (f[i].a != f[i].b)
-      return util_err("%s: checkpoint does not fit config %s: field '%s' is %ld in the checkpoint but %ld in the config",
-                      path, c->path, f[i].name, f[i].b, f[i].a);
+  for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+    if (f[i].a == f[i].b) continue;
+    char va[32], vb[32];
+    long v[2] = {f[i].b, f[i].a};
+    char *out[2] = {vb, va};
+    for (int j = 0; j < 2; j++) {
+      if (f[i].kind == TOK) snprintf(out[j], 32, "%s", cfg_tokenizer_name((int)v[j]));
+      else if (f[i].kind == BOOL) snprintf(out[j], 32, "%s", v[j] ? "true" : "false");
+      else snprintf(out[j], 32, "%ld", v[j]);
+    }
+    return util_err("%s: checkpoint does not fit config %s: field '%s' is %s in the checkpoint but %s in the config",
+                    path, c->path, f[i].name, vb, va);
+  }
   return 0;
 }
 
 static int train_setup(train_state *s, const train_opts *o) {
   if (cfg_load_file(o->config_path, &s->cfg)) return -1;
   cfg_t *c = &s->cfg;
-  if (o->out_dir ? util_path(s->out, sizeof s->out, "%s", o->out_dir)
-                 : util_path(s->out, sizeof s->out, "out/%s", c->name))
+  if (!o->out_dir) {
+    if (cfg_default_out(c, s->out, sizeof s->out)) return -1;
+  } else if (util_path(s->out, sizeof s->out, "%s", o->out_dir))
     return util_err("--out: %s", util_errmsg());
   if (util_path(s->last_path, sizeof s->last_path, "%s/last.safetensors", s->out) ||
       util_path(s->best_path, sizeof s->best_path, "%s/best.safetensors", s->out) ||
@@ -412,6 +430,7 @@ static int train_setup(train_state *s, const train_opts *o) {
     if (!same_text)
       return util_err("%s: the training text changed since this checkpoint; resume needs the same text (use --init "
                       "to fine-tune on new text)", s->last_path);
+    if (train_check_shape(c, s->last_path)) return -1;
     if (ckpt_load_params(s->last_path, m->tensors, m->n_tensors, m->n_params, s->params, s->adam_m, s->adam_v))
       return -1;
     char bad[300];
@@ -423,7 +442,7 @@ static int train_setup(train_state *s, const train_opts *o) {
     s->have_good = 1;
     s->good_step = s->step;
   } else if (o->init_ckpt) {
-    if (train_check_init_shape(c, o->init_ckpt)) return -1;
+    if (train_check_shape(c, o->init_ckpt)) return -1;
     if (ckpt_load_params(o->init_ckpt, m->tensors, m->n_tensors, m->n_params, s->params, NULL, NULL)) return -1;
   } else {
     train_init_tensors(m->tensors, m->n_tensors, m->n_params, s->params, c->train.seed);

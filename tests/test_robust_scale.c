@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "sample.h"
 #include "testutil.h"
@@ -203,12 +204,152 @@ START_TEST(test_sample_stream_long) {
 }
 END_TEST
 
+/* ---- gpt2 BPE on long pieces -------------------------------------------------- */
+
+/* The rank of bytes s[0..n) (ASCII of one regex class, so one piece): its
+ * id when it is a token, else -1 (a piece that is no token encodes to 2+). */
+static int32_t ref_rank(tok_t *t, const char *s, size_t n) {
+  int32_t *ids;
+  size_t k;
+  ck_assert_int_eq(tok_encode(t, s, n, 0, &ids, &k), 0);
+  int32_t r = k == 1 ? ids[0] : -1;
+  free(ids);
+  return r;
+}
+
+/* tiktoken's byte-pair merge, written plainly (O(n^2)): parts start as single
+ * bytes; while some adjacent pair makes a token, merge the pair of lowest
+ * rank, the leftmost among equals. A piece that is a token is taken whole. */
+static size_t ref_bpe(tok_t *t, const char *s, size_t n, int32_t *out) {
+  int32_t whole = ref_rank(t, s, n);
+  if (whole >= 0) return out[0] = whole, 1;
+  size_t *st = malloc((n + 1) * sizeof *st), m = n; /* part i is s[st[i]..st[i+1]) */
+  int32_t *pr = malloc(n * sizeof *pr);             /* rank of merging part i with i+1 */
+  for (size_t i = 0; i <= n; i++) st[i] = i;
+  for (size_t i = 0; i + 1 < m; i++) pr[i] = ref_rank(t, s + i, 2);
+  for (;;) {
+    size_t best = m;
+    for (size_t i = 0; i + 1 < m; i++)
+      if (pr[i] >= 0 && (best == m || pr[i] < pr[best])) best = i;
+    if (best == m) break;
+    memmove(st + best + 1, st + best + 2, (m - best - 1) * sizeof *st);
+    memmove(pr + best + 1, pr + best + 2, (m > best + 2 ? m - best - 2 : 0) * sizeof *pr);
+    m--;
+    if (best + 1 < m) pr[best] = ref_rank(t, s + st[best], st[best + 2] - st[best]);
+    if (best > 0) pr[best - 1] = ref_rank(t, s + st[best - 1], st[best + 1] - st[best - 1]);
+  }
+  for (size_t i = 0; i < m; i++) out[i] = ref_rank(t, s + st[i], st[i + 1] - st[i]);
+  free(st);
+  free(pr);
+  return m;
+}
+
+/* tok_encode against the plain merge, piece by piece (pieces from the
+ * regex, which the merge does not change). */
+static void check_bpe(tok_t *t, const char *text, size_t n, const char *what) {
+  size_t *ends, np, k;
+  int32_t *ids, *ref = malloc((n + 1) * sizeof *ref);
+  ck_assert_int_eq(tok_bpe_pieces(t, text, n, &ends, &np), 0);
+  ck_assert_int_eq(tok_encode(t, text, n, 0, &ids, &k), 0);
+  size_t r = 0, at = 0;
+  for (size_t p = 0; p < np; p++) {
+    r += ref_bpe(t, text + at, ends[p] - at, ref + r);
+    at = ends[p];
+  }
+  ck_assert_msg(k == r, "%s: %zu ids, the plain merge gives %zu", what, k, r);
+  for (size_t i = 0; i < k; i++)
+    ck_assert_msg(ids[i] == ref[i], "%s: id %zu is %d, the plain merge gives %d", what, i, ids[i], ref[i]);
+  free(ids);
+  free(ref);
+  free(ends);
+}
+
+/* Long pieces of one class: runs of one letter of every length mod 4 (the
+ * run's tokens hinge on it), words over 2 and 26 letters, digits,
+ * punctuation, whitespace; a few thousand bytes, so the min-tree has
+ * several levels of blocks. */
+START_TEST(test_bpe_long_pieces) {
+  tok_t *t = tok_gpt2_new();
+  ck_assert_ptr_nonnull(t);
+  enum { N = 3000 };
+  char *s = malloc(N + 8);
+  for (int extra = 0; extra < 4; extra++) {
+    memset(s, 'a', N + (size_t)extra);
+    check_bpe(t, s, N + (size_t)extra, "a run");
+  }
+  const char *alphabets[] = {"ab", "abcdefghijklmnopqrstuvwxyz", "eeeeeeeeeeetaoinshrdlu", "0123456789", "!?=-.",
+                             " ", "xX", "Zz"};
+  uint64_t seed = 1;
+  for (size_t a = 0; a < sizeof alphabets / sizeof *alphabets; a++) {
+    size_t al = strlen(alphabets[a]);
+    for (size_t i = 0; i < N; i++) s[i] = alphabets[a][lcg(&seed) % al];
+    check_bpe(t, s, N, alphabets[a]);
+  }
+  for (size_t i = 0; i < N; i++) s[i] = "abracadabra"[i % 11];
+  check_bpe(t, s, N, "abracadabra");
+  /* ordinary text: many short pieces (the tree of one block) */
+  size_t n;
+  char *v;
+  ck_assert_int_eq(util_read_file(tu_src("data/the-verdict.txt"), &v, &n), 0);
+  size_t cut = 0;
+  for (size_t i = 0; i < n && i < 4000; i++)
+    if ((unsigned char)v[i] < 0x80) v[cut++] = v[i]; /* ref_rank needs ASCII substrings */
+  check_bpe(t, v, cut, "the-verdict");
+  free(v);
+  free(s);
+  tok_free(t);
+}
+END_TEST
+
+static long child_maxrss_kb(void) {
+  struct rusage u;
+  ck_assert_int_eq(getrusage(RUSAGE_CHILDREN, &u), 0);
+  return u.ru_maxrss;
+}
+
+/* `gptc tokenize` on 16 MB of one letter (one piece): the ids are exact
+ * (aa merges first, then aa+aa -> aaaa, then aa+a -> aaa, as the ranks
+ * aa < aaaa < aaa have it; the 100k run in the goldens agrees), and the
+ * process grows by less than 14 bytes a byte of input over a tiny run
+ * (it was 28: the merge kept 40 bytes a byte). */
+START_TEST(test_bpe_one_letter_16mb) {
+  tok_t *t = tok_gpt2_new();
+  ck_assert_ptr_nonnull(t);
+  int32_t a4 = ref_rank(t, "aaaa", 4), a3 = ref_rank(t, "aaa", 3);
+  ck_assert(a4 >= 0 && a3 >= 0);
+  tu_run_result r;
+  ck_assert_int_eq(tu_run(&r, NULL, "tokenize --text '%s'", tu_write_str("tiny.txt", "a")), 0);
+  tu_run_free(&r);
+  long tiny = child_maxrss_kb();
+  size_t n = (16u << 20) + 3;
+  char *s = malloc(n);
+  memset(s, 'a', n);
+  const char *path = tu_write("a16m.txt", s, n);
+  free(s);
+  ck_assert_msg(tu_run(&r, NULL, "tokenize --text '%s'", path) == 0, "%s", r.err);
+  long big = child_maxrss_kb();
+  util_buf want = {0};
+  for (size_t i = 0; i < n / 4; i++) ck_assert_int_eq(util_buf_printf(&want, i ? " %d" : "%d", a4), 0);
+  ck_assert_int_eq(util_buf_printf(&want, " %d\n", a3), 0);
+  ck_assert_uint_eq(r.out_len, want.len);
+  ck_assert(memcmp(r.out, want.data, want.len) == 0);
+  ck_assert_msg((double)(big - tiny) * 1024 < 14.0 * (double)n, "tokenize grew by %ld KB for %zu bytes", big - tiny, n);
+  util_buf_free(&want);
+  tu_run_free(&r);
+  tok_free(t);
+}
+END_TEST
+
 Suite *robust_scale_suite(void) {
   Suite *s = suite_create("robust_scale");
   TCase *c = tcase_create("sample");
   tcase_add_test(c, test_sample_stream_gpt2);
   tcase_add_test(c, test_sample_stream_word);
   tcase_add_test(c, test_sample_stream_long);
+  suite_add_tcase(s, c);
+  c = tcase_create("bpe");
+  tcase_add_test(c, test_bpe_long_pieces);
+  tcase_add_test(c, test_bpe_one_letter_16mb);
   suite_add_tcase(s, c);
   return s;
 }

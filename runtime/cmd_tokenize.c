@@ -102,13 +102,27 @@ static int tokenize_write_out(const void *p, size_t n) {
   return 0;
 }
 
+/* Prints the ids as "%d %d ...\n" through a fixed buffer: the text of the
+ * ids is about as long as the input, so it is streamed, not built. */
 static int tokenize_print_ids(const int32_t *ids, size_t n) {
-  util_buf b = {0};
-  int rc = 0;
-  for (size_t i = 0; i < n && !rc; i++) rc = util_buf_printf(&b, i ? " %d" : "%d", (int)ids[i]);
-  rc = rc || util_buf_add(&b, "\n", 1) || tokenize_write_out(b.data, b.len);
-  util_buf_free(&b);
-  return rc ? -1 : 0;
+  char buf[1 << 16];
+  size_t used = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (used > sizeof buf - 16) {
+      if (tokenize_write_out(buf, used)) return -1;
+      used = 0;
+    }
+    if (i) buf[used++] = ' ';
+    char d[12];
+    int k = 0;
+    uint32_t v = ids[i] < 0 ? 0u - (uint32_t)ids[i] : (uint32_t)ids[i];
+    do d[k++] = (char)('0' + v % 10);
+    while (v /= 10);
+    if (ids[i] < 0) buf[used++] = '-';
+    while (k) buf[used++] = d[--k];
+  }
+  buf[used++] = '\n';
+  return tokenize_write_out(buf, used);
 }
 
 /* The tokenizer for the options; `input` is the default vocabulary text. */

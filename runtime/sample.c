@@ -87,7 +87,8 @@ int sample_prompt_ids(tok_t *tok, const char *prompt, int32_t **ids, size_t *n) 
 }
 
 /* Length of the longest prefix of s[0..n) that does not end inside a UTF-8
- * sequence, so streamed output never splits a character. */
+ * sequence, so streamed output never splits a character. Looks at the last
+ * 5 bytes at most, and at whether s starts the text (i == 0). */
 static size_t sample_complete(const char *s, size_t n) {
   size_t i = n;
   int back = 0;
@@ -98,21 +99,57 @@ static size_t sample_complete(const char *s, size_t n) {
   return need == back + 1 || need == 1 ? n : i - 1;
 }
 
-/* Writes the part of the decoded seq[from..n) past `*printed` bytes; with
- * `all` 0 only up to the last complete UTF-8 character. */
-static int sample_flush(tok_t *tok, const int32_t *seq, size_t from, size_t n, size_t *printed, int all,
-                        FILE *out) {
+/* The decoded continuation, kept only as far back as the next write needs:
+ * buf holds text[keep..len), where keep <= printed and either keep == 0 or
+ * len - keep >= 5, so sample_complete on buf cuts where it would on the
+ * whole text. Each token is decoded once: output is linear in its length. */
+typedef struct {
+  char *buf;
+  size_t cap, keep, len, printed;
+} sample_stream;
+
+static int sample_stream_add(sample_stream *st, const char *p, size_t n) {
+  size_t have = st->len - st->keep;
+  if (have + n + 1 > st->cap) {
+    size_t cap = st->cap ? st->cap : 64;
+    while (cap < have + n + 1) cap *= 2;
+    char *b = util_realloc(st->buf, cap, "generated text");
+    if (!b) return -1;
+    st->buf = b;
+    st->cap = cap;
+  }
+  memcpy(st->buf + have, p, n);
+  st->len += n;
+  return 0;
+}
+
+/* Writes text[printed..) up to the last complete UTF-8 character (all 0)
+ * or to the end (all 1), then drops what no later write needs. */
+static void sample_stream_write(sample_stream *st, int all, FILE *out) {
+  size_t have = st->len - st->keep;
+  size_t ok = st->keep + (all ? have : sample_complete(st->buf, have));
+  if (ok > st->printed) {
+    fwrite(st->buf + (st->printed - st->keep), 1, ok - st->printed, out);
+    fflush(out);
+    st->printed = ok;
+  }
+  size_t keep = st->len >= 5 ? st->len - 5 : 0;
+  if (keep > st->printed) keep = st->printed;
+  if (keep > st->keep) {
+    memmove(st->buf, st->buf + (keep - st->keep), st->len - keep);
+    st->keep = keep;
+  }
+}
+
+/* Decodes seq[from..n) after the stream's text, the text of seq[0..from)
+ * with the generation's first id at seq[0]. */
+static int sample_stream_decode(sample_stream *st, tok_t *tok, const int32_t *seq, size_t from, size_t n) {
   char *text;
   size_t tl;
-  if (tok_decode(tok, seq + from, n - from, &text, &tl)) return -1;
-  size_t ok = all ? tl : sample_complete(text, tl);
-  if (ok > *printed) {
-    fwrite(text + *printed, 1, ok - *printed, out);
-    fflush(out);
-    *printed = ok;
-  }
+  if (tok_decode_from(tok, seq, from, n, &text, &tl)) return -1;
+  int rc = sample_stream_add(st, text, tl);
   free(text);
-  return 0;
+  return rc;
 }
 
 int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const sample_opts *o, FILE *out) {
@@ -122,6 +159,7 @@ int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const
   size_t n_prompt = 0;
   float *logits = NULL;
   double *work = NULL;
+  sample_stream st = {0};
   if (sample_prompt_ids(tok, prompt, &ids, &n_prompt)) goto out;
   size_t cap = n_prompt + (size_t)o->tokens;
   seq = util_malloc(cap * sizeof(int32_t), "token sequence");
@@ -136,13 +174,13 @@ int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const
   for (size_t i = start; i < n; i++)
     if (m->infer(m->ctx, seq[i], pos++, logits)) goto out;
   int skip_prompt_text = !(prompt && *prompt); /* the synthetic start token is not echoed */
-  size_t printed = 0, gen_start = skip_prompt_text ? n_prompt : 0;
+  size_t gen_start = skip_prompt_text ? n_prompt : 0;
   if (!skip_prompt_text) {
-    /* the prompt as given; continuation bytes start after its decoded length */
+    /* the prompt as given; continuation bytes start after its decoded text */
     fputs(prompt, out);
-    char *text;
-    if (tok_decode(tok, seq, n, &text, &printed)) goto out;
-    free(text);
+    if (sample_stream_decode(&st, tok, seq, 0, n)) goto out;
+    st.printed = st.len;
+    sample_stream_write(&st, 1, out);
   }
   fflush(out);
   sample_rng r;
@@ -151,7 +189,8 @@ int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const
     int next = sample_next(logits, V, o->temperature, o->top_k, &r, work);
     if (next == eot) break;
     seq[n++] = next;
-    if (sample_flush(tok, seq, gen_start, n, &printed, 0, out)) goto out;
+    if (sample_stream_decode(&st, tok, seq + gen_start, n - 1 - gen_start, n - gen_start)) goto out;
+    sample_stream_write(&st, 0, out);
     if (k + 1 == o->tokens) break;
     if (pos == ctx) {
       /* context full: keep the newer half and rebuild the cache from it */
@@ -162,7 +201,7 @@ int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const
     }
     if (m->infer(m->ctx, next, pos++, logits)) goto out;
   }
-  if (sample_flush(tok, seq, gen_start, n, &printed, 1, out)) goto out;
+  sample_stream_write(&st, 1, out);
   fputc('\n', out);
   if (fflush(out) || ferror(out)) {
     util_err("writing the generated text failed (output closed or full)");
@@ -174,5 +213,6 @@ out:
   free(seq);
   free(logits);
   free(work);
+  free(st.buf);
   return rc;
 }

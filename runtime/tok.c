@@ -291,20 +291,31 @@ int tok_encode(tok_t *t, const char *text, size_t n, int allow_special, int32_t 
   }
 }
 
+/* Ids decoded by this process, for tests that bound the work of a caller
+ * (sample.c decodes each token once). Relaxed atomics: any thread may decode. */
+static size_t tok_decoded_ids;
+size_t tok_stat_decoded_ids(void) { return __atomic_load_n(&tok_decoded_ids, __ATOMIC_RELAXED); }
+
 int tok_decode(const tok_t *t, const int32_t *ids, size_t n, char **text, size_t *len) {
+  return tok_decode_from(t, ids, 0, n, text, len);
+}
+
+int tok_decode_from(const tok_t *t, const int32_t *ids, size_t from, size_t n, char **text, size_t *len) {
   *text = NULL;
   *len = 0;
-  for (size_t i = 0; i < n; i++)
+  if (from > n) from = n; /* nothing to add */
+  for (size_t i = from; i < n; i++)
     if (ids[i] < 0 || ids[i] >= t->n_vocab)
       return util_err("token id %d at position %zu is out of range (vocabulary size %d)", (int)ids[i], i, t->n_vocab);
+  __atomic_fetch_add(&tok_decoded_ids, n > from ? n - from : 0, __ATOMIC_RELAXED);
   util_buf out = {0};
   int rc = 0;
   if (t->kind == CFG_TOK_GPT2)
-    rc = tok_bpe_decode(t, ids, n, &out);
+    rc = tok_bpe_decode(t, ids + from, n - from, &out);
   else if (t->kind == CFG_TOK_WORD)
-    rc = tok_word_decode(t, ids, n, &out);
+    rc = tok_word_decode(t, ids, from, n, &out);
   else
-    for (size_t i = 0; i < n && !rc; i++)
+    for (size_t i = from; i < n && !rc; i++)
       rc = util_buf_add(&out, t->ent.data + t->ent_off[ids[i]], t->ent_off[ids[i] + 1] - t->ent_off[ids[i]]);
   if (rc || util_buf_add(&out, "", 1)) {
     util_buf_free(&out);

@@ -33,6 +33,11 @@ int tok_encode(tok_t *t, const char *text, size_t n, int allow_special, int32_t 
  * error naming it. gpt2 output may end in a partial UTF-8 sequence when the
  * ids stop mid-character. */
 int tok_decode(const tok_t *t, const int32_t *ids, size_t n, char **text, size_t *len);
+/* The text that ids[from..n) add after the text of ids[0..from):
+ * tok_decode(ids, n) is tok_decode(ids, from) followed by it, so a stream
+ * is decoded one token at a time in time linear in its length. Errors name
+ * positions in ids as tok_decode does. */
+int tok_decode_from(const tok_t *t, const int32_t *ids, size_t from, size_t n, char **text, size_t *len);
 void tok_free(tok_t *t);
 
 #endif

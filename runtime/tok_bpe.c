@@ -8,8 +8,9 @@
  * compiled when available); a piece that is a token is that token, anything
  * else is merged from single bytes, always merging the adjacent pair whose
  * concatenation has the lowest rank, leftmost first on ties, as tiktoken
- * does. The merge loop keeps the pairs in a heap, so a long piece costs
- * O(n log n) instead of O(n^2), and merged pieces are cached. */
+ * does. The merge loop finds that pair in a min-tree over the pairs, so a
+ * long piece costs O(n log n) instead of O(n^2) in 3 bytes of state a byte
+ * (a 200 MB run of one letter is one piece), and merged pieces are cached. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,15 @@
 #define BPE_CACHE_MAX_PIECES (1u << 20)
 #define BPE_CACHE_MAX_IDS (1u << 24)
 #define BPE_CACHE_MAX_PIECE_LEN 4096
+/* Merge state: a pair rank fits 16 bits (BPE_NONE = no pair), a part's
+ * length 8 bits (parts are tokens); the min-tree's leaves are blocks of
+ * BPE_BLOCK pairs. Scratch for pieces longer than BPE_SCRATCH_KEEP bytes is
+ * freed after the piece, so one huge piece does not pin it. */
+#define BPE_NONE 0xFFFFu
+#define BPE_MAX_TOKEN_LEN 255
+#define BPE_BLOCK 32
+#define BPE_SCRATCH_KEEP (1u << 20)
+_Static_assert(BPE_N_MERGEABLE < BPE_NONE, "ranks must fit 16 bits");
 
 struct tok_bpe {
   tok_map ranks;                                       /* token bytes -> id, for the mergeable tokens */
@@ -49,12 +59,17 @@ struct tok_bpe {
   size_t spans_cap;
   int32_t *pool; /* (pool_cap) */
   size_t pool_n, pool_cap;
-  /* merge scratch for a piece of n bytes: parts are linked by their start
-   * offsets; pair[i] is the rank of merging the part at i with the next */
-  uint32_t *next, *prev; /* (n + 1) */
-  int32_t *pair, *id;    /* (n) */
-  uint64_t *heap;        /* (3 n) rank << 32 | start, lowest first */
-  size_t scratch_cap;
+  /* merge scratch for a piece of n bytes, whose parts are runs of bytes:
+   * plen[i] is the length of the part starting at i, stored at its last
+   * byte too (so the part before a start k starts at k - plen[k - 1]);
+   * prank[i] is the rank of merging the part at i with the next, BPE_NONE
+   * when i starts no part or the two make no token; tree[x] is the least
+   * of its two children (node 1 the root), tree[P + blk] the least prank of
+   * block blk. */
+  uint8_t *plen;     /* (n) */
+  uint16_t *prank;   /* (n) */
+  uint16_t *tree;    /* (2 P), P the power of two >= the block count */
+  size_t scratch_cap, tree_cap, merge_n; /* merge_n: the piece's length */
 };
 
 typedef struct {
@@ -170,6 +185,10 @@ static int tok_bpe_load_encoder(tok_bpe *b) {
       b->off[id] = (uint32_t)b->bytes.len;
       b->len[id] = (uint32_t)raw.len;
       if (util_buf_add(&b->bytes, raw.data, raw.len)) goto done;
+      if (raw.len > BPE_MAX_TOKEN_LEN) {
+        util_err("%s, byte offset %zu: token longer than %d bytes", F, at, BPE_MAX_TOKEN_LEN);
+        goto done;
+      }
       if (raw.len > b->max_len) b->max_len = raw.len;
       count++;
     }
@@ -372,11 +391,9 @@ void tok_bpe_free(tok_bpe *b) {
   free(b->span_off);
   free(b->span_n);
   free(b->pool);
-  free(b->next);
-  free(b->prev);
-  free(b->pair);
-  free(b->id);
-  free(b->heap);
+  free(b->plen);
+  free(b->prank);
+  free(b->tree);
   free(b);
 }
 
@@ -386,83 +403,103 @@ static int32_t tok_bpe_rank(const tok_bpe *b, const char *s, size_t n) {
   return n > b->max_len ? -1 : tok_map_get(&b->ranks, s, n);
 }
 
-static void tok_bpe_heap_push(uint64_t *h, size_t *n, uint64_t v) {
-  size_t i = (*n)++;
-  while (i && h[(i - 1) / 2] > v) {
-    h[i] = h[(i - 1) / 2];
-    i = (i - 1) / 2;
-  }
-  h[i] = v;
+static uint16_t tok_bpe_pair(const tok_bpe *b, const char *s, size_t n) {
+  int32_t r = tok_bpe_rank(b, s, n);
+  return r < 0 ? BPE_NONE : (uint16_t)r;
 }
 
-static uint64_t tok_bpe_heap_pop(uint64_t *h, size_t *n) {
-  uint64_t top = h[0], v = h[--*n];
-  size_t i = 0;
-  for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= *n) break;
-    if (c + 1 < *n && h[c + 1] < h[c]) c++;
-    if (h[c] >= v) break;
-    h[i] = h[c];
-    i = c;
-  }
-  if (*n) h[i] = v;
-  return top;
-}
-
-static int tok_bpe_scratch(tok_bpe *b, size_t n) {
-  if (n <= b->scratch_cap) return 0;
+static int tok_bpe_scratch(tok_bpe *b, size_t n, size_t P) {
   size_t cap = n < 256 ? 256 : n;
-  free(b->next), free(b->prev), free(b->pair), free(b->id), free(b->heap);
-  b->next = util_malloc((cap + 1) * sizeof *b->next, "BPE merge");
-  b->prev = util_malloc((cap + 1) * sizeof *b->prev, "BPE merge");
-  b->pair = util_malloc(cap * sizeof *b->pair, "BPE merge");
-  b->id = util_malloc(cap * sizeof *b->id, "BPE merge");
-  b->heap = util_malloc(3 * cap * sizeof *b->heap, "BPE merge");
-  b->scratch_cap = b->next && b->prev && b->pair && b->id && b->heap ? cap : 0;
-  return b->scratch_cap ? 0 : -1;
+  if (n > b->scratch_cap) {
+    free(b->plen), free(b->prank);
+    b->plen = util_malloc(cap, "BPE merge");
+    b->prank = util_malloc(cap * sizeof *b->prank, "BPE merge");
+    b->scratch_cap = b->plen && b->prank ? cap : 0;
+    if (!b->scratch_cap) return -1;
+  }
+  if (2 * P > b->tree_cap) {
+    free(b->tree);
+    b->tree = util_malloc(2 * P * sizeof *b->tree, "BPE merge");
+    b->tree_cap = b->tree ? 2 * P : 0;
+    if (!b->tree) return -1;
+  }
+  return 0;
+}
+
+static void tok_bpe_scratch_drop(tok_bpe *b) {
+  free(b->plen), free(b->prank), free(b->tree);
+  b->plen = NULL, b->prank = NULL, b->tree = NULL;
+  b->scratch_cap = b->tree_cap = 0;
+}
+
+/* Sets prank[i] = v and brings the tree's minima up to date; stops as soon
+ * as a node keeps its value (then so do all above it). */
+static void tok_bpe_set(tok_bpe *b, size_t P, size_t i, uint16_t v) {
+  uint16_t *pr = b->prank, *t = b->tree, old = pr[i];
+  if (old == v) return;
+  pr[i] = v;
+  size_t blk = i / BPE_BLOCK, x = P + blk;
+  uint16_t m = t[x];
+  if (v < m) {
+    m = v;
+  } else if (old == m) {
+    size_t end = (blk + 1) * BPE_BLOCK < b->merge_n ? (blk + 1) * BPE_BLOCK : b->merge_n;
+    m = BPE_NONE;
+    for (size_t q = blk * BPE_BLOCK; q < end; q++)
+      if (pr[q] < m) m = pr[q];
+  }
+  if (m == t[x]) return;
+  t[x] = m;
+  for (x >>= 1; x; x >>= 1) {
+    uint16_t c = t[2 * x] < t[2 * x + 1] ? t[2 * x] : t[2 * x + 1];
+    if (t[x] == c) break;
+    t[x] = c;
+  }
 }
 
 /* Merges piece s (n >= 2 bytes, not itself a token) and appends its ids.
- * Each heap entry names a pair by its left part's start; an entry is stale
- * once pair[start] differs (the part was absorbed, or its pair grew: a
- * longer span from the same start is a different token, so a different
- * rank). Popping (rank, start) in order is tiktoken's choice of the lowest
- * rank, leftmost first. */
+ * Each step merges the pair of lowest rank, leftmost among equals, as
+ * tiktoken does: the tree's root is the lowest rank, and descending to the
+ * left child whenever it holds that rank finds the leftmost block. */
 static int tok_bpe_merge(tok_bpe *b, const char *s, size_t n, tok_bpe_out *out) {
-  if (n >= UINT32_MAX) return util_err("gpt2 tokenizer: a piece of %zu bytes is too long to merge", n);
-  if (tok_bpe_scratch(b, n)) return -1;
-  uint32_t *next = b->next, *prev = b->prev;
-  int32_t *pair = b->pair, *id = b->id;
-  uint64_t *heap = b->heap;
-  size_t hn = 0;
-  for (size_t i = 0; i < n; i++) {
-    next[i] = (uint32_t)i + 1;
-    prev[i] = (uint32_t)i - 1; /* wraps for i = 0, never read */
-    id[i] = b->byte_id[(unsigned char)s[i]];
-    pair[i] = i + 1 < n ? tok_bpe_rank(b, s + i, 2) : -1;
-    if (pair[i] >= 0) tok_bpe_heap_push(heap, &hn, (uint64_t)pair[i] << 32 | i);
+  size_t nb = (n + BPE_BLOCK - 1) / BPE_BLOCK, P = 1;
+  while (P < nb) P *= 2;
+  if (tok_bpe_scratch(b, n, P)) return -1;
+  uint8_t *len = b->plen;
+  uint16_t *pr = b->prank, *t = b->tree;
+  b->merge_n = n;
+  for (size_t blk = 0; blk < P; blk++) {
+    uint16_t m = BPE_NONE;
+    for (size_t i = blk * BPE_BLOCK; i < n && i < (blk + 1) * BPE_BLOCK; i++) {
+      len[i] = 1;
+      pr[i] = i + 1 < n ? tok_bpe_pair(b, s + i, 2) : BPE_NONE;
+      if (pr[i] < m) m = pr[i];
+    }
+    t[P + blk] = m;
   }
-  while (hn) {
-    uint64_t top = tok_bpe_heap_pop(heap, &hn);
-    uint32_t i = (uint32_t)top, r = (uint32_t)(top >> 32);
-    if (pair[i] != (int32_t)r) continue;
-    uint32_t j = next[i], k = next[j]; /* absorb part j into part i */
-    id[i] = (int32_t)r;
-    pair[j] = -1;
-    next[i] = k;
-    if (k < n) prev[k] = i;
-    pair[i] = k < n ? tok_bpe_rank(b, s + i, next[k] - i) : -1;
-    if (pair[i] >= 0) tok_bpe_heap_push(heap, &hn, (uint64_t)pair[i] << 32 | i);
+  for (size_t x = P - 1; x >= 1; x--) t[x] = t[2 * x] < t[2 * x + 1] ? t[2 * x] : t[2 * x + 1];
+  while (t[1] != BPE_NONE) {
+    uint16_t r = t[1];
+    size_t x = 1;
+    while (x < P) x = t[2 * x] == r ? 2 * x : 2 * x + 1;
+    size_t i = (x - P) * BPE_BLOCK;
+    while (pr[i] != r) i++;
+    size_t j = i + len[i], k = j + len[j]; /* part j joins part i: [i, k) is token r */
+    tok_bpe_set(b, P, j, BPE_NONE);
+    len[i] = len[k - 1] = (uint8_t)(k - i);
+    tok_bpe_set(b, P, i, k < n ? tok_bpe_pair(b, s + i, k + len[k] - i) : BPE_NONE);
     if (i > 0) {
-      uint32_t h = prev[i];
-      pair[h] = tok_bpe_rank(b, s + h, k - h);
-      if (pair[h] >= 0) tok_bpe_heap_push(heap, &hn, (uint64_t)pair[h] << 32 | h);
+      size_t h = i - len[i - 1];
+      tok_bpe_set(b, P, h, tok_bpe_pair(b, s + h, k - h));
     }
   }
-  for (size_t i = 0; i < n; i = next[i])
-    if (tok_bpe_out_add(out, &id[i], 1)) return -1;
-  return 0;
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc; i += len[i]) {
+    int32_t id = len[i] == 1 ? b->byte_id[(unsigned char)s[i]] : tok_bpe_rank(b, s + i, len[i]);
+    rc = tok_bpe_out_add(out, &id, 1);
+  }
+  if (n > BPE_SCRATCH_KEEP) tok_bpe_scratch_drop(b);
+  return rc;
 }
 
 /* ---- pieces, cache, encode, decode ------------------------------------------- */

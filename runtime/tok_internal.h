@@ -87,7 +87,11 @@ int tok_py_space(uint32_t cp);
 int tok_char_encode(tok_t *t, const char *s, size_t n, int32_t **ids, size_t *n_ids);
 int tok_char_index(tok_t *t); /* builds cps/ascii from the entries */
 int tok_word_encode(tok_t *t, const char *s, size_t n, int allow_special, int32_t **ids, size_t *n_ids);
-int tok_word_decode(const tok_t *t, const int32_t *ids, size_t n, util_buf *out);
+/* The text ids[from..n) add after ids[0..from) (the joining space depends
+ * only on the token and on whether it is the first). */
+int tok_word_decode(const tok_t *t, const int32_t *ids, size_t from, size_t n, util_buf *out);
+/* Ids decoded so far by tok_decode/tok_decode_from in this process (tests). */
+size_t tok_stat_decoded_ids(void);
 /* The word vocabulary; with_specials = 0 leaves out <|endoftext|> and
  * <|unk|> (the seeds' SimpleTokenizerV1 vocabulary, used by tests). */
 tok_t *tok_word_new_ex(const char *text, size_t n, int with_specials);

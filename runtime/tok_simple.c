@@ -264,8 +264,8 @@ int tok_word_encode(tok_t *t, const char *s, size_t n, int allow_special, int32_
   return 0;
 }
 
-int tok_word_decode(const tok_t *t, const int32_t *ids, size_t n, util_buf *out) {
-  for (size_t i = 0; i < n; i++) {
+int tok_word_decode(const tok_t *t, const int32_t *ids, size_t from, size_t n, util_buf *out) {
+  for (size_t i = from; i < n; i++) {
     const char *w = t->ent.data + t->ent_off[ids[i]];
     size_t len = t->ent_off[ids[i] + 1] - t->ent_off[ids[i]];
     /* entries hold no whitespace, so the seeds' "\s+" before these marks is

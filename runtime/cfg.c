@@ -84,6 +84,7 @@ static int cfg_from_table(lua_State *L, int t, const char *path, cfg_t *c) {
   }
   lua_pop(L, 1);
   c->vocab_size = cfg_geti(L, t, "vocab_size", where, &bad);
+  c->vocab_stated = c->vocab_size > 0;
   c->emb_dim = cfg_geti(L, t, "emb_dim", where, &bad);
   c->n_heads = cfg_geti(L, t, "n_heads", where, &bad);
   c->n_layers = cfg_geti(L, t, "n_layers", where, &bad);
@@ -219,7 +220,7 @@ int cfg_set_vocab(cfg_t *cfg, int vocab_size) {
   /* a char/word config may state its vocabulary size (gen and bench use it
    * without a text); once the text gives the real one they must agree,
    * or ids would index a table of another size */
-  if (cfg->vocab_size > 0 && cfg->vocab_size != vocab_size)
+  if (cfg->vocab_stated && cfg->vocab_size != vocab_size)
     return util_err("%s: field 'vocab_size' is %d but the %s tokenizer finds %d in the text (leave it unset to "
                     "derive it)", cfg->path[0] ? cfg->path : cfg->name, cfg->vocab_size,
                     cfg_tokenizer_name(cfg->tokenizer), vocab_size);

@@ -31,6 +31,7 @@ typedef struct {
   int n_data;      /* default text paths, resolved against the config's dir */
   char data[CFG_MAX_DATA][1024];
   int vocab_size; /* 0 until known (char/word: derived from the text) */
+  int vocab_stated; /* vocab_size was in the config: a text must agree */
   int emb_dim, n_heads, n_layers, context_length;
   double drop_rate;
   int qkv_bias, tie_embeddings;

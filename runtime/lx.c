@@ -86,9 +86,10 @@ static void *lx_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   lx_limits *lim = ud;
   size_t old = ptr ? osize : 0;
   if (nsize == 0) {
+    int last = ptr && ptr == lim->main_block;
     lim->used -= old;
     free(ptr);
-    if (ptr && ptr == lim->main_block) free(lim); /* the state is gone */
+    if (last) free(lim); /* the state is gone */
     return NULL;
   }
   if (nsize > old && nsize - old > lim->cap - lim->used) {

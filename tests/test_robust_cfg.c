@@ -285,6 +285,9 @@ START_TEST(char_vocab_size_checked) {
                    0);
   ck_assert_int_eq(cfg_set_vocab(&c, 62), 0);
   ck_assert_int_eq(c.vocab_size, 62);
+  /* derived, not stated: another text may give another size */
+  ck_assert_int_eq(cfg_set_vocab(&c, 70), 0);
+  ck_assert_int_eq(c.vocab_size, 70);
 }
 END_TEST
 

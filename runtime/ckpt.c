@@ -169,7 +169,6 @@ static int ckpt_st_parse(ckpt_st *st) {
   const char *path = st->path;
   struct stat sb;
   if (fstat(fileno(st->f), &sb) != 0) return util_err("%s: cannot stat: %s", path, strerror(errno));
-  if (S_ISDIR(sb.st_mode)) return util_err("%s: is a directory, expected a safetensors file", path);
   st->file_size = (uint64_t)sb.st_size;
   if (st->file_size < 8)
     return util_err("%s: truncated: %" PRIu64 " bytes, but a safetensors file starts with an 8-byte header length",
@@ -238,9 +237,13 @@ ckpt_st *ckpt_st_open(const char *path) {
     free(st);
     return NULL;
   }
-  st->f = fopen(path, "rb");
-  if (!st->f) {
+  uint64_t size;
+  int fd = util_open_regular(path, "a safetensors file", &size);
+  if (fd >= 0 && !(st->f = fdopen(fd, "rb"))) {
     util_err("%s: cannot open: %s", path, strerror(errno));
+    close(fd);
+  }
+  if (!st->f) {
     ckpt_st_close(st);
     return NULL;
   }

@@ -28,7 +28,16 @@ void *util_calloc(size_t n, size_t size, const char *what);
 void *util_realloc(void *p, size_t n, const char *what);
 char *util_strdup(const char *s);
 
-/* Whole-file read; the buffer gets a NUL after the last byte. */
+/* Opens `path` for reading if it is a regular file, without ever blocking
+ * (a FIFO with no writer, a device): else -1 with "<path>: not a regular
+ * file (FIFO)" ("character device", "socket", ...), or "<path>: is a
+ * directory, expected <what>". Returns the descriptor, *size its size. */
+int util_open_regular(const char *path, const char *what, uint64_t *size);
+/* "FIFO", "character device", ... for a st_mode (what the refusals name). */
+const char *util_mode_name(unsigned mode);
+/* Whole-file read of a regular file (util_open_regular), bounded by the
+ * available memory (util_mem_available) before and while reading; the
+ * buffer gets a NUL after the last byte. */
 int util_read_file(const char *path, char **data, size_t *len);
 /* Atomic write: temp file in the same directory, fsync, rename, dir fsync. */
 int util_write_file_atomic(const char *path, const void *data, size_t len);

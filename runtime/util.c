@@ -389,6 +389,41 @@ void util_sha256_hex(const void *p, size_t n, char out[65]) {
   for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
+/* "<path>.sha256"; NULL (with util_err) when out of memory */
+static char *util_seal_path(const char *path) {
+  size_t n = strlen(path) + 8;
+  char *p = util_malloc(n, "file name");
+  if (p) snprintf(p, n, "%s.sha256", path);
+  return p;
+}
+
+int util_cache_seal(const char *path, const void *data, size_t n) {
+  char line[66], *sp = util_seal_path(path);
+  if (!sp) return -1;
+  util_sha256_hex(data, n, line);
+  line[64] = '\n';
+  int rc = util_write_file_atomic(sp, line, 65);
+  free(sp);
+  return rc;
+}
+
+const char *util_cache_check(const char *path, const void *data, size_t n) {
+  char want[65], *sp = util_seal_path(path), *got = NULL;
+  size_t len = 0;
+  if (!sp) return "out of memory";
+  int missing = !util_file_exists(sp), unreadable = !missing && util_read_file(sp, &got, &len);
+  free(sp);
+  util_errclear();
+  if (missing) return "no content hash beside it";
+  if (unreadable) return "its content hash cannot be read";
+  util_sha256_hex(data, n, want);
+  int ok = len == 65 && got[64] == '\n' && !memcmp(got, want, 64), garbled = len != 65 || got[64] != '\n' ||
+                                                                           strspn(got, "0123456789abcdef") != 64;
+  free(got);
+  if (ok) return NULL;
+  return garbled ? "its content hash file is damaged" : "its contents do not match their hash (damaged)";
+}
+
 uint64_t util_fnv1a(const void *data, size_t n, uint64_t h) {
   const uint8_t *p = data;
   if (!h) h = 1469598103934665603ull;

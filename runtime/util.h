@@ -67,6 +67,17 @@ void util_sha256_init(util_sha256 *s);
 void util_sha256_update(util_sha256 *s, const void *p, size_t n);
 void util_sha256_final(util_sha256 *s, uint8_t out[32]);
 void util_sha256_hex(const void *p, size_t n, char out[65]);
+/* Compiled objects in the cache carry their content's SHA-256 beside them,
+ * in "<path>.sha256" (64 hex digits and a newline): the cache key names the
+ * source, not the bytes, and a damaged object (flipped bits in .text) would
+ * load and crash or compute garbage. util_cache_seal writes the hash of
+ * data (the object's bytes) atomically, after the object is in place;
+ * util_cache_check returns NULL when the hash beside `path` matches data,
+ * else why not ("no content hash beside it", ...), for a one-line notice
+ * before the object is rebuilt. */
+int util_cache_seal(const char *path, const void *data, size_t n);
+const char *util_cache_check(const char *path, const void *data, size_t n);
+
 /* This CPU's identity (vendor, family, model, name, flags; or $GPTC_CPU_ID) into s. */
 void util_cpu_id(util_sha256 *s);
 /* 64-bit FNV-1a, for cheap non-cryptographic keys. */

@@ -2,6 +2,8 @@
  * (a FIFO never blocks, /dev/zero is never read), the compiled-object cache
  * is verified by content hash before dlopen, --init checks the vocabulary
  * itself, and the messages of item 18. */
+#include <dirent.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -156,6 +158,136 @@ START_TEST(token_cache_fifo_rebuilt) {
 }
 END_TEST
 
+/* ---- the compiled-object cache --------------------------------------------- */
+
+/* The one "*.so" in dir (the test's private cache has one model). */
+static void only_so(const char *dir, char *out, size_t n) {
+  DIR *d = opendir(dir);
+  ck_assert_msg(d != NULL, "%s: %s", dir, strerror(errno));
+  struct dirent *e;
+  int found = 0;
+  while ((e = readdir(d)) != NULL) {
+    size_t l = strlen(e->d_name);
+    if (l > 3 && !strcmp(e->d_name + l - 3, ".so")) {
+      snprintf(out, n, "%s/%s", dir, e->d_name);
+      found++;
+    }
+  }
+  closedir(d);
+  ck_assert_int_eq(found, 1);
+}
+
+/* Flips 64 bytes in the middle of the object's .text section (its ELF
+ * structure stays whole, so only a content check can tell). */
+static void flip_text(const char *so) {
+  char *b;
+  size_t n;
+  ck_assert_int_eq(util_read_file(so, &b, &n), 0);
+  Elf64_Ehdr eh;
+  memcpy(&eh, b, sizeof eh);
+  ck_assert(eh.e_shoff + (size_t)eh.e_shnum * sizeof(Elf64_Shdr) <= n);
+  Elf64_Shdr str;
+  memcpy(&str, b + eh.e_shoff + (size_t)eh.e_shstrndx * sizeof str, sizeof str);
+  int done = 0;
+  for (int i = 0; i < eh.e_shnum && !done; i++) {
+    Elf64_Shdr sh;
+    memcpy(&sh, b + eh.e_shoff + (size_t)i * sizeof sh, sizeof sh);
+    if (strcmp(b + str.sh_offset + sh.sh_name, ".text")) continue;
+    ck_assert(sh.sh_size > 256 && sh.sh_offset + sh.sh_size <= n);
+    for (size_t k = 0; k < 64; k++) b[sh.sh_offset + sh.sh_size / 2 + k] ^= 0x5a;
+    done = 1;
+  }
+  ck_assert(done);
+  FILE *f = fopen(so, "wb"); /* in place, as damage would be */
+  ck_assert_uint_eq(fwrite(b, 1, n, f), n);
+  fclose(f);
+  free(b);
+}
+
+/* A damaged cached model (bytes flipped in .text) or one without its hash
+ * is rebuilt with a notice, and the run gives the same text as before;
+ * before the fix the damaged one was dlopened (crash or garbage). */
+START_TEST(cpu_cache_damaged_rebuilt) {
+  char cache[1100], cpu_dir[1200], so[1400], seal[1500], out[1200];
+  snprintf(cache, sizeof cache, "%s/jit-cache", tu_tmpdir());
+  snprintf(cpu_dir, sizeof cpu_dir, "%s/cpu", cache);
+  snprintf(out, sizeof out, "%s/jit-run", tu_tmpdir());
+  setenv("GPTC_CACHE", cache, 1);
+  setenv("GPTC_TUNE", "off", 1);
+  const char *cfg = tu_write_str("jit.lua",
+                                 "return { name = 'jit', tokenizer = 'char', emb_dim = 16, n_heads = 2, n_layers = 1,"
+                                 " context_length = 16, drop_rate = 0.0, train = { batch_size = 2, max_length = 16,"
+                                 " stride = 16, steps = 1, eval_interval = 100, eval_steps = 1 } }");
+  tu_run_result r;
+  ck_assert_msg(tu_run(&r, NULL, "train --config '%s' --text '%s' --out '%s' --quiet", cfg,
+                       tu_src("data/the-verdict.txt"), out) == 0,
+                "%s", r.err);
+  tu_run_free(&r);
+  only_so(cpu_dir, so, sizeof so);
+  snprintf(seal, sizeof seal, "%s.sha256", so);
+  ck_assert(util_file_exists(seal));
+
+  tu_run_result first;
+  ck_assert_msg(tu_run(&first, NULL, "sample --ckpt '%s/last.safetensors' --tokens 40 --seed 7", out) == 0, "%s",
+                first.err);
+  ck_assert_str_eq(first.err, ""); /* a cache hit, quietly */
+
+  char want[2048];
+  snprintf(want, sizeof want, "gptc: cached object %s: its contents do not match their hash (damaged); rebuilding it\n",
+           so);
+  flip_text(so);
+  tu_run(&r, NULL, "sample --ckpt '%s/last.safetensors' --tokens 40 --seed 7", out);
+  ck_assert_msg(r.code == 0, "exit %d: %s", r.code, r.err);
+  ck_assert_str_eq(r.err, want);
+  ck_assert_str_eq(r.out, first.out);
+  tu_run_free(&r);
+
+  ck_assert_int_eq(unlink(seal), 0);
+  snprintf(want, sizeof want, "gptc: cached object %s: no content hash beside it; rebuilding it\n", so);
+  tu_run(&r, NULL, "sample --ckpt '%s/last.safetensors' --tokens 40 --seed 7", out);
+  ck_assert_msg(r.code == 0, "exit %d: %s", r.code, r.err);
+  ck_assert_str_eq(r.err, want);
+  ck_assert_str_eq(r.out, first.out);
+  tu_run_free(&r);
+  ck_assert(util_file_exists(seal)); /* sealed again by the rebuild */
+
+  tu_run(&r, NULL, "sample --ckpt '%s/last.safetensors' --tokens 40 --seed 7", out);
+  ck_assert_str_eq(r.err, "");
+  ck_assert_str_eq(r.out, first.out);
+  tu_run_free(&r);
+  tu_run_free(&first);
+}
+END_TEST
+
+/* The hash file's own damage, each with its reason. */
+START_TEST(cache_check_reasons) {
+  const char *obj = tu_write("obj.bin", "object bytes", 12);
+  char seal[1100];
+  snprintf(seal, sizeof seal, "%s.sha256", obj);
+  unlink(seal);
+  ck_assert_str_eq(util_cache_check(obj, "object bytes", 12), "no content hash beside it");
+  ck_assert_int_eq(util_cache_seal(obj, "object bytes", 12), 0);
+  ck_assert_ptr_null(util_cache_check(obj, "object bytes", 12));
+  ck_assert_str_eq(util_cache_check(obj, "object bytez", 12), "its contents do not match their hash (damaged)");
+  char *h;
+  size_t n;
+  ck_assert_int_eq(util_read_file(seal, &h, &n), 0);
+  ck_assert_uint_eq(n, 65);
+  char hex[65];
+  util_sha256_hex("object bytes", 12, hex);
+  ck_assert_int_eq(memcmp(h, hex, 64), 0);
+  h[3] = 'x'; /* garbled */
+  tu_write("obj.bin.sha256", h, n);
+  ck_assert_str_eq(util_cache_check(obj, "object bytes", 12), "its content hash file is damaged");
+  tu_write("obj.bin.sha256", h, 10); /* cut short */
+  ck_assert_str_eq(util_cache_check(obj, "object bytes", 12), "its content hash file is damaged");
+  free(h);
+  unlink(seal);
+  ck_assert_int_eq(mkfifo(seal, 0644), 0); /* never blocks */
+  ck_assert_str_eq(util_cache_check(obj, "object bytes", 12), "its content hash cannot be read");
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("robust_files");
   TCase *tc = tcase_create("regular");
@@ -166,6 +298,11 @@ int main(void) {
   tcase_add_test(tc, config_refuses_non_regular);
   tcase_add_test(tc, cli_refuses_non_regular);
   tcase_add_test(tc, token_cache_fifo_rebuilt);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("cache");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, cpu_cache_damaged_rebuilt);
+  tcase_add_test(tc, cache_check_reasons);
   suite_add_tcase(s, tc);
   return tu_main(s);
 }

@@ -288,6 +288,68 @@ START_TEST(cache_check_reasons) {
 }
 END_TEST
 
+/* ---- --init checks the vocabulary itself ------------------------------------ */
+
+/* n lines of "<w> <w>\n" words over the letters of `alpha`; two alphabets
+ * of the same size give char vocabularies of the same size. */
+static const char *alpha_text(const char *name, const char *alpha) {
+  util_buf b = {0};
+  size_t k = strlen(alpha);
+  for (int i = 0; i < 400; i++) {
+    char w[8];
+    for (int j = 0; j < 5; j++) w[j] = alpha[(size_t)(i * 7 + j * 3 + i / 5) % k];
+    util_buf_printf(&b, "%.5s %.3s\n", w, w + 1);
+  }
+  const char *p = tu_write(name, b.data, b.len);
+  util_buf_free(&b);
+  return p;
+}
+
+START_TEST(init_checks_char_vocabulary) {
+  const char *cfg = tu_write_str("vocab.lua",
+                                 "return { name = 'vocab', tokenizer = 'char', emb_dim = 16, n_heads = 2, n_layers = 1,"
+                                 " context_length = 16, drop_rate = 0.0, train = { batch_size = 2, max_length = 16,"
+                                 " stride = 16, steps = 1, eval_interval = 100, eval_steps = 1 } }");
+  /* same size (8 letters + space + newline), "c" in one where the other has "z" */
+  const char *a = alpha_text("abc.txt", "abcdefgh"), *z = alpha_text("abz.txt", "abzdefgh");
+  char out[1100], ck[1200], want[2048];
+  snprintf(out, sizeof out, "%s/vocab-a", tu_tmpdir());
+  snprintf(ck, sizeof ck, "%s/last.safetensors", out);
+  tu_run_result r;
+  ck_assert_msg(tu_run(&r, NULL, "train --config '%s' --text '%s' --out '%s' --quiet", cfg, a, out) == 0, "%s", r.err);
+  tu_run_free(&r);
+
+  /* sorted: "\n" " " a b c d e f g h  vs  "\n" " " a b d e f g h z: entry 4 differs */
+  tu_run(&r, NULL, "train --config '%s' --text '%s' --out '%s/vocab-z' --init '%s' --quiet", cfg, z, tu_tmpdir(),
+         ck);
+  snprintf(want, sizeof want,
+           "gptc: %s: the checkpoint's char vocabulary differs from the training text's: entry 4 is \"c\" in the "
+           "checkpoint but \"d\" in the text (--init needs the same vocabulary)\n",
+           ck);
+  ck_assert_msg(r.code == 1, "exit %d: %s", r.code, r.err);
+  ck_assert_str_eq(r.err, want);
+  tu_run_free(&r);
+
+  /* the same alphabet in another text fine-tunes */
+  const char *a2 = tu_write_str("abc2.txt", "hgfedcba ab\nabc def gh\n");
+  char *t1, *t2;
+  size_t n1, n2;
+  ck_assert_int_eq(util_read_file(a, &t1, &n1), 0);
+  ck_assert_int_eq(util_read_file(a2, &t2, &n2), 0);
+  util_buf both = {0};
+  util_buf_add(&both, t2, n2);
+  util_buf_add(&both, t1, n1);
+  a2 = tu_write("abc2.txt", both.data, both.len);
+  util_buf_free(&both);
+  free(t1);
+  free(t2);
+  ck_assert_msg(tu_run(&r, NULL, "train --config '%s' --text '%s' --out '%s/vocab-a2' --init '%s' --quiet", cfg, a2,
+                       tu_tmpdir(), ck) == 0,
+                "%s", r.err);
+  tu_run_free(&r);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("robust_files");
   TCase *tc = tcase_create("regular");
@@ -303,6 +365,10 @@ int main(void) {
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, cpu_cache_damaged_rebuilt);
   tcase_add_test(tc, cache_check_reasons);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("init");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, init_checks_char_vocabulary);
   suite_add_tcase(s, tc);
   return tu_main(s);
 }

@@ -73,6 +73,21 @@ static float *train_alloc(size_t n, const char *what) {
 
 /* ---- opening checkpoints ---------------------------------------------------- */
 
+/* A checkpoint whose weights hold NaN or infinity (saved by a run that
+ * diverged) is refused: its model only ever produces the same token (a
+ * char model: newlines) or a loss of nan, which reads as a working model. */
+static int train_check_finite(const char *path, const backend *b, const float *params) {
+  for (int i = 0; i < b->n_tensors; i++) {
+    const gptc_tensor *t = &b->tensors[i];
+    for (size_t k = 0; k < t->numel; k++)
+      if (!isfinite(params[t->offset + k]))
+        return util_err("%s: tensor '%s' holds %s at element %zu: the run diverged before this save; use an earlier "
+                        "checkpoint",
+                        path, t->name, isnan(params[t->offset + k]) ? "NaN" : "infinity", k);
+  }
+  return 0;
+}
+
 /* Opens the checkpoint's config, tokenizer and model on `device`; the
  * weights go to the backend and, when keep_host, stay in l->params. */
 static int train_open(const char *path, const char *device, int keep_host, train_loaded *l) {
@@ -96,6 +111,7 @@ static int train_open(const char *path, const char *device, int keep_host, train
   l->params = train_alloc(b->n_params, "model parameters");
   if (!l->params) goto out;
   if (ckpt_load_params(path, b->tensors, b->n_tensors, b->n_params, l->params, NULL, NULL)) goto out;
+  if (train_check_finite(path, b, l->params)) goto out;
   if (b->ops->upload(b, l->params, NULL, NULL)) goto out;
   if (!keep_host) {
     free(l->params);

@@ -11,11 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cfg.h"
 #include "ckpt.h"
 #include "data.h"
+#include "json.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -350,6 +352,213 @@ START_TEST(init_checks_char_vocabulary) {
 }
 END_TEST
 
+/* ---- item 18: checkpoints and exports ---------------------------------------- */
+
+/* Set once by the fixture (in the parent, before the forked tests). */
+static char fx_dir[1024], fx_ckpt[1200], fx_exe[1200];
+
+static void fx_setup(void) {
+  snprintf(fx_dir, sizeof fx_dir, "%s", tu_tmpdir());
+  snprintf(fx_ckpt, sizeof fx_ckpt, "%s/fx/last.safetensors", fx_dir);
+  snprintf(fx_exe, sizeof fx_exe, "%s/fx-model", fx_dir);
+  tu_run_result r;
+  ck_assert_msg(tu_run(&r, NULL, "train --config '%s' --steps 2 --quiet --out '%s/fx'", tu_src("configs/tiny-test.lua"),
+                       fx_dir) == 0,
+                "train: %s", r.err);
+  tu_run_free(&r);
+  ck_assert_msg(tu_run(&r, NULL, "export --ckpt '%s' -o '%s'", fx_ckpt, fx_exe) == 0, "export: %s", r.err);
+  tu_run_free(&r);
+}
+
+/* Runs `sh -c cmd` with stdin from `in` (n bytes), stdout/stderr captured. */
+static int sh_run(tu_run_result *r, const void *in, size_t n, const char *cmd) {
+  char ip[1200], op[1200], ep[1200], full[8192];
+  snprintf(ip, sizeof ip, "%s/.sh-in", tu_tmpdir());
+  snprintf(op, sizeof op, "%s/.sh-out", tu_tmpdir());
+  snprintf(ep, sizeof ep, "%s/.sh-err", tu_tmpdir());
+  tu_write(".sh-in", in, n);
+  snprintf(full, sizeof full, "( %s ) <'%s' >'%s' 2>'%s'", cmd, ip, op, ep);
+  int st = system(full);
+  memset(r, 0, sizeof *r);
+  r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  if (util_read_file(op, &r->out, &r->out_len)) r->out = util_strdup("");
+  if (util_read_file(ep, &r->err, &r->err_len)) r->err = util_strdup("");
+  return r->code;
+}
+
+/* A copy of the fixture checkpoint with `value` as float 0 of the tensor
+ * whose data comes first; returns that tensor's name. */
+static const char *poisoned(const char *name, float value, char *path, size_t cap) {
+  static char tname[256];
+  ckpt_st *st = ckpt_st_open(fx_ckpt);
+  ck_assert_msg(st != NULL, "%s", util_errmsg());
+  tname[0] = 0;
+  for (int i = 0; i < ckpt_st_count(st); i++)
+    if (ckpt_st_at(st, i)->begin == 0) snprintf(tname, sizeof tname, "%s", ckpt_st_at(st, i)->name);
+  ckpt_st_close(st);
+  ck_assert(tname[0]);
+  char *b;
+  size_t n;
+  ck_assert_int_eq(util_read_file(fx_ckpt, &b, &n), 0);
+  uint64_t hl = 0;
+  for (int i = 7; i >= 0; i--) hl = hl << 8 | (unsigned char)b[i];
+  memcpy(b + 8 + hl, &value, 4);
+  snprintf(path, cap, "%s", tu_write(name, b, n));
+  free(b);
+  return tname;
+}
+
+/* A diverged checkpoint is refused by name instead of sampling newlines. */
+START_TEST(nonfinite_checkpoint_refused) {
+  char p[1200], want[2048];
+  const char *t = poisoned("nan.safetensors", NAN, p, sizeof p);
+  tu_run_result r;
+  tu_run(&r, NULL, "sample --ckpt '%s' --tokens 20", p);
+  snprintf(want, sizeof want,
+           "gptc: %s: tensor '%s' holds NaN at element 0: the run diverged before this save; use an earlier "
+           "checkpoint\n",
+           p, t);
+  ck_assert_msg(r.code == 1, "exit %d, out: %s", r.code, r.out);
+  ck_assert_str_eq(r.err, want);
+  ck_assert_str_eq(r.out, "");
+  tu_run_free(&r);
+  tu_run(&r, NULL, "eval --ckpt '%s' --text '%s'", p, tu_src("data/the-verdict.txt"));
+  ck_assert_int_eq(r.code, 1);
+  ck_assert_str_eq(r.err, want);
+  tu_run_free(&r);
+
+  t = poisoned("inf.safetensors", -INFINITY, p, sizeof p);
+  tu_run(&r, NULL, "sample --ckpt '%s' --tokens 20", p);
+  snprintf(want, sizeof want,
+           "gptc: %s: tensor '%s' holds infinity at element 0: the run diverged before this save; use an earlier "
+           "checkpoint\n",
+           p, t);
+  ck_assert_int_eq(r.code, 1);
+  ck_assert_str_eq(r.err, want);
+  tu_run_free(&r);
+
+  /* the finite original still samples */
+  ck_assert_msg(tu_run(&r, NULL, "sample --ckpt '%s' --tokens 20", fx_ckpt) == 0, "%s", r.err);
+  tu_run_free(&r);
+}
+END_TEST
+
+/* A tensor whose header entry is gone (its data left behind) is named as
+ * missing, not reported as "N bytes after the last tensor's data". */
+START_TEST(missing_tensor_named) {
+  ckpt_st *st = ckpt_st_open(fx_ckpt);
+  ck_assert_ptr_nonnull(st);
+  const ckpt_st_tensor *last = NULL;
+  for (int i = 0; i < ckpt_st_count(st); i++)
+    if (!last || ckpt_st_at(st, i)->begin > last->begin) last = ckpt_st_at(st, i);
+  util_buf h = {0};
+  /* the same metadata, so the loader gets as far as the tensors */
+  static const char *const keys[] = {"format", "gptc_format", "config",   "tokenizer", "vocab",   "step",
+                                     "data_pos", "seed",      "best_val", "text_hash", "pair_tag"};
+  util_buf_printf(&h, "{\"__metadata__\":{");
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+    size_t len;
+    const char *v = ckpt_st_meta(st, keys[i], &len);
+    ck_assert_ptr_nonnull(v);
+    util_buf_printf(&h, "%s\"%s\":", i ? "," : "", keys[i]);
+    ck_assert_int_eq(json_write_str(&h, v, len, "meta"), 0);
+  }
+  util_buf_printf(&h, "}");
+  for (int i = 0; i < ckpt_st_count(st); i++) {
+    const ckpt_st_tensor *t = ckpt_st_at(st, i);
+    if (t == last) continue;
+    util_buf_printf(&h, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[", t->name);
+    for (int d = 0; d < t->ndim; d++) util_buf_printf(&h, "%s%llu", d ? "," : "", (unsigned long long)t->shape[d]);
+    util_buf_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)t->begin,
+                    (unsigned long long)t->end);
+  }
+  util_buf_printf(&h, "}");
+  char missing[256];
+  snprintf(missing, sizeof missing, "%s", last->name);
+  ckpt_st_close(st);
+  char *b;
+  size_t n;
+  ck_assert_int_eq(util_read_file(fx_ckpt, &b, &n), 0);
+  uint64_t hl = 0;
+  for (int i = 7; i >= 0; i--) hl = hl << 8 | (unsigned char)b[i];
+  util_buf f = {0};
+  unsigned char len8[8];
+  for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+  util_buf_add(&f, len8, 8);
+  util_buf_add(&f, h.data, h.len);
+  util_buf_add(&f, b + 8 + hl, n - 8 - (size_t)hl);
+  const char *p = tu_write("missing.safetensors", f.data, f.len);
+  free(b);
+  util_buf_free(&h);
+  util_buf_free(&f);
+
+  tu_run_result r;
+  char want[2048];
+  tu_run(&r, NULL, "sample --ckpt '%s' --tokens 5", p);
+  snprintf(want, sizeof want, "gptc: %s: missing tensor '%s'\n", p, missing);
+  ck_assert_int_eq(r.code, 1);
+  ck_assert_str_eq(r.err, want);
+  tu_run_free(&r);
+  /* the reader alone still refuses the stray bytes */
+  ck_assert_ptr_null(ckpt_st_open(p));
+  ck_assert_ptr_nonnull(strstr(util_errmsg(), " bytes after the last tensor's data (file byte "));
+}
+END_TEST
+
+/* export-hf that fails writing (a file size limit standing in for a full
+ * disk) takes back the directories it created; an existing one stays with
+ * what it held. */
+START_TEST(export_hf_cleans_up) {
+  char out[1100], cmd[4096], keep[1200];
+  tu_run_result r;
+  snprintf(out, sizeof out, "%s/hf-new/a/b", fx_dir);
+  snprintf(cmd, sizeof cmd, "trap '' XFSZ; ulimit -f 2; exec '%s' export-hf '%s' -o '%s'", GPTC_EXE, fx_ckpt, out);
+  sh_run(&r, "", 0, cmd);
+  ck_assert_msg(r.code == 1, "exit %d: %s", r.code, r.err);
+  ck_assert_msg(strstr(r.err, "model.safetensors: write failed: File too large"), "%s", r.err);
+  tu_run_free(&r);
+  snprintf(out, sizeof out, "%s/hf-new", fx_dir);
+  ck_assert_msg(!util_file_exists(out), "%s was left behind", out);
+
+  snprintf(out, sizeof out, "%s/hf-old", fx_dir);
+  ck_assert_int_eq(util_mkdir_p(out), 0);
+  snprintf(keep, sizeof keep, "%s/hf-old/README", fx_dir);
+  FILE *f = fopen(keep, "w");
+  fputs("mine\n", f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "trap '' XFSZ; ulimit -f 2; exec '%s' export-hf '%s' -o '%s'", GPTC_EXE, fx_ckpt, out);
+  ck_assert_int_eq(sh_run(&r, "", 0, cmd), 1);
+  tu_run_free(&r);
+  ck_assert(util_is_dir(out));
+  ck_assert(util_file_exists(keep));
+  snprintf(keep, sizeof keep, "%s/hf-old/model.safetensors", fx_dir);
+  ck_assert(!util_file_exists(keep));
+  /* without the limit it writes the directory */
+  snprintf(out, sizeof out, "%s/hf-ok/x", fx_dir);
+  ck_assert_msg(tu_run(&r, NULL, "export-hf '%s' -o '%s'", fx_ckpt, out) == 0, "%s", r.err);
+  tu_run_free(&r);
+  snprintf(keep, sizeof keep, "%s/config.json", out);
+  ck_assert(util_file_exists(keep));
+}
+END_TEST
+
+/* A prompt on standard input with a NUL byte is refused, not cut short. */
+START_TEST(stdin_prompt_nul) {
+  char cmd[2048];
+  tu_run_result r, a;
+  snprintf(cmd, sizeof cmd, "'%s' --seed 3 --tokens 10", fx_exe);
+  sh_run(&r, "I had\0 always", 14, cmd);
+  ck_assert_int_eq(r.code, 1);
+  ck_assert_str_eq(r.err, "fx-model: standard input: the prompt has a NUL byte at offset 5 (a prompt is text)\n");
+  ck_assert_str_eq(r.out, "");
+  tu_run_free(&r);
+  /* before the fix this ran as the prompt "I had"; that prompt still runs */
+  ck_assert_int_eq(sh_run(&a, "I had", 5, cmd), 0);
+  ck_assert_int_eq(strncmp(a.out, "I had", 5), 0);
+  tu_run_free(&a);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("robust_files");
   TCase *tc = tcase_create("regular");
@@ -369,6 +578,14 @@ int main(void) {
   tc = tcase_create("init");
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, init_checks_char_vocabulary);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("ckpt");
+  tcase_set_timeout(tc, 600);
+  tcase_add_unchecked_fixture(tc, fx_setup, NULL);
+  tcase_add_test(tc, nonfinite_checkpoint_refused);
+  tcase_add_test(tc, missing_tensor_named);
+  tcase_add_test(tc, export_hf_cleans_up);
+  tcase_add_test(tc, stdin_prompt_nul);
   suite_add_tcase(s, tc);
   return tu_main(s);
 }

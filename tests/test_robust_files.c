@@ -290,6 +290,58 @@ START_TEST(cache_check_reasons) {
 }
 END_TEST
 
+#ifdef GPTC_HAVE_NVRTC
+/* The CUDA module cache, through `gen --compile` (NVRTC, no GPU needed):
+ * a damaged or hash-less cubin is compiled again, with the notice. */
+START_TEST(cuda_cache_damaged_rebuilt) {
+  char cache[1100], gen[1100], bin[1400], seal[1500], want[2048];
+  snprintf(cache, sizeof cache, "%s/cu-cache", tu_tmpdir());
+  snprintf(gen, sizeof gen, "%s/cu-gen", tu_tmpdir());
+  setenv("GPTC_CACHE", cache, 1);
+  const char *cfg = tu_write_str("cu.lua",
+                                 "return { name = 'cu', tokenizer = 'char', vocab_size = 40, emb_dim = 16, n_heads = 2,"
+                                 " n_layers = 1, context_length = 16, train = { batch_size = 2, max_length = 16 } }");
+  tu_run_result r;
+  ck_assert_msg(tu_run(&r, NULL, "gen --config '%s' -o '%s' --device cuda --compile sm_80", cfg, gen) == 0, "%s",
+                r.err);
+  char *p = strstr(r.out, cache), *e = p ? strstr(p, " (compiled)\n") : NULL;
+  ck_assert_msg(p && e, "%s", r.out);
+  snprintf(bin, sizeof bin, "%.*s", (int)(e - p), p);
+  tu_run_free(&r);
+  snprintf(seal, sizeof seal, "%s.sha256", bin);
+  ck_assert(util_file_exists(seal));
+
+  char *b;
+  size_t n;
+  ck_assert_int_eq(util_read_file(bin, &b, &n), 0);
+  for (size_t k = 0; k < 32; k++) b[n / 2 + k] ^= 0x33;
+  FILE *f = fopen(bin, "wb");
+  ck_assert_uint_eq(fwrite(b, 1, n, f), n);
+  fclose(f);
+  free(b);
+  tu_run(&r, NULL, "gen --config '%s' -o '%s' --device cuda --compile sm_80", cfg, gen);
+  ck_assert_int_eq(r.code, 0);
+  snprintf(want, sizeof want, "gptc: cached object %s: its contents do not match their hash (damaged); rebuilding it\n",
+           bin);
+  ck_assert_str_eq(r.err, want);
+  ck_assert_msg(strstr(r.out, " (compiled)\n"), "%s", r.out);
+  tu_run_free(&r);
+
+  ck_assert_int_eq(unlink(seal), 0);
+  tu_run(&r, NULL, "gen --config '%s' -o '%s' --device cuda --compile sm_80", cfg, gen);
+  ck_assert_int_eq(r.code, 0);
+  snprintf(want, sizeof want, "gptc: cached object %s: no content hash beside it; rebuilding it\n", bin);
+  ck_assert_str_eq(r.err, want);
+  tu_run_free(&r);
+  ck_assert_msg(tu_run(&r, NULL, "gen --config '%s' -o '%s' --device cuda --compile sm_80", cfg, gen) == 0, "%s",
+                r.err);
+  ck_assert_str_eq(r.err, "");
+  ck_assert_msg(strstr(r.out, "(already in the cache)"), "%s", r.out);
+  tu_run_free(&r);
+}
+END_TEST
+#endif
+
 /* ---- --init checks the vocabulary itself ------------------------------------ */
 
 /* n lines of "<w> <w>\n" words over the letters of `alpha`; two alphabets
@@ -574,6 +626,9 @@ int main(void) {
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, cpu_cache_damaged_rebuilt);
   tcase_add_test(tc, cache_check_reasons);
+#ifdef GPTC_HAVE_NVRTC
+  tcase_add_test(tc, cuda_cache_damaged_rebuilt);
+#endif
   suite_add_tcase(s, tc);
   tc = tcase_create("init");
   tcase_set_timeout(tc, 600);

@@ -611,6 +611,39 @@ START_TEST(stdin_prompt_nul) {
 }
 END_TEST
 
+/* The same for a word model: as many words, one of them another. */
+START_TEST(init_checks_word_vocabulary) {
+  const char *cfg = tu_write_str("wvocab.lua",
+                                 "return { name = 'wvocab', tokenizer = 'word', emb_dim = 16, n_heads = 2, n_layers = 1,"
+                                 " context_length = 16, drop_rate = 0.0, train = { batch_size = 2, max_length = 16,"
+                                 " stride = 16, steps = 1, eval_interval = 100, eval_steps = 1 } }");
+  util_buf a = {0}, d = {0};
+  for (int i = 0; i < 200; i++) {
+    util_buf_printf(&a, "alpha beta gamma.\n");
+    util_buf_printf(&d, "alpha beta delta.\n");
+  }
+  const char *ta = tu_write("wa.txt", a.data, a.len), *td = tu_write("wd.txt", d.data, d.len);
+  util_buf_free(&a);
+  util_buf_free(&d);
+  char out[1100], ck[1200], want[2048];
+  snprintf(out, sizeof out, "%s/wvocab-a", tu_tmpdir());
+  snprintf(ck, sizeof ck, "%s/last.safetensors", out);
+  tu_run_result r;
+  ck_assert_msg(tu_run(&r, NULL, "train --config '%s' --text '%s' --out '%s' --quiet", cfg, ta, out) == 0, "%s", r.err);
+  tu_run_free(&r);
+  /* sorted: . alpha beta gamma <|endoftext|> <|unk|>  vs  . alpha beta delta ... */
+  tu_run(&r, NULL, "train --config '%s' --text '%s' --out '%s/wvocab-d' --init '%s' --quiet", cfg, td, tu_tmpdir(),
+         ck);
+  snprintf(want, sizeof want,
+           "gptc: %s: the checkpoint's word vocabulary differs from the training text's: entry 3 is \"gamma\" in the "
+           "checkpoint but \"delta\" in the text (--init needs the same vocabulary)\n",
+           ck);
+  ck_assert_msg(r.code == 1, "exit %d: %s", r.code, r.err);
+  ck_assert_str_eq(r.err, want);
+  tu_run_free(&r);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("robust_files");
   TCase *tc = tcase_create("regular");
@@ -633,6 +666,7 @@ int main(void) {
   tc = tcase_create("init");
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, init_checks_char_vocabulary);
+  tcase_add_test(tc, init_checks_word_vocabulary);
   suite_add_tcase(s, tc);
   tc = tcase_create("ckpt");
   tcase_set_timeout(tc, 600);

@@ -248,8 +248,7 @@ static ckpt_st *ckpt_st_open_lax(const char *path) {
     free(st);
     return NULL;
   }
-  uint64_t size;
-  int fd = util_open_regular(path, "a safetensors file", &size);
+  int fd = util_open_regular(path, "a safetensors file", NULL);
   if (fd >= 0 && !(st->f = fdopen(fd, "rb"))) {
     util_err("%s: cannot open: %s", path, strerror(errno));
     close(fd);

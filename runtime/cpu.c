@@ -151,20 +151,6 @@ static int cpu_compile(const char *cc, const char *src_path, const char *so_path
   return 0;
 }
 
-/* NULL when the cached object's bytes match the hash stored beside them
- * (util_cache_seal), else why not: a damaged object is never dlopened. */
-static const char *cpu_cache_check(const char *so_path) {
-  char *bytes;
-  size_t n;
-  if (util_read_file(so_path, &bytes, &n)) {
-    util_errclear();
-    return "it cannot be read";
-  }
-  const char *why = util_cache_check(so_path, bytes, n);
-  free(bytes);
-  return why;
-}
-
 const char *cpu_compiler(char *id, size_t n) {
   const char *cc = cpu_cc();
   cpu_compiler_id(cc, id, n);
@@ -200,13 +186,10 @@ int cpu_build(const char *src, size_t len, const char *kind, cpu_check_fn check,
   /* a cached object that fails its content hash (damaged, or from a gptc
    * that stored none) is rebuilt with a notice, never loaded; one that
    * fails to load or check (an older ABI) is rebuilt quietly */
-  if (util_file_exists(obj->so_path)) {
-    const char *why = cpu_cache_check(obj->so_path);
-    if (!why && cpu_open(obj->so_path, check, ctx, &obj->handle) == 0) {
-      if (!util_file_exists(obj->src_path)) util_write_file_atomic(obj->src_path, src, len);
-      return 0;
-    }
-    if (why) fprintf(stderr, "gptc: cached object %s: %s; rebuilding it\n", obj->so_path, why);
+  if (util_file_exists(obj->so_path) && util_cache_verify(obj->so_path, NULL, NULL) == 0 &&
+      cpu_open(obj->so_path, check, ctx, &obj->handle) == 0) {
+    if (!util_file_exists(obj->src_path)) util_write_file_atomic(obj->src_path, src, len);
+    return 0;
   }
   util_errclear();
   if (util_write_file_atomic(obj->src_path, src, len))

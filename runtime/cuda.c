@@ -599,18 +599,7 @@ int cuda_precompile(const char *src, size_t len, int cc, char *path, size_t path
   int ptx = 0;
   *compiled = 0;
   if (cuda_cache_entry(src, len, cc, arch, sizeof arch, &ptx, path, src_path, path_n)) return -1;
-  if (util_file_exists(path)) {
-    char *image;
-    size_t n;
-    const char *why = "it cannot be read";
-    if (util_read_file(path, &image, &n) == 0) {
-      why = util_cache_check(path, image, n);
-      free(image);
-    }
-    util_errclear();
-    if (!why) return 0;
-    fprintf(stderr, "gptc: cached object %s: %s; rebuilding it\n", path, why);
-  }
+  if (util_file_exists(path) && util_cache_verify(path, NULL, NULL) == 0) return 0;
   char *bin;
   size_t n;
   if (cuda_cache_compile(src, src_path, arch, ptx, path, &bin, &n)) return -1;
@@ -628,18 +617,15 @@ static int cuda_module(cuda_dev *d, const char *src, size_t len, const char *has
   if (util_file_exists(bin_path)) {
     char *image;
     size_t n;
-    const char *why = "it cannot be read";
-    if (util_read_file(bin_path, &image, &n) == 0) {
-      /* a damaged image (or one with no hash) is never handed to the driver */
-      why = util_cache_check(bin_path, image, n);
-      int rc = why ? -1 : cuda_module_load(d, image, bin_path, hash);
+    /* a damaged image (or one with no hash) is never handed to the driver */
+    if (util_cache_verify(bin_path, &image, &n) == 0) {
+      int rc = cuda_module_load(d, image, bin_path, hash);
       free(image);
       if (rc == 0) {
         snprintf(d->about + strlen(d->about), sizeof d->about - strlen(d->about), ", cached %s", bin_path);
         return 0;
       }
     }
-    if (why) fprintf(stderr, "gptc: cached object %s: %s; rebuilding it\n", bin_path, why);
     util_errclear(); /* a stale or damaged cache entry is rebuilt */
   }
   char *bin;

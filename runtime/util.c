@@ -424,6 +424,24 @@ const char *util_cache_check(const char *path, const void *data, size_t n) {
   return garbled ? "its content hash file is damaged" : "its contents do not match their hash (damaged)";
 }
 
+int util_cache_verify(const char *path, char **data, size_t *n) {
+  char *bytes;
+  size_t len;
+  const char *why = "it cannot be read";
+  if (util_read_file(path, &bytes, &len) == 0) {
+    why = util_cache_check(path, bytes, len);
+    if (!why && data) {
+      *data = bytes, *n = len;
+      return 0;
+    }
+    free(bytes);
+  }
+  util_errclear();
+  if (!why) return 0;
+  fprintf(stderr, "gptc: cached object %s: %s; rebuilding it\n", path, why);
+  return -1;
+}
+
 uint64_t util_fnv1a(const void *data, size_t n, uint64_t h) {
   const uint8_t *p = data;
   if (!h) h = 1469598103934665603ull;

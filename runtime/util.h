@@ -77,6 +77,10 @@ void util_sha256_hex(const void *p, size_t n, char out[65]);
  * before the object is rebuilt. */
 int util_cache_seal(const char *path, const void *data, size_t n);
 const char *util_cache_check(const char *path, const void *data, size_t n);
+/* Reads the cached object at `path` and checks it: 0 with its bytes in
+ * *data, *n (when data is not NULL; caller frees), or -1 after the notice
+ * "gptc: cached object <path>: <why>; rebuilding it" on stderr. */
+int util_cache_verify(const char *path, char **data, size_t *n);
 
 /* This CPU's identity (vendor, family, model, name, flags; or $GPTC_CPU_ID) into s. */
 void util_cpu_id(util_sha256 *s);

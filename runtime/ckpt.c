@@ -39,6 +39,10 @@ struct ckpt_st {
   int n;
   ckpt_st_tensor *t;
   const ckpt_st_tensor **by_name; /* t sorted by name */
+  /* bytes after the last tensor's data, and where they start in the file:
+   * an error, raised after the tensor names are checked where the caller
+   * knows them (a missing tensor's entry leaves its data behind) */
+  uint64_t tail, tail_at;
 };
 
 static const struct {
@@ -160,9 +164,15 @@ static int ckpt_st_layout(ckpt_st *st, uint64_t data_len) {
     prev = t->name;
   }
   free(idx);
-  if (at != data_len)
-    return util_err("%s: %" PRIu64 " bytes after the last tensor's data (file byte %" PRIu64 ")", st->path,
-                    data_len - at, st->data_start + at);
+  st->tail = data_len - at;
+  st->tail_at = st->data_start + at;
+  return 0;
+}
+
+static int ckpt_st_check_tail(const ckpt_st *st) {
+  if (st->tail)
+    return util_err("%s: %" PRIu64 " bytes after the last tensor's data (file byte %" PRIu64 ")", st->path, st->tail,
+                    st->tail_at);
   return 0;
 }
 
@@ -170,7 +180,6 @@ static int ckpt_st_parse(ckpt_st *st) {
   const char *path = st->path;
   struct stat sb;
   if (fstat(fileno(st->f), &sb) != 0) return util_err("%s: cannot stat: %s", path, strerror(errno));
-  if (S_ISDIR(sb.st_mode)) return util_err("%s: is a directory, expected a safetensors file", path);
   st->file_size = (uint64_t)sb.st_size;
   if (st->file_size < 8)
     return util_err("%s: truncated: %" PRIu64 " bytes, but a safetensors file starts with an 8-byte header length",
@@ -231,7 +240,8 @@ static int ckpt_st_parse(ckpt_st *st) {
   return ckpt_st_layout(st, data_len);
 }
 
-ckpt_st *ckpt_st_open(const char *path) {
+/* ckpt_st_open without the tail check (the caller makes it later). */
+static ckpt_st *ckpt_st_open_lax(const char *path) {
   ckpt_st *st = util_calloc(1, sizeof *st, "safetensors reader");
   if (!st) return NULL;
   st->path = util_strdup(path);
@@ -239,13 +249,25 @@ ckpt_st *ckpt_st_open(const char *path) {
     free(st);
     return NULL;
   }
-  st->f = fopen(path, "rb");
-  if (!st->f) {
+  int fd = util_open_regular(path, "a safetensors file", NULL);
+  if (fd >= 0 && !(st->f = fdopen(fd, "rb"))) {
     util_err("%s: cannot open: %s", path, strerror(errno));
+    close(fd);
+  }
+  if (!st->f) {
     ckpt_st_close(st);
     return NULL;
   }
   if (ckpt_st_parse(st)) {
+    ckpt_st_close(st);
+    return NULL;
+  }
+  return st;
+}
+
+ckpt_st *ckpt_st_open(const char *path) {
+  ckpt_st *st = ckpt_st_open_lax(path);
+  if (st && ckpt_st_check_tail(st)) {
     ckpt_st_close(st);
     return NULL;
   }
@@ -718,7 +740,7 @@ static int ckpt_fill_meta(const ckpt_st *st, const char *path, ckpt_meta *meta) 
 
 int ckpt_load_meta(const char *path, ckpt_meta *meta) {
   memset(meta, 0, sizeof *meta);
-  ckpt_st *st = ckpt_st_open(path);
+  ckpt_st *st = ckpt_st_open_lax(path); /* the metadata only: ckpt_load_params checks the data */
   if (!st) return -1;
   int rc = ckpt_check_format(st, path, NULL) || ckpt_fill_meta(st, path, meta) ? -1 : 0;
   ckpt_st_close(st);
@@ -783,11 +805,11 @@ int ckpt_load_params(const char *path, const gptc_tensor *tensors, int n_tensors
   if (!m != !v) return util_err("%s: AdamW moments need both m and v", path);
   if (ckpt_check_table(tensors, n_tensors, n_params)) return -1;
   static const char *const none[] = {""}, *const mv[] = {"m.", "v."};
-  ckpt_st *st = ckpt_st_open(path), *so = NULL;
+  ckpt_st *st = ckpt_st_open_lax(path), *so = NULL;
   char *opt = NULL;
   int rc = -1;
   if (!st || ckpt_check_format(st, path, NULL) || ckpt_match(st, path, tensors, n_tensors, "") ||
-      ckpt_no_extra(st, path, tensors, n_tensors, none, 1))
+      ckpt_no_extra(st, path, tensors, n_tensors, none, 1) || ckpt_st_check_tail(st))
     goto out;
   if (m) {
     opt = ckpt_opt_path(path);
@@ -796,9 +818,10 @@ int ckpt_load_params(const char *path, const gptc_tensor *tensors, int n_tensors
       util_err("%s: no optimizer moments next to %s (it was saved without them)", opt, path);
       goto out;
     }
-    so = ckpt_st_open(opt);
+    so = ckpt_st_open_lax(opt);
     if (!so || ckpt_check_format(so, opt, "adamw_moments") || ckpt_match(so, opt, tensors, n_tensors, "m.") ||
-        ckpt_match(so, opt, tensors, n_tensors, "v.") || ckpt_no_extra(so, opt, tensors, n_tensors, mv, 2))
+        ckpt_match(so, opt, tensors, n_tensors, "v.") || ckpt_no_extra(so, opt, tensors, n_tensors, mv, 2) ||
+        ckpt_st_check_tail(so))
       goto out;
     const char *a = ckpt_st_meta(st, "pair_tag", NULL), *b = ckpt_st_meta(so, "pair_tag", NULL);
     if (!a || !b || strcmp(a, b)) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cfg.h"
 #include "ckpt.h"
@@ -510,6 +511,49 @@ static int ckpt_hf_outs(const cfg_t *cfg, const gptc_tensor *t, int n, const flo
   return k;
 }
 
+/* What export-hf creates, to take back when it fails (a full disk): the
+ * files that were not there before, then the directories it made, from
+ * `dir` up to the highest one that was missing. Files it replaced stay. */
+static const char *const ckpt_hf_files[] = {"model.safetensors", "config.json", "vocab.json", "merges.txt"};
+#define CKPT_HF_NFILES (int)(sizeof ckpt_hf_files / sizeof *ckpt_hf_files)
+typedef struct {
+  int n_new_dirs;                /* levels of dir created (0: it existed) */
+  int existed[CKPT_HF_NFILES];   /* the file was there before */
+} ckpt_hf_undo;
+
+static void ckpt_hf_undo_begin(const char *dir, ckpt_hf_undo *u) {
+  char p[4200];
+  memset(u, 0, sizeof *u);
+  snprintf(p, sizeof p, "%s", dir);
+  for (size_t n = strlen(p); n > 1 && p[n - 1] == '/'; n--) p[n - 1] = '\0'; /* "a/b/" */
+  while (p[0] && !util_file_exists(p)) {
+    u->n_new_dirs++;
+    char *slash = strrchr(p, '/');
+    if (!slash || slash == p) break;
+    *slash = '\0';
+  }
+  for (int i = 0; i < CKPT_HF_NFILES; i++) {
+    snprintf(p, sizeof p, "%s/%s", dir, ckpt_hf_files[i]);
+    u->existed[i] = util_file_exists(p);
+  }
+}
+
+static void ckpt_hf_undo_run(const char *dir, const ckpt_hf_undo *u) {
+  char p[4200];
+  for (int i = 0; i < CKPT_HF_NFILES; i++) {
+    snprintf(p, sizeof p, "%s/%s", dir, ckpt_hf_files[i]);
+    if (!u->existed[i]) unlink(p);
+  }
+  snprintf(p, sizeof p, "%s", dir);
+  for (size_t n = strlen(p); n > 1 && p[n - 1] == '/'; n--) p[n - 1] = '\0';
+  for (int k = 0; k < u->n_new_dirs; k++) {
+    if (rmdir(p) != 0 && errno != ENOENT) break; /* not empty: something else is in it now */
+    char *slash = strrchr(p, '/');
+    if (!slash || slash == p) break;
+    *slash = '\0';
+  }
+}
+
 static int ckpt_export(const char *ckpt, const char *dir) {
   ckpt_meta meta;
   cfg_t cfg;
@@ -531,14 +575,22 @@ static int ckpt_export(const char *ckpt, const char *dir) {
   names = util_calloc(n_out, sizeof *names, "tensor names");
   zeros = util_calloc((size_t)3 * (size_t)cfg.emb_dim, sizeof *zeros, "c_attn.bias");
   int k = outs && names && zeros ? ckpt_hf_outs(&cfg, t, n, params, zeros, outs, names) : -1;
-  if (k < 0 || util_mkdir_p(dir)) goto out;
-  if (util_path(path, sizeof path, "%s/model.safetensors", dir)) goto out;
+  /* model.safetensors is the longest name: when it fits, every path below does */
+  if (k < 0 || util_path(path, sizeof path, "%s/%s", dir, ckpt_hf_files[0])) goto out;
+  ckpt_hf_undo undo;
+  ckpt_hf_undo_begin(dir, &undo);
   ckpt_st_kv kv[] = {{"format", "pt", 2}};
-  if (ckpt_st_write(path, kv, 1, outs, k)) goto out;
-  if (util_path(path, sizeof path, "%s/config.json", dir) || ckpt_hf_config_json(&cfg, eot, path)) goto out;
-  if (meta.tokenizer == CFG_TOK_GPT2 && (ckpt_hf_copy_embedded("data/gpt2/encoder.json", dir, "vocab.json") ||
-                                         ckpt_hf_copy_embedded("data/gpt2/vocab.bpe", dir, "merges.txt")))
+  snprintf(path, sizeof path, "%s/%s", dir, ckpt_hf_files[0]);
+  int bad = util_mkdir_p(dir) || ckpt_st_write(path, kv, 1, outs, k);
+  snprintf(path, sizeof path, "%s/%s", dir, ckpt_hf_files[1]);
+  bad = bad || ckpt_hf_config_json(&cfg, eot, path);
+  bad = bad || (meta.tokenizer == CFG_TOK_GPT2 &&
+                (ckpt_hf_copy_embedded("data/gpt2/encoder.json", dir, ckpt_hf_files[2]) ||
+                 ckpt_hf_copy_embedded("data/gpt2/vocab.bpe", dir, ckpt_hf_files[3])));
+  if (bad) {
+    ckpt_hf_undo_run(dir, &undo);
     goto out;
+  }
   printf("exported %s (step %" PRIu64 ", %zu parameters, %s embeddings%s) -> %s\n", ckpt, meta.step, n_params,
          cfg.tie_embeddings ? "tied" : "untied", cfg.qkv_bias ? "" : ", zero c_attn.bias", dir);
   rc = 0;

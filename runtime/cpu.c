@@ -131,11 +131,23 @@ static int cpu_compile(const char *cc, const char *src_path, const char *so_path
                     folded[0] ? folded : "no output");
   }
   util_buf_free(&out);
+  /* the hash is of the bytes the compiler wrote, read before the rename so
+   * a concurrent run's object is never sealed with this one's hash */
+  char *bytes;
+  size_t n;
+  if (util_read_file(tmp, &bytes, &n)) {
+    unlink(tmp);
+    return util_err("%s: cannot read the compiled object: %s", so_path, util_errmsg());
+  }
   if (rename(tmp, so_path)) {
+    free(bytes);
     unlink(tmp);
     return util_err("%s: cannot move the compiled object into the cache", so_path);
   }
   util_fsync_dir_of(so_path);
+  int sealed = util_cache_seal(so_path, bytes, n);
+  free(bytes);
+  if (sealed) return util_err("%s: cannot write its content hash: %s", so_path, util_errmsg());
   return 0;
 }
 
@@ -171,9 +183,11 @@ int cpu_build(const char *src, size_t len, const char *kind, cpu_check_fn check,
   snprintf(obj->so_path, sizeof obj->so_path, "%s/%s.so", dir, key);
   snprintf(obj->src_path, sizeof obj->src_path, "%s/%s.c", dir, key);
 
-  /* a cached object that fails to load or check (truncated, corrupted, or
-   * from an older ABI) is rebuilt */
-  if (util_file_exists(obj->so_path) && cpu_open(obj->so_path, check, ctx, &obj->handle) == 0) {
+  /* a cached object that fails its content hash (damaged, or from a gptc
+   * that stored none) is rebuilt with a notice, never loaded; one that
+   * fails to load or check (an older ABI) is rebuilt quietly */
+  if (util_file_exists(obj->so_path) && util_cache_verify(obj->so_path, NULL, NULL) == 0 &&
+      cpu_open(obj->so_path, check, ctx, &obj->handle) == 0) {
     if (!util_file_exists(obj->src_path)) util_write_file_atomic(obj->src_path, src, len);
     return 0;
   }

@@ -586,8 +586,9 @@ static int cuda_cache_entry(const char *src, size_t len, int cc, char *arch, siz
 static int cuda_cache_compile(const char *src, const char *src_path, const char *arch, int ptx, const char *bin_path,
                               char **bin, size_t *n) {
   if (cuda_nvrtc_compile(src, src_path, arch, ptx, bin, n, NULL)) return -1;
-  /* (NVRTC's PTX includes its terminating NUL, which the driver's JIT needs) */
-  if (util_write_file_atomic(bin_path, *bin, *n) == 0) return 0;
+  /* (NVRTC's PTX includes its terminating NUL, which the driver's JIT needs);
+   * the content hash goes beside it, after it (util_cache_seal) */
+  if (util_write_file_atomic(bin_path, *bin, *n) == 0 && util_cache_seal(bin_path, *bin, *n) == 0) return 0;
   free(*bin);
   *bin = NULL;
   return -1;
@@ -598,7 +599,7 @@ int cuda_precompile(const char *src, size_t len, int cc, char *path, size_t path
   int ptx = 0;
   *compiled = 0;
   if (cuda_cache_entry(src, len, cc, arch, sizeof arch, &ptx, path, src_path, path_n)) return -1;
-  if (util_file_exists(path)) return 0;
+  if (util_file_exists(path) && util_cache_verify(path, NULL, NULL) == 0) return 0;
   char *bin;
   size_t n;
   if (cuda_cache_compile(src, src_path, arch, ptx, path, &bin, &n)) return -1;
@@ -616,7 +617,8 @@ static int cuda_module(cuda_dev *d, const char *src, size_t len, const char *has
   if (util_file_exists(bin_path)) {
     char *image;
     size_t n;
-    if (util_read_file(bin_path, &image, &n) == 0) {
+    /* a damaged image (or one with no hash) is never handed to the driver */
+    if (util_cache_verify(bin_path, &image, &n) == 0) {
       int rc = cuda_module_load(d, image, bin_path, hash);
       free(image);
       if (rc == 0) {

@@ -219,7 +219,9 @@ static int data_cache_parse(const uint8_t *f, size_t len, const data_key *k, int
 /* Returns 1 with the cached ids when `path` holds a valid cache for `k`, else
  * 0 (missing, stale, or damaged with a notice). */
 static int data_cache_load(const char *path, const data_key *k, int32_t **ids, size_t *n) {
-  int fd = open(path, O_RDONLY);
+  /* O_NONBLOCK: a FIFO in its place must not block the run (it is refused
+   * below, and replaced by the rebuilt file) */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     if (errno != ENOENT) fprintf(stderr, "gptc: token cache %s: %s; rebuilding it\n", path, strerror(errno));
     return 0;
@@ -227,8 +229,12 @@ static int data_cache_load(const char *path, const data_key *k, int32_t **ids, s
   struct stat st;
   const char *why = NULL;
   int rc = 0;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    why = "not a regular file";
+  char kind[64];
+  if (fstat(fd, &st) != 0) {
+    why = strerror(errno);
+  } else if (!S_ISREG(st.st_mode)) {
+    snprintf(kind, sizeof kind, "not a regular file (%s)", util_mode_name(st.st_mode));
+    why = kind;
   } else if ((size_t)st.st_size < DATA_HDR) {
     why = "shorter than its header";
   } else {

@@ -279,6 +279,12 @@ int tok_kind(const tok_t *t) { return t->kind; }
 int tok_vocab_size(const tok_t *t) { return t->n_vocab; }
 int tok_eot(const tok_t *t) { return t->eot; }
 
+const char *tok_entry(const tok_t *t, int id, size_t *len) {
+  if (t->kind == CFG_TOK_GPT2 || id < 0 || id >= t->n_vocab) return NULL;
+  *len = t->ent_off[id + 1] - t->ent_off[id];
+  return t->ent.data + t->ent_off[id];
+}
+
 int tok_encode(tok_t *t, const char *text, size_t n, int allow_special, int32_t **ids, size_t *n_ids) {
   *ids = NULL;
   *n_ids = 0;

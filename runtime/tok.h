@@ -22,6 +22,9 @@ int tok_vocab_save(const tok_t *t, char **blob, size_t *n);
 const char *tok_vocab_hash(const tok_t *t);
 int tok_kind(const tok_t *t);
 int tok_vocab_size(const tok_t *t);
+/* char/word: the text of entry `id` (not NUL-terminated, *len bytes);
+ * NULL for gpt2 or an id out of range. */
+const char *tok_entry(const tok_t *t, int id, size_t *len);
 /* id of <|endoftext|>, or -1 when the vocabulary has none (char). */
 int tok_eot(const tok_t *t);
 /* Encodes UTF-8 text. allow_special: "<|endoftext|>" becomes the single

@@ -75,6 +75,32 @@ static float *train_alloc(size_t n, const char *what) {
 
 /* ---- opening checkpoints ---------------------------------------------------- */
 
+/* The first non-finite value in a tensor table's buffer, as "WHAT of tensor 'name'
+ * hold nan" into out; 0 when all are finite. */
+static int train_nonfinite(const backend *b, const float *base, const char *what, char *out, size_t cap) {
+  for (int i = 0; i < b->n_tensors; i++) {
+    const gptc_tensor *t = &b->tensors[i];
+    for (size_t k = 0; k < t->numel; k++) {
+      float x = base[t->offset + k];
+      if (!isfinite(x)) {
+        snprintf(out, cap, "%s of tensor '%s' hold %s", what, t->name, isnan(x) ? "nan" : "inf");
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+/* A checkpoint whose weights hold NaN or infinity (saved by a run that
+ * diverged) is refused: its model only ever produces the same token (a
+ * char model: newlines) or a loss of nan, which reads as a working model. */
+static int train_check_finite(const char *path, const backend *b, const float *params) {
+  char bad[300];
+  if (train_nonfinite(b, params, "the weights", bad, sizeof bad))
+    return util_err("%s: %s: the run diverged before this save; use an earlier checkpoint", path, bad);
+  return 0;
+}
+
 /* Opens the checkpoint's config, tokenizer and model on `device`; the
  * weights go to the backend and, when keep_host, stay in l->params. */
 static int train_open(const char *path, const char *device, int keep_host, train_loaded *l) {
@@ -98,6 +124,7 @@ static int train_open(const char *path, const char *device, int keep_host, train
   l->params = train_alloc(b->n_params, "model parameters");
   if (!l->params) goto out;
   if (ckpt_load_params(path, b->tensors, b->n_tensors, b->n_params, l->params, NULL, NULL)) goto out;
+  if (train_check_finite(path, b, l->params)) goto out;
   if (b->ops->upload(b, l->params, NULL, NULL)) goto out;
   if (!keep_host) {
     free(l->params);
@@ -156,22 +183,6 @@ static void train_state_free(train_state *s) {
   free(s->targets);
   if (s->log) fclose(s->log);
   if (s->lock_fd >= 0) close(s->lock_fd); /* the run is over: another may start */
-}
-
-/* The first non-finite value in a tensor table's buffer, as "tensor 'name'
- * holds nan" into out; 0 when all are finite. */
-static int train_nonfinite(const backend *b, const float *base, const char *what, char *out, size_t cap) {
-  for (int i = 0; i < b->n_tensors; i++) {
-    const gptc_tensor *t = &b->tensors[i];
-    for (size_t k = 0; k < t->numel; k++) {
-      float x = base[t->offset + k];
-      if (!isfinite(x)) {
-        snprintf(out, cap, "%s of tensor '%s' hold %s", what, t->name, isnan(x) ? "nan" : "inf");
-        return 1;
-      }
-    }
-  }
-  return 0;
 }
 
 /* "PATH (step N)" of the last checkpoint known to be finite, for messages. */
@@ -353,6 +364,54 @@ static int train_check_shape(const cfg_t *c, const char *path) {
   return 0;
 }
 
+/* An entry as a quoted C-like string for messages: control characters,
+ * quotes and backslashes escaped, the rest (UTF-8) as is, long ones cut. */
+static void train_quote(const char *p, size_t n, char *out, size_t cap) {
+  size_t o = 0;
+  out[o++] = '"';
+  for (size_t i = 0; i < n && o + 8 < cap; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c == '\n') o += (size_t)snprintf(out + o, cap - o, "\\n");
+    else if (c == '\t') o += (size_t)snprintf(out + o, cap - o, "\\t");
+    else if (c == '"' || c == '\\') o += (size_t)snprintf(out + o, cap - o, "\\%c", c);
+    else if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+    else out[o++] = (char)c;
+  }
+  snprintf(out + o, cap - o, "\"");
+}
+
+/* --init from a char or word model: an id must mean the same character or
+ * word in the new text as in the checkpoint, not only be one of as many
+ * (the shape check compares vocab_size alone). */
+static int train_check_init_vocab(const char *path, const tok_t *now) {
+  if (tok_kind(now) == CFG_TOK_GPT2) return 0;
+  ckpt_meta meta;
+  if (ckpt_load_meta(path, &meta)) return -1;
+  /* (another tokenizer kind is the shape check's to name) */
+  int same_kind = meta.tokenizer == tok_kind(now), rc = 0;
+  tok_t *was = same_kind ? tok_from_vocab(meta.tokenizer, meta.vocab, meta.vocab_len) : NULL;
+  if (same_kind && !was) rc = util_err("%s: metadata 'vocab': %s", path, util_errmsg());
+  else if (was && strcmp(tok_vocab_hash(was), tok_vocab_hash(now))) {
+    int n = tok_vocab_size(was) < tok_vocab_size(now) ? tok_vocab_size(was) : tok_vocab_size(now);
+    char a[96], b[96];
+    size_t la, lb;
+    for (int i = 0; i <= n && !rc; i++) {
+      const char *ea = tok_entry(was, i, &la), *eb = tok_entry(now, i, &lb);
+      if (ea && eb && la == lb && !memcmp(ea, eb, la)) continue;
+      if (ea) train_quote(ea, la, a, sizeof a);
+      else snprintf(a, sizeof a, "(none)");
+      if (eb) train_quote(eb, lb, b, sizeof b);
+      else snprintf(b, sizeof b, "(none)");
+      rc = util_err("%s: the checkpoint's %s vocabulary differs from the training text's: entry %d is %s in the "
+                    "checkpoint but %s in the text (--init needs the same vocabulary)",
+                    path, cfg_tokenizer_name(meta.tokenizer), i, a, b);
+    }
+  }
+  if (was) tok_free(was);
+  ckpt_meta_free(&meta);
+  return rc;
+}
+
 static int train_setup(train_state *s, const train_opts *o) {
   if (cfg_load_file(o->config_path, &s->cfg)) return -1;
   cfg_t *c = &s->cfg;
@@ -378,6 +437,9 @@ static int train_setup(train_state *s, const train_opts *o) {
     return util_err("%s: no training text: pass --text FILE or set the config's 'data' field", c->path);
 
   if (data_load(c, o->n_texts ? o->texts : NULL, o->n_texts, s->out, &s->ds)) return -1;
+  /* before the model is compiled: a checkpoint that cannot fit fails fast */
+  if (o->init_ckpt && (train_check_shape(c, o->init_ckpt) || train_check_init_vocab(o->init_ckpt, s->ds.tok)))
+    return -1;
   const cfg_train *tr = &c->train;
   if (data_loader_init(&s->train_dl, s->ds.train, s->ds.n_train, tr->batch_size, tr->max_length, tr->stride,
                        tr->shuffle, tr->drop_last, tr->seed, "train"))
@@ -442,7 +504,6 @@ static int train_setup(train_state *s, const train_opts *o) {
     s->have_good = 1;
     s->good_step = s->step;
   } else if (o->init_ckpt) {
-    if (train_check_shape(c, o->init_ckpt)) return -1;
     if (ckpt_load_params(o->init_ckpt, m->tensors, m->n_tensors, m->n_params, s->params, NULL, NULL)) return -1;
   } else {
     train_init_tensors(m->tensors, m->n_tensors, m->n_params, s->params, c->train.seed);

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,34 +65,94 @@ char *util_strdup(const char *s) {
   return p;
 }
 
-int util_read_file(const char *path, char **data, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return util_err("%s: cannot open: %s", path, strerror(errno));
+const char *util_mode_name(unsigned mode) {
+  mode_t m = (mode_t)mode;
+  return S_ISREG(m)    ? "regular file"
+         : S_ISDIR(m)  ? "directory"
+         : S_ISFIFO(m) ? "FIFO"
+         : S_ISCHR(m)  ? "character device"
+         : S_ISBLK(m)  ? "block device"
+         : S_ISSOCK(m) ? "socket"
+                       : "special file";
+}
+
+/* Refuses what is not a regular file, by kind; a directory keeps its own
+ * wording ("is a directory, expected <what>"). */
+static int util_not_regular(const char *path, const char *what, mode_t m) {
+  if (S_ISDIR(m)) return util_err("%s: is a directory, expected %s", path, what);
+  return util_err("%s: not a regular file (%s)", path, util_mode_name(m));
+}
+
+int util_open_regular(const char *path, const char *what, uint64_t *size) {
+  /* O_NONBLOCK: opening a FIFO for reading waits for a writer, forever when
+   * there is none; a device's open may wait too. The flag is cleared again
+   * once fstat has shown a regular file (it means nothing for one). */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   struct stat st;
-  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-    fclose(f);
-    return util_err("%s: is a directory, expected a file", path);
+  if (fd < 0) {
+    int e = errno;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) return util_not_regular(path, what, st.st_mode);
+    return util_err("%s: cannot open: %s", path, strerror(e));
   }
-  util_buf b = {0};
-  char chunk[1 << 16];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-    if (util_buf_add(&b, chunk, n)) {
-      fclose(f);
-      util_buf_free(&b);
-      return -1;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return util_err("%s: cannot stat: %s", path, strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return util_not_regular(path, what, st.st_mode);
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  if (size) *size = (uint64_t)st.st_size;
+  return fd;
+}
+
+int util_read_file(const char *path, char **data, size_t *len) {
+  uint64_t size;
+  int fd = util_open_regular(path, "a file", &size);
+  if (fd < 0) return -1;
+  /* the bound: what this machine can hold (the file may still grow while it
+   * is read, so the loop checks it too) */
+  uint64_t limit = util_mem_available();
+  if (size >= limit) {
+    close(fd);
+    return util_err("%s: %" PRIu64 " bytes, more than the available memory (%" PRIu64 " bytes)", path, size, limit);
+  }
+  size_t cap = (size_t)size + 1, n = 0;
+  char *b = util_malloc(cap, path);
+  while (b) {
+    if (n + 1 == cap) {
+      if ((uint64_t)cap * 2 > limit) {
+        free(b);
+        close(fd);
+        return util_err("%s: grew past the available memory (%" PRIu64 " bytes) while being read", path, limit);
+      }
+      char *nb = util_realloc(b, cap * 2, path);
+      if (!nb) break;
+      b = nb, cap *= 2;
     }
+    ssize_t r = read(fd, b + n, cap - 1 - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      free(b);
+      close(fd);
+      return util_err("%s: read error: %s", path, strerror(e));
+    }
+    if (r == 0) {
+      close(fd);
+      b[n] = '\0'; /* NUL terminator, not counted */
+      *data = b;
+      *len = n;
+      return 0;
+    }
+    n += (size_t)r;
   }
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    util_buf_free(&b);
-    return util_err("%s: read error", path);
-  }
-  if (util_buf_add(&b, "", 1)) return -1; /* NUL terminator, not counted */
-  *data = b.data;
-  *len = b.len - 1;
-  return 0;
+  free(b);
+  close(fd);
+  return -1;
 }
 
 int util_fsync_dir_of(const char *path) {
@@ -373,6 +434,59 @@ void util_sha256_hex(const void *p, size_t n, char out[65]) {
   util_sha256_update(&s, p, n);
   util_sha256_final(&s, d);
   for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* "<path>.sha256"; NULL (with util_err) when out of memory */
+static char *util_seal_path(const char *path) {
+  size_t n = strlen(path) + 8;
+  char *p = util_malloc(n, "file name");
+  if (p) snprintf(p, n, "%s.sha256", path);
+  return p;
+}
+
+int util_cache_seal(const char *path, const void *data, size_t n) {
+  char line[66], *sp = util_seal_path(path);
+  if (!sp) return -1;
+  util_sha256_hex(data, n, line);
+  line[64] = '\n';
+  int rc = util_write_file_atomic(sp, line, 65);
+  free(sp);
+  return rc;
+}
+
+const char *util_cache_check(const char *path, const void *data, size_t n) {
+  char want[65], *sp = util_seal_path(path), *got = NULL;
+  size_t len = 0;
+  if (!sp) return "out of memory";
+  int missing = !util_file_exists(sp), unreadable = !missing && util_read_file(sp, &got, &len);
+  free(sp);
+  util_errclear();
+  if (missing) return "no content hash beside it";
+  if (unreadable) return "its content hash cannot be read";
+  util_sha256_hex(data, n, want);
+  int ok = len == 65 && got[64] == '\n' && !memcmp(got, want, 64), garbled = len != 65 || got[64] != '\n' ||
+                                                                           strspn(got, "0123456789abcdef") != 64;
+  free(got);
+  if (ok) return NULL;
+  return garbled ? "its content hash file is damaged" : "its contents do not match their hash (damaged)";
+}
+
+int util_cache_verify(const char *path, char **data, size_t *n) {
+  char *bytes;
+  size_t len;
+  const char *why = "it cannot be read";
+  if (util_read_file(path, &bytes, &len) == 0) {
+    why = util_cache_check(path, bytes, len);
+    if (!why && data) {
+      *data = bytes, *n = len;
+      return 0;
+    }
+    free(bytes);
+  }
+  util_errclear();
+  if (!why) return 0;
+  fprintf(stderr, "gptc: cached object %s: %s; rebuilding it\n", path, why);
+  return -1;
 }
 
 uint64_t util_fnv1a(const void *data, size_t n, uint64_t h) {

@@ -28,7 +28,16 @@ void *util_calloc(size_t n, size_t size, const char *what);
 void *util_realloc(void *p, size_t n, const char *what);
 char *util_strdup(const char *s);
 
-/* Whole-file read; the buffer gets a NUL after the last byte. */
+/* Opens `path` for reading if it is a regular file, without ever blocking
+ * (a FIFO with no writer, a device): else -1 with "<path>: not a regular
+ * file (FIFO)" ("character device", "socket", ...), or "<path>: is a
+ * directory, expected <what>". Returns the descriptor, *size its size. */
+int util_open_regular(const char *path, const char *what, uint64_t *size);
+/* "FIFO", "character device", ... for a st_mode (what the refusals name). */
+const char *util_mode_name(unsigned mode);
+/* Whole-file read of a regular file (util_open_regular), bounded by the
+ * available memory (util_mem_available) before and while reading; the
+ * buffer gets a NUL after the last byte. */
 int util_read_file(const char *path, char **data, size_t *len);
 /* Atomic write: temp file in the same directory, fsync, rename, dir fsync. */
 int util_write_file_atomic(const char *path, const void *data, size_t len);
@@ -71,6 +80,21 @@ void util_sha256_init(util_sha256 *s);
 void util_sha256_update(util_sha256 *s, const void *p, size_t n);
 void util_sha256_final(util_sha256 *s, uint8_t out[32]);
 void util_sha256_hex(const void *p, size_t n, char out[65]);
+/* Compiled objects in the cache carry their content's SHA-256 beside them,
+ * in "<path>.sha256" (64 hex digits and a newline): the cache key names the
+ * source, not the bytes, and a damaged object (flipped bits in .text) would
+ * load and crash or compute garbage. util_cache_seal writes the hash of
+ * data (the object's bytes) atomically, after the object is in place;
+ * util_cache_check returns NULL when the hash beside `path` matches data,
+ * else why not ("no content hash beside it", ...), for a one-line notice
+ * before the object is rebuilt. */
+int util_cache_seal(const char *path, const void *data, size_t n);
+const char *util_cache_check(const char *path, const void *data, size_t n);
+/* Reads the cached object at `path` and checks it: 0 with its bytes in
+ * *data, *n (when data is not NULL; caller frees), or -1 after the notice
+ * "gptc: cached object <path>: <why>; rebuilding it" on stderr. */
+int util_cache_verify(const char *path, char **data, size_t *n);
+
 /* This CPU's identity (vendor, family, model, name, flags; or $GPTC_CPU_ID) into s. */
 void util_cpu_id(util_sha256 *s);
 /* 64-bit FNV-1a, for cheap non-cryptographic keys. */

@@ -76,6 +76,13 @@ static char *main_read_stdin(void) {
     util_err("cannot read the prompt from standard input");
     return NULL;
   }
+  /* the prompt is C text from here on: a NUL would end it early, silently */
+  const char *nul = b.len ? memchr(b.data, 0, b.len) : NULL;
+  if (nul) {
+    util_err("standard input: the prompt has a NUL byte at offset %zu (a prompt is text)", (size_t)(nul - b.data));
+    util_buf_free(&b);
+    return NULL;
+  }
   if (util_buf_add(&b, "", 1)) return util_buf_free(&b), NULL;
   return b.data;
 }

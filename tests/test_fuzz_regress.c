@@ -76,6 +76,18 @@ END_TEST
 START_TEST(corpus_cli) { ck_assert_int_gt(replay("corpus", "cli", fuzz_one_cli), 0); }
 END_TEST
 
+/* The findings, once fixed: tests/fuzz/regress/<target>/ (empty until a
+ * fuzzer finds something; config hangs go to regress/config/). */
+START_TEST(regress_all) {
+  replay("regress", "json", fuzz_one_json);
+  replay("regress", "safetensors", fuzz_one_safetensors);
+  replay("regress", "config", fuzz_one_config);
+  replay("regress", "tok", fuzz_one_tok);
+  replay("regress", "tokcache", fuzz_one_tokcache);
+  replay("regress", "cli", fuzz_one_cli);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("fuzz_regress");
   TCase *tc = tcase_create("fuzz_regress");
@@ -86,6 +98,7 @@ int main(void) {
   tcase_add_test(tc, corpus_tok);
   tcase_add_test(tc, corpus_tokcache);
   tcase_add_test(tc, corpus_cli);
+  tcase_add_test(tc, regress_all);
   suite_add_tcase(s, tc);
   return tu_main(s);
 }

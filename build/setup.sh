@@ -2,7 +2,10 @@
 # Installs what gptc needs to build and test, from Debian packages only.
 # Idempotent: asks dpkg first and runs apt-get only for what is missing.
 set -eu
-PKGS="gcc make cmake pkg-config liblua5.4-dev libpcre2-dev check libsubunit-dev libopenblas-dev"
+# clang, its compiler-rt (libFuzzer, ASan for clang) and its OpenMP: build/fuzz.sh;
+# gcc's own libasan/libubsan serve build/test-asan.sh.
+PKGS="gcc make cmake pkg-config liblua5.4-dev libpcre2-dev check libsubunit-dev libopenblas-dev
+  clang libclang-rt-14-dev libomp-14-dev"
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

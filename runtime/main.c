@@ -1,6 +1,7 @@
 /* gptc: command-line entry point; dispatches to the subcommands in cmds.h. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cfg.h"
@@ -57,6 +58,7 @@ int cmd_help(int argc, char **argv) {
     char *s = cfg_describe();
     if (!s) return 1;
     fputs(s, stdout);
+    free(s);
     return 0;
   }
   for (const main_cmd *c = main_cmds; c->name; c++) {

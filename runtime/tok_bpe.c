@@ -399,7 +399,12 @@ void tok_bpe_free(tok_bpe *b) {
 
 /* ---- BPE merge ------------------------------------------------------------- */
 
+/* per thread, so counting costs no atomic on the hot path */
+static _Thread_local size_t tok_rank_lookups;
+size_t tok_stat_rank_lookups(void) { return tok_rank_lookups; }
+
 static int32_t tok_bpe_rank(const tok_bpe *b, const char *s, size_t n) {
+  tok_rank_lookups++;
   return n > b->max_len ? -1 : tok_map_get(&b->ranks, s, n);
 }
 

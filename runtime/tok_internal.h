@@ -92,6 +92,9 @@ int tok_word_encode(tok_t *t, const char *s, size_t n, int allow_special, int32_
 int tok_word_decode(const tok_t *t, const int32_t *ids, size_t from, size_t n, util_buf *out);
 /* Ids decoded so far by tok_decode/tok_decode_from in this process (tests). */
 size_t tok_stat_decoded_ids(void);
+/* Merge-table lookups by this thread's gpt2 encodes so far (tests bound the
+ * BPE's work by it: linear in the bytes, where a naive merge is quadratic). */
+size_t tok_stat_rank_lookups(void);
 /* The word vocabulary; with_specials = 0 leaves out <|endoftext|> and
  * <|unk|> (the seeds' SimpleTokenizerV1 vocabulary, used by tests). */
 tok_t *tok_word_new_ex(const char *text, size_t n, int with_specials);

@@ -5,14 +5,6 @@
 #include <check.h>
 #include <stddef.h>
 
-/* How much slower the sanitizer build runs: the rare test that bounds a
- * time (to catch quadratic behaviour) multiplies its bound by this. */
-#ifdef GPTC_SANITIZED
-#define TU_TIME_SCALE 10.0
-#else
-#define TU_TIME_SCALE 1.0
-#endif
-
 /* Path under the source tree, e.g. tu_src("data/the-verdict.txt"). Static buffer rotation (8). */
 const char *tu_src(const char *rel);
 /* A fresh temp directory for this test process (removed at exit). */

@@ -303,6 +303,13 @@ static inline void emu_mma(int op, float *d, const unsigned *a, const unsigned *
 static inline void mma_tf32(float *d, const unsigned *a, const unsigned *b) { emu_mma(emu::OP_MMA_TF32, d, a, b); }
 static inline void mma_bf16(float *d, const unsigned *a, const unsigned *b) { emu_mma(emu::OP_MMA_BF16, d, a, b); }
 
+/* The thread stacks live as long as the module: freed when the driver
+ * unloads it (dlclose runs this). */
+__attribute__((destructor)) static void emu_free_stacks() {
+  free(emu::threads);
+  free(emu::stacks);
+}
+
 /* Runs kernel `fn` (all parameters pointers or ints, passed as 64-bit
  * words: the x86-64 calling convention reads an int from the low half) over
  * the grid. Returns 0, or -1 with the reason in *msg. */

@@ -28,18 +28,22 @@ typedef int CUresult;
 enum { OK = 0, E_INVALID_VALUE = 1, E_OOM = 2, E_NOT_INIT = 3, E_INVALID_IMAGE = 200, E_NOT_FOUND = 500,
        E_LAUNCH = 719, E_CAPTURE = 900 };
 
+typedef struct fake_function fake_function;
+
 typedef struct {
   void *so;
   int (*run)(void (*)(void), const unsigned *, const unsigned *, const uint64_t *, const char **);
-  char *src; /* the generated source (kernel signatures) */
+  char *src;          /* the generated source (kernel signatures) */
+  fake_function *fns; /* handed out by cuModuleGetFunction, freed on unload as the driver does */
 } fake_module;
 
-typedef struct {
+struct fake_function {
   fake_module *mod;
+  fake_function *next;
   void (*fn)(void);
   int nparams;
   unsigned int_mask;
-} fake_function;
+};
 
 typedef struct {
   int kind; /* 0 launch, 1 memset */
@@ -246,6 +250,10 @@ CUresult cuModuleLoadData(void **out, const void *image) {
 CUresult cuModuleUnload(void *mod) {
   fake_module *m = mod;
   dlclose(m->so);
+  for (fake_function *f = m->fns, *next; f; f = next) {
+    next = f->next;
+    free(f);
+  }
   free(m->src);
   free(m);
   return OK;
@@ -279,6 +287,8 @@ CUresult cuModuleGetFunction(void **out, void *mod, const char *name) {
     f->nparams++;
     a = c ? c + 1 : end;
   }
+  f->next = m->fns;
+  m->fns = f;
   *out = f;
   return OK;
 }

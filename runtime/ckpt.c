@@ -891,3 +891,25 @@ out:
   free(opt);
   return rc;
 }
+
+int ckpt_nonfinite(const gptc_tensor *tensors, int n_tensors, const float *base, const char *what, char *out,
+                   size_t cap) {
+  for (int i = 0; i < n_tensors; i++) {
+    const gptc_tensor *t = &tensors[i];
+    for (size_t k = 0; k < t->numel; k++) {
+      float x = base[t->offset + k];
+      if (!isfinite(x)) {
+        snprintf(out, cap, "%s of tensor '%s' hold %s", what, t->name, isnan(x) ? "nan" : "inf");
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+int ckpt_check_finite(const char *path, const gptc_tensor *tensors, int n_tensors, const float *params) {
+  char bad[300];
+  if (ckpt_nonfinite(tensors, n_tensors, params, "the weights", bad, sizeof bad))
+    return util_err("%s: %s: the run diverged before this save; use an earlier checkpoint", path, bad);
+  return 0;
+}

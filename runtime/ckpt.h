@@ -43,6 +43,14 @@ int ckpt_load_meta(const char *path, ckpt_meta *meta);
 int ckpt_load_params(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, float *params,
                      float *m, float *v);
 void ckpt_meta_free(ckpt_meta *meta);
+/* The first non-finite value in a buffer laid out by `tensors`, as "WHAT of
+ * tensor 'name' hold nan|inf" into out: 1 when there is one, 0 when all are
+ * finite (a run that diverged must neither be saved nor loaded). */
+int ckpt_nonfinite(const gptc_tensor *tensors, int n_tensors, const float *base, const char *what, char *out,
+                   size_t cap);
+/* -1 with util_err naming path and the tensor when the loaded weights are
+ * not all finite: such a model samples one token forever or scores nan. */
+int ckpt_check_finite(const char *path, const gptc_tensor *tensors, int n_tensors, const float *params);
 
 /* The moments file of a checkpoint: "<base>.opt.safetensors" for
  * "<base>.safetensors", else path + ".opt.safetensors". Caller frees. A

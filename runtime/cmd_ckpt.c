@@ -569,7 +569,8 @@ static int ckpt_export(const char *ckpt, const char *dir) {
       gen_tensors(&cfg, &t, &n, &n_params))
     goto out;
   params = util_malloc(n_params * sizeof *params, "parameters");
-  if (!params || ckpt_load_params(ckpt, t, n, n_params, params, NULL, NULL)) goto out;
+  if (!params || ckpt_load_params(ckpt, t, n, n_params, params, NULL, NULL) || ckpt_check_finite(ckpt, t, n, params))
+    goto out;
   size_t n_out = (size_t)n + (size_t)cfg.n_layers;
   outs = util_calloc(n_out, sizeof *outs, "tensor list");
   names = util_calloc(n_out, sizeof *names, "tensor names");

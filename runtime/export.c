@@ -167,6 +167,7 @@ static int export_weights(const export_job *j) {
   if (gen_tensors(&j->cfg, &ts, &n, &n_params)) return -1;
   float *params = util_calloc(n_params ? n_params : 1, sizeof(float), "model parameters");
   int rc = params ? ckpt_load_params(j->ckpt, ts, n, n_params, params, NULL, NULL) : -1;
+  if (rc == 0) rc = ckpt_check_finite(j->ckpt, ts, n, params);
   if (rc == 0) rc = export_write(j, "weights.bin", params, n_params * sizeof(float));
   free(params);
   gen_tensors_free(ts, n);

@@ -75,32 +75,6 @@ static float *train_alloc(size_t n, const char *what) {
 
 /* ---- opening checkpoints ---------------------------------------------------- */
 
-/* The first non-finite value in a tensor table's buffer, as "WHAT of tensor 'name'
- * hold nan" into out; 0 when all are finite. */
-static int train_nonfinite(const backend *b, const float *base, const char *what, char *out, size_t cap) {
-  for (int i = 0; i < b->n_tensors; i++) {
-    const gptc_tensor *t = &b->tensors[i];
-    for (size_t k = 0; k < t->numel; k++) {
-      float x = base[t->offset + k];
-      if (!isfinite(x)) {
-        snprintf(out, cap, "%s of tensor '%s' hold %s", what, t->name, isnan(x) ? "nan" : "inf");
-        return 1;
-      }
-    }
-  }
-  return 0;
-}
-
-/* A checkpoint whose weights hold NaN or infinity (saved by a run that
- * diverged) is refused: its model only ever produces the same token (a
- * char model: newlines) or a loss of nan, which reads as a working model. */
-static int train_check_finite(const char *path, const backend *b, const float *params) {
-  char bad[300];
-  if (train_nonfinite(b, params, "the weights", bad, sizeof bad))
-    return util_err("%s: %s: the run diverged before this save; use an earlier checkpoint", path, bad);
-  return 0;
-}
-
 /* Opens the checkpoint's config, tokenizer and model on `device`; the
  * weights go to the backend and, when keep_host, stay in l->params. */
 static int train_open(const char *path, const char *device, int keep_host, train_loaded *l) {
@@ -124,7 +98,7 @@ static int train_open(const char *path, const char *device, int keep_host, train
   l->params = train_alloc(b->n_params, "model parameters");
   if (!l->params) goto out;
   if (ckpt_load_params(path, b->tensors, b->n_tensors, b->n_params, l->params, NULL, NULL)) goto out;
-  if (train_check_finite(path, b, l->params)) goto out;
+  if (ckpt_check_finite(path, b->tensors, b->n_tensors, l->params)) goto out;
   if (b->ops->upload(b, l->params, NULL, NULL)) goto out;
   if (!keep_host) {
     free(l->params);
@@ -208,9 +182,11 @@ static int train_save(train_state *s, const char *path, int with_moments) {
   if (b->ops->download(s->be, s->params, with_moments ? s->adam_m : NULL, with_moments ? s->adam_v : NULL)) goto out;
   /* a diverged state is never saved: it would replace the last good checkpoint */
   char bad[300], good[PATH_MAX + 40];
-  if (train_nonfinite(b, s->params, "the weights", bad, sizeof bad) ||
-      (with_moments && (train_nonfinite(b, s->adam_m, "the AdamW first moments", bad, sizeof bad) ||
-                        train_nonfinite(b, s->adam_v, "the AdamW second moments", bad, sizeof bad)))) {
+  const gptc_tensor *ts = b->tensors;
+  int nt = b->n_tensors;
+  if (ckpt_nonfinite(ts, nt, s->params, "the weights", bad, sizeof bad) ||
+      (with_moments && (ckpt_nonfinite(ts, nt, s->adam_m, "the AdamW first moments", bad, sizeof bad) ||
+                        ckpt_nonfinite(ts, nt, s->adam_v, "the AdamW second moments", bad, sizeof bad)))) {
     util_err("training stopped: after step %llu %s; not saved; the last good checkpoint is %s",
              (unsigned long long)s->step, bad, train_good(s, good, sizeof good));
     goto out;
@@ -496,15 +472,17 @@ static int train_setup(train_state *s, const train_opts *o) {
     if (ckpt_load_params(s->last_path, m->tensors, m->n_tensors, m->n_params, s->params, s->adam_m, s->adam_v))
       return -1;
     char bad[300];
-    if (train_nonfinite(m, s->params, "the weights", bad, sizeof bad) ||
-        train_nonfinite(m, s->adam_m, "the AdamW first moments", bad, sizeof bad) ||
-        train_nonfinite(m, s->adam_v, "the AdamW second moments", bad, sizeof bad))
+    if (ckpt_nonfinite(m->tensors, m->n_tensors, s->params, "the weights", bad, sizeof bad) ||
+        ckpt_nonfinite(m->tensors, m->n_tensors, s->adam_m, "the AdamW first moments", bad, sizeof bad) ||
+        ckpt_nonfinite(m->tensors, m->n_tensors, s->adam_v, "the AdamW second moments", bad, sizeof bad))
       return util_err("%s: cannot resume: %s (the run had diverged when this was saved); restart it, or --init from "
                       "an earlier checkpoint", s->last_path, bad);
     s->have_good = 1;
     s->good_step = s->step;
   } else if (o->init_ckpt) {
-    if (ckpt_load_params(o->init_ckpt, m->tensors, m->n_tensors, m->n_params, s->params, NULL, NULL)) return -1;
+    if (ckpt_load_params(o->init_ckpt, m->tensors, m->n_tensors, m->n_params, s->params, NULL, NULL) ||
+        ckpt_check_finite(o->init_ckpt, m->tensors, m->n_tensors, s->params))
+      return -1;
   } else {
     train_init_tensors(m->tensors, m->n_tensors, m->n_params, s->params, c->train.seed);
   }

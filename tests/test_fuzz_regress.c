@@ -20,6 +20,9 @@
 #define LLVMFuzzerTestOneInput fuzz_one_config
 #include "fuzz/fuzz_config.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_one_ckptcfg
+#include "fuzz/fuzz_ckptcfg.c"
+#undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_one_tok
 #include "fuzz/fuzz_tok.c"
 #undef LLVMFuzzerTestOneInput
@@ -69,6 +72,8 @@ START_TEST(corpus_safetensors) { ck_assert_int_gt(replay("corpus", "safetensors"
 END_TEST
 START_TEST(corpus_config) { ck_assert_int_gt(replay("corpus", "config", fuzz_one_config), 0); }
 END_TEST
+START_TEST(corpus_ckptcfg) { ck_assert_int_gt(replay("corpus", "ckptcfg", fuzz_one_ckptcfg), 0); }
+END_TEST
 START_TEST(corpus_tok) { ck_assert_int_gt(replay("corpus", "tok", fuzz_one_tok), 0); }
 END_TEST
 START_TEST(corpus_tokcache) { ck_assert_int_gt(replay("corpus", "tokcache", fuzz_one_tokcache), 0); }
@@ -82,6 +87,7 @@ START_TEST(regress_all) {
   replay("regress", "json", fuzz_one_json);
   replay("regress", "safetensors", fuzz_one_safetensors);
   replay("regress", "config", fuzz_one_config);
+  replay("regress", "ckptcfg", fuzz_one_ckptcfg);
   replay("regress", "tok", fuzz_one_tok);
   replay("regress", "tokcache", fuzz_one_tokcache);
   replay("regress", "cli", fuzz_one_cli);
@@ -95,6 +101,7 @@ int main(void) {
   tcase_add_test(tc, corpus_json);
   tcase_add_test(tc, corpus_safetensors);
   tcase_add_test(tc, corpus_config);
+  tcase_add_test(tc, corpus_ckptcfg);
   tcase_add_test(tc, corpus_tok);
   tcase_add_test(tc, corpus_tokcache);
   tcase_add_test(tc, corpus_cli);

@@ -462,7 +462,7 @@ static const char *poisoned(const char *name, float value, char *path, size_t ca
 
 /* A diverged checkpoint is refused by name instead of sampling newlines. */
 START_TEST(nonfinite_checkpoint_refused) {
-  char p[1200], want[2048];
+  char p[1200], q[1200], want[2048];
   const char *t = poisoned("nan.safetensors", NAN, p, sizeof p);
   tu_run_result r;
   tu_run(&r, NULL, "sample --ckpt '%s' --tokens 20", p);
@@ -475,6 +475,24 @@ START_TEST(nonfinite_checkpoint_refused) {
   ck_assert_str_eq(r.out, "");
   tu_run_free(&r);
   tu_run(&r, NULL, "eval --ckpt '%s' --text '%s'", p, tu_src("data/the-verdict.txt"));
+  ck_assert_int_eq(r.code, 1);
+  ck_assert_str_eq(r.err, want);
+  tu_run_free(&r);
+  /* nor exported, nor exported to Hugging Face, nor fine-tuned from */
+  tu_run(&r, NULL, "export --ckpt '%s' -o '%s/nan-model'", p, fx_dir);
+  ck_assert_int_eq(r.code, 1);
+  ck_assert_str_eq(r.err, want);
+  snprintf(q, sizeof q, "%s/nan-model", fx_dir);
+  ck_assert(!util_file_exists(q));
+  tu_run_free(&r);
+  tu_run(&r, NULL, "export-hf '%s' -o '%s/nan-hf'", p, fx_dir);
+  ck_assert_int_eq(r.code, 1);
+  ck_assert_str_eq(r.err, want);
+  snprintf(q, sizeof q, "%s/nan-hf", fx_dir);
+  ck_assert(!util_file_exists(q));
+  tu_run_free(&r);
+  tu_run(&r, NULL, "train --config '%s' --init '%s' --steps 1 --quiet --out '%s/nan-init'", tu_src("configs/tiny-test.lua"),
+         p, fx_dir);
   ck_assert_int_eq(r.code, 1);
   ck_assert_str_eq(r.err, want);
   tu_run_free(&r);

@@ -136,25 +136,6 @@ static void rs_same_tensors(const char *a, const char *b) {
   ckpt_st_close(y);
 }
 
-/* log.jsonl without the tokens_per_s fields (the only ones timing changes). */
-static char *rs_log(const char *dir) {
-  char *data = rs_slurp(rs_in(dir, "log.jsonl"));
-  util_buf out = {0};
-  for (char *p = data; *p;) {
-    char *t = strstr(p, ",\"tokens_per_s\":");
-    if (!t) {
-      util_buf_add(&out, p, strlen(p));
-      break;
-    }
-    util_buf_add(&out, p, (size_t)(t - p));
-    p = t + 16;
-    while (*p && *p != ',' && *p != '}') p++;
-  }
-  util_buf_add(&out, "", 1);
-  free(data);
-  return out.data;
-}
-
 /* The pair tag of a checkpoint file ("" when absent or unreadable). */
 static void rs_tag(const char *path, char out[32]) {
   out[0] = '\0';
@@ -315,7 +296,7 @@ START_TEST(kill9_torture) {
   rs_same_tensors(rs_in(straight, "last.safetensors"), last);
   rs_same_tensors(rs_in(straight, "last.opt.safetensors"), opt);
   rs_same_tensors(rs_in(straight, "best.safetensors"), rs_in(dir, "best.safetensors"));
-  char *la = rs_log(straight), *lb = rs_log(dir);
+  char *la = tu_log_without_timing(straight), *lb = tu_log_without_timing(dir);
   ck_assert_str_eq(la, lb);
   free(la);
   free(lb);

@@ -35,28 +35,6 @@ static int read_log(const char *dir, double *loss, double *val, int max) {
   return n;
 }
 
-/* The log without the timing field, for run-to-run comparison. */
-static char *log_without_timing(const char *dir) {
-  char path[1200], *data;
-  size_t len;
-  snprintf(path, sizeof path, "%s/log.jsonl", dir);
-  ck_assert_int_eq(util_read_file(path, &data, &len), 0);
-  util_buf out = {0};
-  for (char *p = data; *p;) {
-    char *t = strstr(p, ",\"tokens_per_s\":");
-    if (!t) {
-      util_buf_add(&out, p, strlen(p));
-      break;
-    }
-    util_buf_add(&out, p, (size_t)(t - p));
-    p = t + 16;
-    while (*p && *p != ',' && *p != '}') p++;
-  }
-  util_buf_add(&out, "", 1);
-  free(data);
-  return out.data;
-}
-
 static const char *write_cfg(const char *name, const char *extra_top, const char *extra_train) {
   char src[4096];
   snprintf(src, sizeof src,
@@ -173,7 +151,7 @@ static void check_resume(const char *name, const char *extra_top) {
   ck_assert_msg(memcmp(wa, wb, na * sizeof(float)) == 0, "weights differ after resume");
   free(wa);
   free(wb);
-  char *la = log_without_timing(a), *lb = log_without_timing(b);
+  char *la = tu_log_without_timing(a), *lb = tu_log_without_timing(b);
   ck_assert_str_eq(la, lb);
   free(la);
   free(lb);

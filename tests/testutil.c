@@ -92,3 +92,24 @@ int tu_main(Suite *s) {
   srunner_free(sr);
   return failed ? 1 : 0;
 }
+
+char *tu_log_without_timing(const char *dir) {
+  char path[4200], *data;
+  size_t len;
+  snprintf(path, sizeof path, "%s/log.jsonl", dir);
+  ck_assert_msg(util_read_file(path, &data, &len) == 0, "%s", util_errmsg());
+  util_buf out = {0};
+  for (char *p = data; *p;) {
+    char *t = strstr(p, ",\"tokens_per_s\":");
+    if (!t) {
+      util_buf_add(&out, p, strlen(p));
+      break;
+    }
+    util_buf_add(&out, p, (size_t)(t - p));
+    p = t + 16;
+    while (*p && *p != ',' && *p != '}') p++;
+  }
+  util_buf_add(&out, "", 1);
+  free(data);
+  return out.data;
+}

@@ -23,6 +23,10 @@ typedef struct {
 int tu_run(tu_run_result *r, const char *input, const char *fmt, ...);
 void tu_run_free(tu_run_result *r);
 
+/* DIR/log.jsonl without its tokens_per_s fields (the only ones timing
+ * changes), for comparing two runs; caller frees. */
+char *tu_log_without_timing(const char *dir);
+
 /* Runs a suite and returns the process exit code (0 if all passed). */
 int tu_main(Suite *s);
 

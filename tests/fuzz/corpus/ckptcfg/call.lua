@@ -1,0 +1,1 @@
+return { name = (function() while true do end end)() }

@@ -1,0 +1,1 @@
+return { emb_dim = 1 << 3 }

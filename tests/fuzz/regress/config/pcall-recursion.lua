@@ -1,0 +1,3 @@
+local f
+f = function() pcall(f) pcall(f) end
+f()

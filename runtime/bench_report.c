@@ -91,8 +91,9 @@ static void bench_row(const bench_report *r, const bench_op_result *o, double to
     }
   }
   double sg = bench_speedup(o, BENCH_GEN), sl = bench_speedup(o, BENCH_LIB);
-  snprintf(c[14], BENCH_CELL, sg > 0 ? "%.2f" : "", sg);
-  snprintf(c[15], BENCH_CELL, sl > 0 ? "%.2f" : "", sl);
+  c[14][0] = c[15][0] = '\0'; /* blank when there is no speedup to show */
+  if (sg > 0) snprintf(c[14], BENCH_CELL, "%.2f", sg);
+  if (sl > 0) snprintf(c[15], BENCH_CELL, "%.2f", sl);
   if (o->v[BENCH_SPEC].status == BENCH_OK && total > 0)
     snprintf(c[16], BENCH_CELL, "%.1f%%", 100 * o->v[BENCH_SPEC].t.median * op->calls / total);
   else c[16][0] = 0;

@@ -650,10 +650,17 @@ int main(void) {
 #ifdef GPTC_HAVE_NVRTC
   TCase *nv = tcase_create("nvrtc");
   tcase_set_timeout(nv, 1200);
-  tcase_add_test(nv, every_config_compiles);
-  tcase_add_test(nv, variants_compile);
   tcase_add_test(nv, nvrtc_errors_name_the_file);
   suite_add_tcase(s, nv);
+  /* Every config and variant through NVRTC: ten minutes of NVRTC's own
+   * (uninstrumented) work. Tagged so the sanitizer suite, which runs after
+   * this one on the same sources, can leave it out (build/test-asan.sh). */
+  TCase *all = tcase_create("nvrtc_all");
+  tcase_set_tags(all, "nvrtc_compile_all");
+  tcase_set_timeout(all, 1200);
+  tcase_add_test(all, every_config_compiles);
+  tcase_add_test(all, variants_compile);
+  suite_add_tcase(s, all);
   TCase *emu = tcase_create("emulator");
   tcase_set_timeout(emu, 1200);
   tcase_add_test(emu, emulated_parity_fp32);

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cfg.h"
+
 #define fuzz_fail(...)                                                         \
   do {                                                                         \
     fprintf(stderr, "fuzz finding (%s:%d): ", __FILE__, __LINE__);             \
@@ -24,5 +26,11 @@ const char *fuzz_dir(void);
 /* Replaces the file `name` in fuzz_dir() with `data` and returns its path
  * (valid until the next call with the same name). */
 const char *fuzz_file(const char *name, const uint8_t *data, size_t size);
+
+/* The config targets' property, for a loader `load` (cfg_load_string or
+ * cfg_load_data): a rejected input has a message; an accepted config
+ * serializes to text that `load` reads back to the same serialization. */
+void fuzz_config_roundtrip(const uint8_t *data, size_t size, const char *name,
+                           int (*load)(const char *src, const char *name, cfg_t *cfg));
 
 #endif

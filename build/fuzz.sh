@@ -27,11 +27,13 @@ for t in $TARGETS; do
   dict=""
   [ -f "$ROOT/tests/fuzz/$t.dict" ] && dict="-dict=$ROOT/tests/fuzz/$t.dict"
   log="$B/logs/$t.log"
+  extra="" # the shipped configs seed the config target in place (no copies to drift)
+  [ "$t" = config ] && extra="$ROOT/configs"
   start=$(date +%s)
   rc=0
   TMPDIR="$SCRATCH" "$B/fuzz_$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$B/findings/$t/" -print_final_stats=1 $dict \
-    "$B/corpus/$t" "$ROOT/tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
+    "$B/corpus/$t" "$ROOT/tests/fuzz/corpus/$t" $extra >"$log" 2>&1 || rc=$?
   secs=$(($(date +%s) - start))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   if [ "$rc" -eq 0 ]; then

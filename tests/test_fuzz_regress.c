@@ -38,11 +38,11 @@ typedef int (*fuzz_fn)(const uint8_t *data, size_t size);
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Runs every file of tests/fuzz/<kind>/<target> (sorted) through fn;
- * returns how many there were. */
-static int replay(const char *kind, const char *target, fuzz_fn fn) {
+/* Runs every file of the source tree's `rel` directory (sorted) through
+ * fn; returns how many there were. */
+static int replay_dir(const char *rel, fuzz_fn fn) {
   char dir[1024];
-  snprintf(dir, sizeof dir, "%s/tests/fuzz/%s/%s", GPTC_SOURCE_DIR, kind, target);
+  snprintf(dir, sizeof dir, "%s/%s", GPTC_SOURCE_DIR, rel);
   setenv("TMPDIR", tu_tmpdir(), 1); /* fuzz_dir() goes under the test's temp dir */
   DIR *d = opendir(dir);
   if (!d) return 0;
@@ -65,12 +65,23 @@ static int replay(const char *kind, const char *target, fuzz_fn fn) {
   return n;
 }
 
+/* tests/fuzz/<kind>/<target> through fn. */
+static int replay(const char *kind, const char *target, fuzz_fn fn) {
+  char rel[256];
+  snprintf(rel, sizeof rel, "tests/fuzz/%s/%s", kind, target);
+  return replay_dir(rel, fn);
+}
+
 /* The seed corpora: every target has one, and each seed passes. */
 START_TEST(corpus_json) { ck_assert_int_gt(replay("corpus", "json", fuzz_one_json), 0); }
 END_TEST
 START_TEST(corpus_safetensors) { ck_assert_int_gt(replay("corpus", "safetensors", fuzz_one_safetensors), 0); }
 END_TEST
-START_TEST(corpus_config) { ck_assert_int_gt(replay("corpus", "config", fuzz_one_config), 0); }
+/* the config target's seeds are also the shipped configs, read in place */
+START_TEST(corpus_config) {
+  ck_assert_int_gt(replay("corpus", "config", fuzz_one_config), 0);
+  ck_assert_int_gt(replay_dir("configs", fuzz_one_config), 0);
+}
 END_TEST
 START_TEST(corpus_ckptcfg) { ck_assert_int_gt(replay("corpus", "ckptcfg", fuzz_one_ckptcfg), 0); }
 END_TEST

@@ -13,6 +13,8 @@
 
 typedef struct {
   const char *config_path;
+  const char *const *sets; /* --set FIELD=VALUE overrides (cfg_load_file_set), n_sets of them */
+  int n_sets;
   const char *texts[CFG_MAX_DATA]; /* --text overrides; n_texts == 0 uses cfg.data */
   int n_texts;
   const char *out_dir; /* NULL: out/<config name> */

@@ -253,8 +253,12 @@ int cfg_field_json(const cfg_t *cfg, const char *field, char *out, size_t cap) {
   lua_getfield(L, -1, field);
   int rc = 0;
   if (lua_isinteger(L, -1)) snprintf(out, cap, "%lld", (long long)lua_tointeger(L, -1));
-  else if (lua_type(L, -1) == LUA_TNUMBER) snprintf(out, cap, "%.17g", lua_tonumber(L, -1));
-  else if (lua_isboolean(L, -1)) snprintf(out, cap, "%s", lua_toboolean(L, -1) ? "true" : "false");
+  else if (lua_type(L, -1) == LUA_TNUMBER) { /* the shortest form that reads back: 0.003, not 0.0030000000000000001 */
+    util_buf b = {0};
+    rc = json_write_num(&b, lua_tonumber(L, -1), field);
+    if (!rc) snprintf(out, cap, "%.*s", (int)b.len, b.data);
+    util_buf_free(&b);
+  } else if (lua_isboolean(L, -1)) snprintf(out, cap, "%s", lua_toboolean(L, -1) ? "true" : "false");
   else if (lua_type(L, -1) == LUA_TSTRING) {
     util_buf b = {0};
     size_t n;

@@ -292,7 +292,7 @@ static void train_clean_tmp(const char *dir) {
   util_errclear();
 }
 
-static void train_fmt_eta(double sec, char *out, size_t n) {
+void train_fmt_eta(double sec, char *out, size_t n) {
   if (!(sec >= 0) || sec > 1e7) snprintf(out, n, "--");
   else if (sec >= 3600) snprintf(out, n, "%dh%02dm", (int)(sec / 3600), (int)fmod(sec / 60, 60));
   else if (sec >= 60) snprintf(out, n, "%dm%02ds", (int)(sec / 60), (int)fmod(sec, 60));

@@ -29,6 +29,9 @@ typedef struct {
 
 int train_run(const train_opts *o);
 
+/* An ETA as "42s", "3m05s", "1h02m" or "--" (unknown), for progress lines. */
+void train_fmt_eta(double sec, char *out, size_t n);
+
 /* Learning rate at 0-based `step`: linear warmup over warmup_steps, then
  * cosine decay from lr to min_lr at train.steps. */
 double train_lr(const cfg_train *t, long step);

@@ -627,6 +627,12 @@ int sweep_report(const char *dir) {
   int absent;
   json_val *old = sweep_read_json(dir, &absent);
   if (!old) return absent ? util_err("%s/sweep.json: no sweep in this directory", dir) : -1;
+  /* a running sweep rewrites the same files */
+  int lock = util_lock_dir(dir, "gptc sweep");
+  if (lock < 0) {
+    json_free(old);
+    return -1;
+  }
   sweep_state s;
   memset(&s, 0, sizeof s);
   s.d.dir = dir;
@@ -651,6 +657,7 @@ int sweep_report(const char *dir) {
   for (int i = 0; i < s.n_runs && !rc; i++) sweep_collect(&s, &s.runs[i]);
   if (!rc) rc = sweep_write(&s);
   if (!rc) printf("%s/sweep.md\n%s/sweep.json\n", dir, dir);
+  close(lock);
   sweep_free(&s);
   json_free(old);
   return rc;

@@ -132,6 +132,21 @@ START_TEST(set_in_help) {
 }
 END_TEST
 
+/* gptc data loads through the overrides: the loaders show them. */
+START_TEST(set_data_command) {
+  tu_run_result r;
+  ck_assert_int_eq(tu_run(&r, NULL, "data --config '%s' --set train.batch_size=3 --set train.max_length=8",
+                          tu_src("configs/tiny-test.lua")), 0);
+  ck_assert_msg(strstr(r.out, "train  loader  batch_size 3, max_length 8, stride 16,"), "%s", r.out);
+  ck_assert_msg(strstr(r.out, "inputs and targets (3, 8)"), "%s", r.out);
+  tu_run_free(&r);
+  ck_assert_int_eq(tu_run(&r, NULL, "data --config '%s' --set train.max_length=17", tu_src("configs/tiny-test.lua")), 1);
+  ck_assert_msg(strstr(r.err, "--set train.max_length: field 'train.max_length' must be <= context_length (16) (got 17)"),
+                "%s", r.err);
+  tu_run_free(&r);
+}
+END_TEST
+
 /* The generated header shows the effective shape. */
 START_TEST(set_gen_header) {
   tu_run_result r;
@@ -236,6 +251,7 @@ int main(void) {
   tcase_add_test(tc, set_code_not_run);
   tcase_add_test(tc, set_in_help);
   tcase_add_test(tc, set_gen_header);
+  tcase_add_test(tc, set_data_command);
   tcase_add_test(tc, set_checkpoint_and_resume);
   suite_add_tcase(s, tc);
   return tu_main(s);

@@ -171,7 +171,12 @@ function M.run(src, chunkname)
 end
 
 -- ---- validation --------------------------------------------------------------
+-- The fields a `--set` gave in this load (M.load_set): a message about one
+-- names the --set, since the file does not hold that value.
+local set_fields = {}
+
 local function fail(where, field, rule, v)
+  if set_fields[field] then where = where .. ": --set " .. field end
   local got = v == nil and "" or string.format(" (got %s)", type(v) == "string" and string.format("%q", v) or tostring(v))
   error(string.format("%s: field '%s' %s%s", where, field, rule, got), 0)
 end
@@ -322,6 +327,37 @@ end
 -- Loads and validates config source; the entry point the runtime calls.
 function M.load(src, chunkname)
   return M.validate(M.run(src, chunkname), chunkname)
+end
+
+-- ---- command-line overrides: `--set FIELD=VALUE` ----------------------------
+-- `sets` lists { field, value } in command-line order, each value already
+-- read as data by runtime/cfg.c (a literal or a bare word, never run). They
+-- are applied to the table the file returned, which is then validated like
+-- the file itself: an unknown field gets the same "did you mean", a wrong
+-- value the same rule, both naming the --set.
+function M.load_set(src, chunkname, sets)
+  local t = M.run(src, chunkname)
+  set_fields = {}
+  for _, s in ipairs(sets) do
+    local field, v = s[1], s[2]
+    local top, sub = field:match("^([^.]+)%.(.+)$")
+    if not top then
+      t[field] = v
+    elseif top == "train" and not sub:find(".", 1, true) then
+      if t.train == nil then t.train = {} end
+      -- a `train` that is no table is the validation's to name
+      if type(t.train) == "table" then t.train[sub] = v end
+    else
+      local names = {}
+      for _, f in ipairs(M.fields) do names[#names + 1] = f[1] end
+      for _, f in ipairs(M.train_fields) do names[#names + 1] = "train." .. f[1] end
+      local near = gptc.closest(field, names)
+      error(string.format("%s: --set %s: field '%s' is not a known config field (only train.NAME is nested; %ssee "
+        .. "`gptc help config`)", chunkname, field, field, near and ("did you mean '" .. near .. "'? ") or ""), 0)
+    end
+    set_fields[field] = true
+  end
+  return M.validate(t, chunkname)
 end
 
 -- ---- serialization: a resolved config as Lua source, re-loadable by M.load ----

@@ -5,7 +5,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "json.h"
 #include "lit.h"
 #include "lx.h"
 #include "util.h"
@@ -120,14 +122,151 @@ static int cfg_from_table(lua_State *L, int t, const char *path, cfg_t *c) {
   return bad ? -1 : 0;
 }
 
-int cfg_load_string(const char *src, const char *name, cfg_t *cfg) {
+int cfg_set_split(const char *set, char *field, size_t cap, const char **value) {
+  const char *eq = strchr(set, '=');
+  size_t n = eq ? (size_t)(eq - set) : strlen(set);
+  if (!eq) return util_err("--set %s: expected FIELD=VALUE, e.g. --set n_layers=4 or --set train.lr=3e-4", set);
+  /* a dotted path of Lua names: what gen/config.lua can look up */
+  int ok = n > 0 && n < cap;
+  for (size_t i = 0; ok && i < n; i++) {
+    char c = set[i];
+    int start = i == 0 || set[i - 1] == '.';
+    ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (!start && c >= '0' && c <= '9') ||
+         (!start && c == '.' && i + 1 < n);
+  }
+  if (!ok)
+    return util_err("--set %.*s: FIELD must be a config field name such as n_layers or train.lr (see `gptc help "
+                    "config`)", (int)(n < 200 ? n : 200), set);
+  memcpy(field, set, n);
+  field[n] = '\0';
+  *value = eq + 1;
+  return 0;
+}
+
+/* A bare word: what a user types for a string field (--set precision=bf16,
+ * --set data=corpus/a.txt). Nothing that reads as Lua code (calls,
+ * operators, braces, quotes) passes, so such a value is refused rather
+ * than taken for a string that looks like it might run. */
+static int cfg_bare_word(const char *v) {
+  if (!*v || !strcmp(v, "nil")) return 0;
+  for (const char *p = v; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+          *p == '.' || *p == '/' || *p == '-' || *p == ':'))
+      return 0;
+  return 1;
+}
+
+/* Pushes the value of one --set: a Lua literal read as data (lit.c: a
+ * number, a quoted string, true or false), or else a bare word as a
+ * string. Tables are refused: the only list field is `data`, and it takes
+ * one path here. A relative --set data path is the user's, so it is made
+ * absolute against the working directory (the config's own paths resolve
+ * against the config file's directory). */
+static int cfg_set_push(lua_State *L, const char *field, const char *v) {
+  char where[300];
+  snprintf(where, sizeof where, "--set %s", field);
+  int top = lua_gettop(L);
+  if (!strcmp(v, "nil"))
+    return util_err("--set %s: nil cannot be set from the command line (leave the field out of the config to get its "
+                    "default)", field);
+  if (strchr(v, '{'))
+    return util_err("--set %s: tables are not accepted (%s)", field,
+                    !strcmp(field, "data") ? "give one path: --set data=FILE" : "set one field: --set train.lr=3e-4");
+  if (lit_push(L, v, strlen(v), where) == 0) {
+    util_errclear();
+  } else if (cfg_bare_word(v)) {
+    lua_settop(L, top);
+    lua_pushstring(L, v);
+  } else {
+    lua_settop(L, top);
+    return util_err("--set %s: value '%.200s' is not a number, a quoted string, true, false or a bare word "
+                    "(letters, digits, '_', '.', '/', '-', ':'); --set values are data and never run", field, v);
+  }
+  if (!strcmp(field, "data") && lua_type(L, -1) == LUA_TSTRING) {
+    const char *p = lua_tostring(L, -1);
+    char cwd[PATH_MAX];
+    if (p[0] && p[0] != '/' && getcwd(cwd, sizeof cwd)) {
+      lua_pushfstring(L, "%s/%s", cwd, p);
+      lua_remove(L, -2);
+    }
+  }
+  return 0;
+}
+
+/* Runs the config, applying the overrides when there are any (config.lua's
+ * load_set) and returns the validated table on L's top. */
+static int cfg_load_into(lua_State *L, const char *src, const char *name, const char *const *sets, int n_sets) {
+  lua_pushstring(L, src);
+  lua_pushstring(L, name);
+  if (n_sets == 0) return lx_call(L, "config", "load", 2, 1);
+  lua_createtable(L, n_sets, 0);
+  for (int i = 0; i < n_sets; i++) {
+    char field[128];
+    const char *value;
+    if (cfg_set_split(sets[i], field, sizeof field, &value)) return -1;
+    lua_createtable(L, 2, 0);
+    lua_pushstring(L, field);
+    lua_rawseti(L, -2, 1);
+    if (cfg_set_push(L, field, value)) return -1;
+    lua_rawseti(L, -2, 2);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return lx_call(L, "config", "load_set", 3, 1);
+}
+
+int cfg_load_string_set(const char *src, const char *name, const char *const *sets, int n_sets, cfg_t *cfg) {
   lua_State *L = lx_new();
   if (!L) return -1;
   lx_sandbox(L, name);
-  lua_pushstring(L, src);
-  lua_pushstring(L, name);
-  int rc = lx_call(L, "config", "load", 2, 1);
+  int rc = cfg_load_into(L, src, name, sets, n_sets);
   if (rc == 0) rc = cfg_from_table(L, lua_gettop(L), name, cfg);
+  lua_close(L);
+  return rc;
+}
+
+int cfg_load_string(const char *src, const char *name, cfg_t *cfg) {
+  return cfg_load_string_set(src, name, NULL, 0, cfg);
+}
+
+const char *cfg_set_find(const char *const *sets, int n_sets, const char *field) {
+  size_t n = strlen(field);
+  const char *hit = NULL;
+  for (int i = 0; i < n_sets; i++)
+    if (!strncmp(sets[i], field, n) && sets[i][n] == '=') hit = sets[i];
+  return hit;
+}
+
+int cfg_field_json(const cfg_t *cfg, const char *field, char *out, size_t cap) {
+  lua_State *L = lx_new();
+  if (!L) return -1;
+  cfg_push(L, cfg);
+  const char *dot = strchr(field, '.');
+  if (dot) {
+    lua_pushlstring(L, field, (size_t)(dot - field));
+    lua_rawget(L, -2);
+    if (!lua_istable(L, -1)) {
+      lua_close(L);
+      return util_err("config field '%s' is not known", field);
+    }
+    field = dot + 1;
+  }
+  lua_getfield(L, -1, field);
+  int rc = 0;
+  if (lua_isinteger(L, -1)) snprintf(out, cap, "%lld", (long long)lua_tointeger(L, -1));
+  else if (lua_type(L, -1) == LUA_TNUMBER) { /* the shortest form that reads back: 0.003, not 0.0030000000000000001 */
+    util_buf b = {0};
+    rc = json_write_num(&b, lua_tonumber(L, -1), field);
+    if (!rc) snprintf(out, cap, "%.*s", (int)b.len, b.data);
+    util_buf_free(&b);
+  } else if (lua_isboolean(L, -1)) snprintf(out, cap, "%s", lua_toboolean(L, -1) ? "true" : "false");
+  else if (lua_type(L, -1) == LUA_TSTRING) {
+    util_buf b = {0};
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    rc = json_write_str(&b, s, n, field);
+    if (!rc) snprintf(out, cap, "%.*s", (int)b.len, b.data);
+    util_buf_free(&b);
+  } else rc = util_err("config field '%s' is not known", field);
   lua_close(L);
   return rc;
 }
@@ -152,11 +291,13 @@ int cfg_load_data(const char *src, const char *name, cfg_t *cfg) {
   return rc;
 }
 
-int cfg_load_file(const char *path, cfg_t *cfg) {
+int cfg_load_file(const char *path, cfg_t *cfg) { return cfg_load_file_set(path, NULL, 0, cfg); }
+
+int cfg_load_file_set(const char *path, const char *const *sets, int n_sets, cfg_t *cfg) {
   char *src;
   size_t len;
   if (util_read_file(path, &src, &len)) return util_err("config %s", util_errmsg());
-  int rc = cfg_load_string(src, path, cfg);
+  int rc = cfg_load_string_set(src, path, sets, n_sets, cfg);
   free(src);
   return rc;
 }

@@ -43,6 +43,20 @@ typedef struct {
 int cfg_load_file(const char *path, cfg_t *cfg);
 /* Same for config source text; `name` is used in messages. */
 int cfg_load_string(const char *src, const char *name, cfg_t *cfg);
+/* The same with command-line overrides: sets[i] is "FIELD=VALUE" (`--set`),
+ * FIELD a dotted path (n_layers, train.lr), VALUE a literal read as data
+ * (number, quoted string, true/false; lit.c) or a bare word taken as a
+ * string (bf16, char, a path); never run. Applied in order to the table the
+ * file returned, then validated as the file is; messages name the --set.
+ * A relative `--set data=PATH` is relative to the working directory. */
+int cfg_load_file_set(const char *path, const char *const *sets, int n_sets, cfg_t *cfg);
+int cfg_load_string_set(const char *src, const char *name, const char *const *sets, int n_sets, cfg_t *cfg);
+/* Splits "FIELD=VALUE" (checking FIELD's form; field has `cap` bytes). */
+int cfg_set_split(const char *set, char *field, size_t cap, const char **value);
+/* The last of sets that sets `field` ("train.lr=..."), or NULL. */
+const char *cfg_set_find(const char *const *sets, int n_sets, const char *field);
+/* The value of `field` (dotted path) as JSON text: 4, 0.001, true, "bf16". */
+int cfg_field_json(const cfg_t *cfg, const char *field, char *out, size_t cap);
 /* A checkpoint's stored config (cfg_serialize's output) read as data: parsed
  * as a plain table literal, never run, then validated like a file. */
 int cfg_load_data(const char *src, const char *name, cfg_t *cfg);

@@ -18,6 +18,12 @@ typedef struct {
   int max_pos; /* positional arguments allowed */
 } cli_spec;
 
+/* `--set FIELD=VALUE`, the same line in every command that takes --config
+ * (cfg_load_file_set applies the values). */
+#define CLI_OPT_SET                                                                                               \
+  {"--set", "FIELD=VALUE", "override a config field (repeatable): --set n_layers=4 --set train.lr=3e-4 --set "    \
+                           "precision=bf16; a number, true/false, a quoted or bare string; see gptc help config"}
+
 #define CLI_MAX 128
 typedef struct {
   const cli_spec *spec;

@@ -17,6 +17,7 @@
 
 static const cli_opt cmd_bench_opts[] = {
     {"--config", "FILE", "model config (.lua); required"},
+    CLI_OPT_SET,
     {"--device", "NAME", "cpu (default) or cuda (the training step only: the per-op part is CPU-only)"},
     {"--threads", "N", "CPU threads for the kernels and the library (default: all cores)"},
     {"--repeats", "N", "timed runs per op and step (default: >= 5 and >= 0.2 s per op, >= 1 s per step)"},
@@ -32,7 +33,7 @@ static const cli_opt cmd_bench_opts[] = {
 };
 
 static const cli_spec cmd_bench_spec = {
-    "gptc bench --config FILE [--device cpu|cuda] [--threads N] [--json OUT] [--chart OUT.svg] [--repeats N]\n"
+    "gptc bench --config FILE [--set FIELD=VALUE]... [--device cpu|cuda] [--threads N] [--json OUT] [--chart OUT.svg] [--repeats N]\n"
     "                  [--cold] [--no-step] [--ops-only]",
     "Measures this machine's fp32 FMA peak and copy bandwidth, then every kernel of the config's\n"
     "training step in three variants: specialized (the model's own, shapes as literals), generic (the same\n"
@@ -123,8 +124,10 @@ int cmd_bench(int argc, char **argv) {
   if ((json && cmd_bench_writable("--json", json)) || (chart && cmd_bench_writable("--chart", chart)))
     return cli_fail();
 
+  const char *sets[CLI_MAX];
+  int n_sets = cli_all(&a, "--set", sets, CLI_MAX);
   cfg_t cfg;
-  if (cfg_load_file(path, &cfg)) return cli_fail();
+  if (cfg_load_file_set(path, sets, n_sets, &cfg)) return cli_fail();
   if (vocab ? cfg_set_vocab(&cfg, (int)vocab) : data_derive_vocab(&cfg)) return cli_fail();
   if (cuda && cuda_probe()) {
     util_err("--device cuda: %s", util_errmsg());

@@ -13,6 +13,7 @@
 
 static const cli_opt cmd_data_opts[] = {
     {"--config", "FILE", "model config (.lua); required"},
+    CLI_OPT_SET,
     {"--text", "PATH", "text file, or directory of *.txt files; repeatable; replaces the config's data"},
     {"--batch-size", "N", "override train.batch_size"},
     {"--max-length", "N", "override train.max_length (at most context_length)"},
@@ -23,7 +24,7 @@ static const cli_opt cmd_data_opts[] = {
 };
 
 static const cli_spec cmd_data_spec = {
-    "gptc data --config FILE [--text PATH]... [options]",
+    "gptc data --config FILE [--set FIELD=VALUE]... [--text PATH]... [options]",
     "Loads the config's text (or the --text paths), splits it into train and val by characters,\n"
     "tokenizes each split (cached in <cache>/data/<config name>, where <cache> is $GPTC_CACHE or\n"
     "~/.cache/gptc), and prints the counts and the first training batch. The val loader keeps\n"
@@ -127,8 +128,10 @@ int cmd_data(int argc, char **argv) {
   if (cli_int(&a, "--batch-size", 1, 1L << 20, &bs) || cli_int(&a, "--stride", 1, 1L << 30, &st) ||
       cli_int(&a, "--ids", 0, 1L << 30, &show))
     return 2;
+  const char *sets[CLI_MAX];
+  int n_sets = cli_all(&a, "--set", sets, CLI_MAX);
   cfg_t cfg;
-  if (cfg_load_file(path, &cfg)) return cli_fail();
+  if (cfg_load_file_set(path, sets, n_sets, &cfg)) return cli_fail();
   if (cli_int(&a, "--max-length", 1, cfg.context_length, &ml)) return 2;
   if (bs) cfg.train.batch_size = (int)bs;
   if (ml) cfg.train.max_length = (int)ml;

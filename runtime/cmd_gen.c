@@ -17,6 +17,7 @@
 
 static const cli_opt cmd_gen_opts[] = {
     {"--config", "FILE", "model config (.lua); required"},
+    CLI_OPT_SET,
     {"--out", "DIR", "output directory (created); required; -o DIR is the same"},
     {"--device", "NAME", "target device: cpu (default) or cuda (writes DIR/model.cu)"},
     {"--vocab-size", "N", "vocabulary size for char/word configs (default: derived from the config's text)"},
@@ -27,7 +28,7 @@ static const cli_opt cmd_gen_opts[] = {
 };
 
 static const cli_spec cmd_gen_spec = {
-    "gptc gen --config FILE -o DIR [--device cpu|cuda] [--vocab-size N] [--precision fp32|bf16] [--compile sm_NN]",
+    "gptc gen --config FILE [--set FIELD=VALUE]... -o DIR [--device cpu|cuda] [--vocab-size N] [--precision fp32|bf16] [--compile sm_NN]",
     "Derives every shape of the config's model and writes DIR/model.c, the shape-specialized\n"
     "source that gptc compiles for training (forward, backward, AdamW, evaluation, KV-cache\n"
     "inference), and DIR/shapes.txt, every parameter tensor and activation buffer with its shape\n"
@@ -81,8 +82,10 @@ int cmd_gen(int argc, char **argv) {
     cc = (int)v;
   }
 
+  const char *sets[CLI_MAX];
+  int n_sets = cli_all(&a, "--set", sets, CLI_MAX);
   cfg_t cfg;
-  if (cfg_load_file(path, &cfg)) return cli_fail();
+  if (cfg_load_file_set(path, sets, n_sets, &cfg)) return cli_fail();
   if (vocab ? cfg_set_vocab(&cfg, (int)vocab) : data_derive_vocab(&cfg)) return cli_fail();
 
   if (prec) cfg.precision = strcmp(prec, "bf16") ? CFG_FP32 : CFG_BF16;

@@ -8,6 +8,7 @@
 
 static const cli_opt cmd_train_opts[] = {
     {"--config", "FILE", "model config (Lua), e.g. configs/shakespeare-char.lua (required)"},
+    CLI_OPT_SET,
     {"--text", "PATH", "training text: a file or a directory of *.txt (repeatable; default: the config's data)"},
     {"--out", "DIR", "checkpoints, token cache and log.jsonl go here (default: out/<config name>)"},
     {"--resume", NULL, "continue from DIR/last.safetensors with its optimizer state, bit-exactly"},
@@ -21,12 +22,14 @@ static const cli_opt cmd_train_opts[] = {
 };
 
 static const cli_spec cmd_train_spec = {
-    "gptc train --config FILE [options]",
+    "gptc train --config FILE [--set FIELD=VALUE]... [options]",
     "Trains the config's model on the CPU (or a GPU: --device cuda): generates and compiles its shape-\n"
     "specialized kernels (cached), tokenizes the text (cached), then runs AdamW with warmup + cosine decay,\n"
     "evaluating on the val split\n"
     "every train.eval_interval steps and saving last.safetensors (with AdamW moments) and best.safetensors.\n"
-    "Ctrl-C finishes the current step, saves, and exits 0.",
+    "Ctrl-C finishes the current step, saves, and exits 0. --set overrides config fields; the checkpoint stores\n"
+    "the config with them. With --resume, a --set that changes the model's shape is refused; training fields\n"
+    "(steps, lr, schedule, eval) may change and each change is printed and logged in log.jsonl.",
     cmd_train_opts, 0};
 
 int cmd_train(int argc, char **argv) {
@@ -36,6 +39,9 @@ int cmd_train(int argc, char **argv) {
   train_opts o = {0};
   o.config_path = cli_get(&a, "--config");
   if (!o.config_path) return cli_usage_err(&a, "option '--config' is required");
+  const char *sets[CLI_MAX];
+  o.n_sets = cli_all(&a, "--set", sets, CLI_MAX);
+  o.sets = sets;
   o.n_texts = cli_all(&a, "--text", o.texts, CFG_MAX_DATA);
   o.out_dir = cli_get(&a, "--out");
   o.resume = cli_has(&a, "--resume");

@@ -12,6 +12,7 @@
 
 static const cli_opt cmd_tune_opts[] = {
     {"--config", "FILE", "model config (.lua); required"},
+    CLI_OPT_SET,
     {"--budget", "SECONDS", "start no new batch of instances after this long (default: no limit)"},
     {"--rounds", "N", "1: the heuristic and its neighbours; 2 (default): again around each winner"},
     {"--min-mflops", "X", "instances of fewer MFLOP a call keep the heuristic (default 4: below that, thread start-up noise wins)"},
@@ -22,7 +23,7 @@ static const cli_opt cmd_tune_opts[] = {
 };
 
 static const cli_spec cmd_tune_spec = {
-    "gptc tune --config FILE [--budget SECONDS] [--rounds 1|2] [--missing] [--min-mflops X] [--vocab-size N]",
+    "gptc tune --config FILE [--set FIELD=VALUE]... [--budget SECONDS] [--rounds 1|2] [--missing] [--min-mflops X] [--vocab-size N]",
     "Finds the fastest schedule of each GEMM of the config's training step on this machine: for each\n"
     "instance (largest share of the step first) its heuristic schedule and the variants one field away\n"
     "(register block, K block, tile height and width, packing of A, unroll; gen/schedule.lua) are\n"
@@ -48,8 +49,10 @@ int cmd_tune(int argc, char **argv) {
   long rounds = 2, vocab = 0;
   if (cli_has(&a, "--rounds") && cli_int(&a, "--rounds", 1, 2, &rounds)) return 2;
   if (cli_has(&a, "--vocab-size") && cli_int(&a, "--vocab-size", 1, 1L << 30, &vocab)) return 2;
+  const char *sets[CLI_MAX];
+  int n_sets = cli_all(&a, "--set", sets, CLI_MAX);
   cfg_t cfg;
-  if (cfg_load_file(path, &cfg)) return cli_fail();
+  if (cfg_load_file_set(path, sets, n_sets, &cfg)) return cli_fail();
   if (vocab ? cfg_set_vocab(&cfg, (int)vocab) : data_derive_vocab(&cfg)) return cli_fail();
   tune_opts o = {budget, (int)rounds, !cli_has(&a, "--missing"), min_mflops * 1e6,
                  cli_has(&a, "--quiet") ? NULL : stderr};

@@ -25,6 +25,7 @@ static const main_cmd main_cmds[] = {
     {"export", cmd_export, "write a checkpoint as one self-contained executable that generates text"},
     {"export-hf", cmd_export_hf, "write a checkpoint as a Hugging Face GPT-2 directory"},
     {"tune", cmd_tune, "find the fastest GEMM schedules of a config on this machine"},
+    {"sweep", cmd_sweep, "train a grid of config overrides, one run each, and tabulate them"},
     {"bench", cmd_bench, "benchmark a config's kernels (vs generic and BLAS) and its training step"},
     {"help", cmd_help, "help on a command, or `gptc help config` for every config field"},
     {NULL, NULL, NULL},

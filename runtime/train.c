@@ -143,6 +143,7 @@ typedef struct {
   int lock_fd;        /* flock on out/.lock for the whole run (-1: none) */
   int have_good;      /* last_path holds finite weights and moments, saved or resumed by this run */
   uint64_t good_step; /* ... of this step */
+  util_buf resume_sets; /* "\"train.lr\":{\"was\":..,\"now\":..}" per --set that changed a field on resume */
 } train_state;
 
 static void train_state_free(train_state *s) {
@@ -157,6 +158,7 @@ static void train_state_free(train_state *s) {
   free(s->targets);
   if (s->log) fclose(s->log);
   if (s->lock_fd >= 0) close(s->lock_fd); /* the run is over: another may start */
+  util_buf_free(&s->resume_sets);
 }
 
 /* "PATH (step N)" of the last checkpoint known to be finite, for messages. */
@@ -290,7 +292,7 @@ static void train_clean_tmp(const char *dir) {
   util_errclear();
 }
 
-static void train_fmt_eta(double sec, char *out, size_t n) {
+void train_fmt_eta(double sec, char *out, size_t n) {
   if (!(sec >= 0) || sec > 1e7) snprintf(out, n, "--");
   else if (sec >= 3600) snprintf(out, n, "%dh%02dm", (int)(sec / 3600), (int)fmod(sec / 60, 60));
   else if (sec >= 60) snprintf(out, n, "%dm%02ds", (int)(sec / 60), (int)fmod(sec, 60));
@@ -300,7 +302,7 @@ static void train_fmt_eta(double sec, char *out, size_t n) {
 /* Refuses a checkpoint (--init, --resume) whose stored config does not load
  * as data and pass the schema, or whose model shape differs from the
  * config's; names the field and both values as words. */
-static int train_check_shape(const cfg_t *c, const char *path) {
+static int train_check_shape(const cfg_t *c, const char *path, const train_opts *o) {
   ckpt_meta meta;
   if (ckpt_load_meta(path, &meta)) return -1;
   cfg_t k;
@@ -334,10 +336,47 @@ static int train_check_shape(const cfg_t *c, const char *path) {
       else if (f[i].kind == BOOL) snprintf(out[j], 32, "%s", v[j] ? "true" : "false");
       else snprintf(out[j], 32, "%ld", v[j]);
     }
+    const char *set = cfg_set_find(o->sets, o->n_sets, f[i].name);
+    if (set)
+      return util_err("%s: checkpoint does not fit: field '%s' is %s in the checkpoint but --set %s makes it %s (%s "
+                      "keeps the model's shape; train into another --out)",
+                      path, f[i].name, vb, set, va, o->resume ? "--resume" : "--init");
     return util_err("%s: checkpoint does not fit config %s: field '%s' is %s in the checkpoint but %s in the config",
                     path, c->path, f[i].name, vb, va);
   }
   return 0;
+}
+
+/* --resume with --set: each override that changes a field the checkpoint
+ * stored (training fields only: train_check_shape has refused shape
+ * changes) is printed and kept in s->resume_sets for a log.jsonl record,
+ * so the log says where the run's settings changed. A config file edited
+ * between runs changes training fields silently, as before. */
+static int train_resume_sets(train_state *s, const train_opts *o) {
+  if (!o->n_sets) return 0;
+  ckpt_meta meta;
+  if (ckpt_load_meta(s->last_path, &meta)) return -1;
+  cfg_t k;
+  char where[PATH_MAX + 16];
+  snprintf(where, sizeof where, "%s (config)", s->last_path);
+  int rc = cfg_load_data(meta.config_src, where, &k);
+  ckpt_meta_free(&meta);
+  for (int i = 0; i < o->n_sets && !rc; i++) {
+    char field[128], was[256], now[256];
+    const char *value;
+    if (cfg_set_split(o->sets[i], field, sizeof field, &value)) return -1;
+    /* a field set twice is reported once, with its last value */
+    if (cfg_set_find(o->sets, o->n_sets, field) != o->sets[i]) continue;
+    /* data paths are not stored in checkpoints (the text hash guards them) */
+    if (!strcmp(field, "data")) continue;
+    if (cfg_field_json(&k, field, was, sizeof was) || cfg_field_json(&s->cfg, field, now, sizeof now)) return -1;
+    if (!strcmp(was, now)) continue;
+    if (!o->quiet) printf("resume: --set %s changes %s from %s to %s\n", o->sets[i], field, was, now);
+    if (util_buf_printf(&s->resume_sets, "%s\"%s\":{\"was\":%s,\"now\":%s}", s->resume_sets.len ? "," : "", field,
+                        was, now))
+      return -1;
+  }
+  return rc;
 }
 
 /* An entry as a quoted C-like string for messages: control characters,
@@ -389,7 +428,7 @@ static int train_check_init_vocab(const char *path, const tok_t *now) {
 }
 
 static int train_setup(train_state *s, const train_opts *o) {
-  if (cfg_load_file(o->config_path, &s->cfg)) return -1;
+  if (cfg_load_file_set(o->config_path, o->sets, o->n_sets, &s->cfg)) return -1;
   cfg_t *c = &s->cfg;
   if (!o->out_dir) {
     if (cfg_default_out(c, s->out, sizeof s->out)) return -1;
@@ -414,7 +453,7 @@ static int train_setup(train_state *s, const train_opts *o) {
 
   if (data_load(c, o->n_texts ? o->texts : NULL, o->n_texts, s->out, &s->ds)) return -1;
   /* before the model is compiled: a checkpoint that cannot fit fails fast */
-  if (o->init_ckpt && (train_check_shape(c, o->init_ckpt) || train_check_init_vocab(o->init_ckpt, s->ds.tok)))
+  if (o->init_ckpt && (train_check_shape(c, o->init_ckpt, o) || train_check_init_vocab(o->init_ckpt, s->ds.tok)))
     return -1;
   const cfg_train *tr = &c->train;
   if (data_loader_init(&s->train_dl, s->ds.train, s->ds.n_train, tr->batch_size, tr->max_length, tr->stride,
@@ -468,7 +507,7 @@ static int train_setup(train_state *s, const train_opts *o) {
     if (!same_text)
       return util_err("%s: the training text changed since this checkpoint; resume needs the same text (use --init "
                       "to fine-tune on new text)", s->last_path);
-    if (train_check_shape(c, s->last_path)) return -1;
+    if (train_check_shape(c, s->last_path, o) || train_resume_sets(s, o)) return -1;
     if (ckpt_load_params(s->last_path, m->tensors, m->n_tensors, m->n_params, s->params, s->adam_m, s->adam_v))
       return -1;
     char bad[300];
@@ -487,7 +526,14 @@ static int train_setup(train_state *s, const train_opts *o) {
     train_init_tensors(m->tensors, m->n_tensors, m->n_params, s->params, c->train.seed);
   }
   if (m->ops->upload(m, s->params, o->resume ? s->adam_m : NULL, o->resume ? s->adam_v : NULL)) return -1;
-  return train_open_log(s);
+  if (train_open_log(s)) return -1;
+  if (s->resume_sets.len) { /* after the trim: the record stays with its step */
+    errno = 0;
+    if (fprintf(s->log, "{\"step\":%llu,\"resume_set\":{%s}}\n", (unsigned long long)s->step, s->resume_sets.data) < 0 ||
+        fflush(s->log) != 0)
+      return util_err("%s: cannot write the training log: %s", s->log_path, errno ? strerror(errno) : "write error");
+  }
+  return 0;
 }
 
 int train_run(const train_opts *o) {

@@ -13,6 +13,8 @@
 
 typedef struct {
   const char *config_path;
+  const char *const *sets; /* --set FIELD=VALUE overrides (cfg_load_file_set), n_sets of them */
+  int n_sets;
   const char *texts[CFG_MAX_DATA]; /* --text overrides; n_texts == 0 uses cfg.data */
   int n_texts;
   const char *out_dir; /* NULL: out/<config name> */
@@ -26,6 +28,9 @@ typedef struct {
 } train_opts;
 
 int train_run(const train_opts *o);
+
+/* An ETA as "42s", "3m05s", "1h02m" or "--" (unknown), for progress lines. */
+void train_fmt_eta(double sec, char *out, size_t n);
 
 /* Learning rate at 0-based `step`: linear warmup over warmup_steps, then
  * cosine decay from lr to min_lr at train.steps. */

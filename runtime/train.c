@@ -18,6 +18,7 @@
 
 #include "ckpt.h"
 #include "data.h"
+#include "plot.h"
 #include "sample.h"
 #include "tune.h"
 #include "util.h"
@@ -582,6 +583,7 @@ int train_run(const train_opts *o) {
         rc = -1;
         break;
       }
+      plot_train_update(s.out); /* RUN_DIR/loss.svg; a failure warns once, never stops the run */
     }
     if (!o->quiet) {
       double el = util_now() - t_start, eta = el / (double)(s.step - first_step) * (double)(total - (long)s.step);
@@ -603,6 +605,7 @@ int train_run(const train_opts *o) {
   if (rc == 0 && (s.step > first_step || !util_file_exists(s.last_path))) {
     /* the final state (or the state at Ctrl-C) is always saved */
     rc = train_save(&s, s.last_path, 1);
+    if (rc == 0) plot_train_update(s.out);
   }
   if (tty) printf("\n");
   if (rc == 0 && !o->quiet) {

@@ -274,7 +274,8 @@ static int train_log_step(train_state *s, double loss, double lr, double norm, d
  * else, and only while we hold the directory's lock. */
 static void train_clean_tmp(const char *dir) {
   static const char *const ours[] = {"last.safetensors", "last.opt.safetensors", "best.safetensors",
-                                     "best.opt.safetensors", "log.jsonl", "vocab.txt", "train.tokens", "val.tokens"};
+                                     "best.opt.safetensors", "log.jsonl", "vocab.txt", "train.tokens", "val.tokens",
+                                     "loss.svg"};
   DIR *d = opendir(dir);
   if (!d) return;
   struct dirent *e;

@@ -251,7 +251,8 @@ int plot_runs_svg(const char *const *dirs, int n_dirs, const char *out, const pl
       goto out;
   }
   char title[PATH_MAX + 300];
-  if (n_dirs == 1) snprintf(title, sizeof title, "%s %s (%s)", runs[0].name, runs[0].hash, dirs[0]);
+  if (n_dirs == 1)
+    snprintf(title, sizeof title, "%s%s%s (%s)", runs[0].name, runs[0].hash[0] ? " " : "", runs[0].hash, dirs[0]);
   else snprintf(title, sizeof title, "%d runs", n_dirs);
   rc = plot_svg_write(out, title, &p, 1, 1);
 out:

@@ -447,7 +447,9 @@ START_TEST(test_train_writes_loss_svg) {
   ck_assert(has_text(out, "training time, steps only (s)"));
   path_verts(out, 1, &v);
   ck_assert_int_eq(v.n, 20);
-  for (int i = 1; i < 20; i++) ck_assert(v.x[i] > v.x[i - 1]); /* time only goes forward */
+  /* time only goes forward (two steps may share a pixel at 0.01 px: the first step's JIT dwarfs the rest) */
+  for (int i = 1; i < 20; i++) ck_assert(v.x[i] >= v.x[i - 1]);
+  ck_assert(v.x[19] > v.x[0]);
 }
 END_TEST
 

@@ -4,8 +4,10 @@
 set -eu
 # clang, its compiler-rt (libFuzzer, ASan for clang) and its OpenMP: build/fuzz.sh;
 # gcc's own libasan/libubsan serve build/test-asan.sh.
+# libxml2-utils (xmllint) and librsvg2-bin (rsvg-convert): tests/test_plot.c parses the charts gptc draws
+# as XML and renders them to PNG; gptc itself needs neither.
 PKGS="gcc make cmake pkg-config liblua5.4-dev libpcre2-dev check libsubunit-dev libopenblas-dev
-  clang libclang-rt-14-dev libomp-14-dev"
+  clang libclang-rt-14-dev libomp-14-dev libxml2-utils librsvg2-bin"
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -15,6 +15,7 @@ int cmd_export(int argc, char **argv);   /* cmd_export.c */
 int cmd_bench(int argc, char **argv);    /* cmd_bench.c */
 int cmd_tune(int argc, char **argv);     /* cmd_tune.c */
 int cmd_sweep(int argc, char **argv);    /* cmd_sweep.c */
+int cmd_plot(int argc, char **argv);     /* cmd_plot.c */
 int cmd_help(int argc, char **argv);     /* main.c */
 
 #endif

@@ -27,6 +27,7 @@ static const main_cmd main_cmds[] = {
     {"tune", cmd_tune, "find the fastest GEMM schedules of a config on this machine"},
     {"sweep", cmd_sweep, "train a grid of config overrides, one run each, and tabulate them"},
     {"bench", cmd_bench, "benchmark a config's kernels (vs generic and BLAS) and its training step"},
+    {"plot", cmd_plot, "draw the loss curves of run directories as one SVG"},
     {"help", cmd_help, "help on a command, or `gptc help config` for every config field"},
     {NULL, NULL, NULL},
 };

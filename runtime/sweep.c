@@ -18,6 +18,7 @@
 #include "ckpt.h"
 #include "json.h"
 #include "lx.h"
+#include "plot.h"
 #include "train.h"
 #include "util.h"
 
@@ -374,9 +375,12 @@ static int sweep_write_md(const sweep_state *s) {
 }
 
 int sweep_draw(const char *dir) {
-  /* DIR/sweep.svg is the plot module's (plot_sweep_svg(dir), drawn from
-   * DIR/sweep.json); it is not in this tree yet, so nothing is drawn here. */
-  (void)dir;
+  /* the chart is a view of sweep.json: one that cannot be drawn (a run's log
+   * unreadable mid-write) must not stop the runs, so it is a warning here and
+   * --report draws it again */
+  if (plot_sweep_svg(dir) == 0) return 0;
+  fprintf(stderr, "gptc sweep: warning: %s/sweep.svg not drawn: %s\n", dir, util_errmsg());
+  util_errclear();
   return 0;
 }
 
@@ -655,8 +659,9 @@ int sweep_report(const char *dir) {
                                             : 0;
   if (!rc) rc = sweep_parse_grids(&s) || sweep_plan(&s) || sweep_check_same(&s, old) ? -1 : 0;
   for (int i = 0; i < s.n_runs && !rc; i++) sweep_collect(&s, &s.runs[i]);
-  if (!rc) rc = sweep_write(&s);
-  if (!rc) printf("%s/sweep.md\n%s/sweep.json\n", dir, dir);
+  /* --report is asked for the chart: here a chart that fails is an error */
+  if (!rc) rc = sweep_write_json(&s) || sweep_write_md(&s) || plot_sweep_svg(s.d.dir) ? -1 : 0;
+  if (!rc) printf("%s/sweep.md\n%s/sweep.json\n%s/sweep.svg\n", dir, dir, dir);
   close(lock);
   sweep_free(&s);
   json_free(old);

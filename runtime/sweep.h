@@ -35,9 +35,8 @@ int sweep_run(const sweep_def *d);
  * directories and the definition in DIR/sweep.json. */
 int sweep_report(const char *dir);
 
-/* The place where the sweep's chart is drawn (DIR/sweep.svg from
- * DIR/sweep.json): for now it draws nothing and returns 0; the plot module's
- * plot_sweep_svg(dir) is called from here once it is in the tree. */
+/* Draws DIR/sweep.svg from DIR/sweep.json (plot_sweep_svg) after each run; a
+ * chart that cannot be drawn is a warning, never a stopped sweep. */
 int sweep_draw(const char *dir);
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "ckpt.h"
 #include "data.h"
+#include "plot.h"
 #include "sample.h"
 #include "tune.h"
 #include "util.h"
@@ -275,7 +276,8 @@ static int train_log_step(train_state *s, double loss, double lr, double norm, d
  * else, and only while we hold the directory's lock. */
 static void train_clean_tmp(const char *dir) {
   static const char *const ours[] = {"last.safetensors", "last.opt.safetensors", "best.safetensors",
-                                     "best.opt.safetensors", "log.jsonl", "vocab.txt", "train.tokens", "val.tokens"};
+                                     "best.opt.safetensors", "log.jsonl", "vocab.txt", "train.tokens", "val.tokens",
+                                     "loss.svg"};
   DIR *d = opendir(dir);
   if (!d) return;
   struct dirent *e;
@@ -628,6 +630,7 @@ int train_run(const train_opts *o) {
         rc = -1;
         break;
       }
+      plot_train_update(s.out); /* RUN_DIR/loss.svg; a failure warns once, never stops the run */
     }
     if (!o->quiet) {
       double el = util_now() - t_start, eta = el / (double)(s.step - first_step) * (double)(total - (long)s.step);
@@ -649,6 +652,7 @@ int train_run(const train_opts *o) {
   if (rc == 0 && (s.step > first_step || !util_file_exists(s.last_path))) {
     /* the final state (or the state at Ctrl-C) is always saved */
     rc = train_save(&s, s.last_path, 1);
+    if (rc == 0) plot_train_update(s.out);
   }
   if (tty) printf("\n");
   if (rc == 0 && !o->quiet) {

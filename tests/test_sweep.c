@@ -146,6 +146,22 @@ static void check_table(const char *dir) {
   free(md);
 }
 
+/* sweep.svg: a well-formed SVG (a real XML parser, xmllint) naming every run
+ * of the sweep: one val-loss series each in the first panel. */
+static void check_chart(const char *dir) {
+  char cmd[1500], *svg;
+  size_t n;
+  snprintf(cmd, sizeof cmd, "xmllint --noout '%s/sweep.svg'", dir);
+  ck_assert_msg(system(cmd) == 0, "%s/sweep.svg is not well-formed XML", dir);
+  snprintf(cmd, sizeof cmd, "%s/sweep.svg", dir);
+  ck_assert_int_eq(util_read_file(cmd, &svg, &n), 0);
+  const char *names[] = {"n_layers=1 train.lr=1e-3", "n_layers=1 train.lr=2e-3", "n_layers=2 train.lr=1e-3",
+                         "n_layers=2 train.lr=2e-3"};
+  for (int i = 0; i < 4; i++) ck_assert_msg(strstr(svg, names[i]), "sweep.svg lacks run %s", names[i]);
+  ck_assert_msg(strstr(svg, "n_layers") && strstr(svg, "train.lr"), "sweep.svg lacks a panel per varied field");
+  free(svg);
+}
+
 START_TEST(sweep_2x2) {
   char dir[1200];
   snprintf(dir, sizeof dir, "%s/s2x2", tu_tmpdir());
@@ -158,6 +174,7 @@ START_TEST(sweep_2x2) {
   tu_run_free(&r);
   check_sweep(dir);
   check_table(dir);
+  check_chart(dir);
 
   /* --report redraws the same table and json from the run directories */
   char path[1300], *md0, *md1, *js0, *js1;
@@ -177,6 +194,12 @@ START_TEST(sweep_2x2) {
   ck_assert_uint_eq(j0, j1);
   ck_assert_int_eq(memcmp(js0, js1, j0), 0);
   free(md0), free(md1), free(js0), free(js1);
+  /* ... and the chart */
+  snprintf(path, sizeof path, "%s/sweep.svg", dir);
+  unlink(path);
+  ck_assert_int_eq(tu_run(&r, NULL, "sweep --report '%s'", dir), 0);
+  tu_run_free(&r);
+  check_chart(dir);
 
   /* the same DIR with another grid: refused, naming what differs */
   ck_assert_int_eq(tu_run(&r, NULL, "sweep --config '%s' --grid n_layers=1,3 --grid train.lr=1e-3,2e-3 --set "

@@ -17,7 +17,8 @@ Not run by CI. For each seed it:
      against `gptc eval --ckpt last.safetensors --text <val split file>`.
 
 The recipe is gptc's own: a 1-step warm-up run (which also fills gptc's
-compile, tune and token caches, so the timed runs measure a warm cache) writes
+compile and tune caches, so the timed runs measure a warm cache; the token
+cache is per run directory, so each timed run tokenizes again) writes
 the resolved config into its checkpoint metadata; both trainers read it from
 there. The train/val split is rebuilt here the way runtime/data.c builds it
 (the first floor((1 - val_ratio) * n_chars) characters train, the rest val;
@@ -486,7 +487,8 @@ def main():
 
     print()
     print(f"{steps} steps, {a.threads} threads, torch {torch.__version__}, PyTorch warmup formula: {a.schedule}; "
-          f"gptc timed on a warm cache (kernels compiled and tuned by the warm-up run)")
+          f"gptc timed on a warm cache (kernels compiled and tuned by the warm-up run; "
+          f"wall and CPU times are whole processes)")
     print()
     print("| seed | gptc full val | torch full val | gptc - torch | gptc periodic val | torch estimate val "
           "| gptc wall s | torch wall s | gptc / torch | gptc CPU s | torch CPU s |")

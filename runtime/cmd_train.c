@@ -24,9 +24,11 @@ static const cli_spec cmd_train_spec = {
     "gptc train --config FILE [options]",
     "Trains the config's model on the CPU (or a GPU: --device cuda): generates and compiles its shape-\n"
     "specialized kernels (cached), tokenizes the text (cached), then runs AdamW with warmup + cosine decay,\n"
-    "evaluating on the val split\n"
+    "evaluating on a fixed seeded set of windows spread over the val split\n"
     "every train.eval_interval steps and saving last.safetensors (with AdamW moments) and best.safetensors.\n"
-    "Ctrl-C finishes the current step, saves, and exits 0.",
+    "At the end, and on Ctrl-C (which finishes the current step, saves, and exits 0), it evaluates every\n"
+    "window of the val split once: val_loss_full, printed, logged and stored in last.safetensors\n"
+    "(docs/validation.md; `gptc eval --split val` recomputes it).",
     cmd_train_opts, 0};
 
 int cmd_train(int argc, char **argv) {

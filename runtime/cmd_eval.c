@@ -138,10 +138,7 @@ static int cmd_eval_split(const char *ckpt, const char *split, const char *const
   size_t n = val ? ds.n_val : ds.n_train;
   backend *m = l.be;
   /* the training shape (B, T = batch_size, max_length): the forward the run evaluated with */
-  if (!(win = data_eval_windows(n, m->T, 0, 0, &n_win))) {
-    util_err("%s split: %s", split, util_errmsg());
-    goto out;
-  }
+  if (!(win = data_eval_windows(n, m->T, 0, 0, split, &n_win))) goto out;
   in = util_malloc((size_t)m->B * m->T * sizeof(int32_t), "input batch");  // (B, T)
   tg = util_malloc((size_t)m->B * m->T * sizeof(int32_t), "target batch"); // (B, T)
   if (!in || !tg || m->ops->alloc(m, BACKEND_TRAIN)) goto out;

@@ -527,10 +527,11 @@ void data_random_batch(const data_loader *dl, uint64_t g, int32_t *inputs, int32
 
 size_t data_full_windows(size_t n, int T) { return T >= 1 && n > (size_t)T ? (n - 1) / (size_t)T : 0; }
 
-size_t *data_eval_windows(size_t n, int T, size_t want, uint64_t seed, size_t *count) {
+size_t *data_eval_windows(size_t n, int T, size_t want, uint64_t seed, const char *split_name, size_t *count) {
   size_t full = data_full_windows(n, T);
   if (full == 0) {
-    util_err("val split has %zu tokens, too few for one window of max_length %d (needs at least %d)", n, T, T + 1);
+    util_err("%s split has %zu tokens, too few for one window of max_length %d (needs at least %d)", split_name, n, T,
+             T + 1);
     return NULL;
   }
   size_t k = want == 0 || want >= full ? full : want;

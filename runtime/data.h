@@ -78,7 +78,7 @@ size_t data_full_windows(size_t n, int T);
  * the set covers the whole split (first and last stratum included) and is a
  * function of (n, T, want, seed) only: the same at every evaluation and
  * after --resume. Returns the starts (caller frees; *count of them), NULL
- * with util_err on failure or when no window fits. */
-size_t *data_eval_windows(size_t n, int T, size_t want, uint64_t seed, size_t *count);
+ * with util_err on failure or when no window fits (naming split_name). */
+size_t *data_eval_windows(size_t n, int T, size_t want, uint64_t seed, const char *split_name, size_t *count);
 
 #endif

@@ -517,7 +517,7 @@ static int train_setup(train_state *s, const train_opts *o) {
     return -1;
   /* eval_steps * batch_size windows spread over the val split (0: all) */
   if (!(s->val_win = data_eval_windows(s->ds.n_val, tr->max_length, (size_t)tr->eval_steps * (size_t)tr->batch_size,
-                                       tr->seed, &s->n_val_win)))
+                                       tr->seed, "val", &s->n_val_win)))
     return -1;
   if (s->train_dl.n_batches == 0)
     return util_err("train split: %zu windows make no full batch of %d (lower train.batch_size or set drop_last = false)",
@@ -594,7 +594,7 @@ static int train_setup(train_state *s, const train_opts *o) {
 static int train_final_eval(train_state *s, int quiet) {
   sig_atomic_t first = train_stop_signal;
   train_stop_signal = 0;
-  size_t n = 0, *win = data_eval_windows(s->ds.n_val, s->cfg.train.max_length, 0, 0, &n); // (n,) starts
+  size_t n = 0, *win = data_eval_windows(s->ds.n_val, s->cfg.train.max_length, 0, 0, "val", &n); // (n,) starts
   if (!win) return -1;
   if (!quiet) {
     printf("final evaluation: %zu windows of %d tokens over the val split ...\n", n, s->cfg.train.max_length);

@@ -127,7 +127,7 @@ static int ew_same_double(double a, double b) { return !memcmp(&a, &b, sizeof a)
 START_TEST(eval_windows_cover_the_split) {
   size_t n = 111540, count = 0, full = (n - 1) / 64; /* tinyshakespeare's val split in chars, ctx 64 */
   size_t S = n - 64;
-  size_t *w = data_eval_windows(n, 64, 240, 1337, &count);
+  size_t *w = data_eval_windows(n, 64, 240, 1337, "val", &count);
   ck_assert_ptr_nonnull(w);
   ck_assert_uint_eq(count, 240);
   for (size_t i = 0; i < count; i++) {
@@ -140,12 +140,12 @@ START_TEST(eval_windows_cover_the_split) {
   ck_assert_uint_ge(w[count - 1], n - n / 10); /* the last tenth */
   /* a function of its arguments: the same set every time (every evaluation, every --resume) */
   size_t c2;
-  size_t *w2 = data_eval_windows(n, 64, 240, 1337, &c2);
+  size_t *w2 = data_eval_windows(n, 64, 240, 1337, "val", &c2);
   ck_assert_uint_eq(c2, count);
   ck_assert_mem_eq(w, w2, count * sizeof *w);
   free(w2);
   /* another seed, another draw inside the same strata */
-  w2 = data_eval_windows(n, 64, 240, 1338, &c2);
+  w2 = data_eval_windows(n, 64, 240, 1338, "val", &c2);
   ck_assert_int_ne(memcmp(w, w2, count * sizeof *w), 0);
   free(w2);
   free(w);
@@ -153,7 +153,7 @@ START_TEST(eval_windows_cover_the_split) {
   /* 0, or as many as or more than the split holds: every non-overlapping window, in order */
   size_t asks[] = {0, full, full + 1, 1u << 30};
   for (size_t a = 0; a < sizeof asks / sizeof *asks; a++) {
-    w = data_eval_windows(n, 64, asks[a], 1337, &count);
+    w = data_eval_windows(n, 64, asks[a], 1337, "val", &count);
     ck_assert_ptr_nonnull(w);
     ck_assert_uint_eq(count, full);
     for (size_t i = 0; i < count; i++) ck_assert_uint_eq(w[i], i * 64);
@@ -166,8 +166,10 @@ START_TEST(eval_windows_cover_the_split) {
   ck_assert_uint_eq(data_full_windows(129, 64), 2);
   ck_assert_uint_eq(data_full_windows(128, 64), 1);
   /* a split too short for one window is an error naming it */
-  ck_assert_ptr_null(data_eval_windows(64, 64, 0, 1, &count));
+  ck_assert_ptr_null(data_eval_windows(64, 64, 0, 1, "val", &count));
   ck_assert_str_eq(util_errmsg(), "val split has 64 tokens, too few for one window of max_length 64 (needs at least 65)");
+  ck_assert_ptr_null(data_eval_windows(10, 64, 5, 1, "train", &count));
+  ck_assert_str_eq(util_errmsg(), "train split has 10 tokens, too few for one window of max_length 64 (needs at least 65)");
 }
 END_TEST
 

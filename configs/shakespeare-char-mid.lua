@@ -1,5 +1,7 @@
--- nanoGPT's shakespeare_char "baby GPT": 6 layers, 6 heads, 384 wide, context
--- 256. Meant for a GPU (or patience): about 10M parameters.
+-- nanoGPT's default shakespeare_char recipe (config/train_shakespeare_char.py,
+-- its "baby GPT"): 6 layers, 6 heads, 384 wide, context 256, batch 64, dropout
+-- 0.2, lr 1e-3 cosine to 1e-4 over 5000 steps, warmup 100, beta2 0.99, random
+-- batches. Meant for a GPU (or patience): about 10M parameters.
 return {
   name = "shakespeare-char-mid",
   tokenizer = "char",
@@ -13,13 +15,14 @@ return {
   train = {
     batch_size = 64,
     max_length = 256,
-    stride = 256,
+    sampling = "random", -- nanoGPT's get_batch
     lr = 1e-3,
     min_lr = 1e-4,
     warmup_steps = 100,
     steps = 5000,
     beta2 = 0.99,
     weight_decay = 0.1,
+    grad_clip = 1.0,
     eval_interval = 250,
     eval_steps = 200,
   },

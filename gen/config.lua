@@ -38,6 +38,7 @@ M.train_fields = {
   { "val_ratio", "num", 0.1, "fraction of the text (by characters, from the end) held out; 0 < r < 1" },
   { "shuffle", "bool", true, "reshuffle the training batches each epoch (seeded)" },
   { "drop_last", "bool", true, "drop the last incomplete batch" },
+  { "sampling", "enum", "windows", "windows | random: how training batches are drawn. windows: the windows above (stride, shuffle, drop_last), in epochs; random: every micro-batch takes batch_size window starts uniformly from the whole train split (nanoGPT's get_batch), seeded by (seed, micro-batch index), so stride, shuffle and drop_last do not apply", values = { "windows", "random" } },
   { "seed", "int0", 123, "seed for init, shuffling and dropout", max = math.maxinteger },
   { "lr", "num", 4e-4, "peak learning rate" },
   { "min_lr", "num", function(c) return c.train.lr / 10 end, "learning rate at the end of the cosine decay" },
@@ -50,7 +51,7 @@ M.train_fields = {
   { "grad_clip", "num", 1.0, "clip gradients to this global norm; 0 disables" },
   { "grad_accum", "int", 1, "micro-batches per optimizer step", max = 1 << 16 },
   { "eval_interval", "int", 100, "evaluate on the val split every N steps", max = I32 },
-  { "eval_steps", "int", 20, "val batches per evaluation", max = 1 << 20 },
+  { "eval_steps", "int0", 20, "val batches per periodic evaluation, drawn from a fixed seeded set of windows spread over the whole val split (docs/validation.md); 0: every non-overlapping window", max = 1 << 20 },
 }
 
 local function index_of(list)

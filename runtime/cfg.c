@@ -103,6 +103,8 @@ static int cfg_from_table(lua_State *L, int t, const char *path, cfg_t *c) {
   r->val_ratio = cfg_getn(L, tr, "val_ratio");
   r->shuffle = cfg_getb(L, tr, "shuffle");
   r->drop_last = cfg_getb(L, tr, "drop_last");
+  cfg_gets(L, tr, "sampling", buf, sizeof buf);
+  r->sampling = !strcmp(buf, "random") ? CFG_SAMPLE_RANDOM : CFG_SAMPLE_WINDOWS;
   lua_getfield(L, tr, "seed");
   r->seed = (uint64_t)lua_tointeger(L, -1);
   lua_pop(L, 1);
@@ -337,6 +339,8 @@ void cfg_push(lua_State *L, const cfg_t *c) {
   CFG_PUSHN(r, val_ratio);
   CFG_PUSHB(r, shuffle);
   CFG_PUSHB(r, drop_last);
+  lua_pushstring(L, r->sampling == CFG_SAMPLE_RANDOM ? "random" : "windows");
+  lua_setfield(L, -2, "sampling");
   lua_pushinteger(L, (lua_Integer)r->seed);
   lua_setfield(L, -2, "seed");
   CFG_PUSHN(r, lr);

@@ -10,6 +10,8 @@
 
 enum { CFG_TOK_GPT2, CFG_TOK_CHAR, CFG_TOK_WORD };
 enum { CFG_FP32, CFG_BF16 };
+/* train.sampling: the seeds' windows in epochs, or nanoGPT's uniform random starts */
+enum { CFG_SAMPLE_WINDOWS, CFG_SAMPLE_RANDOM };
 
 #define CFG_MAX_DATA 16
 
@@ -17,6 +19,7 @@ typedef struct {
   int batch_size, max_length, stride;
   double val_ratio;
   int shuffle, drop_last;
+  int sampling; /* CFG_SAMPLE_* */
   uint64_t seed;
   double lr, min_lr;
   int warmup_steps, steps;

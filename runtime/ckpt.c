@@ -609,7 +609,8 @@ int ckpt_save(const char *path, const gptc_tensor *tensors, int n_tensors, size_
     return util_err("%s: unknown tokenizer kind %d", path, meta->tokenizer);
   if (ckpt_check_table(tensors, n_tensors, n_params)) return -1;
 
-  char tag[17], step[24], data_pos[24], seed[24], best[40];
+  char tag[17], step[24], data_pos[24], seed[24], best[40], full[40];
+  snprintf(full, sizeof full, "%.17g", meta->val_loss_full);
   snprintf(step, sizeof step, "%" PRIu64, meta->step);
   snprintf(data_pos, sizeof data_pos, "%" PRIu64, meta->data_pos);
   snprintf(seed, sizeof seed, "%" PRIu64, meta->seed);
@@ -617,7 +618,18 @@ int ckpt_save(const char *path, const gptc_tensor *tensors, int n_tensors, size_
   ckpt_pair_tag(tag);
 
   const char *tok = cfg_tokenizer_name(meta->tokenizer);
-  ckpt_st_kv kv[12];
+  util_buf texts = {0}; /* the JSON array of meta->texts */
+  for (int i = 0; i < meta->n_texts; i++)
+    if (util_buf_add(&texts, i ? "," : "[", 1) ||
+        json_write_str(&texts, meta->texts[i], strlen(meta->texts[i]), "metadata 'texts'")) {
+      util_buf_free(&texts);
+      return -1;
+    }
+  if (meta->n_texts && util_buf_add(&texts, "]", 2)) {
+    util_buf_free(&texts);
+    return -1;
+  }
+  ckpt_st_kv kv[14];
   int k = 0;
   kv[k++] = (ckpt_st_kv){"format", "pt", 2};
   kv[k++] = (ckpt_st_kv){"gptc_format", CKPT_FORMAT, strlen(CKPT_FORMAT)};
@@ -629,6 +641,8 @@ int ckpt_save(const char *path, const gptc_tensor *tensors, int n_tensors, size_
   kv[k++] = (ckpt_st_kv){"seed", seed, strlen(seed)};
   kv[k++] = (ckpt_st_kv){"best_val", best, strlen(best)};
   kv[k++] = (ckpt_st_kv){"text_hash", meta->text_hash, strnlen(meta->text_hash, 64)};
+  if (meta->has_val_loss_full) kv[k++] = (ckpt_st_kv){"val_loss_full", full, strlen(full)};
+  if (meta->n_texts) kv[k++] = (ckpt_st_kv){"texts", texts.data, texts.len - 1};
   kv[k++] = (ckpt_st_kv){"pair_tag", tag, strlen(tag)};
 
   char *opt = ckpt_opt_path(path), *prev = opt ? ckpt_prev_path(opt) : NULL, *opt_tmp = NULL;
@@ -666,6 +680,7 @@ out:
   free(opt_tmp);
   free(prev);
   free(opt);
+  util_buf_free(&texts);
   return rc;
 }
 
@@ -722,6 +737,30 @@ static int ckpt_fill_meta(const ckpt_st *st, const char *path, ckpt_meta *meta) 
   if (hl && (hl != 64 || strspn(hash, "0123456789abcdef") != 64))
     return util_err("%s: metadata 'text_hash' must be empty or 64 lowercase hex digits", path);
   memcpy(meta->text_hash, hash, hl + 1);
+  const char *full = ckpt_st_meta(st, "val_loss_full", NULL); /* optional: only a finished run's last */
+  if (full) {
+    meta->val_loss_full = strtod(full, &end);
+    if (end == full || *end)
+      return util_err("%s: metadata 'val_loss_full' must be a number (got \"%.40s\")", path, full);
+    meta->has_val_loss_full = 1;
+  }
+  size_t tlen;
+  const char *texts = ckpt_st_meta(st, "texts", &tlen); /* optional */
+  if (texts) {
+    char what[1100];
+    snprintf(what, sizeof what, "%s: metadata 'texts'", path);
+    json_val *j = json_parse(texts, tlen, what);
+    if (!j) return -1;
+    int ok = j->type == JSON_ARR && j->len <= CFG_MAX_DATA;
+    for (size_t i = 0; ok && i < j->len; i++) ok = j->items[i].type == JSON_STR && strlen(j->items[i].str) == j->items[i].len;
+    for (size_t i = 0; ok && i < j->len; i++) {
+      if (!(meta->texts[i] = util_strdup(j->items[i].str))) ok = -1;
+      else meta->n_texts++;
+    }
+    json_free(j);
+    if (ok < 0) return -1;
+    if (!ok) return util_err("%s: metadata 'texts' must be a JSON array of at most %d paths", path, CFG_MAX_DATA);
+  }
   if (!cfg[0]) return util_err("%s: metadata 'config' is empty", path);
   meta->config_src = util_strdup(cfg);
   if (!meta->config_src) return -1;
@@ -752,6 +791,7 @@ void ckpt_meta_free(ckpt_meta *meta) {
   if (!meta) return;
   free(meta->config_src);
   free(meta->vocab);
+  for (int i = 0; i < meta->n_texts; i++) free(meta->texts[i]);
   memset(meta, 0, sizeof *meta);
 }
 

@@ -19,6 +19,16 @@ typedef struct {
   uint64_t seed;
   double best_val;    /* best val loss so far (inf if none) */
   char text_hash[65]; /* SHA-256 of the training text ("" if unknown) */
+  /* the end-of-training evaluation over every non-overlapping window of
+   * the val split (docs/validation.md), stored as "val_loss_full" only when
+   * has_val_loss_full (a zeroed meta has none) */
+  int has_val_loss_full;
+  double val_loss_full;
+  /* the run's training texts as absolute paths (metadata "texts", a JSON
+   * array), so `gptc eval --split` finds them; text_hash still decides
+   * whether what is found there is the run's text. n_texts 0: not recorded */
+  int n_texts;
+  char *texts[CFG_MAX_DATA];
 } ckpt_meta;
 
 /* Writes params (laid out by tensors) to `path` atomically (temp, fsync,

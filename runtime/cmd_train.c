@@ -25,11 +25,17 @@ static const cli_spec cmd_train_spec = {
     "gptc train --config FILE [--set FIELD=VALUE]... [options]",
     "Trains the config's model on the CPU (or a GPU: --device cuda): generates and compiles its shape-\n"
     "specialized kernels (cached), tokenizes the text (cached), then runs AdamW with warmup + cosine decay,\n"
-    "evaluating on the val split\n"
+    "evaluating on a fixed seeded set of windows spread over the val split\n"
     "every train.eval_interval steps and saving last.safetensors (with AdamW moments) and best.safetensors.\n"
-    "Ctrl-C finishes the current step, saves, and exits 0. --set overrides config fields; the checkpoint stores\n"
-    "the config with them. With --resume, a --set that changes the model's shape is refused; training fields\n"
-    "(steps, lr, schedule, eval) may change and each change is printed and logged in log.jsonl.",
+    "At the end, and on Ctrl-C (which finishes the current step, saves, and exits 0), it evaluates every
+"
+    "window of the val split once: val_loss_full, printed, logged and stored in last.safetensors
+"
+    "(docs/validation.md; `gptc eval --split val` recomputes it). --set overrides config fields; the checkpoint
+"
+    "stores the config with them. With --resume, a --set that changes the model's shape is refused; training
+"
+    "fields (steps, lr, schedule, eval) may change and each change is printed and logged in log.jsonl.",
     cmd_train_opts, 0};
 
 int cmd_train(int argc, char **argv) {

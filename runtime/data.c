@@ -321,6 +321,11 @@ static tok_t *data_tokenizer(int kind, const char *text, size_t n) {
  * and a directory holding A and B give the same ids. The char tokenizer has no special token, so
  * documents are joined with nothing and the literal stays ordinary text. */
 int data_load(cfg_t *cfg, const char *const *paths, int n_paths, const char *cache_dir, data_set *ds) {
+  return data_load_run(cfg, paths, n_paths, cache_dir, NULL, NULL, ds);
+}
+
+int data_load_run(cfg_t *cfg, const char *const *paths, int n_paths, const char *cache_dir, const char *want_hash,
+                  const char *ckpt, data_set *ds) {
   memset(ds, 0, sizeof *ds);
   const char *cfg_paths[CFG_MAX_DATA];
   if (!paths) {
@@ -347,6 +352,13 @@ int data_load(cfg_t *cfg, const char *const *paths, int n_paths, const char *cac
     return -1;
   }
   util_sha256_hex(text.data, text.len, ds->text_hash);
+  /* before the tokenizer runs: a wrong text fails fast */
+  if (want_hash && strcmp(want_hash, ds->text_hash)) {
+    util_buf_free(&text);
+    return util_err("%s%s: the text's SHA-256 is %.12s... but checkpoint %s was trained on a text whose SHA-256 is "
+                    "%.12s... (text_hash); pass the run's own text with --text", paths[0], n_paths > 1 ? " (joined)" : "",
+                    ds->text_hash, ckpt, want_hash);
+  }
   ds->n_chars = data_cp_count(text.data, text.len);
   ds->n_chars_train = (size_t)((1.0 - cfg->train.val_ratio) * (double)ds->n_chars);
   size_t cut = data_cp_offset(text.data, text.len, ds->n_chars_train);
@@ -485,4 +497,58 @@ int data_batch(const data_loader *dl, uint64_t epoch, size_t b, int32_t *inputs,
     memcpy(tg, src + 1, T * sizeof *tg);
   }
   return (int)rows;
+}
+
+/* ---- random starts and evaluation windows ------------------------------- */
+
+/* The start of a splitmix64 stream for item `i` of purpose `tag` under
+ * `seed`: two rounds of mixing, so neighbouring seeds and items give
+ * unrelated streams (the counter-based RNG of sampling and eval windows). */
+static uint64_t data_stream(uint64_t seed, uint64_t tag, uint64_t i) {
+  uint64_t s = seed ^ tag;
+  s = data_splitmix(&s) ^ i;
+  return data_splitmix(&s);
+}
+
+#define DATA_TAG_RANDOM 0x72616E646F6D6261ull /* "randomba" */
+#define DATA_TAG_EVAL 0x6576616C77696E64ull   /* "evalwind" */
+
+void data_random_batch(const data_loader *dl, uint64_t g, int32_t *inputs, int32_t *targets, size_t *starts) {
+  size_t T = (size_t)dl->T;
+  uint64_t s = data_stream(dl->seed, DATA_TAG_RANDOM, g);
+  for (size_t r = 0; r < (size_t)dl->B; r++) {
+    /* data_loader_init guarantees n > T: at least one start */
+    size_t w = (size_t)data_below(&s, (uint64_t)(dl->n - T));
+    if (starts) starts[r] = w;
+    memcpy(inputs + r * T, dl->ids + w, T * sizeof *inputs); // (T,) row r of (B, T)
+    memcpy(targets + r * T, dl->ids + w + 1, T * sizeof *targets);
+  }
+}
+
+size_t data_full_windows(size_t n, int T) { return T >= 1 && n > (size_t)T ? (n - 1) / (size_t)T : 0; }
+
+size_t *data_eval_windows(size_t n, int T, size_t want, uint64_t seed, const char *split_name, size_t *count) {
+  size_t full = data_full_windows(n, T);
+  if (full == 0) {
+    util_err("%s split has %zu tokens, too few for one window of max_length %d (needs at least %d)", split_name, n, T,
+             T + 1);
+    return NULL;
+  }
+  size_t k = want == 0 || want >= full ? full : want;
+  size_t *w = util_malloc(k * sizeof *w, "evaluation windows"); // (k,) window starts
+  if (!w) return NULL;
+  if (k == full) {
+    for (size_t i = 0; i < k; i++) w[i] = i * (size_t)T;
+  } else {
+    /* stratum i holds the starts [i*S/k, (i+1)*S/k) of the S = n - T; k <
+     * full <= S, so none is empty. 128-bit products: S*k can pass 2^64. */
+    unsigned __int128 S = n - (size_t)T;
+    for (size_t i = 0; i < k; i++) {
+      size_t lo = (size_t)(S * i / k), hi = (size_t)(S * (i + 1) / k);
+      uint64_t st = data_stream(seed, DATA_TAG_EVAL, i);
+      w[i] = lo + (size_t)data_below(&st, hi - lo);
+    }
+  }
+  *count = k;
+  return w;
 }

@@ -25,6 +25,11 @@ typedef struct {
  * paths == NULL uses cfg->data. Sets the config's vocab_size when derived.
  * Errors: missing file, empty text, invalid UTF-8 (byte offset). */
 int data_load(cfg_t *cfg, const char *const *paths, int n_paths, const char *cache_dir, data_set *ds);
+/* data_load for a checkpoint's run (`gptc eval --split`): the joined text's
+ * SHA-256 must be want_hash (the checkpoint `ckpt`'s text_hash), else a
+ * clear error before anything is tokenized. */
+int data_load_run(cfg_t *cfg, const char *const *paths, int n_paths, const char *cache_dir, const char *want_hash,
+                  const char *ckpt, data_set *ds);
 void data_free(data_set *ds);
 
 /* The token cache of a config outside a training run (`gptc data`, `gen`,
@@ -53,5 +58,27 @@ int data_loader_init(data_loader *dl, const int32_t *ids, size_t n, int B, int T
  * (B*T each, row-major (B, T)); rows past the end of a partial last batch
  * get input 0 and target -1 (ignored by the loss). Returns the rows filled. */
 int data_batch(const data_loader *dl, uint64_t epoch, size_t b, int32_t *inputs, int32_t *targets);
+
+/* train.sampling = "random" (nanoGPT's get_batch): global micro-batch `g`
+ * takes B window starts uniformly from 0 .. n-T-1 (every window that has a
+ * target for each position), from a splitmix64 stream keyed by (seed, g)
+ * alone, so any batch can be produced on its own and a resumed run draws
+ * the same ones. Fills inputs and targets as data_batch; starts (B, may be
+ * NULL) gets the chosen starts. */
+void data_random_batch(const data_loader *dl, uint64_t g, int32_t *inputs, int32_t *targets, size_t *starts);
+
+/* Every non-overlapping window of a split of n tokens: starts 0, T, 2T, ...
+ * while start + T < n, i.e. floor((n - 1) / T) of them (0 when n <= T); the
+ * tail after the last one (fewer than T + 1 tokens) is not scored. */
+size_t data_full_windows(size_t n, int T);
+/* The evaluation windows of a split (docs/validation.md): want == 0 or want
+ * >= data_full_windows: every non-overlapping window, in order. Otherwise
+ * stratified: the starts 0 .. n-T-1 cut into `want` equal strata, one start
+ * drawn in each from a stream keyed by (seed, stratum), in stratum order, so
+ * the set covers the whole split (first and last stratum included) and is a
+ * function of (n, T, want, seed) only: the same at every evaluation and
+ * after --resume. Returns the starts (caller frees; *count of them), NULL
+ * with util_err on failure or when no window fits (naming split_name). */
+size_t *data_eval_windows(size_t n, int T, size_t want, uint64_t seed, const char *split_name, size_t *count);
 
 #endif

@@ -118,6 +118,12 @@ int plot_run_load(const char *dir, plot_run *r) {
       util_err("%s line %zu: not a JSON object (a log line is {\"step\":N,...})", path, lineno);
       goto out;
     }
+    /* a record that is not a step (a resume's "resume_set" changes) is no point */
+    if (json_get(v, "resume_set")) {
+      json_free(v);
+      line = next;
+      continue;
+    }
     if (r->n == cap) {
       cap = cap ? cap * 2 : 256;
       if (plot_run_grow(r, cap)) {

@@ -129,7 +129,10 @@ void train_loaded_free(train_loaded *l) {
 typedef struct {
   cfg_t cfg;
   data_set ds;
-  data_loader train_dl, val_dl;
+  data_loader train_dl;
+  /* starts of the periodic evaluation's windows in ds.val (n_val_win), a
+   * function of the split and the config only (data_eval_windows) */
+  size_t *val_win, n_val_win;
   backend *be;
   /* the weights and AdamW moments on the host (n_params each): the CPU
    * backend's own buffers, or copies for checkpoints when the model runs on
@@ -139,6 +142,10 @@ typedef struct {
   int32_t *inputs, *targets; /* (grad_accum, B, T) */
   uint64_t step, data_pos;
   double best_val;
+  int n_texts;     /* the texts as absolute paths, for the checkpoints' "texts" (0: not recorded) */
+  char *texts[CFG_MAX_DATA];
+  int have_full;   /* val_full is this step's full evaluation (saved with the final checkpoint) */
+  double val_full;
   char out[PATH_MAX], last_path[PATH_MAX], best_path[PATH_MAX], log_path[PATH_MAX];
   FILE *log;
   int lock_fd;        /* flock on out/.lock for the whole run (-1: none) */
@@ -149,6 +156,8 @@ typedef struct {
 
 static void train_state_free(train_state *s) {
   data_free(&s->ds);
+  free(s->val_win);
+  for (int i = 0; i < s->n_texts; i++) free(s->texts[i]);
   if (s->own_host) {
     free(s->params);
     free(s->adam_m);
@@ -180,6 +189,10 @@ static int train_save(train_state *s, const char *path, int with_moments) {
   meta.data_pos = s->data_pos;
   meta.seed = s->cfg.train.seed;
   meta.best_val = s->best_val;
+  meta.has_val_loss_full = s->have_full;
+  meta.n_texts = s->n_texts;
+  for (int i = 0; i < s->n_texts; i++) meta.texts[i] = s->texts[i]; /* borrowed: not freed below */
+  meta.val_loss_full = s->val_full;
   snprintf(meta.text_hash, sizeof meta.text_hash, "%s", s->ds.text_hash);
   const backend *b = s->be;
   if (b->ops->download(s->be, s->params, with_moments ? s->adam_m : NULL, with_moments ? s->adam_v : NULL)) goto out;
@@ -206,30 +219,50 @@ out:
   return rc;
 }
 
-/* Mean val loss over the first eval_steps val batches, weighted by targets. */
-static double train_eval(train_state *s, int *failed) {
-  const backend *m = s->be;
-  size_t nb = s->val_dl.n_batches < (size_t)s->cfg.train.eval_steps ? s->val_dl.n_batches : (size_t)s->cfg.train.eval_steps;
+int train_eval_windows(backend *be, const int32_t *ids, const size_t *starts, size_t n, int32_t *in, int32_t *tg,
+                       const volatile sig_atomic_t *stop, double *loss, double *positions) {
+  size_t B = (size_t)be->B, T = (size_t)be->T;
+  gptc_rng rng = {0, 0, 0}; /* train = 0: no dropout */
   double sum = 0, count = 0;
-  gptc_rng rng = {s->cfg.train.seed, 0, 0};
-  for (size_t b = 0; b < nb; b++) {
-    data_batch(&s->val_dl, 0, b, s->inputs, s->targets);
-    size_t valid = 0;
-    for (int i = 0; i < m->B * m->T; i++) valid += s->targets[i] >= 0;
-    if (!valid) continue;
-    float loss;
-    if (s->be->ops->forward(s->be, s->inputs, s->targets, rng, &loss)) {
-      *failed = 1;
-      return NAN;
+  for (size_t w0 = 0; w0 < n; w0 += B) {
+    if (stop && *stop) return 1;
+    size_t rows = n - w0 < B ? n - w0 : B;
+    for (size_t r = 0; r < B; r++) {
+      int32_t *i = in + r * T, *t = tg + r * T; // (T,) row r of (B, T)
+      if (r < rows) {
+        memcpy(i, ids + starts[w0 + r], T * sizeof *i);
+        memcpy(t, ids + starts[w0 + r] + 1, T * sizeof *t);
+      } else {
+        for (size_t k = 0; k < T; k++) i[k] = 0, t[k] = -1;
+      }
     }
-    sum += (double)loss * (double)valid;
-    count += (double)valid;
+    float l;
+    if (be->ops->forward(be, in, tg, rng, &l)) return -1;
+    /* the kernel's mean is over the batch's targets: weight it by them */
+    sum += (double)l * (double)(rows * T);
+    count += (double)(rows * T);
   }
-  return count > 0 ? sum / count : NAN;
+  *loss = count > 0 ? sum / count : NAN;
+  *positions = count;
+  return 0;
 }
 
-/* The JSONL log keeps one line per completed step; a resumed run first drops
- * the lines past the checkpoint so the log reads as one straight run. */
+/* The periodic estimate: the run's fixed window set (s->val_win). */
+static double train_eval(train_state *s, int *failed) {
+  double loss, pos;
+  if (train_eval_windows(s->be, s->ds.val, s->val_win, s->n_val_win, s->inputs, s->targets, NULL, &loss, &pos)) {
+    *failed = 1;
+    return NAN;
+  }
+  return loss;
+}
+
+/* The JSONL log keeps one line per completed step; the last one gains the
+ * final evaluation's "val_loss_full" (train_log_full). A resumed run first
+ * drops the lines past the checkpoint and the val_loss_full of an earlier
+ * stop, so the log reads as one straight run. */
+#define TRAIN_FULL_FIELD ",\"val_loss_full\":"
+
 static int train_open_log(train_state *s) {
   if (s->step > 0 && util_file_exists(s->log_path)) {
     char *data;
@@ -241,7 +274,19 @@ static int train_open_log(train_state *s) {
       char *nl = memchr(line, '\n', (size_t)(data + len - line));
       size_t n = nl ? (size_t)(nl - line) + 1 : (size_t)(data + len - line);
       unsigned long long st;
-      if (sscanf(line, "{\"step\":%llu", &st) == 1 && st <= s->step && nl) util_buf_add(&keep, line, n);
+      if (sscanf(line, "{\"step\":%llu", &st) == 1 && st <= s->step && nl) {
+        /* the field is always the last one: ,"val_loss_full":V} */
+        const size_t fl = sizeof TRAIN_FULL_FIELD - 1;
+        char *f = NULL;
+        for (char *p = line; !f && p + fl <= line + n; p++)
+          if (!memcmp(p, TRAIN_FULL_FIELD, fl)) f = p;
+        if (f) {
+          util_buf_add(&keep, line, (size_t)(f - line));
+          util_buf_add(&keep, "}\n", 2);
+        } else {
+          util_buf_add(&keep, line, n);
+        }
+      }
       line += n;
     }
     int rc = util_write_file_atomic(s->log_path, keep.data ? keep.data : "", keep.len);
@@ -269,6 +314,38 @@ static int train_log_step(train_state *s, double loss, double lr, double norm, d
   return util_err("%s: cannot write the training log: %s; stopped at step %llu, the last good checkpoint is %s",
                   s->log_path, errno ? strerror(errno) : "write error", (unsigned long long)s->step,
                   train_good(s, good, sizeof good));
+}
+
+/* Adds ,"val_loss_full":V to the last line when it is this step's (a run
+ * stopped before its first step has none: the value is in the checkpoint
+ * and on stdout only). The log is rewritten atomically and reopened for
+ * appending, so a crash leaves the old log or the new one. */
+static int train_log_full(train_state *s) {
+  if (fflush(s->log) != 0 || ferror(s->log))
+    return util_err("%s: cannot write the training log: %s", s->log_path, strerror(errno));
+  char *data;
+  size_t len;
+  if (util_read_file(s->log_path, &data, &len)) return -1;
+  size_t start = len;
+  if (len >= 2 && data[len - 1] == '\n' && data[len - 2] == '}')
+    for (start = len - 1; start > 0 && data[start - 1] != '\n';) start--;
+  unsigned long long st;
+  int rc = 0;
+  if (start < len && sscanf(data + start, "{\"step\":%llu,", &st) == 1 && st == s->step) {
+    util_buf b = {0};
+    if (util_buf_add(&b, data, len - 2) ||
+        util_buf_printf(&b, TRAIN_FULL_FIELD "%.9g}\n", s->val_full) ||
+        util_write_file_atomic(s->log_path, b.data, b.len))
+      rc = -1;
+    util_buf_free(&b);
+    if (rc == 0) {
+      fclose(s->log);
+      if (!(s->log = fopen(s->log_path, "a")))
+        rc = util_err("%s: cannot open the training log: %s", s->log_path, strerror(errno));
+    }
+  }
+  free(data);
+  return rc;
 }
 
 /* Removes the temp files a killed save left in the run directory: only
@@ -454,15 +531,34 @@ static int train_setup(train_state *s, const train_opts *o) {
     return util_err("%s: no training text: pass --text FILE or set the config's 'data' field", c->path);
 
   if (data_load(c, o->n_texts ? o->texts : NULL, o->n_texts, s->out, &s->ds)) return -1;
+  /* where the text is, for `gptc eval --split` (a hint: the hash decides);
+   * a path that does not resolve or is not UTF-8 records none */
+  int n_paths = o->n_texts ? o->n_texts : c->n_data;
+  for (int i = 0; i < n_paths; i++) {
+    char *abs = realpath(o->n_texts ? o->texts[i] : c->data[i], NULL);
+    if (!abs || util_utf8_invalid_at(abs, strlen(abs)) >= 0) {
+      free(abs);
+      break;
+    }
+    s->texts[s->n_texts++] = abs;
+  }
+  if (s->n_texts < n_paths) {
+    for (int i = 0; i < s->n_texts; i++) free(s->texts[i]);
+    s->n_texts = 0;
+  }
   /* before the model is compiled: a checkpoint that cannot fit fails fast */
   if (o->init_ckpt && (train_check_shape(c, o->init_ckpt, o) || train_check_init_vocab(o->init_ckpt, s->ds.tok)))
     return -1;
   const cfg_train *tr = &c->train;
-  if (data_loader_init(&s->train_dl, s->ds.train, s->ds.n_train, tr->batch_size, tr->max_length, tr->stride,
-                       tr->shuffle, tr->drop_last, tr->seed, "train"))
+  /* "random" draws any start of the split: the loader only checks that one
+   * window fits (stride 1, no shuffle, no drop) */
+  int rnd = tr->sampling == CFG_SAMPLE_RANDOM;
+  if (data_loader_init(&s->train_dl, s->ds.train, s->ds.n_train, tr->batch_size, tr->max_length,
+                       rnd ? 1 : tr->stride, rnd ? 0 : tr->shuffle, rnd ? 0 : tr->drop_last, tr->seed, "train"))
     return -1;
-  if (data_loader_init(&s->val_dl, s->ds.val, s->ds.n_val, tr->batch_size, tr->max_length, tr->stride, 0, 0, tr->seed,
-                       "val"))
+  /* eval_steps * batch_size windows spread over the val split (0: all) */
+  if (!(s->val_win = data_eval_windows(s->ds.n_val, tr->max_length, (size_t)tr->eval_steps * (size_t)tr->batch_size,
+                                       tr->seed, "val", &s->n_val_win)))
     return -1;
   if (s->train_dl.n_batches == 0)
     return util_err("train split: %zu windows make no full batch of %d (lower train.batch_size or set drop_last = false)",
@@ -538,6 +634,41 @@ static int train_setup(train_state *s, const train_opts *o) {
   return 0;
 }
 
+/* After the final save: one evaluation over every non-overlapping window of
+ * the val split (train_eval_windows, as `gptc eval --split val`), printed,
+ * logged and saved into last.safetensors as val_loss_full. A signal during
+ * it skips it (the checkpoint is saved already); the first signal, which
+ * may have ended the run, is kept for the closing message. */
+static int train_final_eval(train_state *s, int quiet) {
+  sig_atomic_t first = train_stop_signal;
+  train_stop_signal = 0;
+  size_t n = 0, *win = data_eval_windows(s->ds.n_val, s->cfg.train.max_length, 0, 0, "val", &n); // (n,) starts
+  if (!win) return -1;
+  if (!quiet) {
+    printf("final evaluation: %zu windows of %d tokens over the val split ...\n", n, s->cfg.train.max_length);
+    fflush(stdout);
+  }
+  double loss, pos;
+  int r = train_eval_windows(s->be, s->ds.val, win, n, s->inputs, s->targets, &train_stop_signal, &loss, &pos);
+  free(win);
+  int stopped = train_stop_signal;
+  train_stop_signal = first;
+  if (r < 0) return -1;
+  if (r > 0 || stopped) {
+    fprintf(stderr, "gptc: final evaluation skipped (signal %d); %s is saved without val_loss_full (`gptc eval "
+                    "--split val` computes it)\n", (int)stopped, s->last_path);
+    return 0;
+  }
+  s->have_full = 1;
+  s->val_full = loss;
+  if (train_save(s, s->last_path, 1) || train_log_full(s)) return -1;
+  if (!quiet) {
+    printf("val_loss_full %.9g (step %llu, %.0f positions)\n", loss, (unsigned long long)s->step, pos);
+    fflush(stdout);
+  }
+  return 0;
+}
+
 int train_run(const train_opts *o) {
   train_state s;
   memset(&s, 0, sizeof s);
@@ -557,9 +688,11 @@ int train_run(const train_opts *o) {
   if (!o->quiet) {
     size_t n_real = 0;
     for (int i = 0; i < m->n_tensors; i++) n_real += m->tensors[i].numel;
-    printf("gptc train: %s | %.2fM parameters | vocab %d | %zu train / %zu val tokens | %zu batches/epoch | "
-           "%s\n",
-           c->name, n_real / 1e6, c->vocab_size, s.ds.n_train, s.ds.n_val, s.train_dl.n_batches, m->about);
+    char per[64];
+    if (tr->sampling == CFG_SAMPLE_RANDOM) snprintf(per, sizeof per, "random batches");
+    else snprintf(per, sizeof per, "%zu batches/epoch", s.train_dl.n_batches);
+    printf("gptc train: %s | %.2fM parameters | vocab %d | %zu train / %zu val tokens | %s | %s\n", c->name,
+           n_real / 1e6, c->vocab_size, s.ds.n_train, s.ds.n_val, per, m->about);
     if (s.step > 0) printf("resuming at step %llu from %s\n", (unsigned long long)s.step, s.last_path);
     fflush(stdout);
   }
@@ -581,8 +714,11 @@ int train_run(const train_opts *o) {
                        tr->grad_clip};
     for (int micro = 0; micro < tr->grad_accum; micro++) {
       uint64_t g = s.data_pos++;
-      data_batch(&s.train_dl, g / s.train_dl.n_batches, g % s.train_dl.n_batches, s.inputs + micro * bt,
-                 s.targets + micro * bt);
+      if (tr->sampling == CFG_SAMPLE_RANDOM)
+        data_random_batch(&s.train_dl, g, s.inputs + micro * bt, s.targets + micro * bt, NULL);
+      else
+        data_batch(&s.train_dl, g / s.train_dl.n_batches, g % s.train_dl.n_batches, s.inputs + micro * bt,
+                   s.targets + micro * bt);
     }
     double lr = train_lr(tr, (long)s.step);
     st.adamw = (gptc_adamw_args){(float)lr, (float)tr->beta1, (float)tr->beta2, (float)tr->eps,
@@ -605,7 +741,7 @@ int train_run(const train_opts *o) {
 
     int do_eval = s.step % (uint64_t)tr->eval_interval == 0 || (long)s.step == total;
     double step_val = NAN;
-    if (do_eval && s.val_dl.n_batches > 0) {
+    if (do_eval) {
       int failed = 0;
       step_val = val = train_eval(&s, &failed);
       if (failed) {
@@ -649,12 +785,19 @@ int train_run(const train_opts *o) {
       }
     }
   }
+  int saved = 0;
   if (rc == 0 && (s.step > first_step || !util_file_exists(s.last_path))) {
-    /* the final state (or the state at Ctrl-C) is always saved */
-    rc = train_save(&s, s.last_path, 1);
-    if (rc == 0) plot_train_update(s.out);
+    /* the final state (or the state at Ctrl-C) is always saved; an
+     * evaluation step's save of this very state already did it */
+    if (!(s.have_good && s.good_step == s.step && s.step > first_step)) rc = train_save(&s, s.last_path, 1);
+    saved = rc == 0;
   }
   if (tty) printf("\n");
+  /* then the full evaluation of that state, saved into it (a run that did
+   * no step has nothing new to evaluate: `gptc eval --split val` does it) */
+  if (saved) rc = train_final_eval(&s, o->quiet);
+  /* the chart with the final full val on it */
+  if (saved && rc == 0) plot_train_update(s.out);
   if (rc == 0 && !o->quiet) {
     if (train_stop_signal)
       printf("stopped by signal %d at step %llu; saved %s (continue with --resume)\n", (int)train_stop_signal,

@@ -4,6 +4,7 @@
 #ifndef GPTC_TRAIN_H
 #define GPTC_TRAIN_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "backend.h"
@@ -41,6 +42,19 @@ double train_lr(const cfg_train *t, long step);
 void train_init_params(const gptc_model *m, float *params, uint64_t seed);
 /* The same from a tensor table: params holds n_params floats. */
 void train_init_tensors(const gptc_tensor *tensors, int n_tensors, size_t n_params, float *params, uint64_t seed);
+
+/* The one evaluator of training's periodic and final evaluations and of
+ * `gptc eval --split`, so those agree bit for bit: the mean loss of `be`'s
+ * training-shape forward (B = be->B windows of T = be->T tokens, dropout
+ * off) over the windows ids[s : s+T] -> ids[s+1 : s+T+1] for s in starts
+ * (n of them, each with s + T < the split's length), in batches of B
+ * consecutive starts (the last padded with ignored rows); each batch's mean
+ * is weighted by its target count and summed in double in window order.
+ * in and tg are (B, T) scratch. *positions gets the targets scored. 0 on
+ * success, -1 on a backend failure, 1 when *stop (polled before each batch;
+ * may be NULL) became nonzero. */
+int train_eval_windows(backend *be, const int32_t *ids, const size_t *starts, size_t n, int32_t *in, int32_t *tg,
+                       const volatile sig_atomic_t *stop, double *loss, double *positions);
 
 /* A checkpoint opened for inference: config, tokenizer, and the model on a
  * backend with the checkpoint's weights uploaded. */

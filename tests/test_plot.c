@@ -402,11 +402,18 @@ START_TEST(test_train_writes_loss_svg) {
   char tmp[1300];
   snprintf(tmp, sizeof tmp, "%s/loss.svg.tmpAb12Cd", dir);
   ck_assert_int_eq(util_write_file_atomic(tmp, "<svg", 4), 0);
-  ck_assert_int_eq(tu_run(&r, NULL, "train --config '%s' --out '%s' --resume --quiet", tu_src("configs/tiny-test.lua"),
-                          dir), 0);
+  /* resumed with a training-field override: the log gains a "resume_set" record, which is no step */
+  ck_assert_int_eq(tu_run(&r, NULL, "train --config '%s' --out '%s' --resume --set train.lr=0.0015 --quiet",
+                          tu_src("configs/tiny-test.lua"), dir), 0);
   ck_assert_str_eq(r.err, "");
   tu_run_free(&r);
   ck_assert(!util_file_exists(tmp));
+  char logp[1300], *logd;
+  size_t logn;
+  snprintf(logp, sizeof logp, "%s/log.jsonl", dir);
+  ck_assert_int_eq(util_read_file(logp, &logd, &logn), 0);
+  ck_assert_msg(strstr(logd, "\"resume_set\""), "%s", logd);
+  free(logd);
   assert_well_formed(svg);
   path_verts(svg, 1, &v);
   ck_assert_int_eq(v.n, 20); /* rewritten: every logged step */

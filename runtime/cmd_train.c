@@ -27,14 +27,10 @@ static const cli_spec cmd_train_spec = {
     "specialized kernels (cached), tokenizes the text (cached), then runs AdamW with warmup + cosine decay,\n"
     "evaluating on a fixed seeded set of windows spread over the val split\n"
     "every train.eval_interval steps and saving last.safetensors (with AdamW moments) and best.safetensors.\n"
-    "At the end, and on Ctrl-C (which finishes the current step, saves, and exits 0), it evaluates every
-"
-    "window of the val split once: val_loss_full, printed, logged and stored in last.safetensors
-"
-    "(docs/validation.md; `gptc eval --split val` recomputes it). --set overrides config fields; the checkpoint
-"
-    "stores the config with them. With --resume, a --set that changes the model's shape is refused; training
-"
+    "At the end, and on Ctrl-C (which finishes the current step, saves, and exits 0), it evaluates every\n"
+    "window of the val split once: val_loss_full, printed, logged and stored in last.safetensors\n"
+    "(docs/validation.md; `gptc eval --split val` recomputes it). --set overrides config fields; the checkpoint\n"
+    "stores the config with them. With --resume, a --set that changes the model's shape is refused; training\n"
     "fields (steps, lr, schedule, eval) may change and each change is printed and logged in log.jsonl.",
     cmd_train_opts, 0};
 

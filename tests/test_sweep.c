@@ -38,7 +38,7 @@ static int cmp_double(const void *a, const void *b) {
  * the step lines, the median tokens/s and the last val_loss. */
 typedef struct {
   int steps;
-  double tps, val;
+  double tps, val, full;
 } run_log;
 
 static run_log read_run(const char *dir, const char *run) {
@@ -46,7 +46,7 @@ static run_log read_run(const char *dir, const char *run) {
   size_t len;
   snprintf(path, sizeof path, "%s/%s/log.jsonl", dir, run);
   ck_assert_msg(util_read_file(path, &data, &len) == 0, "%s", util_errmsg());
-  run_log r = {0, NAN, NAN};
+  run_log r = {0, NAN, NAN, NAN};
   double tps[64];
   for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
     json_val *v = json_parse(line, strlen(line), path);
@@ -57,6 +57,8 @@ static run_log read_run(const char *dir, const char *run) {
     ck_assert_int_lt(r.steps, 64);
     tps[r.steps++] = t->num;
     if (vl) r.val = vl->num;
+    const json_val *fl = json_get(v, "val_loss_full");
+    if (fl) r.full = fl->num;
     json_free(v);
   }
   free(data);
@@ -95,15 +97,18 @@ static int check_sweep(const char *dir) {
     ck_assert_int_eq(l.steps, 4);
     ck_assert(json_get(r, "tokens_per_s")->num == l.tps);
     ck_assert(fabs(json_get(r, "step_ms")->num - 1000.0 * 2 * 16 / l.tps) <= 1e-9 * json_get(r, "step_ms")->num);
-    /* no whole-split validation in this tree's logs yet: the last val_loss, so named */
-    ck_assert_ptr_null(json_get(r, "val_loss_full"));
-    ck_assert(json_get(r, "val_loss")->num == l.val);
+    /* the run's whole-split validation, as its log and its checkpoint have it */
+    ck_assert(!isnan(l.full));
+    ck_assert_ptr_nonnull(json_get(r, "val_loss_full"));
+    ck_assert(json_get(r, "val_loss_full")->num == l.full);
     ck_assert(json_get(r, "wall_s")->num > 0);
     char path[1400];
     snprintf(path, sizeof path, "%s/%s/last.safetensors", dir, dirs[i]);
     ckpt_meta meta;
     ck_assert_int_eq(ckpt_load_meta(path, &meta), 0);
     ck_assert_uint_eq(meta.step, 4);
+    ck_assert(meta.has_val_loss_full);
+    ck_assert(fabs(meta.val_loss_full - l.full) <= 1e-8 * fabs(l.full)); /* the log has it to %.9g */
     ckpt_meta_free(&meta);
   }
   json_free(v);
@@ -129,16 +134,16 @@ static void check_table(const char *dir) {
     char *at = strstr(md, row);
     ck_assert_msg(at, "no row '%s' in %s", row, md);
     char val[32];
-    snprintf(val, sizeof val, "| %.4f* |", json_get(r, "val_loss")->num);
+    snprintf(val, sizeof val, "| %.4f |", json_get(r, "val_loss_full")->num); /* whole split: no star */
     char *eol = strchr(at, '\n');
     ck_assert_msg(strstr(at, val) && strstr(at, val) < eol, "row '%s' lacks %s", row, val);
   }
   /* best first: the rows' val losses ascend */
   for (char *p = strstr(md, "| --- |"); p && (p = strchr(p, '\n')) && p[1] == '|'; p++) {
-    char *star = strchr(p, '*');
-    char *s = star;
-    while (s > p && s[-1] != ' ') s--;
-    double x = atof(s);
+    /* the val loss cell: after the row's 6th bar (two field cells, parameters, tokens/s, step ms) */
+    char *s = p + 1;
+    for (int bar = 1; bar < 6; bar++) s = strchr(s + 1, '|');
+    double x = atof(s + 1);
     ck_assert_msg(x >= last, "table not sorted by val loss: %s", md);
     last = x;
   }

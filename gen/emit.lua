@@ -541,6 +541,9 @@ local function body(cfg, opts, units)
   local list = {}
   local protos = { "/* ---- the kernels, each compiled on its own (gptc's per-kernel cache) ---- */" }
   for i, e in ipairs(ks.list) do
+    -- an instance that renders no function (a fused op's evaluation-mode
+    -- twin) needs no unit
+    if not ("\n" .. kernels[i]):find("\nKERNEL ") then goto next end
     local u = { uprelude }
     if e.tpl == "gemm.c" or e.tpl == "attention.c" then
       local gemm = e.tpl == "gemm.c"
@@ -554,6 +557,7 @@ local function body(cfg, opts, units)
     for sig in ("\n" .. kernels[i]):gmatch("\nKERNEL ([^{;]-)%s*{") do
       protos[#protos + 1] = '__attribute__((visibility("hidden"))) ' .. sig .. ";"
     end
+    ::next::
   end
   -- the glue: what depends on the whole model (the passes, AdamW's tensor
   -- table, the inference step, the model table); the caller puts the header

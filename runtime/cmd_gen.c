@@ -42,7 +42,7 @@ static const cli_spec cmd_gen_spec = {
     "first run should not wait for NVRTC; the cache directory can be copied there.\n"
     "--explain lists what a run of the config would compile: each kernel instance is its own\n"
     "unit, cached in $GPTC_CACHE/obj by the hash of its source, so a config that changes only\n"
-    "n_layers or training fields compiles just the model's glue.",
+    "n_layers compiles just the model's glue, and one that changes only training fields nothing.",
     cmd_gen_opts,
     0,
 };

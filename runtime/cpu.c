@@ -459,27 +459,23 @@ int cpu_load(const cfg_t *cfg, cpu_module *mod) {
   if (!util_file_exists(mod->src_path)) util_write_file_atomic(mod->src_path, p.src, p.len);
   /* a linked model that fails its content hash is relinked with a notice, one
    * that fails to load or check quietly (cpu_build's rules) */
-  if (util_file_exists(mod->so_path) && util_cache_verify(mod->so_path, NULL, NULL) == 0 &&
-      cpu_open(mod->so_path, cpu_check_model, p.hash, &mod->handle) == 0)
-    goto loaded;
-  util_errclear();
-  int *todo = util_calloc((size_t)p.n, sizeof *todo, "unit list");
-  if (!todo) rc = -1;
-  for (int i = 0; !rc && i < p.n; i++) {
-    todo[i] = !cpu_unit_cached(p.path[i], 1);
-    mod->units_compiled += todo[i];
+  if (!(util_file_exists(mod->so_path) && util_cache_verify(mod->so_path, NULL, NULL) == 0 &&
+        cpu_open(mod->so_path, cpu_check_model, p.hash, &mod->handle) == 0)) {
+    util_errclear();
+    int *todo = util_calloc((size_t)p.n, sizeof *todo, "unit list");
+    if (!todo) rc = -1;
+    for (int i = 0; !rc && i < p.n; i++) {
+      todo[i] = !cpu_unit_cached(p.path[i], 1);
+      mod->units_compiled += todo[i];
+    }
+    if (!rc && mod->units_compiled) rc = cpu_compile_units(&p, todo);
+    free(todo);
+    if (!rc) rc = cpu_link(&p, mod->so_path);
+    if (!rc) rc = cpu_open(mod->so_path, cpu_check_model, p.hash, &mod->handle);
+    mod->compiled = !rc;
   }
-  if (!rc && mod->units_compiled) rc = cpu_compile_units(&p, todo);
-  free(todo);
-  if (!rc) rc = cpu_link(&p, mod->so_path);
-  if (!rc) rc = cpu_open(mod->so_path, cpu_check_model, p.hash, &mod->handle);
-  if (rc) {
-    cpu_units_free(&p);
-    return -1;
-  }
-  mod->compiled = 1;
-loaded:
   cpu_units_free(&p);
+  if (rc) return -1;
   mod->model = ((gptc_model_get_fn)(uintptr_t)dlsym(mod->handle, "gptc_model_get"))();
   return 0;
 }

@@ -175,8 +175,10 @@ local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi, sched, 
     a_size = kblocks_c * a_size
   end
   use(ks, "gemm.c", k, false)
+  -- its own packing buffers' sizes, for its compilation unit (split)
+  k.pack_a_size, k.pack_b_size = a_size, round_up(k.NC, NR) * k.KC
   ks.pack_a = math.max(ks.pack_a or 0, a_size)
-  ks.pack_b = math.max(ks.pack_b or 0, round_up(k.NC, NR) * k.KC)
+  ks.pack_b = math.max(ks.pack_b or 0, k.pack_b_size)
   return fn
 end
 
@@ -501,7 +503,8 @@ local function render(name, env, k)
   return template.render(TPL .. name, env)
 end
 
-function M.body(cfg, opts)
+-- The body, and with `units` its compilation units (see M.split).
+local function body(cfg, opts, units)
   opts = opts or {}
   local S = shapes.derive(cfg)
   local env = base_env(S, opts, cfg)
@@ -511,16 +514,68 @@ function M.body(cfg, opts)
   env.n_chunks = chunk_tensors(S)
   env.pack_a, env.pack_b = ks.pack_a, ks.pack_b
   env.micros = ks.micro.list
-  local parts = { render("prelude.c", env), render("gemm_kernel.c", env) }
-  for _, e in ipairs(ks.list) do parts[#parts + 1] = render(e.tpl, env, e.k) end
-  parts[#parts + 1] = render("optim.c", env)
-  parts[#parts + 1] = render("infer.c", infer_env(S, env))
+  local prelude = render("prelude.c", env)
+  local parts = { prelude, render("gemm_kernel.c", env) }
+  local kernels = {}
+  for _, e in ipairs(ks.list) do
+    kernels[#kernels + 1] = render(e.tpl, env, e.k)
+    parts[#parts + 1] = kernels[#kernels]
+  end
+  local tail = { render("optim.c", env), render("infer.c", infer_env(S, env)) }
   env.pass = pass
   env.sizes = shapes.sizes(S)
   env.version = gptc.version
-  parts[#parts + 1] = render("model.c", env)
-  return table.concat(parts, "\n")
+  tail[#tail + 1] = render("model.c", env)
+  for _, t in ipairs(tail) do parts[#parts + 1] = t end
+  local whole = table.concat(parts, "\n")
+  if not units then return whole end
+
+  -- Each kernel instance on its own: the prelude with its kernels external
+  -- and hidden (env.unit), then what the instance uses of the GEMM building
+  -- blocks (its own micro-kernel and packing buffers; attention runs on the
+  -- host's default micro-kernel), then the instance, rendered as in the
+  -- whole source. Nothing in a unit depends on n_layers or on the other
+  -- instances, so a config that keeps a kernel's shapes reuses its object.
+  env.unit = true
+  local uprelude = render("prelude.c", env)
+  local list = {}
+  local protos = { "/* ---- the kernels, each compiled on its own (gptc's per-kernel cache) ---- */" }
+  for i, e in ipairs(ks.list) do
+    -- an instance that renders no function (a fused op's evaluation-mode
+    -- twin) needs no unit
+    if not ("\n" .. kernels[i]):find("\nKERNEL ") then goto next end
+    local u = { uprelude }
+    if e.tpl == "gemm.c" or e.tpl == "attention.c" then
+      local gemm = e.tpl == "gemm.c"
+      env.micros = { gemm and e.k.micro or env.mk }
+      env.pack_a, env.pack_b = gemm and e.k.pack_a_size or nil, gemm and e.k.pack_b_size or nil
+      u[#u + 1] = render("gemm_kernel.c", env)
+    end
+    u[#u + 1] = kernels[i]
+    list[#list + 1] = { name = e.k.fn, src = table.concat(u, "\n") }
+    -- the glue's declarations: every KERNEL definition's signature
+    for sig in ("\n" .. kernels[i]):gmatch("\nKERNEL ([^{;]-)%s*{") do
+      protos[#protos + 1] = '__attribute__((visibility("hidden"))) ' .. sig .. ";"
+    end
+    ::next::
+  end
+  -- the glue: what depends on the whole model (the passes, AdamW's tensor
+  -- table, the inference step, the model table); the caller puts the header
+  -- above it
+  list[#list + 1] = { name = "model", src = prelude .. "\n" .. table.concat(protos, "\n") .. "\n\n" ..
+      table.concat(tail, "\n") }
+  return whole, list
 end
+
+function M.body(cfg, opts) return body(cfg, opts, false) end
+
+-- The body (as M.body) and the list of its compilation units, each
+-- { name = kernel instance or "model", src = a C translation unit }; the
+-- last is the model's glue, which the caller prefixes with the header.
+-- Linked together they compute what the body computes, bit for bit: the
+-- kernels are the same text compiled with the same flags, and no sum spans
+-- two units (runtime/cpu.c).
+function M.split(cfg, opts) return body(cfg, opts, true) end
 
 -- Just the inference step, for a standalone program: the prelude, the
 -- inference kernels and the step itself.

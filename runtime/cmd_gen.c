@@ -9,6 +9,7 @@
 #include "cfg.h"
 #include "cli.h"
 #include "cmds.h"
+#include "cpu.h"
 #include "cuda.h"
 #include "data.h"
 #include "gen.h"
@@ -24,18 +25,25 @@ static const cli_opt cmd_gen_opts[] = {
     {"--precision", "P", "fp32 or bf16 (default: the config's)"},
     {"--compile", "ARCH", "with --device cuda: also compile the kernels for GPU architecture ARCH (sm_80, sm_90, ...) "
                           "into the kernel cache, so a run on such a GPU loads them without compiling"},
+    {"--explain", NULL, "with --device cpu: list the config's compilation units (each kernel instance and the "
+                        "model's glue), each with its cache key and whether its object is cached or new; "
+                        "compiles nothing and writes no files (-o not needed)"},
     {NULL, NULL, NULL},
 };
 
 static const cli_spec cmd_gen_spec = {
-    "gptc gen --config FILE [--set FIELD=VALUE]... -o DIR [--device cpu|cuda] [--vocab-size N] [--precision fp32|bf16] [--compile sm_NN]",
+    "gptc gen --config FILE [--set FIELD=VALUE]... -o DIR [--device cpu|cuda] [--vocab-size N] [--precision fp32|bf16] [--compile sm_NN]\n"
+    "       gptc gen --config FILE [--set FIELD=VALUE]... --explain [--vocab-size N] [--precision fp32|bf16]",
     "Derives every shape of the config's model and writes DIR/model.c, the shape-specialized\n"
     "source that gptc compiles for training (forward, backward, AdamW, evaluation, KV-cache\n"
     "inference), and DIR/shapes.txt, every parameter tensor and activation buffer with its shape\n"
     "and offset. char and word configs need the vocabulary size: it is read from the config's\n"
     "text (tokenized through the token cache) unless --vocab-size is given. --compile fills\n"
     "the kernel cache ($GPTC_CACHE/cuda) on a machine without a GPU, e.g. for a machine whose\n"
-    "first run should not wait for NVRTC; the cache directory can be copied there.",
+    "first run should not wait for NVRTC; the cache directory can be copied there.\n"
+    "--explain lists what a run of the config would compile: each kernel instance is its own\n"
+    "unit, cached in $GPTC_CACHE/obj by the hash of its source, so a config that changes only\n"
+    "n_layers compiles just the model's glue, and one that changes only training fields nothing.",
     cmd_gen_opts,
     0,
 };
@@ -50,6 +58,23 @@ static char *cmd_gen_summary(const cfg_t *cfg) {
   return s;
 }
 
+/* --explain: the units and whether each is cached; compiles nothing. */
+static int cmd_gen_explain(const cfg_t *cfg) {
+  cpu_unit_info *u;
+  int n, linked;
+  if (cpu_explain(cfg, &u, &n, &linked)) return cli_fail();
+  int w = 4, fresh = 0;
+  for (int i = 0; i < n; i++) w = (int)strlen(u[i].name) > w ? (int)strlen(u[i].name) : w;
+  printf("%-*s  %-64s  %s\n", w, "unit", "key ($GPTC_CACHE/obj/KEY.o)", "state");
+  for (int i = 0; i < n; i++) {
+    printf("%-*s  %s  %s\n", w, u[i].name, u[i].key, u[i].cached ? "cached" : "new");
+    fresh += !u[i].cached;
+  }
+  printf("%d new, %d cached; the linked model is %s\n", fresh, n - fresh, linked ? "cached" : "new");
+  free(u);
+  return 0;
+}
+
 int cmd_gen(int argc, char **argv) {
   /* cli_parse knows long options only: -o is spelled --out for it */
   char *av[CLI_MAX + 1];
@@ -62,11 +87,15 @@ int cmd_gen(int argc, char **argv) {
   const char *path = cli_get(&a, "--config");
   if (!path || !path[0]) return cli_usage_err(&a, "option '--config FILE' is required");
   const char *outdir = cli_get(&a, "--out");
-  if (!outdir || !outdir[0]) return cli_usage_err(&a, "option '-o DIR' is required");
+  int explain = cli_has(&a, "--explain");
+  if (!explain && (!outdir || !outdir[0])) return cli_usage_err(&a, "option '-o DIR' is required");
   const char *device = cli_get(&a, "--device");
   if (!device) device = "cpu";
   if (strcmp(device, "cpu") && strcmp(device, "cuda"))
     return cli_usage_err(&a, "option '--device' must be cpu or cuda (got '%s')", device);
+  if (explain && strcmp(device, "cpu"))
+    return cli_usage_err(&a, "option '--explain' needs '--device cpu' (CUDA kernels are compiled as one program per "
+                             "model, not per kernel)");
   long vocab = 0;
   if (cli_has(&a, "--vocab-size") && cli_int(&a, "--vocab-size", 1, 1L << 30, &vocab)) return 2;
   const char *prec = cli_get(&a, "--precision");
@@ -89,6 +118,7 @@ int cmd_gen(int argc, char **argv) {
   if (vocab ? cfg_set_vocab(&cfg, (int)vocab) : data_derive_vocab(&cfg)) return cli_fail();
 
   if (prec) cfg.precision = strcmp(prec, "bf16") ? CFG_FP32 : CFG_BF16;
+  if (explain) return cmd_gen_explain(&cfg);
 
   char *src;
   size_t len;

@@ -1,7 +1,9 @@
 /* cpu: JIT for the generated C. Generates the source for a config, compiles
- * it with the system compiler into a shared object cached by content hash
- * under util_cache_dir(), dlopens it and checks its ABI. cpu_build does the
- * compile-and-cache part for any generated source (models, benchmarks). */
+ * each kernel instance on its own into an object cached by content hash
+ * under util_cache_dir()/obj, links them into a shared object cached under
+ * util_cache_dir()/cpu, dlopens it and checks its ABI. cpu_build compiles a
+ * whole generated source at once (benchmarks, tests, the single-unit
+ * reference a model's units must match bit for bit). */
 #ifndef GPTC_CPU_H
 #define GPTC_CPU_H
 
@@ -13,8 +15,17 @@ typedef struct {
   void *handle;       /* dlopen handle */
   char so_path[4096]; /* the cached shared object */
   char src_path[4096];/* the generated source next to it */
-  int compiled;       /* 1 when this call ran the compiler, 0 on a cache hit */
+  int compiled;       /* 1 when this call compiled or linked, 0 on a cache hit */
+  int n_units;        /* the model's compilation units: its kernel instances and the glue */
+  int units_compiled; /* how many of them this call compiled (the rest came from the cache) */
 } cpu_module;
+
+/* One compilation unit of a model, for `gptc gen --explain`. */
+typedef struct {
+  char name[128]; /* the kernel instance, or "model" (the glue: passes, AdamW, inference) */
+  char key[65];   /* its object: util_cache_dir()/obj/KEY.o */
+  int cached;     /* 1 when that object is in the cache and whole */
+} cpu_unit_info;
 
 /* A compiled, loaded object of some generated source. */
 typedef struct {
@@ -38,7 +49,15 @@ const char *cpu_compiler(char *id, size_t n);
 /* The flags every generated source is compiled with. */
 const char *cpu_flags(void);
 
+/* Generates cfg's source as units (one per kernel instance, and the glue),
+ * compiles those not in util_cache_dir()/obj/ (in parallel, one compiler
+ * per online CPU), links them into util_cache_dir()/cpu/ (reused when the
+ * same units were linked before), dlopens the model and checks its ABI. */
 int cpu_load(const cfg_t *cfg, cpu_module *mod);
+/* cfg's units as cpu_load would build them, each with its key and whether
+ * its object is cached; *linked says whether the linked model is. Compiles
+ * nothing. *units is malloc'ed. */
+int cpu_explain(const cfg_t *cfg, cpu_unit_info **units, int *n, int *linked);
 void cpu_unload(cpu_module *mod);
 /* Sets the OpenMP thread count used by generated kernels (0 = default). */
 void cpu_set_threads(int n);

@@ -132,24 +132,26 @@ static void gen_cpu_opts(lua_State *L, const void *arg) {
   sched_free(&f);
 }
 
-int gen_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, char **src, size_t *len,
-               char hash[65]) {
+/* header .. body for `module`'s fn ("body", or "split", which also returns
+ * the units table); -1 with util_err and L closed. */
+static int gen_render_in(lua_State *L, const cfg_t *cfg, const char *module, const char *fn, gen_opts_fn *fill,
+                         const void *arg, char **src, size_t *len, char hash[65]) {
   *src = NULL;
   *len = 0;
-  lua_State *L = lx_new();
-  if (!L) return -1;
   cfg_push(L, cfg);
   int cfg_idx = lua_gettop(L);
   lua_newtable(L);
   fill(L, arg);
   int opts_idx = lua_gettop(L);
 
+  int split = !strcmp(fn, "split");
   lua_pushvalue(L, cfg_idx);
   lua_pushvalue(L, opts_idx);
-  if (lx_call(L, module, "body", 2, 1)) {
+  if (lx_call(L, module, fn, 2, split ? 2 : 1)) {
     lua_close(L);
     return -1;
   }
+  if (split) lua_insert(L, -2); /* units below the body */
   size_t body_len;
   const char *body = lua_tolstring(L, -1, &body_len);
   util_sha256_hex(body, body_len, hash);
@@ -171,9 +173,17 @@ int gen_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const vo
   memcpy(out, head, head_len);
   memcpy(out + head_len, body, body_len);
   out[head_len + body_len] = 0;
-  lua_close(L);
   *src = out;
   *len = head_len + body_len;
+  return 0; /* with "split", the stack ends units, body, head */
+}
+
+int gen_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, char **src, size_t *len,
+               char hash[65]) {
+  lua_State *L = lx_new();
+  if (!L) return -1;
+  if (gen_render_in(L, cfg, module, "body", fill, arg, src, len, hash)) return -1;
+  lua_close(L);
   return 0;
 }
 
@@ -189,4 +199,56 @@ int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, ch
 
 int gen_bench_source(const cfg_t *cfg, char **src, size_t *len, char hash[65]) {
   return gen_render(cfg, "bench", gen_cpu_opts, NULL, src, len, hash);
+}
+
+void gen_units_free(gen_unit *units, int n) {
+  if (!units) return;
+  for (int i = 0; i < n; i++) {
+    free(units[i].name);
+    free(units[i].src);
+  }
+  free(units);
+}
+
+int gen_units(const cfg_t *cfg, char **src, size_t *len, char hash[65], gen_unit **units, int *n) {
+  *units = NULL;
+  *n = 0;
+  lua_State *L = lx_new();
+  if (!L) return -1;
+  if (gen_render_in(L, cfg, "emit", "split", gen_cpu_opts, NULL, src, len, hash)) return -1;
+  int head = lua_gettop(L), list = head - 2;
+  size_t head_len;
+  const char *h = lua_tolstring(L, head, &head_len);
+  int count = (int)lua_rawlen(L, list);
+  gen_unit *u = util_calloc((size_t)(count ? count : 1), sizeof *u, "compilation units");
+  int rc = u ? 0 : -1;
+  for (int i = 0; !rc && i < count; i++) {
+    lua_rawgeti(L, list, i + 1);
+    lua_getfield(L, -1, "name");
+    lua_getfield(L, -2, "src");
+    size_t sl;
+    const char *s = lua_tolstring(L, -1, &sl);
+    /* the glue (last) carries the header: the config, hash and schedules */
+    size_t pre = i == count - 1 ? head_len : 0;
+    u[i].name = util_strdup(lua_tostring(L, -2));
+    u[i].src = util_malloc(pre + sl + 1, "compilation unit");
+    if (!u[i].name || !u[i].src) {
+      rc = util_err("out of memory: compilation units");
+    } else {
+      memcpy(u[i].src, h, pre);
+      memcpy(u[i].src + pre, s, sl + 1);
+      u[i].len = pre + sl;
+    }
+    lua_pop(L, 3);
+  }
+  lua_close(L);
+  if (rc) {
+    gen_units_free(u, count);
+    free(*src);
+    *src = NULL;
+    return -1;
+  }
+  *units = u;
+  *n = count;
+  return 0;
 }

@@ -39,6 +39,19 @@ int gen_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const vo
  * hash (64 hex + NUL) is the content hash printed in its header. */
 int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, char hash[65]);
 
+/* One compilation unit of a model's C source (gen/emit.lua M.split). */
+typedef struct {
+  char *name;  /* the kernel instance ("gemm_...", "attention_4x64", ...) or "model" */
+  char *src;   /* a whole translation unit */
+  size_t len;
+} gen_unit;
+
+/* gen_source for device "cpu", and the same source as separately
+ * compiled units: every kernel instance, then the model's glue (with the
+ * header) last. *units and what it holds are malloc'ed; gen_units_free. */
+int gen_units(const cfg_t *cfg, char **src, size_t *len, char hash[65], gen_unit **units, int *n);
+void gen_units_free(gen_unit *units, int n);
+
 /* Renders the benchmark source for `cfg` (gen/bench.lua; the ABI is
  * templates/bench/abi.h): every kernel instance of the training step,
  * specialized and generic. *src is malloc'ed; hash as gen_source's. */

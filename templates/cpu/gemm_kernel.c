@@ -9,6 +9,7 @@
  * are zero padded, so the MR x NR register-blocked micro-kernel never sees a
  * partial tile. Each instance's schedule (MR, NR, tiles, K block) is named
  * above it. */
+% if pack_a then
 static _Thread_local real pack_a[{{pack_a}}] __attribute__((aligned(64)));
 static _Thread_local real pack_b[{{pack_b}}] __attribute__((aligned(64)));
 /* A GEMM that packs A's row block whole (a_whole) numbers its calls; a thread
@@ -16,6 +17,7 @@ static _Thread_local real pack_b[{{pack_b}}] __attribute__((aligned(64)));
 static unsigned gemm_calls __attribute__((unused));
 static _Thread_local unsigned pack_a_call __attribute__((unused));
 static _Thread_local int pack_a_row __attribute__((unused)) = -1;
+% end
 
 % local function kernel(m, rows)
 %   local MR, NV, NR = m.MR, m.NV, m.NR

@@ -9,6 +9,10 @@ typedef {{real}} real;
 % if export_kernels then
 /* kernels are exported so tests can check each op on its own */
 #define KERNEL __attribute__((visibility("default")))
+% elseif unit then
+/* one kernel compiled on its own (gptc's per-kernel cache): the model's
+ * glue, another translation unit of the same shared object, calls it */
+#define KERNEL __attribute__((visibility("hidden")))
 % else
 #define KERNEL static
 % end
@@ -77,8 +81,9 @@ typedef struct {
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
 
-% if bench then
-/* static in a benchmark source (gen/bench.lua), which exports only gptc_bench_get */
+% if bench or unit then
+/* static in a benchmark source (gen/bench.lua), which exports only gptc_bench_get,
+ * and in a kernel's own unit (the model's glue exports it) */
 static __attribute__((unused)) void gptc_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
 % else
 __attribute__((visibility("default"))) void gptc_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2],

@@ -214,7 +214,5 @@ int bench_mismatches(const bench_report *r);
 void bench_print(FILE *f, const bench_report *r);
 int bench_json(const bench_report *r, util_buf *out);
 int bench_svg(const bench_report *r, util_buf *out);
-/* Escapes &, <, >, " and ' for XML text and attributes. */
-int bench_xml_str(util_buf *b, const char *s);
 
 #endif

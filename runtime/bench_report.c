@@ -8,6 +8,7 @@
 
 #include "bench.h"
 #include "json.h"
+#include "plot.h"
 
 void bench_rate(const bench_report *r, const bench_op_result *o, int var, double *rate, double *frac) {
   *rate = *frac = 0;
@@ -393,19 +394,6 @@ int bench_json(const bench_report *r, util_buf *out) {
 
 /* ---- SVG --------------------------------------------------------------------------------- */
 
-int bench_xml_str(util_buf *b, const char *s) {
-  int fail = 0;
-  for (; s && *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    const char *e = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '"' ? "&quot;"
-                  : c == '\'' ? "&apos;" : NULL;
-    if (e) fail |= util_buf_add(b, e, strlen(e));
-    else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') fail |= util_buf_add(b, " ", 1); /* not allowed in XML */
-    else fail |= util_buf_add(b, s, 1);
-  }
-  return fail ? -1 : 0;
-}
-
 /* a round tick step (1, 2 or 5 x 10^k) giving at most about 8 ticks up to max */
 static double bench_tick(double max) {
   double raw = max / 8, p = pow(10, floor(log10(raw)));
@@ -421,7 +409,7 @@ static int bench_svg_text(util_buf *b, double x, double y, const char *attrs, co
   vsnprintf(text, sizeof text, fmt, ap);
   va_end(ap);
   int fail = util_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" %s>", x, y, attrs);
-  fail |= bench_xml_str(b, text);
+  fail |= plot_xml_escape(b, text);
   return fail | util_buf_add(b, "</text>\n", 8);
 }
 
@@ -502,7 +490,7 @@ int bench_svg(const bench_report *r, util_buf *b) {
       double wbar = (over ? axis_max : 100 * frac) * scale;
       fail |= util_buf_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"%s\"><title>", left,
                               y, wbar, bar - 1, colors[v]);
-      fail |= bench_xml_str(b, o->op->kernel);
+      fail |= plot_xml_escape(b, o->op->kernel);
       fail |= util_buf_printf(b, " %s: %.4g ms, %.4g %s, %.1f%% of peak</title></rect>\n", bench_var_names[v],
                               x->t.median * 1e3, rate, o->op->compute_bound ? "GFLOP/s" : "GB/s", 100 * frac);
       if (over) /* a white notch near the end marks the cut */

@@ -27,8 +27,8 @@ static const cli_spec cmd_data_spec = {
     "gptc data --config FILE [--set FIELD=VALUE]... [--text PATH]... [options]",
     "Loads the config's text (or the --text paths), splits it into train and val by characters,\n"
     "tokenizes each split (cached in <cache>/data/<config name>, where <cache> is $GPTC_CACHE or\n"
-    "~/.cache/gptc), and prints the counts and the first training batch. The val loader keeps\n"
-    "order and pads its last partial batch, as in training.",
+    "~/.cache/gptc), and prints the counts, how training draws its batches (train.sampling) and how\n"
+    "evaluation reads the val split, and the first training batch.",
     cmd_data_opts,
     0,
 };
@@ -51,11 +51,29 @@ static void cmd_data_rows(const char *label, const int32_t *m, int B, int T, int
   }
 }
 
-static void cmd_data_loader_line(const char *name, const data_loader *dl) {
+/* How training draws its batches: the windows loader, or "random" starts. */
+static void cmd_data_train_line(const cfg_train *tr, const data_loader *dl, size_t n_starts) {
+  if (tr->sampling == CFG_SAMPLE_RANDOM) {
+    printf("%-6s random  batch_size %d, max_length %d, window starts uniform over 0..%zu each micro-batch (seed "
+           "%llu)\n", "train", dl->B, dl->T, n_starts - 1, (unsigned long long)dl->seed);
+    return;
+  }
   char order[64] = "in order";
   if (dl->shuffle) snprintf(order, sizeof order, "shuffled (seed %llu)", (unsigned long long)dl->seed);
-  printf("%-6s loader  batch_size %d, max_length %d, stride %d, %s, %s\n", name, dl->B, dl->T, dl->stride, order,
+  printf("%-6s loader  batch_size %d, max_length %d, stride %d, %s, %s\n", "train", dl->B, dl->T, dl->stride, order,
          dl->drop_last ? "drop_last" : "last batch padded");
+}
+
+/* How evaluation reads the val split (docs/validation.md). */
+static void cmd_data_val_line(const cfg_train *tr, size_t n_val_windows) {
+  size_t want = (size_t)tr->eval_steps * (size_t)tr->batch_size;
+  if (tr->eval_steps == 0 || want >= n_val_windows)
+    printf("%-6s eval    batch_size %d, max_length %d, every one of the %zu windows at each evaluation\n", "val",
+           tr->batch_size, tr->max_length, n_val_windows);
+  else
+    printf("%-6s eval    batch_size %d, max_length %d, eval_steps %d: %zu windows spread over the split (seed %llu), "
+           "all %zu at the end\n", "val", tr->batch_size, tr->max_length, tr->eval_steps, want,
+           (unsigned long long)tr->seed, n_val_windows);
 }
 
 static int cmd_data_run(cfg_t *cfg, const char **texts, int n_texts, int show) {
@@ -74,7 +92,12 @@ static int cmd_data_run(cfg_t *cfg, const char **texts, int n_texts, int show) {
   size_t cells = (size_t)tl.B * (size_t)tl.T;
   int32_t *in = util_malloc(cells * sizeof *in, "batch inputs");    // (B, T)
   int32_t *tg = util_malloc(cells * sizeof *tg, "batch targets");   // (B, T)
-  int rows = in && tg ? data_batch(&tl, 0, 0, in, tg) : -1;
+  int random = tr->sampling == CFG_SAMPLE_RANDOM, rows = -1;
+  if (in && tg && random) {
+    data_random_batch(&tl, 0, in, tg, NULL);
+    rows = tl.B;
+  } else if (in && tg)
+    rows = data_batch(&tl, 0, 0, in, tg);
   if (rows < 0) {
     free(in);
     free(tg);
@@ -93,14 +116,22 @@ static int cmd_data_run(cfg_t *cfg, const char **texts, int n_texts, int show) {
   printf("%-12s %d\n", "vocab size", tok_vocab_size(ds.tok));
   printf("%-12s %s\n", "cache", dir);
   printf("\n%-6s %12s %12s %12s %12s\n", "split", "chars", "tokens", "windows", "batches");
-  printf("%-6s %12zu %12zu %12zu %12zu\n", "train", ds.n_chars_train, ds.n_train, tl.n_windows, tl.n_batches);
-  printf("%-6s %12zu %12zu %12zu %12zu\n", "val", ds.n_chars - ds.n_chars_train, ds.n_val, vl.n_windows,
-         vl.n_batches);
+  /* random sampling has no epochs: its windows are the possible starts, 0 .. n - T - 1 */
+  size_t n_starts = ds.n_train - (size_t)tl.T; /* data_loader_init refused a split without a window */
+  if (random)
+    printf("%-6s %12zu %12zu %12zu %12s\n", "train", ds.n_chars_train, ds.n_train, n_starts, "-");
+  else
+    printf("%-6s %12zu %12zu %12zu %12zu\n", "train", ds.n_chars_train, ds.n_train, tl.n_windows, tl.n_batches);
+  /* val: the non-overlapping windows the full evaluation scores */
+  size_t nvw = data_full_windows(ds.n_val, tr->max_length);
+  printf("%-6s %12zu %12zu %12zu %12zu\n", "val", ds.n_chars - ds.n_chars_train, ds.n_val, nvw,
+         (nvw + (size_t)tr->batch_size - 1) / (size_t)tr->batch_size);
   printf("\n");
-  cmd_data_loader_line("train", &tl);
-  cmd_data_loader_line("val", &vl);
+  cmd_data_train_line(tr, &tl, n_starts);
+  cmd_data_val_line(tr, nvw);
 
-  printf("\nfirst training batch (epoch 0, batch 0): inputs and targets (%d, %d)", tl.B, tl.T);
+  if (random) printf("\nfirst training batch (micro-batch 0): inputs and targets (%d, %d)", tl.B, tl.T);
+  else printf("\nfirst training batch (epoch 0, batch 0): inputs and targets (%d, %d)", tl.B, tl.T);
   if (rows < tl.B) printf(", rows %d to %d are padding (input 0, target -1)", rows, tl.B - 1);
   printf("\n");
   int width = cmd_data_digits(tok_vocab_size(ds.tok) - 1);

@@ -597,6 +597,43 @@ END_TEST
 
 /* ---- gptc data ---- */
 
+/* `gptc data` on a "random" config shows what training draws: the starts
+ * range, no epochs, and micro-batch 0 exactly as data_random_batch gives it
+ * (it showed the windows loader's batch, which training never uses). */
+START_TEST(cli_random_sampling) {
+  tu_run_result r;
+  setenv("GPTC_CACHE", test_cache("cli_random"), 1);
+  ck_assert_int_eq(tu_run(&r, NULL, "data --config '%s' --set train.sampling=random --ids 16",
+                          tu_src("configs/tiny-test.lua")), 0);
+  static const char *lines[] = {
+      "train         18431        18431        18415            -\n", /* starts 0 .. 18431 - 16 - 1 */
+      "train  random  batch_size 2, max_length 16, window starts uniform over 0..18414 each micro-batch (seed 123)\n",
+      "first training batch (micro-batch 0): inputs and targets (2, 16)\n",
+  };
+  for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
+    ck_assert_msg(strstr(r.out, lines[i]) != NULL, "output lacks '%s':\n%s", lines[i], r.out);
+  /* the printed rows are training's micro-batch 0 */
+  cfg_t c;
+  ck_assert_int_eq(cfg_load_file(tu_src("configs/tiny-test.lua"), &c), 0);
+  data_set ds;
+  ck_assert_msg(data_load(&c, NULL, 0, test_cache("cli_random_ref"), &ds) == 0, "%s", util_errmsg());
+  data_loader dl;
+  ck_assert_int_eq(data_loader_init(&dl, ds.train, ds.n_train, 2, 16, 16, 1, 1, c.train.seed, "train"), 0);
+  int32_t in[32], tg[32];
+  data_random_batch(&dl, 0, in, tg, NULL);
+  char want[512];
+  size_t o = (size_t)snprintf(want, sizeof want, "inputs:\n");
+  for (int b = 0; b < 2; b++) {
+    o += (size_t)snprintf(want + o, sizeof want - o, "  [");
+    for (int t = 0; t < 16; t++) o += (size_t)snprintf(want + o, sizeof want - o, "%s%2d", t ? " " : "", in[b * 16 + t]);
+    o += (size_t)snprintf(want + o, sizeof want - o, "]\n");
+  }
+  ck_assert_msg(strstr(r.out, want) != NULL, "want\n%s\nin\n%s", want, r.out);
+  data_free(&ds);
+  tu_run_free(&r);
+}
+END_TEST
+
 START_TEST(cli) {
   tu_run_result r;
   setenv("GPTC_CACHE", test_cache("cli"), 1);
@@ -611,7 +648,8 @@ START_TEST(cli) {
       "train         18431        18431         1151          575\n", /* drop_last */
       "val            2048         2048          127           64\n", /* padded */
       "train  loader  batch_size 2, max_length 16, stride 16, shuffled (seed 123), drop_last\n",
-      "val    loader  batch_size 2, max_length 16, stride 16, in order, last batch padded\n",
+      "val    eval    batch_size 2, max_length 16, eval_steps 2: 4 windows spread over the split (seed 123), all 127 "
+      "at the end\n",
       "first training batch (epoch 0, batch 0): inputs and targets (2, 16)\n",
   };
   for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
@@ -696,6 +734,7 @@ int main(void) {
   tcase_add_test(tc, cache_corruption);
   tcase_add_test(tc, cache_invalidation);
   tcase_add_test(tc, cli);
+  tcase_add_test(tc, cli_random_sampling);
   suite_add_tcase(s, tc);
   return tu_main(s);
 }

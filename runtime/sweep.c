@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -463,9 +464,57 @@ static void sweep_on_signal(int sig) {
   if (sweep_child > 0) kill((pid_t)sweep_child, sig);
 }
 
+/* What the progress line needs while a run trains: where it is in the
+ * sweep and how long the finished runs took. */
+typedef struct {
+  int index, n_runs;  /* this run is index + 1 of n_runs */
+  int left_after;     /* runs still to train after this one */
+  double avg_run_s;   /* mean wall time of the runs finished in this sweep (0: none yet) */
+  int tty;            /* stdout is a terminal: one line rewritten in place */
+} sweep_progress;
+
+/* The last step the run has logged (its RUN/log.jsonl's last complete step
+ * line; 0 when none): read from the file's tail only, so a long run's log
+ * costs the same as a short one's. */
+static long sweep_logged_step(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[4096 + 1];
+  off_t size = lseek(fd, 0, SEEK_END), at = size > 4096 ? size - 4096 : 0;
+  ssize_t n = size > 0 ? pread(fd, buf, (size_t)(size - at), at) : 0;
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  long step = 0;
+  /* complete lines only: a line is complete when its newline is there */
+  for (char *line = buf, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+    long st;
+    if (sscanf(line, "{\"step\":%ld", &st) == 1) step = st;
+  }
+  return step;
+}
+
+/* One progress line for the run that trains: its step, its ETA from its own
+ * rate so far, and the sweep's (this run's rest plus the runs after it at
+ * the finished runs' mean, or at this run's projected time before any run
+ * finished). */
+static void sweep_show(const sweep_progress *p, const sweep_one *r, long step0, long step, double elapsed) {
+  char eta_run[32] = "--", eta_all[32] = "--";
+  if (step > step0 && elapsed > 0 && r->final_step > 0) {
+    double per = elapsed / (double)(step - step0), rest = per * (double)(r->final_step - step);
+    double whole = per * (double)(r->final_step - step0);
+    train_fmt_eta(rest, eta_run, sizeof eta_run);
+    train_fmt_eta(rest + p->left_after * (p->avg_run_s > 0 ? p->avg_run_s : whole), eta_all, sizeof eta_all);
+  }
+  printf("%ssweep: run %d/%d %s: step %ld/%ld | run ETA %s | sweep ETA %s%s", p->tty ? "\r" : "", p->index + 1,
+         p->n_runs, r->name, step, r->final_step, eta_run, eta_all, p->tty ? "   " : "\n");
+  fflush(stdout);
+}
+
 /* Trains one run: `gptc train` (this binary) with the sweep's and the run's
  * --set, its output appended to RUN/train.out. Returns the exit status. */
-static int sweep_child_run(const sweep_state *s, const sweep_one *r, int resume, int *status) {
+static int sweep_child_run(const sweep_state *s, const sweep_one *r, int resume, const sweep_progress *p,
+                           int *status) {
   const sweep_def *d = &s->d;
   char out[PATH_MAX], log[PATH_MAX], steps[32], threads[32];
   if (util_path(out, sizeof out, "%s/%s", d->dir, r->dir) || util_mkdir_p(out) ||
@@ -511,12 +560,35 @@ static int sweep_child_run(const sweep_state *s, const sweep_one *r, int resume,
   }
   close(fd);
   sweep_child = pid;
+  /* wait, showing the run's progress from its log: every 2 s on a terminal
+   * (rewritten in place); into a file, once per tenth of the run's steps */
+  char logp[PATH_MAX];
+  int have_log = !util_path(logp, sizeof logp, "%s/log.jsonl", out);
+  long step0 = have_log && resume ? sweep_logged_step(logp) : 0, shown = -1, shown_tenth = 0, first = -1;
+  double last_show = util_now(), t_first = 0;
   int st;
-  while (waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR) {
+  for (;;) {
+    pid_t w = waitpid(pid, &st, WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) {
       sweep_child = 0;
       return util_err("waiting for run %s: %s", r->name, strerror(errno));
     }
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL); /* a signal cuts it short: it reaches the child through sweep_on_signal */
+    double now = util_now();
+    if (!have_log || (p->tty && now - last_show < 2.0)) continue;
+    long step = sweep_logged_step(logp);
+    long tenth = r->final_step > 0 ? step * 10 / r->final_step : 0;
+    /* the rate is measured from the first step seen, not from the start
+     * (compiling and tokenizing are no steps) */
+    if (step > step0 && first < 0) first = step, t_first = now;
+    if (step > step0 && step != shown && (p->tty || tenth > shown_tenth)) {
+      sweep_show(p, r, first, step, now - t_first);
+      shown = step, shown_tenth = tenth, last_show = now;
+    }
+  }
+  if (p->tty && shown >= 0) printf("\n");
   sweep_child = 0;
   *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return 0;
@@ -593,7 +665,9 @@ int sweep_run(const sweep_def *def) {
     if ((rc = sweep_write(&s))) break;
     double t0 = util_now();
     int status = 0;
-    if ((rc = sweep_child_run(&s, r, resume, &status))) break;
+    sweep_progress prog = {i, s.n_runs, todo - done_now - failed - 1, done_now ? spent / done_now : 0,
+                           isatty(STDOUT_FILENO)};
+    if ((rc = sweep_child_run(&s, r, resume, &prog, &status))) break;
     double dt = util_now() - t0;
     r->wall_s = (isnan(r->wall_s) ? 0 : r->wall_s) + dt;
     r->status = SWEEP_PENDING;

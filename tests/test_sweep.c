@@ -355,6 +355,36 @@ START_TEST(sweep_random_plan) {
 }
 END_TEST
 
+/* The progress of a training run, read from its log while it runs (it said
+ * "run ETA --" until a whole run had finished): in a file, one line per
+ * tenth of the run, the step rising, with an ETA. */
+START_TEST(sweep_progress_lines) {
+  char dir[1200];
+  snprintf(dir, sizeof dir, "%s/sprog", tu_tmpdir());
+  tu_run_result r;
+  /* a run long enough to be seen training (10000 tiny steps, no evaluation until the end; one
+   * thread: OpenMP's spinning threads crawl when another test holds the other core) */
+  ck_assert_int_eq(tu_run(&r, NULL,
+                          "sweep --config '%s' --grid n_layers=1 --set train.steps=10000 --set "
+                          "train.eval_interval=10000 --threads 1 --out '%s'",
+                          tu_src("configs/tiny-test.lua"), dir), 0);
+  int lines = 0;
+  long last = 0;
+  for (const char *p = r.out; (p = strstr(p, "sweep: run 1/1 n_layers=1: step ")) != NULL; p++) {
+    long step, total;
+    char eta[32];
+    ck_assert_int_eq(sscanf(p, "sweep: run 1/1 n_layers=1: step %ld/%ld | run ETA %31s", &step, &total, eta), 3);
+    ck_assert_int_eq(total, 10000);
+    ck_assert_int_gt(step, last); /* one line per tenth: the step only rises */
+    ck_assert_str_ne(eta, "--");
+    last = step, lines++;
+  }
+  ck_assert_msg(lines >= 1 && lines <= 10, "%d progress lines in:\n%s", lines, r.out);
+  ck_assert_msg(strstr(r.out, "sweep: run 1/1 n_layers=1: done in "), "%s", r.out);
+  tu_run_free(&r);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("sweep");
   TCase *tc = tcase_create("sweep");
@@ -363,6 +393,7 @@ int main(void) {
   tcase_add_test(tc, sweep_2x2);
   tcase_add_test(tc, sweep_killed_resumes);
   tcase_add_test(tc, sweep_random_plan);
+  tcase_add_test(tc, sweep_progress_lines);
   suite_add_tcase(s, tc);
   return tu_main(s);
 }

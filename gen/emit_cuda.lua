@@ -8,6 +8,7 @@
 --
 -- Entry points (called from runtime/cuda.c):
 --   body(cfg, opts)          the source below the header, plan included
+--   split(cfg, opts)         the body and its NVRTC programs, one per kernel
 --   header(cfg, hash, opts)  the header comment naming config, version, hash
 -- opts.fuse = false keeps GELU and the residual add as separate kernels;
 -- opts.tile = 1..4 makes every GEMM use that block tile (TILES below). Tests
@@ -712,7 +713,9 @@ local function render(env, name, k)
   return template.render(TPL .. name, env)
 end
 
-function M.body(cfg, opts)
+-- The model rendered once: the prelude's text, the kernels' texts in
+-- their registration order (each { fn, tpl, text }) and the launch plan.
+local function build(cfg, opts)
   opts = opts or {}
   local S = shapes.derive(cfg)
   local env = make_env(S, cfg, opts)
@@ -734,10 +737,44 @@ function M.body(cfg, opts)
   progs[#progs + 1] = { name = "params_to_bf16", prog = conv }
   progs[#progs + 1] = { name = "infer", prog = infer_pass(S, env, ks) }
   env.scratch = scratch_layout(S, env, n_chunks) -- colpart now has its final size (it is last)
-  local parts = { render(env, "prelude.cu") }
-  for _, e in ipairs(ks.list) do parts[#parts + 1] = render(env, e.tpl, e.k) end
-  parts[#parts + 1] = plan_text(S, env, progs)
+  local prelude = render(env, "prelude.cu")
+  local kernels = {}
+  for _, e in ipairs(ks.list) do kernels[#kernels + 1] = { fn = e.k.fn, tpl = e.tpl, text = render(env, e.tpl, e.k) } end
+  return prelude, kernels, plan_text(S, env, progs)
+end
+
+local function join(prelude, kernels, plan)
+  local parts = { prelude }
+  for _, k in ipairs(kernels) do parts[#parts + 1] = k.text end
+  parts[#parts + 1] = plan
   return table.concat(parts, "\n")
+end
+
+function M.body(cfg, opts) return join(build(cfg, opts)) end
+
+-- The body (as M.body) and the NVRTC programs it splits into, for the
+-- per-kernel cache (runtime/cuda.c): one unit { name, src } per kernel,
+-- the prelude then that kernel's text exactly as in the body (the C side
+-- puts the unit's own GPTC_SOURCE_HASH above it). The optimizer's kernels
+-- share their tensor table (optim.cu) and stay one unit, "optimizer": it
+-- holds every tensor's offset, so it alone depends on n_layers. The launch
+-- plan is host-side and belongs to no unit.
+function M.split(cfg, opts)
+  local prelude, kernels, plan = build(cfg, opts)
+  local units, opt = {}, nil
+  for _, k in ipairs(kernels) do
+    if k.tpl == "optim.cu" then
+      if not opt then
+        opt = { name = "optimizer", parts = { prelude } }
+        units[#units + 1] = opt
+      end
+      opt.parts[#opt.parts + 1] = k.text
+    else
+      units[#units + 1] = { name = k.fn, src = prelude .. "\n" .. k.text }
+    end
+  end
+  if opt then opt.src, opt.parts = table.concat(opt.parts, "\n"), nil end
+  return join(prelude, kernels, plan), units
 end
 
 function M.header(cfg, hash, opts)

@@ -434,12 +434,20 @@ int backend_cuda_open_variant(const cfg_t *cfg, const cuda_gen_opts *gen, backen
   size_t len;
   char hash[65];
   size_t n_params = 0;
-  int rc = cuda_gen_source(cfg, gen, &src, &len, hash);
+  /* one NVRTC program per kernel (each cached on its own), unless the
+   * variant asks for the whole source as one */
+  int whole = gen && gen->whole;
+  gen_unit *units = NULL;
+  int n_units = 0;
+  int rc = whole ? cuda_gen_source(cfg, gen, &src, &len, hash)
+                 : cuda_gen_units(cfg, gen, &src, &len, hash, &units, &n_units);
   if (!rc) rc = cuda_plan_parse(src, len, &c->plan);
   if (!rc) rc = gen_tensors(cfg, &c->tensors, &c->n_tensors, &n_params);
   if (!rc && n_params != c->plan.n_params)
     rc = util_err("CUDA plan: %zu parameters, the shapes say %zu", c->plan.n_params, n_params);
-  if (!rc) rc = cuda_dev_open(src, len, hash, &c->plan, &c->dev);
+  if (!rc) rc = whole ? cuda_dev_open(src, len, hash, &c->plan, &c->dev)
+                      : cuda_dev_open_units(units, n_units, &c->plan, &c->dev);
+  gen_units_free(units, n_units);
   free(src);
   if (!rc) rc = backend_cuda_base(c);
   if (rc) {

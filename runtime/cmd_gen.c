@@ -25,15 +25,16 @@ static const cli_opt cmd_gen_opts[] = {
     {"--precision", "P", "fp32 or bf16 (default: the config's)"},
     {"--compile", "ARCH", "with --device cuda: also compile the kernels for GPU architecture ARCH (sm_80, sm_90, ...) "
                           "into the kernel cache, so a run on such a GPU loads them without compiling"},
-    {"--explain", NULL, "with --device cpu: list the config's compilation units (each kernel instance and the "
-                        "model's glue), each with its cache key and whether its object is cached or new; "
-                        "compiles nothing and writes no files (-o not needed)"},
+    {"--explain", NULL, "list the config's compilation units (cpu: each kernel instance and the model's glue; "
+                        "cuda: each kernel's NVRTC program, for GPU 0's architecture or --compile's), each with "
+                        "its cache key and whether it is cached or new; compiles nothing and writes no files "
+                        "(-o not needed)"},
     {NULL, NULL, NULL},
 };
 
 static const cli_spec cmd_gen_spec = {
     "gptc gen --config FILE [--set FIELD=VALUE]... -o DIR [--device cpu|cuda] [--vocab-size N] [--precision fp32|bf16] [--compile sm_NN]\n"
-    "       gptc gen --config FILE [--set FIELD=VALUE]... --explain [--vocab-size N] [--precision fp32|bf16]",
+    "       gptc gen --config FILE [--set FIELD=VALUE]... --explain [--device cpu|cuda] [--compile sm_NN] [--vocab-size N] [--precision fp32|bf16]",
     "Derives every shape of the config's model and writes DIR/model.c, the shape-specialized\n"
     "source that gptc compiles for training (forward, backward, AdamW, evaluation, KV-cache\n"
     "inference), and DIR/shapes.txt, every parameter tensor and activation buffer with its shape\n"
@@ -42,8 +43,10 @@ static const cli_spec cmd_gen_spec = {
     "the kernel cache ($GPTC_CACHE/cuda) on a machine without a GPU, e.g. for a machine whose\n"
     "first run should not wait for NVRTC; the cache directory can be copied there.\n"
     "--explain lists what a run of the config would compile: each kernel instance is its own\n"
-    "unit, cached in $GPTC_CACHE/obj by the hash of its source, so a config that changes only\n"
-    "n_layers compiles just the model's glue, and one that changes only training fields nothing.",
+    "unit, cached in $GPTC_CACHE/obj (cpu) or $GPTC_CACHE/cuda (cuda, one NVRTC program each)\n"
+    "by the hash of its source, so a config that changes only n_layers compiles just the\n"
+    "model's glue (cpu) or the optimizer's program (cuda), and one that changes only training\n"
+    "fields nothing.",
     cmd_gen_opts,
     0,
 };
@@ -75,6 +78,24 @@ static int cmd_gen_explain(const cfg_t *cfg) {
   return 0;
 }
 
+/* --explain --device cuda: the NVRTC programs for compute capability cc
+ * (0: GPU 0's). */
+static int cmd_gen_explain_cuda(const cfg_t *cfg, int cc) {
+  cuda_unit_info *u;
+  int n;
+  if (cuda_explain(cfg, cc, &u, &n)) return cli_fail();
+  int w = 4, fresh = 0;
+  for (int i = 0; i < n; i++) w = (int)strlen(u[i].name) > w ? (int)strlen(u[i].name) : w;
+  printf("%-*s  %-64s  %s\n", w, "unit", "key ($GPTC_CACHE/cuda/KEY)", "state");
+  for (int i = 0; i < n; i++) {
+    printf("%-*s  %s  %s\n", w, u[i].name, u[i].key, u[i].cached ? "cached" : "new");
+    fresh += !u[i].cached;
+  }
+  printf("%d new, %d cached (NVRTC programs for %s)\n", fresh, n - fresh, n ? u[0].arch : "?");
+  free(u);
+  return 0;
+}
+
 int cmd_gen(int argc, char **argv) {
   /* cli_parse knows long options only: -o is spelled --out for it */
   char *av[CLI_MAX + 1];
@@ -93,9 +114,6 @@ int cmd_gen(int argc, char **argv) {
   if (!device) device = "cpu";
   if (strcmp(device, "cpu") && strcmp(device, "cuda"))
     return cli_usage_err(&a, "option '--device' must be cpu or cuda (got '%s')", device);
-  if (explain && strcmp(device, "cpu"))
-    return cli_usage_err(&a, "option '--explain' needs '--device cpu' (CUDA kernels are compiled as one program per "
-                             "model, not per kernel)");
   long vocab = 0;
   if (cli_has(&a, "--vocab-size") && cli_int(&a, "--vocab-size", 1, 1L << 30, &vocab)) return 2;
   const char *prec = cli_get(&a, "--precision");
@@ -118,7 +136,7 @@ int cmd_gen(int argc, char **argv) {
   if (vocab ? cfg_set_vocab(&cfg, (int)vocab) : data_derive_vocab(&cfg)) return cli_fail();
 
   if (prec) cfg.precision = strcmp(prec, "bf16") ? CFG_FP32 : CFG_BF16;
-  if (explain) return cmd_gen_explain(&cfg);
+  if (explain) return strcmp(device, "cuda") ? cmd_gen_explain(&cfg) : cmd_gen_explain_cuda(&cfg, cc);
 
   char *src;
   size_t len;
@@ -138,13 +156,28 @@ int cmd_gen(int argc, char **argv) {
     rc = util_err("output directory %s: %s", outdir, util_errmsg());
   if (!rc) rc = util_write_file_atomic(p1, src, len);
   if (!rc) rc = util_write_file_atomic(p2, summary, strlen(summary));
-  char bin[4200];
-  int compiled = 0;
-  if (!rc && cc) rc = cuda_precompile(src, len, cc, bin, sizeof bin, &compiled);
+  /* --compile fills the cache with what a run loads: the per-kernel programs */
+  int compiled = 0, n_units = 0, *fresh = NULL;
+  char(*paths)[4200] = NULL;
+  if (!rc && cc) {
+    char *whole;
+    size_t wl;
+    char wh[65];
+    gen_unit *units;
+    rc = cuda_gen_units(&cfg, NULL, &whole, &wl, wh, &units, &n_units);
+    if (!rc) {
+      free(whole);
+      paths = util_calloc((size_t)n_units + 1, sizeof *paths, "unit list");
+      fresh = util_calloc((size_t)n_units + 1, sizeof *fresh, "unit list");
+      rc = paths && fresh ? cuda_precompile_units(units, n_units, cc, &compiled, paths, fresh) : -1;
+      gen_units_free(units, n_units);
+    }
+  }
   free(src);
   free(summary);
-  if (rc) return cli_fail();
-  printf("%s\n%s\nhash %s\n", p1, p2, hash);
-  if (cc) printf("%s (%s)\n", bin, compiled ? "compiled" : "already in the cache");
-  return 0;
+  if (!rc) printf("%s\n%s\nhash %s\n", p1, p2, hash);
+  for (int i = 0; !rc && i < n_units; i++) printf("%s (%s)\n", paths[i], fresh[i] ? "compiled" : "already in the cache");
+  free(paths);
+  free(fresh);
+  return rc ? cli_fail() : 0;
 }

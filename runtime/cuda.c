@@ -4,9 +4,11 @@
 
 #include <dlfcn.h>
 #include <lauxlib.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef GPTC_HAVE_NVRTC
 #include <nvrtc.h>
@@ -28,6 +30,42 @@ static void cuda_gen_opts_fill(lua_State *L, const void *arg) {
 
 int cuda_gen_source(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65]) {
   return gen_render(cfg, "emit_cuda", cuda_gen_opts_fill, opts, src, len, hash);
+}
+
+int cuda_gen_units(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65],
+                   gen_unit **units, int *n) {
+  if (gen_units_render(cfg, "emit_cuda", cuda_gen_opts_fill, opts, 0, src, len, hash, units, n)) return -1;
+  /* each unit is its own module: it carries its own content hash, which
+   * the loaded module's gptc_source_hash must match */
+  for (int i = 0; i < *n; i++) {
+    gen_unit *u = &(*units)[i];
+    char h[65], head[256];
+    util_sha256_hex(u->src, u->len, h);
+    int hl = snprintf(head, sizeof head, "/* gptc CUDA kernel unit %.100s (a program of its own) */\n"
+                      "#define GPTC_SOURCE_HASH \"%s\"\n", u->name, h);
+    char *t = util_malloc((size_t)hl + u->len + 1, "CUDA kernel unit");
+    if (!t) {
+      gen_units_free(*units, *n);
+      free(*src);
+      *units = NULL, *src = NULL, *n = 0;
+      return -1;
+    }
+    memcpy(t, head, (size_t)hl);
+    memcpy(t + hl, u->src, u->len + 1);
+    free(u->src);
+    u->src = t;
+    u->len += (size_t)hl;
+  }
+  return 0;
+}
+
+/* The hash a unit's module must carry (its GPTC_SOURCE_HASH line). */
+static int cuda_unit_hash(const char *src, char hash[65]) {
+  const char *h = strstr(src, "#define GPTC_SOURCE_HASH \"");
+  if (!h || strlen(h) < 26 + 64) return util_err("CUDA source: no GPTC_SOURCE_HASH");
+  memcpy(hash, h + 26, 64);
+  hash[64] = 0;
+  return 0;
 }
 
 /* ---- the launch plan ------------------------------------------------------------------ */
@@ -279,14 +317,19 @@ const char *const cuda_nvrtc_options[] = {"-lineinfo", "--std=c++17", NULL};
 #ifdef GPTC_HAVE_NVRTC
 int cuda_have_nvrtc(void) { return 1; }
 
-int cuda_nvrtc_compile(const char *src, const char *path, const char *arch, int want_ptx, char **bin, size_t *bin_len,
-                       char **log) {
+/* cuda_nvrtc_compile without util_err (its message goes to `why`), so that
+ * several threads can compile at once: NVRTC is thread-safe per program. */
+static int cuda_nvrtc_run(const char *src, const char *path, const char *arch, int want_ptx, char **bin,
+                          size_t *bin_len, char **log, char *why, size_t why_n) {
   *bin = NULL;
   *bin_len = 0;
   if (log) *log = NULL;
   nvrtcProgram prog;
   nvrtcResult r = nvrtcCreateProgram(&prog, src, path, 0, NULL, NULL);
-  if (r != NVRTC_SUCCESS) return util_err("NVRTC: nvrtcCreateProgram failed: %s", nvrtcGetErrorString(r));
+  if (r != NVRTC_SUCCESS) {
+    snprintf(why, why_n, "NVRTC: nvrtcCreateProgram failed: %s", nvrtcGetErrorString(r));
+    return -1;
+  }
   char archopt[64];
   snprintf(archopt, sizeof archopt, "--gpu-architecture=%s", arch);
   const char *opts[8];
@@ -303,26 +346,36 @@ int cuda_nvrtc_compile(const char *src, const char *path, const char *arch, int 
   int rc = 0;
   if (r != NVRTC_SUCCESS) {
     if (text) fprintf(stderr, "%s", text);
-    rc = util_err("compiling %s with NVRTC for %s failed (%s)%s", path, arch, nvrtcGetErrorString(r),
-                  text ? "; the compiler's messages are above" : "");
+    snprintf(why, why_n, "compiling %s with NVRTC for %s failed (%s)%s", path, arch, nvrtcGetErrorString(r),
+             text ? "; the compiler's messages are above" : "");
+    rc = -1;
   } else {
     size_t size = 0;
     r = want_ptx ? nvrtcGetPTXSize(prog, &size) : nvrtcGetCUBINSize(prog, &size);
-    char *out = r == NVRTC_SUCCESS ? util_malloc(size, "compiled CUDA module") : NULL;
+    char *out = r == NVRTC_SUCCESS ? malloc(size) : NULL;
     if (out && (want_ptx ? nvrtcGetPTX(prog, out) : nvrtcGetCUBIN(prog, out)) == NVRTC_SUCCESS) {
       *bin = out;
       *bin_len = size;
     } else {
       free(out);
-      rc = r != NVRTC_SUCCESS ? util_err("NVRTC: reading the compiled %s failed: %s", want_ptx ? "PTX" : "CUBIN",
-                                         nvrtcGetErrorString(r))
-                              : -1;
+      if (r != NVRTC_SUCCESS)
+        snprintf(why, why_n, "NVRTC: reading the compiled %s failed: %s", want_ptx ? "PTX" : "CUBIN",
+                 nvrtcGetErrorString(r));
+      else snprintf(why, why_n, "out of memory: compiled CUDA module (%zu bytes)", size);
+      rc = -1;
     }
   }
   if (log) *log = text;
   else free(text);
   nvrtcDestroyProgram(&prog);
   return rc;
+}
+
+int cuda_nvrtc_compile(const char *src, const char *path, const char *arch, int want_ptx, char **bin, size_t *bin_len,
+                       char **log) {
+  char why[4600];
+  if (cuda_nvrtc_run(src, path, arch, want_ptx, bin, bin_len, log, why, sizeof why)) return util_err("%s", why);
+  return 0;
 }
 
 /* The target for a device of compute capability `cc` (e.g. 90): its own
@@ -361,6 +414,16 @@ int cuda_nvrtc_compile(const char *src, const char *path, const char *arch, int 
   *bin_len = 0;
   if (log) *log = NULL;
   return util_err("this gptc was built without CUDA support (NVRTC was not found at build time)");
+}
+
+static int cuda_nvrtc_run(const char *src, const char *path, const char *arch, int want_ptx, char **bin,
+                          size_t *bin_len, char **log, char *why, size_t why_n) {
+  (void)src, (void)path, (void)arch, (void)want_ptx;
+  *bin = NULL;
+  *bin_len = 0;
+  if (log) *log = NULL;
+  snprintf(why, why_n, "this gptc was built without CUDA support (NVRTC was not found at build time)");
+  return -1;
 }
 
 static int cuda_nvrtc_target(int cc, char *arch, size_t n, int *ptx) {
@@ -507,9 +570,11 @@ int cuda_probe(void) {
 /* ---- the device and its module ------------------------------------------------------------ */
 
 struct cuda_dev {
-  int dev, cc, compiled;
-  cu_handle ctx, stream, module;
-  cu_handle *fns; /* one per plan kernel */
+  int dev, cc, compiled; /* compiled: the NVRTC programs this open compiled */
+  cu_handle ctx, stream;
+  cu_handle *modules; /* one per NVRTC program: the whole model, or each kernel unit */
+  int n_modules;
+  cu_handle *fns; /* one per plan kernel, each from the module that defines it */
   int n_fns;
   char about[4400];
 };
@@ -517,35 +582,35 @@ struct cuda_dev {
 const char *cuda_dev_about(const cuda_dev *d) { return d->about; }
 int cuda_dev_compiled(const cuda_dev *d) { return d->compiled; }
 
-/* Reads __device__ global `name` of the module (exactly `size` bytes). */
-static int cuda_read_global(cuda_dev *d, const char *name, void *out, size_t size) {
+/* Reads __device__ global `name` of module `mod` (exactly `size` bytes). */
+static int cuda_read_global(cuda_dev *d, cu_handle mod, const char *name, void *out, size_t size) {
   cu_result r;
   cuda_ptr p;
   size_t got = 0;
-  if (CU_CHECK(cuda_drv.cuModuleGetGlobal(&p, &got, d->module, name), "cuModuleGetGlobal")) return -1;
+  if (CU_CHECK(cuda_drv.cuModuleGetGlobal(&p, &got, mod, name), "cuModuleGetGlobal")) return -1;
   if (got != size) return util_err("CUDA module: %s is %zu bytes, expected %zu", name, got, size);
   return cuda_download(d, out, p, size);
 }
 
-/* Loads a module image and checks that it is the expected source and ABI;
- * -1 (module unloaded) otherwise. */
-static int cuda_module_load(cuda_dev *d, const void *image, const char *what, const char *hash) {
+/* Loads a module image into *mod and checks that it is the expected
+ * source and ABI; -1 (nothing loaded) otherwise. */
+static int cuda_module_load(cuda_dev *d, cu_handle *mod, const void *image, const char *what, const char *hash) {
   cu_result r;
-  if (CU_CHECK(cuda_drv.cuModuleLoadData(&d->module, image), "cuModuleLoadData")) {
-    d->module = NULL;
+  if (CU_CHECK(cuda_drv.cuModuleLoadData(mod, image), "cuModuleLoadData")) {
+    *mod = NULL;
     return util_err("%s: %s", what, util_errmsg());
   }
   char h[65] = {0};
   unsigned abi[4] = {0};
-  int rc = cuda_read_global(d, "gptc_source_hash", h, sizeof h);
-  if (!rc) rc = cuda_read_global(d, "gptc_abi", abi, sizeof abi);
+  int rc = cuda_read_global(d, *mod, "gptc_source_hash", h, sizeof h);
+  if (!rc) rc = cuda_read_global(d, *mod, "gptc_abi", abi, sizeof abi);
   if (!rc && strncmp(h, hash, 64)) rc = util_err("%s: content hash does not match the generated source", what);
   if (!rc && (abi[0] != CUDA_ABI || abi[1] != sizeof(cuda_micro) || abi[2] != sizeof(cuda_ctl)))
     rc = util_err("%s: module ABI %u (structs of %u and %u bytes), this gptc needs ABI %d (%zu and %zu bytes)", what,
                   abi[0], abi[1], abi[2], CUDA_ABI, sizeof(cuda_micro), sizeof(cuda_ctl));
   if (rc) {
-    cuda_drv.cuModuleUnload(d->module);
-    d->module = NULL;
+    cuda_drv.cuModuleUnload(*mod);
+    *mod = NULL;
   }
   return rc;
 }
@@ -553,9 +618,9 @@ static int cuda_module_load(cuda_dev *d, const void *image, const char *what, co
 /* The cache entry for `src` on a GPU of compute capability `cc`: the
  * target NVRTC builds for, and the paths of the module and of the source
  * kept next to it (NVRTC messages and -lineinfo name it). The key hashes
- * the source, the target, NVRTC's options and its version. */
-static int cuda_cache_entry(const char *src, size_t len, int cc, char *arch, size_t arch_n, int *ptx, char *bin_path,
-                            char *src_path, size_t path_n) {
+ * the source, the target, NVRTC's options and its version. Writes nothing. */
+static int cuda_cache_key(const char *src, size_t len, int cc, char *arch, size_t arch_n, int *ptx, char key[65],
+                          char *bin_path, char *src_path, size_t path_n) {
   char ver[64];
   if (cuda_nvrtc_target(cc, arch, arch_n, ptx)) return -1;
   cuda_nvrtc_version(ver, sizeof ver);
@@ -568,13 +633,19 @@ static int cuda_cache_entry(const char *src, size_t len, int cc, char *arch, siz
   for (int i = 0; cuda_nvrtc_options[i]; i++) util_sha256_update(&s, cuda_nvrtc_options[i], strlen(cuda_nvrtc_options[i]));
   util_sha256_update(&s, ver, strlen(ver));
   util_sha256_final(&s, digest);
-  char key[65];
   for (int i = 0; i < 32; i++) snprintf(key + 2 * i, 3, "%02x", digest[i]);
-  char dir[4000];
+  snprintf(bin_path, path_n, "%s/cuda/%s.%s", util_cache_dir(), key, *ptx ? "ptx" : "cubin");
+  snprintf(src_path, path_n, "%s/cuda/%s.cu", util_cache_dir(), key);
+  return 0;
+}
+
+/* cuda_cache_key, then the cache directory made and the source written. */
+static int cuda_cache_entry(const char *src, size_t len, int cc, char *arch, size_t arch_n, int *ptx, char *bin_path,
+                            char *src_path, size_t path_n) {
+  char key[65], dir[4000];
+  if (cuda_cache_key(src, len, cc, arch, arch_n, ptx, key, bin_path, src_path, path_n)) return -1;
   snprintf(dir, sizeof dir, "%s/cuda", util_cache_dir());
   if (util_mkdir_p(dir)) return util_err("cache directory %s: %s", dir, util_errmsg());
-  snprintf(bin_path, path_n, "%s/%s.%s", dir, key, *ptx ? "ptx" : "cubin");
-  snprintf(src_path, path_n, "%s/%s.cu", dir, key);
   if (!util_file_exists(src_path) && util_write_file_atomic(src_path, src, len))
     return util_err("cannot write the generated CUDA source: %s", util_errmsg());
   return 0;
@@ -608,18 +679,195 @@ int cuda_precompile(const char *src, size_t len, int cc, char *path, size_t path
   return 0;
 }
 
-/* The module for `src`: the cached image when it loads and checks, else a
- * fresh NVRTC compile written to the cache. */
+/* ---- the per-kernel programs -------------------------------------------------------------
+ * Each unit of cuda_gen_units is one NVRTC program cached under its own
+ * key; the missing ones are compiled by a pool of threads (NVRTC is
+ * thread-safe per program), their images written under one lock. */
+
+typedef struct {
+  const gen_unit *u;
+  char arch[32], bin_path[4200], src_path[4200];
+  int ptx, need; /* need: no valid cached image */
+  char *image;   /* the image, once read or compiled */
+  size_t n;
+  int failed;
+  char why[4600];
+} cuda_job;
+
+typedef struct {
+  cuda_job *jobs;
+  int n, next;
+  pthread_mutex_t lock;
+} cuda_pool;
+
+static void *cuda_pool_worker(void *arg) {
+  cuda_pool *p = arg;
+  for (;;) {
+    pthread_mutex_lock(&p->lock);
+    int i = p->next;
+    while (i < p->n && !p->jobs[i].need) i++;
+    p->next = i + 1;
+    pthread_mutex_unlock(&p->lock);
+    if (i >= p->n) return NULL;
+    cuda_job *j = &p->jobs[i];
+    char why[4600];
+    int rc = cuda_nvrtc_run(j->u->src, j->src_path, j->arch, j->ptx, &j->image, &j->n, NULL, why, sizeof why);
+    pthread_mutex_lock(&p->lock); /* util_err is not thread-safe: the writes and their messages are serialized */
+    if (!rc && (util_write_file_atomic(j->bin_path, j->image, j->n) || util_cache_seal(j->bin_path, j->image, j->n))) {
+      snprintf(why, sizeof why, "%s", util_errmsg());
+      rc = -1;
+    }
+    if (rc) {
+      free(j->image);
+      j->image = NULL;
+      j->failed = 1;
+      snprintf(j->why, sizeof j->why, "%s", why);
+    }
+    pthread_mutex_unlock(&p->lock);
+  }
+}
+
+/* Compiles the jobs that need it, in parallel; -1 naming the first unit
+ * that failed. *compiled counts the programs compiled. */
+static int cuda_jobs_compile(cuda_job *jobs, int n, int *compiled) {
+  int need = 0;
+  for (int i = 0; i < n; i++) need += jobs[i].need;
+  *compiled = 0;
+  if (!need) return 0;
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int nt = (int)(cpus < 1 ? 1 : cpus > 64 ? 64 : cpus);
+  if (nt > need) nt = need;
+  cuda_pool pool = {jobs, n, 0, PTHREAD_MUTEX_INITIALIZER};
+  pthread_t tid[64];
+  int started = 0;
+  for (int t = 1; t < nt; t++)
+    if (pthread_create(&tid[started], NULL, cuda_pool_worker, &pool) == 0) started++;
+  cuda_pool_worker(&pool); /* this thread works too: with no extra thread it compiles them all */
+  for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+  for (int i = 0; i < n; i++) {
+    if (jobs[i].failed) return util_err("CUDA kernel unit %s: %s", jobs[i].u->name, jobs[i].why);
+    *compiled += jobs[i].need;
+  }
+  return 0;
+}
+
+static void cuda_jobs_free(cuda_job *jobs, int n) {
+  for (int i = 0; jobs && i < n; i++) free(jobs[i].image);
+  free(jobs);
+}
+
+/* The jobs for `units` on a GPU of compute capability cc: each unit's
+ * cache entry (source written) and whether its image must be compiled; a
+ * valid cached image is read into the job when `read` is set. */
+static int cuda_jobs_plan(const gen_unit *units, int n, int cc, int read, cuda_job **out) {
+  cuda_job *jobs = util_calloc((size_t)(n ? n : 1), sizeof *jobs, "CUDA kernel units");
+  *out = jobs;
+  if (!jobs) return -1;
+  for (int i = 0; i < n; i++) {
+    cuda_job *j = &jobs[i];
+    j->u = &units[i];
+    if (cuda_cache_entry(units[i].src, units[i].len, cc, j->arch, sizeof j->arch, &j->ptx, j->bin_path, j->src_path,
+                         sizeof j->bin_path))
+      return -1;
+    /* a damaged image (or one with no hash) is never handed to the driver: rebuilt */
+    j->need = !util_file_exists(j->bin_path) ||
+              util_cache_verify(j->bin_path, read ? &j->image : NULL, read ? &j->n : NULL) != 0;
+    if (j->need) util_errclear();
+  }
+  return 0;
+}
+
+int cuda_precompile_units(const gen_unit *units, int n, int cc, int *compiled, char (*paths)[4200], int *fresh) {
+  cuda_job *jobs;
+  int rc = cuda_jobs_plan(units, n, cc, 0, &jobs);
+  if (!rc) rc = cuda_jobs_compile(jobs, n, compiled);
+  for (int i = 0; !rc && i < n; i++) {
+    snprintf(paths[i], sizeof paths[i], "%s", jobs[i].bin_path);
+    fresh[i] = jobs[i].need;
+  }
+  cuda_jobs_free(jobs, n);
+  return rc;
+}
+
+/* The compute capability of GPU 0. */
+static int cuda_gpu_cc(int *cc) {
+  int dev;
+  char name[256];
+  if (cuda_probe()) return -1;
+  return cuda_device(&dev, cc, name, sizeof name);
+}
+
+int cuda_explain(const cfg_t *cfg, int cc, cuda_unit_info **out, int *n) {
+  *out = NULL;
+  *n = 0;
+  if (!cc && cuda_gpu_cc(&cc))
+    return util_err("%s; name the GPU architecture with --compile sm_NN", util_errmsg());
+  char *src;
+  size_t len;
+  char hash[65];
+  gen_unit *units;
+  int nu;
+  if (cuda_gen_units(cfg, NULL, &src, &len, hash, &units, &nu)) return -1;
+  free(src);
+  cuda_unit_info *info = util_calloc((size_t)(nu ? nu : 1), sizeof *info, "unit list");
+  int rc = info ? 0 : -1;
+  for (int i = 0; !rc && i < nu; i++) {
+    char arch[32], bin[4200], srcp[4200];
+    int ptx;
+    snprintf(info[i].name, sizeof info[i].name, "%s", units[i].name);
+    rc = cuda_cache_key(units[i].src, units[i].len, cc, arch, sizeof arch, &ptx, info[i].key, bin, srcp, sizeof bin);
+    /* cached means a run would load it: present and intact (checked
+     * quietly: nothing is rebuilt here) */
+    char *img = NULL;
+    size_t img_n = 0;
+    info[i].cached = !rc && util_file_exists(bin) && util_read_file(bin, &img, &img_n) == 0 &&
+                     util_cache_check(bin, img, img_n) == NULL;
+    free(img);
+    if (!rc && !info[i].cached) util_errclear();
+    snprintf(info[i].arch, sizeof info[i].arch, "%s", arch);
+  }
+  gen_units_free(units, nu);
+  if (rc) {
+    free(info);
+    return -1;
+  }
+  *out = info;
+  *n = nu;
+  return 0;
+}
+
+/* Opens GPU 0's primary context and a stream. */
+static int cuda_dev_start(cuda_dev **out) {
+  *out = NULL;
+  if (cuda_probe()) return -1;
+  cuda_dev *d = util_calloc(1, sizeof *d, "CUDA device");
+  if (!d) return -1;
+  *out = d;
+  cu_result r;
+  char name[256];
+  int rc = cuda_device(&d->dev, &d->cc, name, sizeof name);
+  if (!rc) snprintf(d->about, sizeof d->about, "%s, sm_%d", name, d->cc);
+  if (!rc) rc = CU_CHECK(cuda_drv.cuDevicePrimaryCtxRetain(&d->ctx, d->dev), "cuDevicePrimaryCtxRetain");
+  if (!rc) rc = CU_CHECK(cuda_drv.cuCtxSetCurrent(d->ctx), "cuCtxSetCurrent");
+  if (!rc) rc = CU_CHECK(cuda_drv.cuStreamCreate(&d->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  return rc;
+}
+
+/* The module for the whole source: the cached image when it loads and
+ * checks, else a fresh NVRTC compile written to the cache. */
 static int cuda_module(cuda_dev *d, const char *src, size_t len, const char *hash) {
   char arch[32], bin_path[4200], src_path[4200];
   int ptx = 0;
+  d->modules = util_calloc(1, sizeof *d->modules, "CUDA modules");
+  if (!d->modules) return -1;
+  d->n_modules = 1;
   if (cuda_cache_entry(src, len, d->cc, arch, sizeof arch, &ptx, bin_path, src_path, sizeof bin_path)) return -1;
   if (util_file_exists(bin_path)) {
     char *image;
     size_t n;
     /* a damaged image (or one with no hash) is never handed to the driver */
     if (util_cache_verify(bin_path, &image, &n) == 0) {
-      int rc = cuda_module_load(d, image, bin_path, hash);
+      int rc = cuda_module_load(d, &d->modules[0], image, bin_path, hash);
       free(image);
       if (rc == 0) {
         snprintf(d->about + strlen(d->about), sizeof d->about - strlen(d->about), ", cached %s", bin_path);
@@ -631,7 +879,7 @@ static int cuda_module(cuda_dev *d, const char *src, size_t len, const char *has
   char *bin;
   size_t n;
   if (cuda_cache_compile(src, src_path, arch, ptx, bin_path, &bin, &n)) return -1;
-  int rc = cuda_module_load(d, bin, bin_path, hash);
+  int rc = cuda_module_load(d, &d->modules[0], bin, bin_path, hash);
   free(bin);
   if (rc) return -1;
   d->compiled = 1;
@@ -639,36 +887,88 @@ static int cuda_module(cuda_dev *d, const char *src, size_t len, const char *has
   return 0;
 }
 
-int cuda_dev_open(const char *src, size_t len, const char *hash, const cuda_plan *plan, cuda_dev **out) {
-  *out = NULL;
-  if (cuda_probe()) return -1;
-  cuda_dev *d = util_calloc(1, sizeof *d, "CUDA device");
-  if (!d) return -1;
-  cu_result r;
-  char name[256];
-  int rc = cuda_device(&d->dev, &d->cc, name, sizeof name);
-  if (!rc) snprintf(d->about, sizeof d->about, "%s, sm_%d", name, d->cc);
-  if (!rc) rc = CU_CHECK(cuda_drv.cuDevicePrimaryCtxRetain(&d->ctx, d->dev), "cuDevicePrimaryCtxRetain");
-  if (!rc) rc = CU_CHECK(cuda_drv.cuCtxSetCurrent(d->ctx), "cuCtxSetCurrent");
-  if (!rc) rc = CU_CHECK(cuda_drv.cuStreamCreate(&d->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-  if (!rc) rc = cuda_module(d, src, len, hash);
-  if (!rc) {
-    d->fns = util_calloc((size_t)plan->n_kernels, sizeof *d->fns, "kernel handles");
-    rc = d->fns ? 0 : -1;
-  }
-  for (int i = 0; !rc && i < plan->n_kernels; i++) {
-    const cuda_kernel *k = &plan->kernels[i];
-    if (CU_CHECK(cuda_drv.cuModuleGetFunction(&d->fns[i], d->module, k->name), "cuModuleGetFunction")) {
-      rc = util_err("CUDA module: kernel %s: %s", k->name, util_errmsg());
-      break;
+/* One module per unit: the cached images that load and check, the rest
+ * compiled in parallel, then loaded. */
+static int cuda_unit_modules(cuda_dev *d, const gen_unit *units, int n) {
+  d->modules = util_calloc((size_t)(n ? n : 1), sizeof *d->modules, "CUDA modules");
+  if (!d->modules) return -1;
+  d->n_modules = n;
+  cuda_job *jobs;
+  int rc = cuda_jobs_plan(units, n, d->cc, 1, &jobs);
+  char hash[65];
+  for (int i = 0; !rc && i < n; i++) {
+    if (jobs[i].need) continue;
+    rc = cuda_unit_hash(units[i].src, hash);
+    /* a cached image the driver refuses is compiled again */
+    if (!rc && cuda_module_load(d, &d->modules[i], jobs[i].image, jobs[i].bin_path, hash)) {
+      util_errclear();
+      jobs[i].need = 1;
     }
+    free(jobs[i].image);
+    jobs[i].image = NULL;
+  }
+  int compiled = 0;
+  if (!rc) rc = cuda_jobs_compile(jobs, n, &compiled);
+  for (int i = 0; !rc && i < n; i++) {
+    if (!jobs[i].need) continue;
+    rc = cuda_unit_hash(units[i].src, hash);
+    if (!rc) rc = cuda_module_load(d, &d->modules[i], jobs[i].image, jobs[i].bin_path, hash);
+  }
+  cuda_jobs_free(jobs, n);
+  if (rc) return -1;
+  d->compiled = compiled;
+  snprintf(d->about + strlen(d->about), sizeof d->about - strlen(d->about), ", %d kernel programs (%d compiled, %d "
+           "cached) in %s/cuda", n, compiled, n - compiled, util_cache_dir());
+  return 0;
+}
+
+/* Resolves every plan kernel in the module whose source defines it. */
+static int cuda_dev_functions(cuda_dev *d, const gen_unit *units, const cuda_plan *plan) {
+  cu_result r;
+  d->fns = util_calloc((size_t)(plan->n_kernels ? plan->n_kernels : 1), sizeof *d->fns, "kernel handles");
+  if (!d->fns) return -1;
+  char key[128];
+  for (int i = 0; i < plan->n_kernels; i++) {
+    const cuda_kernel *k = &plan->kernels[i];
+    int m = 0;
+    if (units) {
+      snprintf(key, sizeof key, " %s(", k->name);
+      m = -1;
+      for (int u = 0; u < d->n_modules && m < 0; u++)
+        if (strstr(units[u].src, key)) m = u;
+      if (m < 0) return util_err("CUDA kernel units: no unit defines kernel %s", k->name);
+    }
+    if (CU_CHECK(cuda_drv.cuModuleGetFunction(&d->fns[i], d->modules[m], k->name), "cuModuleGetFunction"))
+      return util_err("CUDA module: kernel %s: %s", k->name, util_errmsg());
     d->n_fns = i + 1;
     size_t off, size;
     if (cuda_drv.cuFuncGetParamInfo && k->nparams > 0 &&
         (cuda_drv.cuFuncGetParamInfo(d->fns[i], (size_t)k->nparams - 1, &off, &size) != CU_SUCCESS ||
          cuda_drv.cuFuncGetParamInfo(d->fns[i], (size_t)k->nparams, &off, &size) == CU_SUCCESS))
-      rc = util_err("CUDA module: kernel %s does not take the %d parameters its source declares", k->name, k->nparams);
+      return util_err("CUDA module: kernel %s does not take the %d parameters its source declares", k->name,
+                      k->nparams);
   }
+  return 0;
+}
+
+int cuda_dev_open(const char *src, size_t len, const char *hash, const cuda_plan *plan, cuda_dev **out) {
+  cuda_dev *d;
+  int rc = cuda_dev_start(&d);
+  if (!rc) rc = cuda_module(d, src, len, hash);
+  if (!rc) rc = cuda_dev_functions(d, NULL, plan);
+  if (rc) {
+    cuda_dev_close(d);
+    return -1;
+  }
+  *out = d;
+  return 0;
+}
+
+int cuda_dev_open_units(const gen_unit *units, int n, const cuda_plan *plan, cuda_dev **out) {
+  cuda_dev *d;
+  int rc = cuda_dev_start(&d);
+  if (!rc) rc = cuda_unit_modules(d, units, n);
+  if (!rc) rc = cuda_dev_functions(d, units, plan);
   if (rc) {
     cuda_dev_close(d);
     return -1;
@@ -683,8 +983,10 @@ void cuda_dev_close(cuda_dev *d) {
     cuda_drv.cuStreamSynchronize(d->stream);
     cuda_drv.cuStreamDestroy(d->stream);
   }
-  if (d->module) cuda_drv.cuModuleUnload(d->module);
+  for (int i = 0; i < d->n_modules; i++)
+    if (d->modules[i]) cuda_drv.cuModuleUnload(d->modules[i]);
   if (d->ctx) cuda_drv.cuDevicePrimaryCtxRelease(d->dev);
+  free(d->modules);
   free(d->fns);
   free(d);
 }

@@ -1,6 +1,7 @@
 /* cuda: the CUDA side of gptc. Generates a config's CUDA source (gen/emit_cuda.lua),
- * compiles it in-process with NVRTC for the GPU's compute capability (the
- * CUBIN is cached by content hash under util_cache_dir()/cuda/), loads it
+ * compiles it in-process with NVRTC for the GPU's compute capability, one
+ * program per kernel (each CUBIN cached by content hash under
+ * util_cache_dir()/cuda/, the missing ones compiled in parallel; docs/startup.md), loads them
  * through the CUDA driver API (libcuda.so.1, dlopen'ed at run time: gptc
  * starts and runs on the CPU without a driver), and parses the launch plan
  * at the end of the source. The backend that runs the plan is
@@ -15,6 +16,7 @@
 #include <stdint.h>
 
 #include "cfg.h"
+#include "gen.h"
 
 /* ---- generation (no GPU, no NVRTC needed) ---- */
 
@@ -22,11 +24,21 @@
 typedef struct {
   int unfused; /* 1: GELU and the residual add as separate kernels */
   int tile;    /* 1..4: every GEMM uses block tile 128x128, 128x64, 64x64 or 32x32; 0: by shape */
+  int whole;   /* backend: 1 compiles the whole source as one NVRTC program (the reference the per-kernel
+                  programs are compared with); 0 one program per kernel unit (cuda_gen_units) */
 } cuda_gen_opts;
 
 /* The CUDA source for cfg (precision from cfg->precision); *src is
  * malloc'ed, hash is the content hash printed in its header. */
 int cuda_gen_source(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65]);
+/* cuda_gen_source, and the same kernels as separate NVRTC programs
+ * (gen/emit_cuda.lua M.split): one unit per kernel instance, named by it,
+ * and "optimizer" (AdamW, the gradient norm and the bf16 copy share the
+ * tensor table: the one unit that depends on n_layers). A unit is
+ * GPTC_SOURCE_HASH (of the rest) + the prelude + its kernels' text, exactly
+ * as in the whole source; the launch plan stays in the whole source. */
+int cuda_gen_units(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65],
+                   gen_unit **units, int *n);
 
 /* ---- the ABI of the generated kernels (templates/cuda/prelude.cu; the
  * module's gptc_abi global is checked against these at load) ---- */
@@ -156,10 +168,29 @@ typedef struct cuda_dev cuda_dev;
  * loads it without compiling; *compiled is 0 when it was there already.
  * path gets the cache entry's file. */
 int cuda_precompile(const char *src, size_t len, int cc, char *path, size_t path_n, int *compiled);
+/* cuda_precompile for the units of cuda_gen_units: the missing or damaged
+ * ones compiled in parallel; *compiled counts them; paths[i] gets unit i's
+ * cache entry and fresh[i] 1 when it was compiled (both n long). */
+int cuda_precompile_units(const gen_unit *units, int n, int cc, int *compiled, char (*paths)[4200], int *fresh);
+/* One unit for `gptc gen --explain --device cuda`. */
+typedef struct {
+  char name[96];
+  char key[65];  /* its cache entry: util_cache_dir()/cuda/KEY.cubin (or .ptx) */
+  char arch[32]; /* the NVRTC target */
+  int cached;    /* 1 when the entry is there and intact */
+} cuda_unit_info;
+/* The units of cfg's CUDA source for compute capability cc (0: GPU 0's),
+ * each with its key and whether it is cached; compiles and writes nothing. */
+int cuda_explain(const cfg_t *cfg, int cc, cuda_unit_info **units, int *n);
 int cuda_dev_open(const char *src, size_t len, const char *hash, const cuda_plan *plan, cuda_dev **out);
+/* cuda_dev_open for the units of cuda_gen_units: one module per unit
+ * (cached ones loaded, the rest compiled in parallel), each plan kernel
+ * looked up in the module of the unit that defines it. */
+int cuda_dev_open_units(const gen_unit *units, int n, const cuda_plan *plan, cuda_dev **out);
 void cuda_dev_close(cuda_dev *d);
 /* "NVIDIA H100 80GB HBM3, sm_90, compiled /cache/cuda/<key>.cubin" */
 const char *cuda_dev_about(const cuda_dev *d);
+/* The NVRTC programs this open compiled (0: all came from the cache). */
 int cuda_dev_compiled(const cuda_dev *d);
 
 /* Device memory; an out-of-memory error reports the request against the free memory. */

@@ -211,11 +211,16 @@ void gen_units_free(gen_unit *units, int n) {
 }
 
 int gen_units(const cfg_t *cfg, char **src, size_t *len, char hash[65], gen_unit **units, int *n) {
+  return gen_units_render(cfg, "emit", gen_cpu_opts, NULL, 1, src, len, hash, units, n);
+}
+
+int gen_units_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, int glue_header,
+                     char **src, size_t *len, char hash[65], gen_unit **units, int *n) {
   *units = NULL;
   *n = 0;
   lua_State *L = lx_new();
   if (!L) return -1;
-  if (gen_render_in(L, cfg, "emit", "split", gen_cpu_opts, NULL, src, len, hash)) return -1;
+  if (gen_render_in(L, cfg, module, "split", fill, arg, src, len, hash)) return -1;
   int head = lua_gettop(L), list = head - 2;
   size_t head_len;
   const char *h = lua_tolstring(L, head, &head_len);
@@ -229,7 +234,7 @@ int gen_units(const cfg_t *cfg, char **src, size_t *len, char hash[65], gen_unit
     size_t sl;
     const char *s = lua_tolstring(L, -1, &sl);
     /* the glue (last) carries the header: the config, hash and schedules */
-    size_t pre = i == count - 1 ? head_len : 0;
+    size_t pre = glue_header && i == count - 1 ? head_len : 0;
     u[i].name = util_strdup(lua_tostring(L, -2));
     u[i].src = util_malloc(pre + sl + 1, "compilation unit");
     if (!u[i].name || !u[i].src) {

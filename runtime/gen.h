@@ -51,6 +51,11 @@ typedef struct {
  * header) last. *units and what it holds are malloc'ed; gen_units_free. */
 int gen_units(const cfg_t *cfg, char **src, size_t *len, char hash[65], gen_unit **units, int *n);
 void gen_units_free(gen_unit *units, int n);
+/* gen_units for any module with a split(cfg, opts): glue_header 1 puts the
+ * header above the last unit (the CPU's glue), 0 leaves the units as the
+ * module returned them (the CUDA kernels: runtime/cuda.c cuda_gen_units). */
+int gen_units_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, int glue_header,
+                     char **src, size_t *len, char hash[65], gen_unit **units, int *n);
 
 /* Renders the benchmark source for `cfg` (gen/bench.lua; the ABI is
  * templates/bench/abi.h): every kernel instance of the training step,

@@ -345,7 +345,7 @@ START_TEST(variants_compile) {
   for (int i = 0; i < N; i++) {
     cfg_t c;
     load_config("configs/shakespeare-char.lua", 65, i % 2 ? CFG_BF16 : CFG_FP32, &c);
-    cuda_gen_opts o = {i < 2, i < 2 ? 0 : 2};
+    cuda_gen_opts o = {i < 2, i < 2 ? 0 : 2, 0};
     size_t len;
     char hash[65];
     jobs[i].src = generate(&c, &o, &len, hash);
@@ -450,10 +450,10 @@ END_TEST
 
 START_TEST(emulated_variants) {
   if (!emulator()) return;
-  cuda_gen_opts unfused = {1, 0};
+  cuda_gen_opts unfused = {1, 0, 0};
   parity_of("emu-drop", DROP, CFG_FP32, &unfused);
   for (int tile = 1; tile <= 3; tile++) {
-    cuda_gen_opts o = {0, tile};
+    cuda_gen_opts o = {0, tile, 0};
     parity_of("emu-tiny", TINY, tile == 2 ? CFG_BF16 : CFG_FP32, &o);
   }
 }
@@ -589,7 +589,8 @@ START_TEST(emulated_precompile) {
   ck_assert_msg(strstr(r.out, "(already in the cache)"), "%s", r.out);
   tu_run_free(&r);
   ck_assert_msg(tu_run(&r, NULL, "train --config '%s' --out '%s' --device cuda", cfgp, out) == 0, "%s", r.err);
-  ck_assert_msg(strstr(r.out, "cached ") && strstr(r.out, line), "the run compiled again: %s", r.out);
+  /* (one NVRTC program per kernel: none compiled by the run) */
+  ck_assert_msg(strstr(r.out, " (0 compiled, "), "the run compiled again: %s", r.out);
   tu_run_free(&r);
   /* bf16 is another module */
   ck_assert_msg(tu_run(&r, NULL, "gen --config '%s' -o '%s' --device cuda --precision bf16 --compile sm_80", cfgp, gen) == 0,

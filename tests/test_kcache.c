@@ -272,15 +272,24 @@ START_TEST(reuse_across_configs) {
 }
 END_TEST
 
-START_TEST(explain_refuses_cuda) {
+/* --explain --device cuda lists NVRTC programs (tests/test_kcache_cuda.c
+ * checks them); a bad --compile is a usage error */
+START_TEST(explain_cuda) {
   char obj[1100];
   fresh_cache("cuda", obj, sizeof obj);
   const char *a = write_cfg("a", "", "");
   tu_run_result r;
-  int code = tu_run(&r, NULL, "gen --config '%s' --vocab-size %d --explain --device cuda", a, VOCAB);
+  int code = tu_run(&r, NULL, "gen --config '%s' --vocab-size %d --explain --device cuda --compile 80", a, VOCAB);
   ck_assert_int_eq(code, 2);
-  ck_assert_msg(strstr(r.err, "--explain") != NULL, "%s", r.err);
+  ck_assert_msg(strstr(r.err, "--compile") != NULL, "%s", r.err);
   tu_run_free(&r);
+#ifdef GPTC_HAVE_NVRTC
+  code = tu_run(&r, NULL, "gen --config '%s' --vocab-size %d --explain --device cuda --compile sm_80", a, VOCAB);
+  ck_assert_msg(code == 0, "%s", r.err);
+  ck_assert_msg(strstr(r.out, "optimizer ") && strstr(r.out, " new, 0 cached (NVRTC programs for sm_80)\n"), "%s",
+                r.out);
+  tu_run_free(&r);
+#endif
   /* and -o is not needed with --explain, but is without it */
   code = tu_run(&r, NULL, "gen --config '%s' --vocab-size %d", a, VOCAB);
   ck_assert_int_eq(code, 2);
@@ -410,7 +419,7 @@ int main(void) {
   TCase *t = tcase_create("kcache");
   tcase_set_timeout(t, 600);
   tcase_add_test(t, reuse_across_configs);
-  tcase_add_test(t, explain_refuses_cuda);
+  tcase_add_test(t, explain_cuda);
   tcase_add_test(t, units_match_whole_source);
   suite_add_tcase(s, t);
   return tu_main(s);

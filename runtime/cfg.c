@@ -419,3 +419,7 @@ char *cfg_describe(void) {
   lua_close(L);
   return out;
 }
+
+size_t cfg_tokens_per_step(const cfg_train *t) {
+  return (size_t)t->batch_size * (size_t)t->max_length * (size_t)t->grad_accum;
+}

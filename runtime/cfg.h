@@ -72,6 +72,9 @@ int cfg_default_out(const cfg_t *cfg, char *out, size_t n);
 /* Fails, naming the sizes, when training this model would not fit in this
  * machine's memory (the CPU backend's check before it allocates). */
 int cfg_check_memory(const cfg_t *cfg);
+/* Tokens one optimizer step trains on: batch_size x max_length x grad_accum
+ * (the step's (grad_accum, B, T) batch; the log's tokens_per_s is over this). */
+size_t cfg_tokens_per_step(const cfg_train *t);
 /* The resolved config as Lua source (re-loadable with cfg_load_string);
  * caller frees. Data paths are left out. */
 char *cfg_serialize(const cfg_t *cfg);

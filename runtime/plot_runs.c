@@ -45,7 +45,7 @@ static void plot_run_meta(const char *dir, plot_run *r) {
   cfg_t cfg;
   if (!cfg_load_data(meta.config_src, path, &cfg)) {
     snprintf(r->name, sizeof r->name, "%s", cfg.name);
-    r->tokens_per_step = (double)cfg.train.batch_size * cfg.train.max_length * cfg.train.grad_accum;
+    r->tokens_per_step = (double)cfg_tokens_per_step(&cfg.train);
   }
   char hex[65];
   util_sha256_hex(meta.config_src, strlen(meta.config_src), hex);

@@ -179,7 +179,7 @@ static int sweep_plan(sweep_state *s) {
     }
     for (int g = 0; g < d->n_grids && !rc; g++) rc = cfg_field_json(&c, s->fields[g], r->values[g], sizeof r->values[g]);
     r->final_step = d->steps > 0 ? d->steps : c.train.steps;
-    r->tokens_per_step = (long)c.train.batch_size * c.train.max_length * c.train.grad_accum;
+    r->tokens_per_step = (long)cfg_tokens_per_step(&c.train);
     r->params = r->tps = r->step_ms = r->val = r->wall_s = NAN;
   }
   free(pick);

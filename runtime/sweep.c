@@ -228,33 +228,19 @@ static void sweep_collect(const sweep_state *s, sweep_one *r) {
   } else if (r->status == SWEEP_DONE) {
     r->status = SWEEP_PENDING;
   }
-  char *data;
-  size_t len;
-  if (util_path(path, sizeof path, "%s/%s/log.jsonl", s->d.dir, r->dir) || !util_file_exists(path) ||
-      util_read_file(path, &data, &len)) {
+  /* the log through the one log.jsonl reader (plot.h) */
+  plot_run lg;
+  memset(&lg, 0, sizeof lg);
+  if (util_path(path, sizeof path, "%s/%s", s->d.dir, r->dir) || plot_run_load(path, &lg)) {
     util_errclear();
     return;
   }
-  size_t n_tps = 0, cap = 0;
-  double *tps = NULL; /* (n_tps) tokens_per_s of each step line */
-  for (char *line = data; line < data + len;) {
-    char *nl = memchr(line, '\n', (size_t)(data + len - line));
-    size_t n = nl ? (size_t)(nl - line) : (size_t)(data + len - line);
-    json_val *v = json_parse(line, n, path);
-    line += n + 1;
-    if (!v) continue;
-    const json_val *t = json_get(v, "tokens_per_s"), *vl = json_get(v, "val_loss"), *vf = json_get(v, "val_loss_full");
-    if (t && t->type == JSON_NUM && json_get(v, "loss")) {
-      if (n_tps == cap) {
-        double *g = util_realloc(tps, (cap = cap ? 2 * cap : 64) * sizeof *tps, "tokens/s");
-        if (!g) break;
-        tps = g;
-      }
-      tps[n_tps++] = t->num;
-    }
-    if (vf && vf->type == JSON_NUM) r->val = vf->num, r->val_full = 1;
-    else if (vl && vl->type == JSON_NUM && !r->val_full) r->val = vl->num;
-    json_free(v);
+  size_t n_tps = 0;
+  double *tps = util_malloc((lg.n ? lg.n : 1) * sizeof *tps, "tokens/s"); /* (n_tps) tokens_per_s of each step line */
+  for (size_t i = 0; i < lg.n && tps; i++) {
+    if (!isnan(lg.tps[i]) && !isnan(lg.loss[i])) tps[n_tps++] = lg.tps[i];
+    if (!isnan(lg.val_full[i])) r->val = lg.val_full[i], r->val_full = 1;
+    else if (!isnan(lg.val[i]) && !r->val_full) r->val = lg.val[i];
   }
   util_errclear();
   if (n_tps) {
@@ -263,7 +249,7 @@ static void sweep_collect(const sweep_state *s, sweep_one *r) {
     if (r->tps > 0) r->step_ms = 1000.0 * (double)r->tokens_per_step / r->tps;
   }
   free(tps);
-  free(data);
+  plot_run_free(&lg);
 }
 
 /* ---- sweep.json and sweep.md -------------------------------------------- */

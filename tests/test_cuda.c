@@ -373,33 +373,7 @@ END_TEST
 
 /* ---- the backend through the host emulator ---- */
 
-static int emu_ready;
-
-/* Builds the fake driver once; 0 when the emulator cannot run here (the
- * reason printed). */
-static int emulator(void) {
-  if (emu_ready) return emu_ready > 0;
-  emu_ready = -1;
-#if !defined(__x86_64__)
-  printf("test_cuda: emulator cases skipped: the emulator's context switch is x86-64 only\n");
-  return 0;
-#endif
-  if (system("c++ --version >/dev/null 2>&1") != 0) {
-    printf("test_cuda: emulator cases skipped: no C++ compiler (c++) to build the emulated kernels\n");
-    return 0;
-  }
-  char dir[1000], lib[1100], cmd[4000];
-  snprintf(dir, sizeof dir, "%s/fakecuda", tu_tmpdir());
-  snprintf(lib, sizeof lib, "%s/libcuda.so.1", dir);
-  ck_assert_int_eq(util_mkdir_p(dir), 0);
-  snprintf(cmd, sizeof cmd, "cc -O2 -shared -fPIC -DEMU_HEADER='\"%s\"' -o '%s' '%s' -ldl", tu_src("tests/gpu/emu/emu.h"),
-           lib, tu_src("tests/gpu/emu/fakecuda.c"));
-  ck_assert_msg(system(cmd) == 0, "building the fake driver failed: %s", cmd);
-  setenv("GPTC_LIBCUDA", lib, 1);
-  setenv("FAKECUDA_CC", "80", 1);
-  emu_ready = 1;
-  return 1;
-}
+static int emulator(void) { return tu_fake_cuda("test_cuda"); }
 
 static const char *write_cfg(const char *name, const char *body) {
   char src[2048], file[300];

@@ -293,26 +293,7 @@ END_TEST
 
 /* ---- the per-kernel modules against the whole source, on the emulator ------------------- */
 
-static int emulator(void) {
-#if !defined(__x86_64__)
-  printf("test_kcache_cuda: emulator case skipped: the emulator's context switch is x86-64 only\n");
-  return 0;
-#endif
-  if (system("c++ --version >/dev/null 2>&1") != 0) {
-    printf("test_kcache_cuda: emulator case skipped: no C++ compiler (c++) to build the emulated kernels\n");
-    return 0;
-  }
-  char dir[1000], lib[1100], cmd[4000];
-  snprintf(dir, sizeof dir, "%s/fakecuda", tu_tmpdir());
-  snprintf(lib, sizeof lib, "%s/libcuda.so.1", dir);
-  ck_assert_int_eq(util_mkdir_p(dir), 0);
-  snprintf(cmd, sizeof cmd, "cc -O2 -shared -fPIC -DEMU_HEADER='\"%s\"' -o '%s' '%s' -ldl", tu_src("tests/gpu/emu/emu.h"),
-           lib, tu_src("tests/gpu/emu/fakecuda.c"));
-  ck_assert_msg(system(cmd) == 0, "building the fake driver failed: %s", cmd);
-  setenv("GPTC_LIBCUDA", lib, 1);
-  setenv("FAKECUDA_CC", "80", 1);
-  return 1;
-}
+static int emulator(void) { return tu_fake_cuda("test_kcache_cuda"); }
 
 typedef struct {
   double losses[3], norms[3];

@@ -113,3 +113,28 @@ char *tu_log_without_timing(const char *dir) {
   free(data);
   return out.data;
 }
+
+int tu_fake_cuda(const char *who) {
+  static int ready; /* 1 built, -1 cannot run here */
+  if (ready) return ready > 0;
+  ready = -1;
+#if !defined(__x86_64__)
+  printf("%s: emulator cases skipped: the emulator's context switch is x86-64 only\n", who);
+  return 0;
+#endif
+  if (system("c++ --version >/dev/null 2>&1") != 0) {
+    printf("%s: emulator cases skipped: no C++ compiler (c++) to build the emulated kernels\n", who);
+    return 0;
+  }
+  char dir[1000], lib[1100], cmd[4000];
+  snprintf(dir, sizeof dir, "%s/fakecuda", tu_tmpdir());
+  snprintf(lib, sizeof lib, "%s/libcuda.so.1", dir);
+  ck_assert_int_eq(util_mkdir_p(dir), 0);
+  snprintf(cmd, sizeof cmd, "cc -O2 -shared -fPIC -DEMU_HEADER='\"%s\"' -o '%s' '%s' -ldl", tu_src("tests/gpu/emu/emu.h"),
+           lib, tu_src("tests/gpu/emu/fakecuda.c"));
+  ck_assert_msg(system(cmd) == 0, "building the fake driver failed: %s", cmd);
+  setenv("GPTC_LIBCUDA", lib, 1);
+  setenv("FAKECUDA_CC", "80", 1);
+  ready = 1;
+  return 1;
+}

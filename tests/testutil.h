@@ -30,4 +30,10 @@ char *tu_log_without_timing(const char *dir);
 /* Runs a suite and returns the process exit code (0 if all passed). */
 int tu_main(Suite *s);
 
+/* The host emulator of the CUDA driver (tests/gpu/emu): builds the fake
+ * libcuda once per process and points gptc at it (GPTC_LIBCUDA, a compute
+ * capability 8.0 device). 0 when it cannot run here, the reason printed
+ * with `who` (the test's name) first. */
+int tu_fake_cuda(const char *who);
+
 #endif

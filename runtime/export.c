@@ -3,6 +3,7 @@
  * this file gathers the inputs into a temp directory next to the output,
  * runs the compiler there and renames the result into place. */
 #include "export.h"
+#include "export_target.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,17 +24,16 @@
 #include "tok.h"
 #include "util.h"
 
-/* cpu.c's code-generation flags without -fPIC -shared: the inference step
- * then compiles to the same arithmetic as in the JIT model `gptc sample`
- * uses, so logits and sampled text agree bit for bit. */
-#if defined(__x86_64__)
-#define EXPORT_FLAGS "-O3 -march=native -mprefer-vector-width=512 -fno-math-errno -fopenmp"
-#else
-#define EXPORT_FLAGS "-O3 -march=native -fno-math-errno -fopenmp"
-#endif
-/* PCRE2 (the GPT-2 pre-tokenizer regex) from libpcre2-8.a; libm and libgomp
- * stay shared, as libc does. */
-#define EXPORT_LIBS "-Wl,-Bstatic -lpcre2-8 -Wl,-Bdynamic -lm"
+/* The compiler flags of each target live in export_target.c: native has
+ * cpu.c's code-generation flags without -fPIC -shared, so its inference
+ * step compiles to the same arithmetic as the JIT model `gptc sample` uses
+ * and logits agree bit for bit; the other targets compile each kernel
+ * variant for its own ISA level and everything else for the baseline.
+ * PCRE2 (the GPT-2 pre-tokenizer regex) comes from libpcre2-8.a, only for a
+ * gpt2 model. native keeps libc, libm and libgomp shared; every other
+ * target is one static file (glibc's libc.a and gcc's libgomp.a). */
+#define EXPORT_LIBS_SHARED "-Wl,-Bstatic -lpcre2-8 -Wl,-Bdynamic -lm"
+#define EXPORT_LIBS_STATIC "-lpcre2-8 -lm"
 #define EXPORT_TEMPLATES "templates/export/"
 
 /* The runtime sources the program compiles, embedded in gptc at build time
@@ -42,9 +42,13 @@ static const char *const export_runtime[] = {
     "cli.c", "cli.h", "embed.c", "embed.h", "sample.c", "sample.h", "tok.c", "tok.h", "tok_bpe.c", "tok_internal.h",
     "tok_map.c", "tok_simple.c", "tok_unicode.c", "util.c", "util.h", NULL,
 };
+/* A char or word model compiles templates/export/tok_bpe_none.c instead:
+ * no GPT-2 tokenizer, no PCRE2. */
+#define EXPORT_BPE "tok_bpe.c"
 
 typedef struct {
   const char *ckpt, *out;
+  const export_target *target;
   ckpt_meta meta;
   cfg_t cfg;
   char dir[4096]; /* the temp build directory, "" until created */
@@ -52,10 +56,7 @@ typedef struct {
   int env; /* stack index of the templates' environment */
 } export_job;
 
-static const char *export_cc(void) {
-  const char *cc = getenv("CC");
-  return cc && *cc ? cc : GPTC_C_COMPILER_DEFAULT;
-}
+static int export_gpt2(const export_job *j) { return j->cfg.tokenizer == CFG_TOK_GPT2; }
 
 /* `s` in single quotes for the shell. */
 static int export_shq(util_buf *b, const char *s) {
@@ -85,12 +86,20 @@ static int export_sh(const char *cmd, char *msg, size_t n) {
   return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static int export_check_cc(const char *cc) {
+static int export_check_cc(const export_job *j, const char *cc) {
   char cmd[1200], msg[512];
   snprintf(cmd, sizeof cmd, "%s --version 2>&1", cc);
   int rc = export_sh(cmd, msg, sizeof msg);
-  if (rc == 0) return 0;
-  return util_err("C compiler '%s' does not run (%s): install one or set CC", cc, msg[0] ? msg : "no output");
+  if (rc)
+    return util_err("C compiler '%s' does not run (%s): install one or set %s", cc, msg[0] ? msg : "no output",
+                    j->target->cross_aarch64 ? "GPTC_CC_AARCH64 (Debian: gcc-aarch64-linux-gnu)" : "CC");
+  if (!j->target->cross_aarch64 || !export_gpt2(j)) return 0;
+  /* the host's libpcre2-8.a is x86-64: a cross build needs the arm64 one */
+  snprintf(cmd, sizeof cmd, "%s -print-file-name=libpcre2-8.a 2>&1", cc);
+  if (export_sh(cmd, msg, sizeof msg) == 0 && msg[0] == '/') return 0;
+  return util_err("%s: --target %s with the gpt2 tokenizer needs PCRE2 for that architecture, and '%s' finds no "
+                  "libpcre2-8.a (Debian: dpkg --add-architecture arm64; apt-get install libpcre2-dev:arm64)",
+                  j->out, j->target->name, cc);
 }
 
 /* ---- files in the build directory ------------------------------------------ */
@@ -195,14 +204,22 @@ static int export_env(export_job *j, const char *sha) {
   if (lx_call(L, "shapes", "derive", 1, 1))
     return util_err("%s: the generator rejects this model: %s", j->ckpt, util_errmsg());
   lua_setfield(L, j->env, "S");
-  lua_pushvalue(L, cfg);
+  const export_target *t = j->target;
   lua_newtable(L);
-  export_setstr(L, lua_gettop(L), "real", "float");
-  lua_pushinteger(L, gen_vec_bytes()); /* the width gptc sample's model has: the same inference step */
-  lua_setfield(L, -2, "vec_bytes");
-  if (lx_call(L, "emit", "infer_body", 2, 1))
-    return util_err("%s: the generator rejects this model: %s", j->ckpt, util_errmsg());
-  lua_setfield(L, j->env, "infer_src");
+  for (int i = 0; i < t->n_variants; i++) {
+    const export_variant *v = &t->variants[i];
+    lua_newtable(L);
+    export_setstr(L, lua_gettop(L), "name", v->name);
+    export_setstr(L, lua_gettop(L), "suffix", v->suffix);
+    export_setstr(L, lua_gettop(L), "what", v->what);
+    export_setstr(L, lua_gettop(L), "flags", v->flags);
+    if (v->cpu_check) export_setstr(L, lua_gettop(L), "cpu_check", v->cpu_check);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, j->env, "variants");
+  export_setstr(L, j->env, "target", t->name);
+  lua_pushboolean(L, t->variants[0].cpu_check != NULL);
+  lua_setfield(L, j->env, "x86");
 
   const char *base = strrchr(j->out, '/'), *cbase = strrchr(j->ckpt, '/');
   char step[32];
@@ -261,7 +278,8 @@ static int export_tokenizer_files(export_job *j) {
   return 0;
 }
 
-static int export_render(export_job *j, const char *file) {
+/* templates/export/`file` rendered into the build directory as `as`. */
+static int export_render(export_job *j, const char *file, const char *as) {
   lua_State *L = j->L;
   char name[128];
   snprintf(name, sizeof name, EXPORT_TEMPLATES "%s", file);
@@ -270,13 +288,39 @@ static int export_render(export_job *j, const char *file) {
   if (lx_call(L, "template", "render", 2, 1)) return -1;
   size_t len;
   const char *s = lua_tolstring(L, -1, &len);
-  int rc = export_write(j, file, s, len);
+  int rc = export_write(j, as, s, len);
   lua_pop(L, 1);
   return rc;
 }
 
+/* model<suffix>.c for each kernel variant: the inference step generated for
+ * the variant's vector width (native: the host's, as gptc sample's model). */
+static int export_models(export_job *j) {
+  lua_State *L = j->L;
+  for (int i = 0; i < j->target->n_variants; i++) {
+    const export_variant *v = &j->target->variants[i];
+    cfg_push(L, &j->cfg);
+    lua_newtable(L);
+    export_setstr(L, lua_gettop(L), "real", "float");
+    lua_pushinteger(L, v->vec_bytes ? v->vec_bytes : gen_vec_bytes());
+    lua_setfield(L, -2, "vec_bytes");
+    if (lx_call(L, "emit", "infer_body", 2, 1))
+      return util_err("%s: the generator rejects this model: %s", j->ckpt, util_errmsg());
+    lua_setfield(L, j->env, "infer_src");
+    lua_getfield(L, j->env, "variants");
+    lua_rawgeti(L, -1, i + 1);
+    lua_setfield(L, j->env, "variant");
+    lua_pop(L, 1);
+    char as[64];
+    snprintf(as, sizeof as, "model%s.c", v->suffix);
+    if (export_render(j, "model.c", as)) return -1;
+  }
+  return 0;
+}
+
 static int export_sources(export_job *j) {
   for (int i = 0; export_runtime[i]; i++) {
+    if (!export_gpt2(j) && !strcmp(export_runtime[i], EXPORT_BPE)) continue;
     char name[128];
     const char *data;
     size_t len;
@@ -287,22 +331,20 @@ static int export_sources(export_job *j) {
     if (owned) free((void *)data);
     if (rc) return -1;
   }
-  static const char *const rendered[] = {"cfg.h", "model.c", "main.c", "embed_index.c", "data.S", NULL};
+  static const char *const rendered[] = {"cfg.h", "main.c", "cpu_dispatch.c", "embed_index.c", "data.S", NULL};
   for (int i = 0; rendered[i]; i++)
-    if (export_render(j, rendered[i])) return -1;
-  return 0;
+    if (export_render(j, rendered[i], rendered[i])) return -1;
+  if (!export_gpt2(j) && export_render(j, "tok_bpe_none.c", "tok_bpe_none.c")) return -1;
+  return export_models(j);
 }
 
-static int export_compile(const export_job *j, const char *cc) {
+/* Runs one compiler command in the build directory; errors name the output. */
+static int export_cc_run(const export_job *j, const char *cc, util_buf *args) {
   util_buf cmd = {0};
   int rc = util_buf_add(&cmd, "cd ", 3) || export_shq(&cmd, j->dir) || util_buf_add(&cmd, " && TMPDIR=", 11) ||
-           export_shq(&cmd, j->dir) || util_buf_printf(&cmd, " %s %s -I. -o program main.c model.c", cc, EXPORT_FLAGS);
-  for (int i = 0; export_runtime[i] && !rc; i++)
-    if (strstr(export_runtime[i], ".c")) rc = util_buf_printf(&cmd, " %s", export_runtime[i]);
-  if (rc || util_buf_printf(&cmd, " embed_index.c data.S %s 2>&1", EXPORT_LIBS)) {
-    util_buf_free(&cmd);
-    return -1;
-  }
+           export_shq(&cmd, j->dir) || util_buf_printf(&cmd, " %s %s 2>&1", cc, args->data);
+  util_buf_free(args);
+  if (rc) return util_buf_free(&cmd), -1;
   char msg[1024];
   int st = export_sh(cmd.data, msg, sizeof msg);
   util_buf_free(&cmd);
@@ -310,6 +352,31 @@ static int export_compile(const export_job *j, const char *cc) {
     return util_err("%s: compiling the executable with '%s' failed (exit %d): %s", j->out, cc, st,
                     msg[0] ? msg : "no output");
   return 0;
+}
+
+/* Each kernel variant on its own with its own -march (model<suffix>.o),
+ * then the rest with the target's baseline flags, linked into `program`. */
+static int export_compile(const export_job *j, const char *cc) {
+  const export_target *t = j->target;
+  for (int i = 0; i < t->n_variants; i++) {
+    const char *sfx = t->variants[i].suffix;
+    util_buf a = {0};
+    if (util_buf_printf(&a, "%s -I. -c -o model%s.o model%s.c", t->variants[i].flags, sfx, sfx) ||
+        export_cc_run(j, cc, &a))
+      return -1;
+  }
+  util_buf a = {0};
+  int rc = util_buf_printf(&a, "%s%s -I. -o program main.c cpu_dispatch.c", t->base_flags, t->is_static ? " -static" : "");
+  for (int i = 0; export_runtime[i] && !rc; i++)
+    if (strstr(export_runtime[i], ".c") && (export_gpt2(j) || strcmp(export_runtime[i], EXPORT_BPE)))
+      rc = util_buf_printf(&a, " %s", export_runtime[i]);
+  if (!rc && !export_gpt2(j)) rc = util_buf_printf(&a, " tok_bpe_none.c");
+  for (int i = 0; i < t->n_variants && !rc; i++) rc = util_buf_printf(&a, " model%s.o", t->variants[i].suffix);
+  if (!rc)
+    rc = util_buf_printf(&a, " embed_index.c data.S %s",
+                         !export_gpt2(j) ? "-lm" : t->is_static ? EXPORT_LIBS_STATIC : EXPORT_LIBS_SHARED);
+  if (rc) return util_buf_free(&a), -1;
+  return export_cc_run(j, cc, &a);
 }
 
 /* The linker's output reaches the disk before the rename publishes it, so
@@ -343,12 +410,13 @@ static int export_open(export_job *j) {
   return 0;
 }
 
-int export_program(const char *ckpt, const char *out) {
+int export_program(const char *ckpt, const char *out, const char *target) {
   export_job j;
   memset(&j, 0, sizeof j);
   j.ckpt = ckpt;
   j.out = out;
-  const char *cc = export_cc();
+  if (export_target_find(target, &j.target)) return -1;
+  const char *cc = export_target_cc(j.target);
   char sha[65];
   int rc = -1;
   if (util_is_dir(out)) {
@@ -357,7 +425,7 @@ int export_program(const char *ckpt, const char *out) {
   }
   if (export_open(&j)) goto done;
   if (!(j.L = lx_new())) goto done;
-  if (export_check_cc(cc) || export_sha256_file(ckpt, sha) || export_env(&j, sha)) goto done;
+  if (export_check_cc(&j, cc) || export_sha256_file(ckpt, sha) || export_env(&j, sha)) goto done;
   if (export_mkdir(&j) || export_weights(&j) || export_tokenizer_files(&j) || export_sources(&j) ||
       export_compile(&j, cc))
     goto done;

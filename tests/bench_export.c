@@ -127,7 +127,7 @@ int main(int argc, char **argv) {
     snprintf(exe, sizeof exe, "%s/m%zu", dir, m);
     bench_ckpt(b, ckpt);
     double t0 = util_now();
-    if (export_program(ckpt, exe)) bench_die("export");
+    if (export_program(ckpt, exe, "native")) bench_die("export");
     double t_export = util_now() - t0;
     struct stat st;
     stat(exe, &st);

@@ -98,10 +98,10 @@ static void export_setup(void) {
   copy_file(char_ckpt, char_copy, (size_t)-1);
   snprintf(char_exe, sizeof char_exe, "%s/char-model", dir);
   snprintf(gpt2_exe, sizeof gpt2_exe, "%s/gpt2-model", dir);
-  code = tu_run(&r, NULL, "export --ckpt '%s' -o '%s'", char_copy, char_exe);
+  code = tu_run(&r, NULL, "export --target native --ckpt '%s' -o '%s'", char_copy, char_exe);
   ck_assert_msg(code == 0 && r.out_len == 0 && r.err_len == 0, "export char (%d): %s", code, r.err);
   tu_run_free(&r);
-  code = tu_run(&r, NULL, "export --ckpt '%s' --out '%s'", gpt2_ckpt, gpt2_exe);
+  code = tu_run(&r, NULL, "export --target native --ckpt '%s' --out '%s'", gpt2_ckpt, gpt2_exe);
   ck_assert_msg(code == 0, "export gpt2: %s", r.err);
   tu_run_free(&r);
 }

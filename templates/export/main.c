@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -24,7 +25,9 @@
 #define MAIN_N_KV {{S.kv.numel}}
 #define MAIN_N_SCRATCH {{S.infer_scratch.n}}
 
-void export_infer(const float *params, float *kv, float *scratch, int token, int pos, float *logits); /* model.c */
+void export_infer(const float *params, float *kv, float *scratch, int token, int pos, float *logits); /* cpu_dispatch.c */
+int export_dispatch_init(void);          /* cpu_dispatch.c: picks the kernels for this CPU */
+const char *export_dispatch_info(void);  /* which, and why */
 extern const float export_weights[]; /* data.S: {{S.n_params}} floats, mapped on first touch */
 
 static const char main_info[] =
@@ -137,7 +140,24 @@ static int main_dump_logits(main_state *s, tok_t *tok, const char *prompt, const
   return rc;
 }
 
+static double main_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* --info's run-time lines: the kernels, and the start-up cost (main to the
+ * tokenizer ready; the weights are mapped, read on first touch). */
+static int main_info_runtime(double t0) {
+  tok_t *tok = main_tokenizer();
+  if (!tok) return main_fail();
+  tok_free(tok);
+  printf("kernels: %s\nload_ms: %.2f\n", export_dispatch_info(), main_ms() - t0);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  double t0 = main_ms();
   if (argc > 0 && argv[0][0]) {
     const char *slash = strrchr(argv[0], '/');
     main_prog = slash ? slash + 1 : argv[0];
@@ -149,14 +169,16 @@ int main(int argc, char **argv) {
       "Generates text with gptc model " {{cstr('"' .. cfg.name .. '"')}} " ({{S.n_params_real}} parameters, {{tokenizer}} tokenizer),\n"
       "continuing PROMPT, or standard input when no PROMPT is given and it is not a terminal. The text streams\n"
       "as it is produced. When the context ({{d.ctx}} tokens) fills up, the oldest half is dropped and the\n"
-      "cache rebuilt from the newer half. Needs no other file: weights and tokenizer are inside.",
+      "cache rebuilt from the newer half. Needs no other file: weights and tokenizer are inside.\n"
+      "--info names the kernels it runs (the widest this CPU supports); GPTC_KERNELS=NAME picks another.",
       main_opts, 1};
   cli_args a;
   int code;
   if (cli_parse(&spec, argc, argv, &a, &code)) return code;
+  if (export_dispatch_init()) return main_fail();
   if (cli_has(&a, "--info")) {
     fputs(main_info, stdout);
-    return 0;
+    return main_info_runtime(t0);
   }
   sample_opts o = SAMPLE_OPTS_DEFAULT;
   long v;

@@ -23,7 +23,7 @@ static const cli_spec cmd_export_spec = {
     "  FILE \"prompt\" [--tokens N] [--temperature T] [--top-k K] [--seed S] [--threads N]\n"
     "streams the text for those options; FILE --info describes the model and the kernels it runs.\n"
     "Targets (docs/export.md):\n"
-    "  portable   (default) a static executable for any x86-64 CPU: the inference step compiled for\n"
+    "  portable   (default) a static executable for any x86-64-v2 CPU: the inference step compiled for\n"
     "             x86-64-v2 (SSE4.2), v3 (AVX2+FMA) and v4 (AVX-512), the widest the CPU supports picked\n"
     "             at start-up (GPTC_KERNELS=x86-64-v2 forces a narrower one); on aarch64 hosts = aarch64\n"
     "  native     this machine's instruction set (-march=native), linked against the shared libc, libm\n"

@@ -16,6 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cfg.h"
+#include "ckpt.h"
+#include "gen.h"
 #include "testutil.h"
 #include "tok.h"
 #include "train.h"
@@ -301,6 +304,52 @@ START_TEST(unknown_target_refused) {
 }
 END_TEST
 
+/* A gpt2-tokenizer model for aarch64 needs the arm64 libpcre2-8.a: without
+ * it, one line naming the package before anything is built; with it (a CI
+ * machine with libpcre2-dev:arm64), a static arm64 file. The checkpoint is
+ * written directly (zero weights; nothing runs it). */
+START_TEST(aarch64_gpt2_pcre2) {
+  cfg_t cfg;
+  ck_assert_int_eq(cfg_load_string("return { name = 'g', tokenizer = 'gpt2', emb_dim = 16, n_heads = 2, n_layers = 1,"
+                                   " context_length = 16, train = { batch_size = 1, max_length = 16 } }",
+                                   "g", &cfg),
+                   0);
+  gptc_tensor *ts;
+  int nt;
+  size_t np;
+  ck_assert_int_eq(gen_tensors(&cfg, &ts, &nt, &np), 0);
+  float *params = calloc(np, sizeof(float));
+  ckpt_meta meta = {0};
+  meta.config_src = cfg_serialize(&cfg);
+  meta.tokenizer = cfg.tokenizer;
+  meta.best_val = INFINITY;
+  char g[1200], out[1200];
+  snprintf(g, sizeof g, "%s/g.safetensors", dir);
+  snprintf(out, sizeof out, "%s/g-a64", dir);
+  ck_assert_int_eq(ckpt_save(g, ts, nt, np, params, NULL, NULL, &meta), 0);
+  free(meta.config_src);
+  free(params);
+  gen_tensors_free(ts, nt);
+  tu_run_result r;
+  xrun(&r, "aarch64-linux-gnu-gcc -print-file-name=libpcre2-8.a");
+  int have = r.out[0] == '/';
+  tu_run_free(&r);
+  int code = tu_run(&r, NULL, "export --target aarch64 --ckpt '%s' -o '%s'", g, out);
+  if (have) {
+    ck_assert_msg(code == 0, "%s", r.err);
+    check_static(out, "AArch64");
+  } else {
+    ck_assert_int_eq(code, 1);
+    char want[1400];
+    snprintf(want, sizeof want, "gptc: %s: --target aarch64 with the gpt2 tokenizer needs PCRE2 for that architecture",
+             out);
+    ck_assert_msg(!strncmp(r.err, want, strlen(want)) && strstr(r.err, "libpcre2-dev:arm64)\n"), "%s", r.err);
+    ck_assert_int_ne(access(out, F_OK), 0);
+  }
+  tu_run_free(&r);
+}
+END_TEST
+
 int main(void) {
   /* decided before the fork: a skipped case must show in the exit code */
   can_chroot = geteuid() == 0 || system("unshare -r true >/dev/null 2>&1") == 0;
@@ -313,6 +362,7 @@ int main(void) {
   tcase_add_test(tc, dispatch_picks_widest);
   tcase_add_test(tc, variants_same_greedy_text);
   tcase_add_test(tc, aarch64_same_greedy_text);
+  tcase_add_test(tc, aarch64_gpt2_pcre2);
   if (can_chroot) tcase_add_test(tc, empty_root);
   suite_add_tcase(s, tc);
   int rc = tu_main(s);

@@ -22,7 +22,7 @@ static const main_cmd main_cmds[] = {
     {"data", cmd_data, "tokenize a config's text and print the data summary and first batch"},
     {"tokenize", cmd_tokenize, "encode text to token ids, or decode ids (--decode)"},
     {"import", cmd_import, "convert a Hugging Face GPT-2 directory to a gptc checkpoint"},
-    {"export", cmd_export, "write a checkpoint as one self-contained executable that generates text"},
+    {"export", cmd_export, "write a checkpoint as one static executable that generates text (any x86-64 or aarch64)"},
     {"export-hf", cmd_export_hf, "write a checkpoint as a Hugging Face GPT-2 directory"},
     {"tune", cmd_tune, "find the fastest GEMM schedules of a config on this machine"},
     {"sweep", cmd_sweep, "train a grid of config overrides, one run each, and tabulate them"},

@@ -33,13 +33,14 @@
 #endif
 /* PCRE2 (the GPT-2 pre-tokenizer regex) from libpcre2-8.a; libm and libgomp
  * stay shared, as libc does. */
-#define EXPORT_LIBS "-Wl,-Bstatic -lpcre2-8 -Wl,-Bdynamic -lm"
+/* libevent (evhttp, --serve) statically too: see docs/serve.md. */
+#define EXPORT_LIBS "-Wl,-Bstatic -lpcre2-8 -levent_extra -levent_pthreads -levent_core -Wl,-Bdynamic -lm -lpthread"
 #define EXPORT_TEMPLATES "templates/export/"
 
 /* The runtime sources the program compiles, embedded in gptc at build time
  * (CMakeLists.txt) so an installed gptc exports without a source tree. */
 static const char *const export_runtime[] = {
-    "cli.c", "cli.h", "embed.c", "embed.h", "sample.c", "sample.h", "tok.c", "tok.h", "tok_bpe.c", "tok_internal.h",
+    "cli.c", "cli.h", "embed.c", "embed.h", "json.c", "json.h", "sample.c", "sample.h", "tok.c", "tok.h", "tok_bpe.c", "tok_internal.h",
     "tok_map.c", "tok_simple.c", "tok_unicode.c", "util.c", "util.h", NULL,
 };
 
@@ -287,7 +288,7 @@ static int export_sources(export_job *j) {
     if (owned) free((void *)data);
     if (rc) return -1;
   }
-  static const char *const rendered[] = {"cfg.h", "model.c", "main.c", "embed_index.c", "data.S", NULL};
+  static const char *const rendered[] = {"cfg.h", "model.c", "main.c", "serve.c", "serve.h", "embed_index.c", "data.S", NULL};
   for (int i = 0; rendered[i]; i++)
     if (export_render(j, rendered[i])) return -1;
   return 0;
@@ -296,7 +297,7 @@ static int export_sources(export_job *j) {
 static int export_compile(const export_job *j, const char *cc) {
   util_buf cmd = {0};
   int rc = util_buf_add(&cmd, "cd ", 3) || export_shq(&cmd, j->dir) || util_buf_add(&cmd, " && TMPDIR=", 11) ||
-           export_shq(&cmd, j->dir) || util_buf_printf(&cmd, " %s %s -I. -o program main.c model.c", cc, EXPORT_FLAGS);
+           export_shq(&cmd, j->dir) || util_buf_printf(&cmd, " %s %s -I. -o program main.c model.c serve.c", cc, EXPORT_FLAGS);
   for (int i = 0; export_runtime[i] && !rc; i++)
     if (strstr(export_runtime[i], ".c")) rc = util_buf_printf(&cmd, " %s", export_runtime[i]);
   if (rc || util_buf_printf(&cmd, " embed_index.c data.S %s 2>&1", EXPORT_LIBS)) {

@@ -63,8 +63,9 @@ static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   serve_job *head, *tail; /* waiting jobs, FIFO */
-  int waiting, quit;
+  int inflight, quit; /* inflight: queued or generating */
   int active; /* jobs not yet freed (loop thread) */
+  int unsent; /* completion replies handed to libevent, not yet all written */
   int draining;
   unsigned long long next_id;
   tok_t *tok; /* the loop thread's, for checking prompts */
@@ -142,6 +143,27 @@ static void serve_sse(serve_job *j, util_buf *b) {
   evbuffer_free(e);
 }
 
+/* Draining ends when no job is left and every reply is written; a reply
+ * whose client vanished never reports written, hence the 10 s cap. */
+static void serve_maybe_exit(void) {
+  if (!srv.draining || srv.active) return;
+  struct timeval cap = {10, 0};
+  event_base_loopexit(srv.base, srv.unsent ? &cap : NULL);
+}
+
+static void serve_written(struct evhttp_request *req, void *arg) {
+  (void)req, (void)arg;
+  srv.unsent--;
+  serve_maybe_exit();
+}
+
+/* The job's reply is about to end: count it until libevent has written it. */
+static void serve_track(serve_job *j) {
+  if (!j->conn) return;
+  evhttp_request_set_on_complete_cb(j->req, serve_written, NULL);
+  srv.unsent++;
+}
+
 /* ---- jobs ------------------------------------------------------------------------ */
 
 static void serve_job_free(serve_job *j) {
@@ -151,7 +173,8 @@ static void serve_job_free(serve_job *j) {
   util_buf_free(&j->out);
   util_buf_free(&j->text);
   free(j);
-  if (--srv.active == 0 && srv.draining) event_base_loopexit(srv.base, NULL);
+  srv.active--;
+  serve_maybe_exit();
 }
 
 /* The client went away: its connection is being freed. The request stays
@@ -189,6 +212,7 @@ static void serve_wake(evutil_socket_t fd, short what, void *arg) {
     return;
   }
   if (j->conn) evhttp_connection_set_closecb(j->conn, NULL, NULL);
+  serve_track(j);
   if (j->stream) {
     if (j->conn && !j->failed) {
       serve_head(&b, j);
@@ -273,6 +297,7 @@ static void serve_generate(serve_job *j, void *ctx, tok_t *tok) {
   pthread_mutex_lock(&srv.mu);
   j->failed = rc != 0;
   j->done = 1;
+  srv.inflight--;
   event_active(j->wake, 0, 0); /* the last touch: the loop may free j from here on */
   pthread_mutex_unlock(&srv.mu);
 }
@@ -292,13 +317,13 @@ static void *serve_worker(void *arg) {
     }
     srv.head = j->next;
     if (!srv.head) srv.tail = NULL;
-    srv.waiting--;
     pthread_mutex_unlock(&srv.mu);
     if (tok) {
       serve_generate(j, ctx, tok);
     } else {
       pthread_mutex_lock(&srv.mu);
       j->failed = j->done = 1;
+      srv.inflight--;
       event_active(j->wake, 0, 0);
       pthread_mutex_unlock(&srv.mu);
     }
@@ -451,10 +476,11 @@ static void serve_completion(struct evhttp_request *req) {
   }
   }
   pthread_mutex_lock(&srv.mu);
-  int full = srv.waiting >= srv.o->queue;
+  int full = srv.inflight >= srv.o->parallel + srv.o->queue;
   pthread_mutex_unlock(&srv.mu);
   if (full) {
-    snprintf(err, sizeof err, "the server is busy: %d requests wait already (--queue); retry later", srv.o->queue);
+    snprintf(err, sizeof err, "the server is busy: %d requests run or wait already (--parallel, --queue); retry later",
+             srv.o->parallel + srv.o->queue);
     serve_error(req, 503, "Service Unavailable", NULL, err);
     {
     serve_job_free(j);
@@ -483,7 +509,7 @@ static void serve_completion(struct evhttp_request *req) {
   if (srv.tail) srv.tail->next = j;
   else srv.head = j;
   srv.tail = j;
-  srv.waiting++;
+  srv.inflight++;
   pthread_cond_signal(&srv.cv);
   pthread_mutex_unlock(&srv.mu);
 }
@@ -544,7 +570,7 @@ static void serve_on_signal(evutil_socket_t sig, short what, void *arg) {
   if (srv.listener) evhttp_del_accept_socket(srv.http, srv.listener);
   srv.listener = NULL;
   fprintf(stderr, "serve: draining %d request(s), then exiting\n", srv.active);
-  if (srv.active == 0) event_base_loopexit(srv.base, NULL);
+  serve_maybe_exit();
 }
 
 int serve_run(const serve_model *m, const serve_opts *o) {

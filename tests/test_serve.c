@@ -25,7 +25,7 @@
 #include "testutil.h"
 #include "util.h"
 
-static char dir[1024], exe[1200];
+static char dir[1024], exe[1200], golden_exe[1200];
 
 static void serve_setup(void) {
   snprintf(dir, sizeof dir, "%s", tu_tmpdir());
@@ -38,6 +38,11 @@ static void serve_setup(void) {
   code = tu_run(&r, NULL, "export --ckpt '%s/char/last.safetensors' -o '%s'", dir, exe);
   ck_assert_msg(code == 0, "export: %s", r.err);
   tu_run_free(&r);
+  /* the checkpoint tests/ref/serve_openai.py served for the golden transcript */
+  snprintf(golden_exe, sizeof golden_exe, "%s/golden-model", dir);
+  code = tu_run(&r, NULL, "export --ckpt '%s' -o '%s'", tu_src("tests/golden/serve/tiny-test.safetensors"), golden_exe);
+  ck_assert_msg(code == 0, "export golden: %s", r.err);
+  tu_run_free(&r);
 }
 
 /* ---- the server process ------------------------------------------------------------ */
@@ -49,7 +54,7 @@ typedef struct {
 
 /* Starts `exe --serve --port 0 --threads 1 ARGS` and reads the port it
  * prints (30 s at most). */
-static server start(const char *args) {
+static server start_exe(const char *program, const char *args) {
   int fd[2];
   ck_assert_int_eq(pipe(fd), 0);
   server s = {0, 0};
@@ -60,7 +65,7 @@ static server start(const char *args) {
     close(fd[0]);
     close(fd[1]);
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "exec '%s' --serve --port 0 --threads 1 %s", exe, args);
+    snprintf(cmd, sizeof cmd, "exec '%s' --serve --port 0 --threads 1 %s", program, args);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
     _exit(127);
   }
@@ -83,6 +88,8 @@ static server start(const char *args) {
   ck_assert_int_gt(s.port, 0);
   return s;
 }
+
+static server start(const char *args) { return start_exe(exe, args); }
 
 /* Waits (60 s at most) for the server to exit; its exit code. */
 static int wait_exit(server *s) {
@@ -297,7 +304,21 @@ START_TEST(test_plain_and_stream_equal_cli) {
   char *a = cli_text("I had", "--seed 5 --tokens 70 --top-k 0");
   char *b = cli_text("I had", "--seed 5 --tokens 70 --top-k 0 --top-p 0.6");
   ck_assert_str_ne(a, b);
-  free(a), free(b);
+  /* top_p 1 is no cut; a tiny top_p keeps only the most likely token: greedy */
+  char *c = cli_text("I had", "--seed 5 --tokens 70 --top-k 0 --top-p 1");
+  char *d = cli_text("I had", "--seed 5 --tokens 70 --top-p 0.000001");
+  char *e = cli_text("I had", "--tokens 70 --temperature 0");
+  ck_assert_str_eq(a, c);
+  ck_assert_str_eq(d, e);
+  /* gptc sample --top-p runs the same loop */
+  tu_run_result r;
+  ck_assert_int_eq(tu_run(&r, NULL, "sample --ckpt '%s/char/last.safetensors' --threads 1 --prompt 'I had' --seed 5 "
+                                    "--tokens 70 --top-k 0 --top-p 0.6", dir), 0);
+  char *want = util_strdup(r.out);
+  want[strlen(want) - 1] = 0;
+  ck_assert_str_eq(want + 5, b);
+  tu_run_free(&r);
+  free(a), free(b), free(c), free(d), free(e), free(want);
   stop(&s);
 }
 END_TEST
@@ -621,6 +642,51 @@ START_TEST(test_sigterm_drains) {
 }
 END_TEST
 
+/* ---- the openai client's transcript ----------------------------------------------------------- */
+
+/* tests/golden/serve/openai.json: what the `openai` package got from this
+ * server (tests/ref/serve_openai.py); the same requests, sent again, give
+ * the same texts and finish reasons. */
+START_TEST(test_openai_golden) {
+  char *data;
+  size_t n;
+  ck_assert_int_eq(util_read_file(tu_src("tests/golden/serve/openai.json"), &data, &n), 0);
+  json_val *g = json_parse(data, n, "openai.json");
+  ck_assert_msg(g, "%s", util_errmsg());
+  const json_val *reqs = json_get(g, "requests");
+  ck_assert(reqs && reqs->type == JSON_ARR && reqs->len >= 6);
+  server s = start_exe(golden_exe, "");
+  int streamed = 0, stopped = 0;
+  for (size_t i = 0; i < reqs->len; i++) {
+    const json_val *q = &reqs->items[i];
+    const char *body = str_at(q, "body");
+    json_val *b = parse(body);
+    int stream = json_get(b, "stream")->boolean;
+    json_free(b);
+    char *text, *finish;
+    if (stream) {
+      reply r = post(s.port, body);
+      ck_assert_int_eq(r.status, 200);
+      text = stream_text(r.body, &finish);
+      reply_free(&r);
+    } else {
+      text = complete(s.port, body, &finish);
+    }
+    ck_assert_msg(!strcmp(text, str_at(q, "text")), "%s: '%s' vs the openai client's '%s'", body, text,
+                  str_at(q, "text"));
+    ck_assert_str_eq(finish, str_at(q, "finish_reason"));
+    streamed += stream;
+    stopped += !strcmp(finish, "stop");
+    free(text), free(finish);
+  }
+  ck_assert_int_ge(streamed, 2);
+  ck_assert_int_ge(stopped, 2);
+  json_free(g);
+  free(data);
+  stop(&s);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("serve");
   TCase *tc = tcase_create("serve");
@@ -634,6 +700,7 @@ int main(void) {
   tcase_add_test(tc, test_load);
   tcase_add_test(tc, test_busy_and_disconnect);
   tcase_add_test(tc, test_sigterm_drains);
+  tcase_add_test(tc, test_openai_golden);
   suite_add_tcase(s, tc);
   return tu_main(s);
 }

@@ -244,9 +244,10 @@ static void serve_wake(evutil_socket_t fd, short what, void *arg) {
 static int serve_release(serve_job *j, size_t upto) {
   int rc = 0;
   if (upto <= j->released) return 0;
+  if (!j->stream) return j->released = upto, 0; /* sent whole from text at the end */
   pthread_mutex_lock(&srv.mu);
   rc = util_buf_add(&j->out, j->text.data + j->released, upto - j->released);
-  if (j->stream) event_active(j->wake, 0, 0);
+  event_active(j->wake, 0, 0);
   pthread_mutex_unlock(&srv.mu);
   j->released = upto;
   return rc;

@@ -416,6 +416,14 @@ START_TEST(test_errors) {
   expect_error(s.port, "GET", "/v1/completions", NULL, 405, NULL, "use POST");
   expect_error(s.port, "POST", "/health", "{}", 405, NULL, "use GET");
   expect_error(s.port, "GET", "/v2/nothing", NULL, 404, NULL, "no such path: /v2/nothing");
+  /* a second server on the same port, a host that is no address: one-line errors */
+  char cmd[1600];
+  snprintf(cmd, sizeof cmd, "'%s' --serve --port %d --threads 1 2>&1 | grep -q 'cannot listen on 127.0.0.1 port %d: "
+           "Address already in use'", exe, s.port, s.port);
+  ck_assert_int_eq(system(cmd), 0);
+  snprintf(cmd, sizeof cmd, "timeout 30 '%s' --serve --host no..such..host --port 0 2>&1 | grep -q \"^model: "
+           "--host 'no..such..host': not an address to listen on\"", exe);
+  ck_assert_int_eq(system(cmd), 0);
   /* still serving */
   char *t = complete(s.port, "{\"prompt\":\"I had\",\"max_tokens\":5}", NULL);
   ck_assert_int_eq(strlen(t), 5);

@@ -16,6 +16,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -574,11 +575,33 @@ static void serve_on_signal(evutil_socket_t sig, short what, void *arg) {
   serve_maybe_exit();
 }
 
+/* libevent's own warnings (a client's malformed request, a resolver
+ * failure we report ourselves) are not the server's errors. */
+static void serve_log(int severity, const char *msg) {
+  if (severity >= EVENT_LOG_ERR) fprintf(stderr, "serve: libevent: %s\n", msg);
+}
+
+/* --host must name an address of this machine's: checked here for a
+ * clear message (libevent's bind would only say it failed). */
+static int serve_check_host(const char *host) {
+  struct addrinfo hints, *ai = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  int rc = getaddrinfo(host, NULL, &hints, &ai);
+  if (ai) freeaddrinfo(ai);
+  if (rc) return util_err("--host '%s': not an address to listen on (%s)", host, gai_strerror(rc));
+  return 0;
+}
+
 int serve_run(const serve_model *m, const serve_opts *o) {
   memset(&srv, 0, sizeof srv);
   srv.m = m;
   srv.o = o;
   signal(SIGPIPE, SIG_IGN); /* a client gone mid-reply is an error return, not a kill */
+  event_set_log_callback(serve_log);
+  if (serve_check_host(o->host)) return -1;
   if (evthread_use_pthreads()) return util_err("--serve: libevent has no thread support");
   pthread_mutex_init(&srv.mu, NULL);
   pthread_cond_init(&srv.cv, NULL);
@@ -598,8 +621,9 @@ int serve_run(const serve_model *m, const serve_opts *o) {
   evhttp_set_max_body_size(srv.http, (ev_ssize_t)(o->max_body * 4 + 4096));
   evhttp_set_max_headers_size(srv.http, 64 * 1024);
   evhttp_set_timeout(srv.http, 60); /* idle or half-sent requests */
+  errno = 0;
   if (!(srv.listener = evhttp_bind_socket_with_handle(srv.http, o->host, (ev_uint16_t)o->port))) {
-    util_err("--serve: cannot listen on %s port %d: %s", o->host, o->port, strerror(errno));
+    util_err("--serve: cannot listen on %s port %d: %s", o->host, o->port, errno ? strerror(errno) : "bind failed");
     goto out;
   }
   struct sockaddr_storage sa;

@@ -424,6 +424,10 @@ START_TEST(test_errors) {
   snprintf(cmd, sizeof cmd, "timeout 30 '%s' --serve --host no..such..host --port 0 2>&1 | grep -q \"^model: "
            "--host 'no..such..host': not an address to listen on\"", exe);
   ck_assert_int_eq(system(cmd), 0);
+  snprintf(cmd, sizeof cmd, "'%s' --port 9 'I had' 2>&1 | grep -q \"option '--port' needs --serve\"", exe);
+  ck_assert_int_eq(system(cmd), 0);
+  snprintf(cmd, sizeof cmd, "'%s' --port 9 'I had' >/dev/null 2>&1", exe);
+  ck_assert_int_eq(WEXITSTATUS(system(cmd)), 2);
   /* still serving */
   char *t = complete(s.port, "{\"prompt\":\"I had\",\"max_tokens\":5}", NULL);
   ck_assert_int_eq(strlen(t), 5);

@@ -203,7 +203,8 @@ int main(int argc, char **argv) {
       "Generates text with gptc model " {{cstr('"' .. cfg.name .. '"')}} " ({{S.n_params_real}} parameters, {{tokenizer}} tokenizer),\n"
       "continuing PROMPT, or standard input when no PROMPT is given and it is not a terminal. The text streams\n"
       "as it is produced. When the context ({{d.ctx}} tokens) fills up, the oldest half is dropped and the\n"
-      "cache rebuilt from the newer half. Needs no other file: weights and tokenizer are inside.",
+      "cache rebuilt from the newer half. Needs no other file: weights and tokenizer are inside.\n"
+      "With --serve it answers OpenAI-style completion requests over HTTP instead (gptc's docs/serve.md).",
       main_opts, 1};
   cli_args a;
   int code;
@@ -223,7 +224,14 @@ int main(int argc, char **argv) {
   if (cli_num(&a, "--temperature", 0, 100, &o.temperature)) return 2;
   if (cli_num(&a, "--top-p", 0, 1, &o.top_p)) return 2;
   if (cli_int(&a, "--threads", 1, 4096, &main_threads)) return 2;
-  if (cli_has(&a, "--serve")) return main_serve(&a);
+  if (cli_has(&a, "--serve")) {
+    if (a.npos || cli_has(&a, "--dump-logits"))
+      return cli_usage_err(&a, "--serve takes its prompts from requests: no PROMPT, no --dump-logits");
+    return main_serve(&a);
+  }
+  static const char *const serve_only[] = {"--host", "--port", "--parallel", "--queue", "--max-tokens", "--max-body"};
+  for (size_t i = 0; i < sizeof serve_only / sizeof serve_only[0]; i++)
+    if (cli_has(&a, serve_only[i])) return cli_usage_err(&a, "option '%s' needs --serve", serve_only[i]);
   if (main_threads) omp_set_num_threads((int)main_threads);
 
   char *from_stdin = NULL;

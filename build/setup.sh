@@ -9,6 +9,7 @@ set -eu
 PKGS="gcc make cmake pkg-config liblua5.4-dev libpcre2-dev check libsubunit-dev libopenblas-dev
   clang libclang-rt-14-dev libomp-14-dev libxml2-utils librsvg2-bin"
 PKGS="$PKGS gcc-aarch64-linux-gnu qemu-user-static"  # gptc export --target aarch64 (cross compiler, static arm64 glibc and libgomp) and tests/test_export_port.c running it under qemu
+PKGS="$PKGS libevent-dev"  # exported executables link libevent's evhttp statically for --serve (docs/serve.md)
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -15,6 +15,7 @@ static const cli_opt cmd_sample_opts[] = {
     {"--tokens", "N", "tokens to generate (default 300); stops early at <|endoftext|>"},
     {"--temperature", "T", "softmax temperature; 0 = greedy (default 0.8)"},
     {"--top-k", "K", "sample among the K most likely tokens; 0 = all (default 200)"},
+    {"--top-p", "P", "sample among the most likely tokens whose probability adds up to P; 1 = all (default 1)"},
     {"--seed", "S", "sampling seed (default 1337): same seed, same text"},
     {"--threads", "N", "CPU threads (default: all cores)"},
     {"--device", "NAME", "cpu (default), cuda, or auto (cuda when a usable GPU is present)"},
@@ -22,7 +23,7 @@ static const cli_opt cmd_sample_opts[] = {
 };
 
 static const cli_spec cmd_sample_spec = {
-    "gptc sample --ckpt CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]",
+    "gptc sample --ckpt CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]",
     "Generates text with the checkpoint's model, one token at a time through a KV cache. When the context\n"
     "fills up, the oldest half is dropped and the cache rebuilt from the newer half.",
     cmd_sample_opts, 0};
@@ -62,6 +63,7 @@ int cmd_sample(int argc, char **argv) {
   if (cli_int(&a, "--seed", 0, 0x7fffffffffffffffL, &v)) return 2;
   if (cli_has(&a, "--seed")) sa.seed = (uint64_t)v;
   if (cli_num(&a, "--temperature", 0, 100, &sa.temperature)) return 2;
+  if (cli_num(&a, "--top-p", 0, 1, &sa.top_p)) return 2;
   long threads = 0;
   if (cli_int(&a, "--threads", 1, 4096, &threads)) return 2;
   if (threads) cpu_set_threads((int)threads);

@@ -32,14 +32,17 @@
  * PCRE2 (the GPT-2 pre-tokenizer regex) comes from libpcre2-8.a, only for a
  * gpt2 model. native keeps libc, libm and libgomp shared; every other
  * target is one static file (glibc's libc.a and gcc's libgomp.a). */
-#define EXPORT_LIBS_SHARED "-Wl,-Bstatic -lpcre2-8 -Wl,-Bdynamic -lm"
-#define EXPORT_LIBS_STATIC "-lpcre2-8 -lm"
+/* libevent (evhttp, --serve) is linked statically on every target that has
+ * it (docs/serve.md); a cross build without the target's libevent gets
+ * templates/export/serve_none.c, whose --serve says so. */
+#define EXPORT_LIBS_PCRE2 "-lpcre2-8"
+#define EXPORT_LIBS_EVENT "-levent_extra -levent_pthreads -levent_core"
 #define EXPORT_TEMPLATES "templates/export/"
 
 /* The runtime sources the program compiles, embedded in gptc at build time
  * (CMakeLists.txt) so an installed gptc exports without a source tree. */
 static const char *const export_runtime[] = {
-    "cli.c", "cli.h", "embed.c", "embed.h", "sample.c", "sample.h", "tok.c", "tok.h", "tok_bpe.c", "tok_internal.h",
+    "cli.c", "cli.h", "embed.c", "embed.h", "json.c", "json.h", "sample.c", "sample.h", "tok.c", "tok.h", "tok_bpe.c", "tok_internal.h",
     "tok_map.c", "tok_simple.c", "tok_unicode.c", "util.c", "util.h", NULL,
 };
 /* A char or word model compiles templates/export/tok_bpe_none.c instead:
@@ -53,7 +56,8 @@ typedef struct {
   cfg_t cfg;
   char dir[4096]; /* the temp build directory, "" until created */
   lua_State *L;
-  int env; /* stack index of the templates' environment */
+  int env;   /* stack index of the templates' environment */
+  int serve; /* libevent links for this target: serve.c, else serve_none.c */
 } export_job;
 
 static int export_gpt2(const export_job *j) { return j->cfg.tokenizer == CFG_TOK_GPT2; }
@@ -86,17 +90,25 @@ static int export_sh(const char *cmd, char *msg, size_t n) {
   return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static int export_check_cc(const export_job *j, const char *cc) {
+/* Whether `cc` finds `lib` (a cross compiler looks in its own sysroot). */
+static int export_cc_has(const char *cc, const char *lib) {
+  char cmd[1200], msg[512];
+  snprintf(cmd, sizeof cmd, "%s -print-file-name=%s 2>&1", cc, lib);
+  return export_sh(cmd, msg, sizeof msg) == 0 && msg[0] == '/';
+}
+
+static int export_check_cc(export_job *j, const char *cc) {
   char cmd[1200], msg[512];
   snprintf(cmd, sizeof cmd, "%s --version 2>&1", cc);
   int rc = export_sh(cmd, msg, sizeof msg);
   if (rc)
     return util_err("C compiler '%s' does not run (%s): install one or set %s", cc, msg[0] ? msg : "no output",
                     j->target->cross_aarch64 ? "GPTC_CC_AARCH64 (Debian: gcc-aarch64-linux-gnu)" : "CC");
-  if (!j->target->cross_aarch64 || !export_gpt2(j)) return 0;
-  /* the host's libpcre2-8.a is x86-64: a cross build needs the arm64 one */
-  snprintf(cmd, sizeof cmd, "%s -print-file-name=libpcre2-8.a 2>&1", cc);
-  if (export_sh(cmd, msg, sizeof msg) == 0 && msg[0] == '/') return 0;
+  /* The host's libevent and libpcre2-8 are x86-64: a cross build needs the
+   * target's. Without libevent the file is made without --serve (its
+   * --serve says why); a gpt2 model cannot do without PCRE2. */
+  j->serve = !j->target->cross_aarch64 || export_cc_has(cc, "libevent_core.a");
+  if (!j->target->cross_aarch64 || !export_gpt2(j) || export_cc_has(cc, "libpcre2-8.a")) return 0;
   return util_err("%s: --target %s with the gpt2 tokenizer needs PCRE2 for that architecture, and '%s' finds no "
                   "libpcre2-8.a (Debian: dpkg --add-architecture arm64; apt-get install libpcre2-dev:arm64)",
                   j->out, j->target->name, cc);
@@ -331,9 +343,10 @@ static int export_sources(export_job *j) {
     if (owned) free((void *)data);
     if (rc) return -1;
   }
-  static const char *const rendered[] = {"cfg.h", "main.c", "cpu_dispatch.c", "embed_index.c", "data.S", NULL};
+  static const char *const rendered[] = {"cfg.h", "main.c", "cpu_dispatch.c", "serve.h", "embed_index.c", "data.S", NULL};
   for (int i = 0; rendered[i]; i++)
     if (export_render(j, rendered[i], rendered[i])) return -1;
+  if (export_render(j, j->serve ? "serve.c" : "serve_none.c", j->serve ? "serve.c" : "serve_none.c")) return -1;
   if (!export_gpt2(j) && export_render(j, "tok_bpe_none.c", "tok_bpe_none.c")) return -1;
   return export_models(j);
 }
@@ -366,15 +379,19 @@ static int export_compile(const export_job *j, const char *cc) {
       return -1;
   }
   util_buf a = {0};
-  int rc = util_buf_printf(&a, "%s%s -I. -o program main.c cpu_dispatch.c", t->base_flags, t->is_static ? " -static" : "");
+  int rc = util_buf_printf(&a, "%s%s -I. -o program main.c cpu_dispatch.c %s", t->base_flags,
+                           t->is_static ? " -static" : "", j->serve ? "serve.c" : "serve_none.c");
   for (int i = 0; export_runtime[i] && !rc; i++)
     if (strstr(export_runtime[i], ".c") && (export_gpt2(j) || strcmp(export_runtime[i], EXPORT_BPE)))
       rc = util_buf_printf(&a, " %s", export_runtime[i]);
   if (!rc && !export_gpt2(j)) rc = util_buf_printf(&a, " tok_bpe_none.c");
   for (int i = 0; i < t->n_variants && !rc; i++) rc = util_buf_printf(&a, " model%s.o", t->variants[i].suffix);
-  if (!rc)
-    rc = util_buf_printf(&a, " embed_index.c data.S %s",
-                         !export_gpt2(j) ? "-lm" : t->is_static ? EXPORT_LIBS_STATIC : EXPORT_LIBS_SHARED);
+  /* the libraries: all static for a static target; for native only these
+   * two, with libc, libm, libpthread and libgomp shared */
+  if (!rc) rc = util_buf_printf(&a, " embed_index.c data.S%s", t->is_static ? "" : " -Wl,-Bstatic");
+  if (!rc && export_gpt2(j)) rc = util_buf_printf(&a, " " EXPORT_LIBS_PCRE2);
+  if (!rc && j->serve) rc = util_buf_printf(&a, " " EXPORT_LIBS_EVENT);
+  if (!rc) rc = util_buf_printf(&a, "%s -lm -lpthread", t->is_static ? "" : " -Wl,-Bdynamic");
   if (rc) return util_buf_free(&a), -1;
   return export_cc_run(j, cc, &a);
 }

@@ -19,7 +19,14 @@ void sample_seed(sample_rng *r, uint64_t seed) { r->s = seed; }
 
 double sample_uniform(sample_rng *r) { return (double)(sample_u64(r) >> 11) * 0x1.0p-53; }
 
-int sample_next(const float *logits, int V, double temperature, int top_k, sample_rng *r, double *work) {
+/* qsort order for the top-p cut: larger first */
+static int sample_desc(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int sample_next(const float *logits, int V, double temperature, int top_k, double top_p, sample_rng *r,
+                double *work) {
   int best = 0;
   for (int i = 1; i < V; i++)
     if (logits[i] > logits[best]) best = i;
@@ -55,6 +62,27 @@ int sample_next(const float *logits, int V, double temperature, int top_k, sampl
     double p = logits[i] >= cut ? exp(((double)logits[i] - mx) / temperature) : 0.0;
     work[i] = p;
     sum += p;
+  }
+  if (top_p < 1) {
+    /* nucleus: the most likely tokens whose mass reaches top_p of the
+     * total; the cut is a probability, so ties at it are all kept, as at
+     * the top-k cut. work[V..2V) holds the sorted copy. */
+    double *sorted = work + V;
+    int m = 0;
+    for (int i = 0; i < V; i++)
+      if (work[i] > 0) sorted[m++] = work[i];
+    qsort(sorted, (size_t)m, sizeof(double), sample_desc);
+    double want = top_p * sum, acc_p = 0, pcut = 0;
+    for (int i = 0; i < m; i++) {
+      acc_p += sorted[i];
+      pcut = sorted[i];
+      if (acc_p >= want) break;
+    }
+    sum = 0;
+    for (int i = 0; i < V; i++) {
+      if (work[i] < pcut) work[i] = 0;
+      sum += work[i];
+    }
   }
   double u = sample_uniform(r) * sum, acc = 0;
   int last = best;
@@ -123,14 +151,15 @@ static int sample_stream_add(sample_stream *st, const char *p, size_t n) {
   return 0;
 }
 
-/* Writes text[printed..) up to the last complete UTF-8 character (all 0)
- * or to the end (all 1), then drops what no later write needs. */
-static void sample_stream_write(sample_stream *st, int all, FILE *out) {
+/* Hands text[printed..) up to the last complete UTF-8 character (all 0)
+ * or to the end (all 1) to the sink, then drops what no later write needs.
+ * The sink's answer: 0 go on, 1 stop, -1 error. */
+static int sample_stream_write(sample_stream *st, int all, const sample_sink *sink) {
   size_t have = st->len - st->keep;
   size_t ok = st->keep + (all ? have : sample_complete(st->buf, have));
+  int rc = 0;
   if (ok > st->printed) {
-    fwrite(st->buf + (st->printed - st->keep), 1, ok - st->printed, out);
-    fflush(out);
+    rc = sink->text(sink->arg, st->buf + (st->printed - st->keep), ok - st->printed);
     st->printed = ok;
   }
   size_t keep = st->len >= 5 ? st->len - 5 : 0;
@@ -139,6 +168,7 @@ static void sample_stream_write(sample_stream *st, int all, FILE *out) {
     memmove(st->buf, st->buf + (keep - st->keep), st->len - keep);
     st->keep = keep;
   }
+  return rc;
 }
 
 /* Decodes seq[from..n) after the stream's text, the text of seq[0..from)
@@ -152,7 +182,8 @@ static int sample_stream_decode(sample_stream *st, tok_t *tok, const int32_t *se
   return rc;
 }
 
-int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const sample_opts *o, FILE *out) {
+int sample_run(const sample_model *m, tok_t *tok, const char *prompt, const sample_opts *o, const sample_sink *sink,
+               sample_result *res) {
   int V = m->vocab_size, ctx = m->context_length, eot = tok_eot(tok);
   int rc = -1;
   int32_t *ids = NULL, *seq = NULL;
@@ -160,11 +191,13 @@ int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const
   float *logits = NULL;
   double *work = NULL;
   sample_stream st = {0};
+  memset(res, 0, sizeof *res);
   if (sample_prompt_ids(tok, prompt, &ids, &n_prompt)) goto out;
+  res->prompt_tokens = (int)n_prompt;
   size_t cap = n_prompt + (size_t)o->tokens;
   seq = util_malloc(cap * sizeof(int32_t), "token sequence");
   logits = util_malloc((size_t)V * sizeof(float), "logits");
-  work = util_malloc((size_t)V * sizeof(double), "sampling buffer");
+  work = util_malloc(2 * (size_t)V * sizeof(double), "sampling buffer");
   if (!seq || !logits || !work) goto out;
   memcpy(seq, ids, n_prompt * sizeof(int32_t));
   size_t n = n_prompt;
@@ -175,22 +208,31 @@ int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const
     if (m->infer(m->ctx, seq[i], pos++, logits)) goto out;
   int skip_prompt_text = !(prompt && *prompt); /* the synthetic start token is not echoed */
   size_t gen_start = skip_prompt_text ? n_prompt : 0;
+  if (sink->begin && sink->begin(sink->arg)) goto out;
   if (!skip_prompt_text) {
-    /* the prompt as given; continuation bytes start after its decoded text */
-    fputs(prompt, out);
+    /* continuation bytes start after the prompt's decoded text */
     if (sample_stream_decode(&st, tok, seq, 0, n)) goto out;
     st.printed = st.len;
-    sample_stream_write(&st, 1, out);
+    if (sample_stream_write(&st, 1, sink) < 0) goto out;
   }
-  fflush(out);
   sample_rng r;
   sample_seed(&r, o->seed);
+  res->finish = SAMPLE_LENGTH;
   for (int k = 0; k < o->tokens; k++) {
-    int next = sample_next(logits, V, o->temperature, o->top_k, &r, work);
-    if (next == eot) break;
+    int next = sample_next(logits, V, o->temperature, o->top_k, o->top_p, &r, work);
+    if (next == eot) {
+      res->finish = SAMPLE_EOT;
+      break;
+    }
     seq[n++] = next;
+    res->completion_tokens++;
     if (sample_stream_decode(&st, tok, seq + gen_start, n - 1 - gen_start, n - gen_start)) goto out;
-    sample_stream_write(&st, 0, out);
+    int w = sample_stream_write(&st, 0, sink);
+    if (w < 0) goto out;
+    if (w > 0) {
+      res->finish = SAMPLE_STOPPED;
+      break;
+    }
     if (k + 1 == o->tokens) break;
     if (pos == ctx) {
       /* context full: keep the newer half and rebuild the cache from it */
@@ -201,12 +243,7 @@ int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const
     }
     if (m->infer(m->ctx, next, pos++, logits)) goto out;
   }
-  sample_stream_write(&st, 1, out);
-  fputc('\n', out);
-  if (fflush(out) || ferror(out)) {
-    util_err("writing the generated text failed (output closed or full)");
-    goto out;
-  }
+  if (res->finish != SAMPLE_STOPPED && sample_stream_write(&st, 1, sink) < 0) goto out;
   rc = 0;
 out:
   free(ids);
@@ -215,4 +252,34 @@ out:
   free(work);
   free(st.buf);
   return rc;
+}
+
+/* The CLI's sink: the text to a FILE as it comes, the prompt first. */
+typedef struct {
+  FILE *out;
+  const char *prompt;
+} sample_file_sink;
+
+static int sample_file_begin(void *arg) {
+  sample_file_sink *f = arg;
+  if (f->prompt && *f->prompt) fputs(f->prompt, f->out);
+  fflush(f->out);
+  return 0;
+}
+
+static int sample_file_text(void *arg, const char *s, size_t n) {
+  sample_file_sink *f = arg;
+  fwrite(s, 1, n, f->out);
+  fflush(f->out);
+  return 0;
+}
+
+int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const sample_opts *o, FILE *out) {
+  sample_file_sink f = {out, prompt};
+  const sample_sink sink = {sample_file_begin, sample_file_text, &f};
+  sample_result res;
+  if (sample_run(m, tok, prompt, o, &sink, &res)) return -1;
+  fputc('\n', out);
+  if (fflush(out) || ferror(out)) return util_err("writing the generated text failed (output closed or full)");
+  return 0;
 }

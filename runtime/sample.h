@@ -20,9 +20,11 @@ void sample_seed(sample_rng *r, uint64_t seed);
 uint64_t sample_u64(sample_rng *r);
 /* Uniform in [0, 1) with 53 random bits. */
 double sample_uniform(sample_rng *r);
-/* temperature 0 -> argmax (lowest id among ties); top_k 0 -> all tokens.
- * `work` holds V doubles. */
-int sample_next(const float *logits, int V, double temperature, int top_k, sample_rng *r, double *work);
+/* temperature 0 -> argmax (lowest id among ties); top_k 0 -> all tokens;
+ * top_p < 1 keeps the most likely tokens whose probability reaches top_p
+ * (nucleus sampling; 1 = all, the draw unchanged). `work` holds 2V doubles. */
+int sample_next(const float *logits, int V, double temperature, int top_k, double top_p, sample_rng *r,
+                double *work);
 
 /* ---- generation ------------------------------------------------------------ */
 
@@ -31,10 +33,11 @@ typedef struct {
   int top_k;          /* 0 = all tokens */
   double temperature; /* 0 = greedy */
   uint64_t seed;
+  double top_p; /* 1 = no nucleus cut */
 } sample_opts;
 
 /* The defaults of `gptc sample` and of exported executables. */
-#define SAMPLE_OPTS_DEFAULT {300, 200, 0.8, 1337}
+#define SAMPLE_OPTS_DEFAULT {300, 200, 0.8, 1337, 1.0}
 
 /* Batch-1 KV-cache step: feeds `token` at `pos` (positions < pos are
  * cached) and writes the (V) logits; 0, or -1 with util_err (a device
@@ -61,5 +64,28 @@ int sample_prompt_ids(tok_t *tok, const char *prompt, int32_t **ids, size_t *n);
  * from the newer half. -1 with util_err on a tokenizer, inference, memory
  * or write error. */
 int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const sample_opts *o, FILE *out);
+
+/* Where sample_run's continuation goes. begin (optional) runs once the
+ * prompt is in the cache, before the first token; text gets the
+ * continuation in pieces that never split a UTF-8 character (but for the
+ * very end of a cut-off text) and answers 0 to go on, 1 to stop now, -1
+ * on an error (util_err set). */
+typedef struct {
+  int (*begin)(void *arg);
+  int (*text)(void *arg, const char *s, size_t n);
+  void *arg;
+} sample_sink;
+
+enum { SAMPLE_LENGTH, SAMPLE_EOT, SAMPLE_STOPPED }; /* why generation ended */
+
+typedef struct {
+  int prompt_tokens, completion_tokens;
+  int finish; /* SAMPLE_LENGTH: o->tokens reached; SAMPLE_EOT; SAMPLE_STOPPED: the sink said stop */
+} sample_result;
+
+/* The loop behind sample_generate: the continuation only (no prompt echo,
+ * no final newline) to `sink`. */
+int sample_run(const sample_model *m, tok_t *tok, const char *prompt, const sample_opts *o, const sample_sink *sink,
+               sample_result *res);
 
 #endif

@@ -237,6 +237,10 @@ START_TEST(aarch64_same_greedy_text) {
            path, lprompt);
   double d = logits_diff(cmd, path);
   ck_assert_msg(d <= 1e-4, "aarch64: max |logit difference| %g from gptc sample's model", d);
+  /* no arm64 libevent here: the file is made without the server, and says so */
+  ck_assert_int_eq(xrun(&r, "%sqemu-aarch64-static '%s' --serve --port 0", PORT_TIMEOUT, a64_exe), 1);
+  ck_assert_msg(strstr(r.err, "--serve: this executable was exported for aarch64 without libevent"), "%s", r.err);
+  tu_run_free(&r);
 }
 END_TEST
 

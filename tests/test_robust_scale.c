@@ -76,7 +76,7 @@ static void check_stream(tok_t *t, const char *prompt, const int32_t *script, in
   size_t *seen = calloc((size_t)tokens, sizeof *seen);
   script_model sm = {script, tok_vocab_size(t), 0, (int)np, &size, seen};
   sample_model m = {script_infer, &sm, tok_vocab_size(t), tokens + (int)np + 8};
-  sample_opts o = {tokens, 0, 0.0, 1};
+  sample_opts o = {tokens, 0, 0.0, 1, 1.0};
   size_t decoded0 = tok_stat_decoded_ids();
   ck_assert_msg(sample_generate(&m, t, prompt, &o, f) == 0, "%s", util_errmsg());
   size_t decoded = tok_stat_decoded_ids() - decoded0;

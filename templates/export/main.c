@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "embed.h"
 #include "sample.h"
+#include "serve.h"
 #include "tok.h"
 #include "util.h"
 
@@ -53,8 +54,16 @@ static const cli_opt main_opts[] = {
     {"--tokens", "N", "tokens to generate (default 300); stops early at <|endoftext|>"},
     {"--temperature", "T", "softmax temperature; 0 = greedy (default 0.8)"},
     {"--top-k", "K", "sample among the K most likely tokens; 0 = all (default 200)"},
+    {"--top-p", "P", "sample among the most likely tokens whose probability adds up to P; 1 = all (default 1)"},
     {"--seed", "S", "sampling seed (default 1337): same seed, same text"},
-    {"--threads", "N", "CPU threads (default: all cores)"},
+    {"--threads", "N", "CPU threads (default: all cores; with --serve, per worker: cores / --parallel)"},
+    {"--serve", NULL, "serve OpenAI-style completions over HTTP (POST /v1/completions, GET /v1/models, GET /health)"},
+    {"--host", "ADDR", "--serve: address to listen on (default 127.0.0.1)"},
+    {"--port", "N", "--serve: TCP port (default 8080; 0 = any free port, printed)"},
+    {"--parallel", "N", "--serve: requests generated at once, each with its own KV cache (default 1)"},
+    {"--queue", "N", "--serve: requests that may wait for a worker; more get 503 (default 64)"},
+    {"--max-tokens", "N", "--serve: the largest max_tokens a request may ask (default 4096)"},
+    {"--max-body", "BYTES", "--serve: the largest request body; larger get 413 (default 1048576)"},
     {"--info", NULL, "print the model, tokenizer, training step and source checkpoint, and exit"},
     {"--dump-logits", "FILE", "(testing) write the float32 logits after each prompt token to FILE, and exit"},
     {NULL, NULL, NULL},
@@ -111,6 +120,51 @@ static int main_infer(void *ctx, int token, int pos, float *logits) {
   main_state *s = ctx;
   export_infer(export_weights, s->kv, s->scratch, token, pos, logits);
   return 0;
+}
+
+/* --serve: one worker's state, on its own thread; the cores are shared
+ * out unless --threads says how many each worker uses. */
+static long main_threads;
+static const char main_model_id[] = {{cstr(cfg.name)}};
+
+static void *main_worker_new(int nworkers) {
+  int t = main_threads ? (int)main_threads : omp_get_num_procs() / nworkers;
+  omp_set_num_threads(t > 0 ? t : 1);
+  main_state *s = util_calloc(1, sizeof *s, "worker state");
+  if (!s) return NULL;
+  s->kv = util_malloc(MAIN_N_KV * sizeof(float), "KV cache");
+  s->scratch = util_malloc((MAIN_N_SCRATCH + 1) * sizeof(float), "inference scratch");
+  if (s->kv && s->scratch) return s;
+  free(s->kv);
+  free(s->scratch);
+  free(s);
+  return NULL;
+}
+
+static void main_worker_free(void *ctx) {
+  main_state *s = ctx;
+  free(s->kv);
+  free(s->scratch);
+  free(s);
+}
+
+static int main_serve(const cli_args *a) {
+  serve_opts so = {"127.0.0.1", 8080, 1, 64, 4096, 1 << 20};
+  long v;
+  if (cli_has(a, "--host")) so.host = cli_get(a, "--host");
+  if (cli_int(a, "--port", 0, 65535, &v)) return 2;
+  if (cli_has(a, "--port")) so.port = (int)v;
+  if (cli_int(a, "--parallel", 1, 256, &v)) return 2;
+  if (cli_has(a, "--parallel")) so.parallel = (int)v;
+  if (cli_int(a, "--queue", 0, 100000, &v)) return 2;
+  if (cli_has(a, "--queue")) so.queue = (int)v;
+  if (cli_int(a, "--max-tokens", 1, 1000000, &v)) return 2;
+  if (cli_has(a, "--max-tokens")) so.max_tokens = (int)v;
+  if (cli_int(a, "--max-body", 1024, 1 << 30, &v)) return 2;
+  if (cli_has(a, "--max-body")) so.max_body = (size_t)v;
+  const serve_model m = {main_model_id, MAIN_V, MAIN_CTX, main_infer, main_worker_new, main_worker_free,
+                         main_tokenizer};
+  return serve_run(&m, &so) ? main_fail() : 0;
 }
 
 /* The (V) logits after each token of the prompt, as raw float32, for
@@ -170,7 +224,8 @@ int main(int argc, char **argv) {
       "continuing PROMPT, or standard input when no PROMPT is given and it is not a terminal. The text streams\n"
       "as it is produced. When the context ({{d.ctx}} tokens) fills up, the oldest half is dropped and the\n"
       "cache rebuilt from the newer half. Needs no other file: weights and tokenizer are inside.\n"
-      "--info names the kernels it runs (the widest this CPU supports); GPTC_KERNELS=NAME picks another.",
+      "--info names the kernels it runs (the widest this CPU supports); GPTC_KERNELS=NAME picks another.\n"
+      "With --serve it answers OpenAI-style completion requests over HTTP instead (gptc's docs/serve.md).",
       main_opts, 1};
   cli_args a;
   int code;
@@ -189,9 +244,17 @@ int main(int argc, char **argv) {
   if (cli_int(&a, "--seed", 0, 0x7fffffffffffffffL, &v)) return 2;
   if (cli_has(&a, "--seed")) o.seed = (uint64_t)v;
   if (cli_num(&a, "--temperature", 0, 100, &o.temperature)) return 2;
-  long threads = 0;
-  if (cli_int(&a, "--threads", 1, 4096, &threads)) return 2;
-  if (threads) omp_set_num_threads((int)threads);
+  if (cli_num(&a, "--top-p", 0, 1, &o.top_p)) return 2;
+  if (cli_int(&a, "--threads", 1, 4096, &main_threads)) return 2;
+  if (cli_has(&a, "--serve")) {
+    if (a.npos || cli_has(&a, "--dump-logits"))
+      return cli_usage_err(&a, "--serve takes its prompts from requests: no PROMPT, no --dump-logits");
+    return main_serve(&a);
+  }
+  static const char *const serve_only[] = {"--host", "--port", "--parallel", "--queue", "--max-tokens", "--max-body"};
+  for (size_t i = 0; i < sizeof serve_only / sizeof serve_only[0]; i++)
+    if (cli_has(&a, serve_only[i])) return cli_usage_err(&a, "option '%s' needs --serve", serve_only[i]);
+  if (main_threads) omp_set_num_threads((int)main_threads);
 
   char *from_stdin = NULL;
   const char *prompt = a.npos ? a.pos[0] : NULL;

@@ -20,6 +20,7 @@
 #include "embed.h"
 #include "gen.h"
 #include "lx.h"
+#include "quant.h"
 #include "tok.h"
 #include "util.h"
 
@@ -45,6 +46,9 @@ static const char *const export_runtime[] = {
 
 typedef struct {
   const char *ckpt, *out;
+  int quant;       /* QUANT_F32 or QUANT_Q8: the weights section and the inference step that reads it */
+  char *model_src; /* model.c: quant_infer_unit's text */
+  size_t model_len;
   ckpt_meta meta;
   cfg_t cfg;
   char dir[4096]; /* the temp build directory, "" until created */
@@ -159,7 +163,8 @@ static int export_sha256_file(const char *path, char hex[65]) {
   return 0;
 }
 
-/* The weights as the generated code lays them out (raw float32). */
+/* The weights as the generated code lays them out: raw float32, or
+ * quant_q8_pack's blob. */
 static int export_weights(const export_job *j) {
   gptc_tensor *ts;
   int n;
@@ -168,7 +173,15 @@ static int export_weights(const export_job *j) {
   float *params = util_calloc(n_params ? n_params : 1, sizeof(float), "model parameters");
   int rc = params ? ckpt_load_params(j->ckpt, ts, n, n_params, params, NULL, NULL) : -1;
   if (rc == 0) rc = ckpt_check_finite(j->ckpt, ts, n, params);
-  if (rc == 0) rc = export_write(j, "weights.bin", params, n_params * sizeof(float));
+  if (rc == 0 && j->quant == QUANT_Q8) {
+    unsigned char *blob;
+    size_t bytes;
+    rc = quant_q8_pack(&j->cfg, params, &blob, &bytes);
+    if (rc == 0) rc = export_write(j, "weights.bin", blob, bytes);
+    if (rc == 0) free(blob);
+  } else if (rc == 0) {
+    rc = export_write(j, "weights.bin", params, n_params * sizeof(float));
+  }
   free(params);
   gen_tensors_free(ts, n);
   return rc;
@@ -195,14 +208,23 @@ static int export_env(export_job *j, const char *sha) {
   if (lx_call(L, "shapes", "derive", 1, 1))
     return util_err("%s: the generator rejects this model: %s", j->ckpt, util_errmsg());
   lua_setfield(L, j->env, "S");
-  lua_pushvalue(L, cfg);
-  lua_newtable(L);
-  export_setstr(L, lua_gettop(L), "real", "float");
-  lua_pushinteger(L, gen_vec_bytes()); /* the width gptc sample's model has: the same inference step */
-  lua_setfield(L, -2, "vec_bytes");
-  if (lx_call(L, "emit", "infer_body", 2, 1))
-    return util_err("%s: the generator rejects this model: %s", j->ckpt, util_errmsg());
-  lua_setfield(L, j->env, "infer_src");
+  if (quant_infer_unit(&j->cfg, j->quant, &j->model_src, &j->model_len))
+    return util_err("%s: %s", j->ckpt, util_errmsg());
+  export_setstr(L, j->env, "quant", quant_name(j->quant));
+  /* the weights section's size in bytes (data.S) */
+  if (j->quant == QUANT_Q8) {
+    lua_pushvalue(L, cfg);
+    if (lx_call(L, "quant", "for_cfg", 1, 1)) return util_err("%s: q8 layout: %s", j->ckpt, util_errmsg());
+    lua_getfield(L, -1, "bytes");
+    lua_setfield(L, j->env, "weights_bytes");
+    lua_pop(L, 1);
+  } else {
+    lua_getfield(L, j->env, "S");
+    lua_getfield(L, -1, "n_params");
+    lua_pushinteger(L, lua_tointeger(L, -1) * 4);
+    lua_setfield(L, j->env, "weights_bytes");
+    lua_pop(L, 2);
+  }
 
   const char *base = strrchr(j->out, '/'), *cbase = strrchr(j->ckpt, '/');
   char step[32];
@@ -287,10 +309,10 @@ static int export_sources(export_job *j) {
     if (owned) free((void *)data);
     if (rc) return -1;
   }
-  static const char *const rendered[] = {"cfg.h", "model.c", "main.c", "embed_index.c", "data.S", NULL};
+  static const char *const rendered[] = {"cfg.h", "main.c", "embed_index.c", "data.S", NULL};
   for (int i = 0; rendered[i]; i++)
     if (export_render(j, rendered[i])) return -1;
-  return 0;
+  return export_write(j, "model.c", j->model_src, j->model_len);
 }
 
 static int export_compile(const export_job *j, const char *cc) {
@@ -343,11 +365,14 @@ static int export_open(export_job *j) {
   return 0;
 }
 
-int export_program(const char *ckpt, const char *out) {
+int export_program(const char *ckpt, const char *out) { return export_program_quant(ckpt, out, QUANT_F32); }
+
+int export_program_quant(const char *ckpt, const char *out, int quant) {
   export_job j;
   memset(&j, 0, sizeof j);
   j.ckpt = ckpt;
   j.out = out;
+  j.quant = quant;
   const char *cc = export_cc();
   char sha[65];
   int rc = -1;
@@ -373,5 +398,6 @@ done:
   if (j.dir[0]) export_rmdir(j.dir);
   if (j.L) lua_close(j.L);
   ckpt_meta_free(&j.meta);
+  free(j.model_src);
   return rc;
 }

@@ -16,5 +16,8 @@
  * -1 with util_err (one line) on a bad checkpoint, a shape the generator
  * rejects, an unwritable output, a write error or a failed compile. */
 int export_program(const char *ckpt, const char *out);
+/* export_program with `quant` (quant.h): QUANT_Q8 holds the mat-vecs'
+ * weights as int8 blocks (gen/quant.lua's layout) and runs the q8 step. */
+int export_program_quant(const char *ckpt, const char *out, int quant);
 
 #endif

@@ -62,4 +62,12 @@ int sample_prompt_ids(tok_t *tok, const char *prompt, int32_t **ids, size_t *n);
  * or write error. */
 int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const sample_opts *o, FILE *out);
 
+/* The mean cross-entropy of the text in file `path` over every
+ * non-overlapping window ids[i:i+T] -> ids[i+1:i+T+1], i = 0, T, 2T, ...
+ * while i < n - T (T = context_length), as `gptc eval --text` counts them;
+ * each window runs through m's KV-cache step from position 0, the loss of
+ * each position in double. Prints `gptc eval`'s two lines to `out`. -1
+ * with util_err on an unreadable, empty, non-UTF-8 or too-short text. */
+int sample_eval(const sample_model *m, tok_t *tok, const char *path, FILE *out);
+
 #endif

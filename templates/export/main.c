@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -25,11 +26,13 @@
 #define MAIN_N_SCRATCH {{S.infer_scratch.n}}
 
 void export_infer(const float *params, float *kv, float *scratch, int token, int pos, float *logits); /* model.c */
-extern const float export_weights[]; /* data.S: {{S.n_params}} floats, mapped on first touch */
+extern const float export_weights[]; /* data.S: {{weights_bytes}} bytes ({{quant}}), mapped on first touch */
 
 static const char main_info[] =
     "model: " {{cstr(cfg.name)}} "\n"
     "parameters: {{S.n_params_real}}\n"
+    "quantization: {{quant}}{{quant == "q8" and " (int8 mat-vec weights, one float32 scale per 32)" or ""}}\n"
+    "weights: {{weights_bytes}} bytes\n"
     "tokenizer: {{tokenizer}}\n"
     "vocab_size: {{d.V}}\n"
     "context_length: {{d.ctx}}\n"
@@ -53,6 +56,7 @@ static const cli_opt main_opts[] = {
     {"--seed", "S", "sampling seed (default 1337): same seed, same text"},
     {"--threads", "N", "CPU threads (default: all cores)"},
     {"--info", NULL, "print the model, tokenizer, training step and source checkpoint, and exit"},
+    {"--eval", "FILE", "print the loss over every non-overlapping context window of FILE (as `gptc eval --text`), and exit"},
     {"--dump-logits", "FILE", "(testing) write the float32 logits after each prompt token to FILE, and exit"},
     {NULL, NULL, NULL},
 };
@@ -156,6 +160,8 @@ int main(int argc, char **argv) {
   if (cli_parse(&spec, argc, argv, &a, &code)) return code;
   if (cli_has(&a, "--info")) {
     fputs(main_info, stdout);
+    struct stat st;
+    if (stat("/proc/self/exe", &st) == 0) printf("file_size: %lld bytes\n", (long long)st.st_size);
     return 0;
   }
   sample_opts o = SAMPLE_OPTS_DEFAULT;
@@ -173,7 +179,7 @@ int main(int argc, char **argv) {
 
   char *from_stdin = NULL;
   const char *prompt = a.npos ? a.pos[0] : NULL;
-  if (!prompt && !isatty(STDIN_FILENO)) {
+  if (!prompt && !isatty(STDIN_FILENO) && !cli_has(&a, "--eval")) {
     if (!(from_stdin = main_read_stdin())) return main_fail();
     prompt = from_stdin;
   }
@@ -182,7 +188,11 @@ int main(int argc, char **argv) {
   tok_t *tok = s.kv && s.scratch ? main_tokenizer() : NULL;
   int rc = -1;
   const char *dump = cli_get(&a, "--dump-logits");
-  if (tok && dump) {
+  const char *eval = cli_get(&a, "--eval");
+  if (tok && eval) {
+    const sample_model m = {main_infer, &s, MAIN_V, MAIN_CTX};
+    rc = sample_eval(&m, tok, eval, stdout);
+  } else if (tok && dump) {
     rc = main_dump_logits(&s, tok, prompt, dump);
   } else if (tok) {
     const sample_model m = {main_infer, &s, MAIN_V, MAIN_CTX};

@@ -177,8 +177,10 @@ static int export_weights(const export_job *j) {
     unsigned char *blob;
     size_t bytes;
     rc = quant_q8_pack(&j->cfg, params, &blob, &bytes);
-    if (rc == 0) rc = export_write(j, "weights.bin", blob, bytes);
-    if (rc == 0) free(blob);
+    if (rc == 0) {
+      rc = export_write(j, "weights.bin", blob, bytes);
+      free(blob);
+    }
   } else if (rc == 0) {
     rc = export_write(j, "weights.bin", params, n_params * sizeof(float));
   }

@@ -24,7 +24,7 @@ static const cli_opt cmd_sample_opts[] = {
 };
 
 static const cli_spec cmd_sample_spec = {
-    "gptc sample --ckpt CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]",
+    "gptc sample --ckpt CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S] [--quant f32|q8]",
     "Generates text with the checkpoint's model, one token at a time through a KV cache. When the context\n"
     "fills up, the oldest half is dropped and the cache rebuilt from the newer half.",
     cmd_sample_opts, 0};

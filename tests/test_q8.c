@@ -368,7 +368,7 @@ START_TEST(eval_matches_gptc_eval) {
   ck_assert_msg(!strncmp(g.out, a.out, head) && !strncmp(g.out, b.out, head), "gptc eval:\n%sf32:\n%sq8:\n%s", g.out,
                 a.out, b.out);
   double lg = loss_of(g.out), l32 = loss_of(a.out), l8 = loss_of(b.out);
-  ck_assert_msg(fabs(l32 - lg) <= 2e-6, "f32 export %.6f vs gptc eval %.6f", l32, lg);
+  ck_assert_msg(fabs(l32 - lg) <= 5e-6, "f32 export %.6f vs gptc eval %.6f", l32, lg);
   ck_assert_msg(l8 != l32 || strcmp(a.out, b.out), "q8 eval identical to f32");
   ck_assert_msg(fabs(l8 - l32) <= 0.03 * l32, "q8 %.6f vs f32 %.6f", l8, l32);
   ck_assert_msg(lg < 3.5, "the model is not trained (loss %.3f)", lg);

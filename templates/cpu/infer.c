@@ -22,6 +22,9 @@ static void {{g.fn}}(real *y, const real *x, const float *s, const signed char *
       int k1 = kb * {{B}} + {{B}} < {{g.K}} ? kb * {{B}} + {{B}} : {{g.K}};
       for (int kk = kb * {{B}}; kk < k1; kk++) {
         const signed char *w = qp + (size_t)kk * {{P}};
+        /* the lanes are independent (no reassociation): without the pragma
+         * gcc converts the int8s one at a time with scalar instructions */
+#pragma omp simd
         for (int j = 0; j < {{g.NCH}}; j++) p[j] += x[kk] * (real)w[j];
       }
       for (int j = 0; j < {{g.NCH}}; j++) acc[j] += sp[kb * {{P}} + j] * p[j];

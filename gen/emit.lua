@@ -477,24 +477,50 @@ end
 
 -- ---- whole sources ---------------------------------------------------------------
 
-local function gemv_list(S, env)
+-- q8 (opts.quant): the mat-vecs read int8 weights (gen/quant.lua) and the
+-- lm head is one of them
+local function gemv_list(S, env, q8)
   local C = S.dims.C
   local list = {}
-  for _, kn in ipairs({ { C, 3 * C }, { C, C }, { C, 4 * C }, { 4 * C, C } }) do
-    local fn = string.format("gemv_%dx%d", kn[1], kn[2])
+  local shapes_kn = { { C, 3 * C }, { C, C }, { C, 4 * C }, { 4 * C, C } }
+  if q8 then shapes_kn[#shapes_kn + 1] = { C, S.dims.V } end
+  for _, kn in ipairs(shapes_kn) do
+    local fn = string.format(q8 and "gemvq_%dx%d" or "gemv_%dx%d", kn[1], kn[2])
     local dup = false
     for _, g in ipairs(list) do dup = dup or g.fn == fn end
-    if not dup then list[#list + 1] = { fn = fn, K = kn[1], N = kn[2], NCH = 2 * env.VL } end
+    if not dup then
+      local g = { fn = fn, K = kn[1], N = kn[2], NCH = 2 * env.VL }
+      if q8 then
+        assert(q8.panel % g.NCH == 0, "emit: the q8 panel is not a multiple of the mat-vec's column slice")
+        g.NB, g.NP = (g.K + q8.block - 1) // q8.block, (g.N + q8.panel - 1) // q8.panel
+      end
+      list[#list + 1] = g
+    end
   end
   return list
 end
 
-local function infer_env(S, env)
-  env.gemvs = gemv_list(S, env)
-  env.gemv_name = function(K, N) return string.format("gemv_%dx%d", K, N) end
+local function infer_env(S, env, quant)
+  local q8 = quant == "q8" and require("quant").layout(S) or nil
+  env.q8 = q8
+  env.gemvs = gemv_list(S, env, q8)
+  env.gemv_name = function(K, N) return string.format(q8 and "gemvq_%dx%d" or "gemv_%dx%d", K, N) end
   env.so = function(name) return S.infer_scratch.by[name].offset end
-  env.goff = function(name) return S.tensor[name].offset end
-  env.loff = function(key) return S.tensor["h.0." .. key].layer0_offset end
+  if q8 then
+    env.goff = function(name) return q8.goff[name] end
+    env.loff = function(key) return q8.loff[key] end
+    env.layer_stride = q8.layer_stride
+    -- the weight arguments of layer matrix `key` (lq: the layer's q8 base)
+    env.wq = function(key)
+      local m = q8.lmat[key]
+      return string.format("(const float *)(lq + %d), (const signed char *)(lq + %d)", m.s_off, m.q_off)
+    end
+  else
+    env.goff = function(name) return S.tensor[name].offset end
+    env.loff = function(key) return S.tensor["h.0." .. key].layer0_offset end
+    env.layer_stride = S.layer_stride
+    env.wq = function(key) return "lp + " .. env.loff(key) end
+  end
   return env
 end
 
@@ -579,10 +605,14 @@ function M.split(cfg, opts) return body(cfg, opts, true) end
 
 -- Just the inference step, for a standalone program: the prelude, the
 -- inference kernels and the step itself.
+-- opts.quant "q8" reads the weights from gen/quant.lua's blob (default
+-- "f32": the flat parameter buffer).
 function M.infer_body(cfg, opts)
   opts = opts or {}
+  local quant = opts.quant or "f32"
+  if quant ~= "f32" and quant ~= "q8" then error("emit: opts.quant must be f32 or q8", 0) end
   local S = shapes.derive(cfg)
-  local env = infer_env(S, base_env(S, opts))
+  local env = infer_env(S, base_env(S, opts), quant)
   return render("prelude.c", env) .. "\n" .. render("infer.c", env)
 end
 

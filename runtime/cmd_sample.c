@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "cmds.h"
+#include "quant.h"
 #include "sample.h"
 #include "train.h"
 #include "util.h"
@@ -19,11 +20,13 @@ static const cli_opt cmd_sample_opts[] = {
     {"--seed", "S", "sampling seed (default 1337): same seed, same text"},
     {"--threads", "N", "CPU threads (default: all cores)"},
     {"--device", "NAME", "cpu (default), cuda, or auto (cuda when a usable GPU is present)"},
+    {"--quant", "KIND", "f32 (default) or q8: int8 mat-vec weights, the step of `gptc export --quant q8` (CPU only)"},
     {NULL, NULL, NULL},
 };
 
 static const cli_spec cmd_sample_spec = {
-    "gptc sample --ckpt CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]",
+    "gptc sample --ckpt CKPT [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+    "            [--quant f32|q8]",
     "Generates text with the checkpoint's model, one token at a time through a KV cache. When the context\n"
     "fills up, the oldest half is dropped and the cache rebuilt from the newer half.",
     cmd_sample_opts, 0};
@@ -33,6 +36,22 @@ static const cli_spec cmd_sample_spec = {
 static int cmd_sample_infer(void *ctx, int token, int pos, float *logits) {
   backend *m = ctx;
   return m->ops->infer(m, token, pos, logits);
+}
+
+/* --quant q8: the weights quantized and the inference step compiled as
+ * `gptc export --quant q8` does (quant.h), so the text is the export's */
+static int cmd_sample_q8(const char *ckpt, const char *prompt, const sample_opts *o) {
+  train_loaded l;
+  if (train_load_ckpt(ckpt, &l)) return -1;
+  quant_model q;
+  int rc = quant_model_open(&l.cfg, l.params, &q);
+  if (!rc) {
+    sample_model sm = {quant_model_infer, &q, l.cfg.vocab_size, l.cfg.context_length};
+    rc = sample_generate(&sm, l.tok, prompt, o, stdout);
+    quant_model_close(&q);
+  }
+  train_loaded_free(&l);
+  return rc;
 }
 
 static int cmd_sample_run(const char *ckpt, const char *prompt, const sample_opts *o, const char *device) {
@@ -70,5 +89,11 @@ int cmd_sample(int argc, char **argv) {
   const char *device = cli_get(&a, "--device");
   if (device && strcmp(device, "cpu") && strcmp(device, "cuda") && strcmp(device, "auto"))
     return cli_usage_err(&a, "option '--device' must be cpu, cuda or auto (got '%s')", device);
+  const char *qs = cli_get(&a, "--quant");
+  int quant = QUANT_F32;
+  if (qs && quant_parse("--quant", qs, &quant)) return cli_usage_err(&a, "%s", util_errmsg());
+  if (quant == QUANT_Q8 && device && strcmp(device, "cpu"))
+    return cli_usage_err(&a, "option '--quant q8' runs on the CPU only (got --device %s)", device);
+  if (quant == QUANT_Q8) return cmd_sample_q8(ckpt, cli_get(&a, "--prompt"), &sa) ? cli_fail() : 0;
   return cmd_sample_run(ckpt, cli_get(&a, "--prompt"), &sa, device) ? cli_fail() : 0;
 }

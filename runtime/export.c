@@ -21,6 +21,7 @@
 #include "embed.h"
 #include "gen.h"
 #include "lx.h"
+#include "quant.h"
 #include "tok.h"
 #include "util.h"
 
@@ -52,6 +53,7 @@ static const char *const export_runtime[] = {
 typedef struct {
   const char *ckpt, *out;
   const export_target *target;
+  int quant; /* QUANT_F32 or QUANT_Q8: the weights section and the inference step that reads it */
   ckpt_meta meta;
   cfg_t cfg;
   char dir[4096]; /* the temp build directory, "" until created */
@@ -180,7 +182,8 @@ static int export_sha256_file(const char *path, char hex[65]) {
   return 0;
 }
 
-/* The weights as the generated code lays them out (raw float32). */
+/* The weights as the generated code lays them out: raw float32, or
+ * quant_q8_pack's blob. */
 static int export_weights(const export_job *j) {
   gptc_tensor *ts;
   int n;
@@ -189,7 +192,17 @@ static int export_weights(const export_job *j) {
   float *params = util_calloc(n_params ? n_params : 1, sizeof(float), "model parameters");
   int rc = params ? ckpt_load_params(j->ckpt, ts, n, n_params, params, NULL, NULL) : -1;
   if (rc == 0) rc = ckpt_check_finite(j->ckpt, ts, n, params);
-  if (rc == 0) rc = export_write(j, "weights.bin", params, n_params * sizeof(float));
+  if (rc == 0 && j->quant == QUANT_Q8) {
+    unsigned char *blob;
+    size_t bytes;
+    rc = quant_q8_pack(&j->cfg, params, &blob, &bytes);
+    if (rc == 0) {
+      rc = export_write(j, "weights.bin", blob, bytes);
+      free(blob);
+    }
+  } else if (rc == 0) {
+    rc = export_write(j, "weights.bin", params, n_params * sizeof(float));
+  }
   free(params);
   gen_tensors_free(ts, n);
   return rc;
@@ -232,6 +245,21 @@ static int export_env(export_job *j, const char *sha) {
   export_setstr(L, j->env, "target", t->name);
   lua_pushboolean(L, t->variants[0].cpu_check != NULL);
   lua_setfield(L, j->env, "x86");
+  export_setstr(L, j->env, "quant", quant_name(j->quant));
+  /* the weights section's size in bytes (data.S) */
+  if (j->quant == QUANT_Q8) {
+    lua_pushvalue(L, cfg);
+    if (lx_call(L, "quant", "for_cfg", 1, 1)) return util_err("%s: q8 layout: %s", j->ckpt, util_errmsg());
+    lua_getfield(L, -1, "bytes");
+    lua_setfield(L, j->env, "weights_bytes");
+    lua_pop(L, 1);
+  } else {
+    lua_getfield(L, j->env, "S");
+    lua_getfield(L, -1, "n_params");
+    lua_pushinteger(L, lua_tointeger(L, -1) * 4);
+    lua_setfield(L, j->env, "weights_bytes");
+    lua_pop(L, 2);
+  }
 
   const char *base = strrchr(j->out, '/'), *cbase = strrchr(j->ckpt, '/');
   char step[32];
@@ -308,24 +336,17 @@ static int export_render(export_job *j, const char *file, const char *as) {
 /* model<suffix>.c for each kernel variant: the inference step generated for
  * the variant's vector width (native: the host's, as gptc sample's model). */
 static int export_models(export_job *j) {
-  lua_State *L = j->L;
   for (int i = 0; i < j->target->n_variants; i++) {
     const export_variant *v = &j->target->variants[i];
-    cfg_push(L, &j->cfg);
-    lua_newtable(L);
-    export_setstr(L, lua_gettop(L), "real", "float");
-    lua_pushinteger(L, v->vec_bytes ? v->vec_bytes : gen_vec_bytes());
-    lua_setfield(L, -2, "vec_bytes");
-    if (lx_call(L, "emit", "infer_body", 2, 1))
-      return util_err("%s: the generator rejects this model: %s", j->ckpt, util_errmsg());
-    lua_setfield(L, j->env, "infer_src");
-    lua_getfield(L, j->env, "variants");
-    lua_rawgeti(L, -1, i + 1);
-    lua_setfield(L, j->env, "variant");
-    lua_pop(L, 1);
-    char as[64];
+    char *src, as[64];
+    size_t len;
+    if (quant_infer_unit(&j->cfg, j->quant, v->vec_bytes ? v->vec_bytes : gen_vec_bytes(), v->suffix, v->flags, &src,
+                         &len))
+      return util_err("%s: %s", j->ckpt, util_errmsg());
     snprintf(as, sizeof as, "model%s.c", v->suffix);
-    if (export_render(j, "model.c", as)) return -1;
+    int rc = export_write(j, as, src, len);
+    free(src);
+    if (rc) return -1;
   }
   return 0;
 }
@@ -427,11 +448,12 @@ static int export_open(export_job *j) {
   return 0;
 }
 
-int export_program(const char *ckpt, const char *out, const char *target) {
+int export_program(const char *ckpt, const char *out, const char *target, int quant) {
   export_job j;
   memset(&j, 0, sizeof j);
   j.ckpt = ckpt;
   j.out = out;
+  j.quant = quant;
   if (export_target_find(target, &j.target)) return -1;
   const char *cc = export_target_cc(j.target);
   char sha[65];

@@ -14,9 +14,11 @@
 
 /* Builds the executable for `ckpt` in a temp directory next to `out` and
  * renames it into place, so `out` is either the whole program or untouched.
- * `target` is an export_target.h name (NULL: portable). -1 with util_err
+ * `target` is an export_target.h name (NULL: portable); `quant` a quant.h
+ * kind (QUANT_Q8: the mat-vecs' weights as int8 blocks, gen/quant.lua's
+ * layout, read by the q8 inference step). -1 with util_err
  * (one line) on an unknown target, a bad checkpoint, a shape the generator
  * rejects, an unwritable output, a write error or a failed compile. */
-int export_program(const char *ckpt, const char *out, const char *target);
+int export_program(const char *ckpt, const char *out, const char *target, int quant);
 
 #endif

@@ -283,3 +283,51 @@ int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const
   if (fflush(out) || ferror(out)) return util_err("writing the generated text failed (output closed or full)");
   return 0;
 }
+
+/* ---- evaluation ---------------------------------------------------------------- */
+
+int sample_eval(const sample_model *m, tok_t *tok, const char *path, FILE *out) {
+  char *text;
+  size_t len;
+  if (util_read_file(path, &text, &len)) return -1;
+  if (len == 0) {
+    free(text);
+    return util_err("%s: empty text", path);
+  }
+  long bad = util_utf8_invalid_at(text, len);
+  if (bad >= 0) {
+    free(text);
+    return util_err("%s: invalid UTF-8 at byte offset %ld", path, bad);
+  }
+  int32_t *ids = NULL;
+  size_t n = 0, T = (size_t)m->context_length;
+  float *logits = NULL;
+  int rc = -1;
+  if (tok_encode(tok, text, len, 1, &ids, &n)) goto out;
+  if (n <= T) {
+    util_err("%s: %zu tokens is too short for one window of context_length %zu + 1", path, n, T);
+    goto out;
+  }
+  if (!(logits = util_malloc((size_t)m->vocab_size * sizeof(float), "logits"))) goto out; /* (V) */
+  /* windows start at i = kT while kT < n - T (cmd_eval.c's count) */
+  size_t n_windows = (n - 1) / T;
+  double sum = 0;
+  for (size_t w = 0; w < n_windows; w++)
+    for (size_t t = 0; t < T; t++) {
+      if (m->infer(m->ctx, ids[w * T + t], (int)t, logits)) goto out;
+      /* -log softmax(logits)[target], in double */
+      double mx = logits[0], z = 0;
+      for (int v = 1; v < m->vocab_size; v++) mx = logits[v] > mx ? logits[v] : mx;
+      for (int v = 0; v < m->vocab_size; v++) z += exp((double)logits[v] - mx);
+      sum += mx + log(z) - (double)logits[ids[w * T + t + 1]];
+    }
+  double count = (double)n_windows * (double)T, mean = sum / count;
+  fprintf(out, "windows %zu | tokens %zu | positions %.0f | perplexity %.4f\n", n_windows, n, count, exp(mean));
+  fprintf(out, "loss %.6f\n", mean);
+  rc = 0;
+out:
+  free(text);
+  free(ids);
+  free(logits);
+  return rc;
+}

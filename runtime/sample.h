@@ -88,4 +88,12 @@ typedef struct {
 int sample_run(const sample_model *m, tok_t *tok, const char *prompt, const sample_opts *o, const sample_sink *sink,
                sample_result *res);
 
+/* The mean cross-entropy of the text in file `path` over every
+ * non-overlapping window ids[i:i+T] -> ids[i+1:i+T+1], i = 0, T, 2T, ...
+ * while i < n - T (T = context_length), as `gptc eval --text` counts them;
+ * each window runs through m's KV-cache step from position 0, the loss of
+ * each position in double. Prints `gptc eval`'s two lines to `out`. -1
+ * with util_err on an unreadable, empty, non-UTF-8 or too-short text. */
+int sample_eval(const sample_model *m, tok_t *tok, const char *path, FILE *out);
+
 #endif

@@ -19,6 +19,7 @@
 #include "cfg.h"
 #include "ckpt.h"
 #include "export.h"
+#include "quant.h"
 #include "gen.h"
 #include "sample.h"
 #include "tok.h"
@@ -145,7 +146,7 @@ int main(int argc, char **argv) {
     snprintf(tl, sizeof tl, "%s", targets);
     for (char *save = NULL, *target = strtok_r(tl, ",", &save); target; target = strtok_r(NULL, ",", &save)) {
       double t0 = util_now();
-      if (export_program(ckpt, exe, target)) bench_die("export");
+      if (export_program(ckpt, exe, target, QUANT_F32)) bench_die("export");
       double t_export = util_now() - t0;
       struct stat st;
       stat(exe, &st);

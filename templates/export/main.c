@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -29,11 +30,13 @@
 void export_infer(const float *params, float *kv, float *scratch, int token, int pos, float *logits); /* cpu_dispatch.c */
 int export_dispatch_init(void);          /* cpu_dispatch.c: picks the kernels for this CPU */
 const char *export_dispatch_info(void);  /* which, and why */
-extern const float export_weights[]; /* data.S: {{S.n_params}} floats, mapped on first touch */
+extern const float export_weights[]; /* data.S: {{weights_bytes}} bytes ({{quant}}), mapped on first touch */
 
 static const char main_info[] =
     "model: " {{cstr(cfg.name)}} "\n"
     "parameters: {{S.n_params_real}}\n"
+    "quantization: {{quant}}{{quant == "q8" and " (int8 mat-vec weights, one float32 scale per 32)" or ""}}\n"
+    "weights: {{weights_bytes}} bytes\n"
     "tokenizer: {{tokenizer}}\n"
     "vocab_size: {{d.V}}\n"
     "context_length: {{d.ctx}}\n"
@@ -65,6 +68,7 @@ static const cli_opt main_opts[] = {
     {"--max-tokens", "N", "--serve: the largest max_tokens a request may ask (default 4096)"},
     {"--max-body", "BYTES", "--serve: the largest request body; larger get 413 (default 1048576)"},
     {"--info", NULL, "print the model, tokenizer, training step and source checkpoint, and exit"},
+    {"--eval", "FILE", "print the loss over every non-overlapping context window of FILE (as `gptc eval --text`), and exit"},
     {"--dump-logits", "FILE", "(testing) write the float32 logits after each prompt token to FILE, and exit"},
     {NULL, NULL, NULL},
 };
@@ -233,6 +237,8 @@ int main(int argc, char **argv) {
   if (export_dispatch_init()) return main_fail();
   if (cli_has(&a, "--info")) {
     fputs(main_info, stdout);
+    struct stat st;
+    if (stat("/proc/self/exe", &st) == 0) printf("file_size: %lld bytes\n", (long long)st.st_size);
     return main_info_runtime(t0);
   }
   sample_opts o = SAMPLE_OPTS_DEFAULT;
@@ -258,7 +264,7 @@ int main(int argc, char **argv) {
 
   char *from_stdin = NULL;
   const char *prompt = a.npos ? a.pos[0] : NULL;
-  if (!prompt && !isatty(STDIN_FILENO)) {
+  if (!prompt && !isatty(STDIN_FILENO) && !cli_has(&a, "--eval")) {
     if (!(from_stdin = main_read_stdin())) return main_fail();
     prompt = from_stdin;
   }
@@ -267,7 +273,11 @@ int main(int argc, char **argv) {
   tok_t *tok = s.kv && s.scratch ? main_tokenizer() : NULL;
   int rc = -1;
   const char *dump = cli_get(&a, "--dump-logits");
-  if (tok && dump) {
+  const char *eval = cli_get(&a, "--eval");
+  if (tok && eval) {
+    const sample_model m = {main_infer, &s, MAIN_V, MAIN_CTX};
+    rc = sample_eval(&m, tok, eval, stdout);
+  } else if (tok && dump) {
     rc = main_dump_logits(&s, tok, prompt, dump);
   } else if (tok) {
     const sample_model m = {main_infer, &s, MAIN_V, MAIN_CTX};

@@ -8,6 +8,7 @@ set -eu
 # as XML and renders them to PNG; gptc itself needs neither.
 PKGS="gcc make cmake pkg-config liblua5.4-dev libpcre2-dev check libsubunit-dev libopenblas-dev
   clang libclang-rt-14-dev libomp-14-dev libxml2-utils librsvg2-bin"
+PKGS="$PKGS openmpi-bin libopenmpi-dev"  # mpirun and MPI for data-parallel training (dist_mpi.c, tests/test_mpi.c)
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -160,6 +160,13 @@ int dist_check_same(dist *d, const char *what, const char *value) {
   return rc;
 }
 
+int dist_allgather(dist *d, const char *phase, const void *mine, size_t bytes, void *all) {
+  dist_arm(d, phase);
+  int rc = d->t->allgather(d, mine, bytes, all);
+  dist_disarm(d);
+  return rc;
+}
+
 int dist_share0(dist *d, const char *phase, char *buf, size_t n) {
   char *all = util_calloc((size_t)d->size, n, "rank 0's value"); // (size, n)
   if (!all) return -1;

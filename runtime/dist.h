@@ -97,6 +97,8 @@ int dist_step(dist *d, backend *b, const backend_step *s, double *loss, double *
  * 0's; on a difference every rank fails with a message naming the first
  * rank that differs. */
 int dist_check_same(dist *d, const char *what, const char *value);
+/* Every rank's `bytes` (mine) into all: (size, bytes), in rank order. */
+int dist_allgather(dist *d, const char *phase, const void *mine, size_t bytes, void *all);
 /* Rank 0's n bytes of buf into every rank's buf (a collective: the other
  * ranks wait here for rank 0, under the watchdog, `phase` naming the wait). */
 int dist_share0(dist *d, const char *phase, char *buf, size_t n);

@@ -258,10 +258,42 @@ int train_eval_windows(backend *be, const int32_t *ids, const size_t *starts, si
   return 0;
 }
 
+/* train_eval_windows split over the job's ranks: batch b of the windows is
+ * rank b mod N's, and the batches' losses are gathered and weighted in batch
+ * order, so the value is bit for bit one process's (one batch's mean comes
+ * back from train_eval_windows exactly: its sum / count is l * c / c). */
+static int train_eval_job(train_state *s, const size_t *starts, size_t n, double *loss, double *positions) {
+  size_t B = (size_t)s->be->B, T = (size_t)s->be->T, N = (size_t)s->ranks, nb = (n + B - 1) / B;
+  size_t per = (nb + N - 1) / N;
+  double *mine = util_calloc(per ? per : 1, sizeof(double), "evaluation losses");           // (per)
+  double *all = util_calloc(N * (per ? per : 1), sizeof(double), "evaluation losses"); // (N, per)
+  int rc = mine && all ? 0 : -1;
+  for (size_t i = 0; rc == 0 && i < per; i++) {
+    size_t b = i * N + (size_t)s->rank, rows;
+    if (b >= nb) break;
+    rows = n - b * B < B ? n - b * B : B;
+    double pos;
+    rc = train_eval_windows(s->be, s->ds.val, starts + b * B, rows, s->inputs, s->targets, NULL, &mine[i], &pos);
+  }
+  if (rc == 0) rc = dist_allgather(s->job, "gathering the evaluation", mine, (per ? per : 1) * sizeof(double), all);
+  double sum = 0, count = 0;
+  for (size_t b = 0; rc == 0 && b < nb; b++) {
+    size_t rows = n - b * B < B ? n - b * B : B;
+    sum += all[(b % N) * (per ? per : 1) + b / N] * (double)(rows * T);
+    count += (double)(rows * T);
+  }
+  *loss = count > 0 ? sum / count : NAN;
+  *positions = count;
+  free(mine);
+  free(all);
+  return rc;
+}
+
 /* The periodic estimate: the run's fixed window set (s->val_win). */
 static double train_eval(train_state *s, int *failed) {
   double loss, pos;
-  if (train_eval_windows(s->be, s->ds.val, s->val_win, s->n_val_win, s->inputs, s->targets, NULL, &loss, &pos)) {
+  if (s->job ? train_eval_job(s, s->val_win, s->n_val_win, &loss, &pos)
+             : train_eval_windows(s->be, s->ds.val, s->val_win, s->n_val_win, s->inputs, s->targets, NULL, &loss, &pos)) {
     *failed = 1;
     return NAN;
   }
@@ -707,7 +739,9 @@ static int train_final_eval(train_state *s, int quiet) {
     fflush(stdout);
   }
   double loss, pos;
-  int r = train_eval_windows(s->be, s->ds.val, win, n, s->inputs, s->targets, &train_stop_signal, &loss, &pos);
+  /* a job's ranks evaluate together, so a signal does not skip it there */
+  int r = s->job ? train_eval_job(s, win, n, &loss, &pos)
+                 : train_eval_windows(s->be, s->ds.val, win, n, s->inputs, s->targets, &train_stop_signal, &loss, &pos);
   free(win);
   int stopped = train_stop_signal;
   train_stop_signal = first;

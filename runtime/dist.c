@@ -209,9 +209,11 @@ int dist_step(dist *d, backend *b, const backend_step *s, double *loss, double *
     }
     /* the owner adds round k's pieces in rank order: global micro-batches
      * k*size + 0, k*size + 1, ... in turn, as one process would */
+    double t0 = util_now();
     dist_arm(d, "exchanging gradients");
     int e = d->t->exchange(d, grads, d->recv);
     dist_disarm(d);
+    d->comm_s += util_now() - t0;
     if (e) goto out;
     for (int q = 0; q < size; q++) {
       const float *p = d->recv + (size_t)q * sh;
@@ -220,9 +222,11 @@ int dist_step(dist *d, backend *b, const backend_step *s, double *loss, double *
   }
   memcpy(grads + lo, d->acc, sh * sizeof(float));
   mine[g] = *stop_sig;
+  double t0 = util_now();
   dist_arm(d, "gathering gradients and losses");
   int e = size > 1 && (d->t->gather_shards(d, grads) || d->t->allgather(d, mine, (size_t)(g + 1) * sizeof(double), all));
   dist_disarm(d);
+  d->comm_s += util_now() - t0;
   if (e) goto out;
   if (size == 1) memcpy(all, mine, (size_t)(g + 1) * sizeof(double));
   for (int j = 0; j < ng; j++) {

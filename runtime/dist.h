@@ -61,6 +61,7 @@ struct dist {
    * gradient and loss are NaN at that step (1-based); -1: none */
   int nan_rank;
   long nan_step;
+  double comm_s; /* seconds spent in the step's exchange and gather, summed (gptc bench --ranks) */
 };
 
 /* Rank count the launcher set in the environment; 0 without a launcher. */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "dist.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -436,6 +437,81 @@ START_TEST(rank_hangs) {
 }
 END_TEST
 
+/* the shard table: in order, 16-float aligned, covering [0, n) */
+START_TEST(shards_and_assignment) {
+  size_t off[9];
+  static const size_t ns[] = {0, 1, 15, 16, 17, 1000, 124439808};
+  for (size_t t = 0; t < sizeof ns / sizeof *ns; t++)
+    for (int size = 1; size <= 8; size++) {
+      dist_shards(ns[t], size, off);
+      ck_assert_uint_eq(off[0], 0);
+      ck_assert_uint_eq(off[size], ns[t]);
+      for (int r = 1; r < size; r++) {
+        ck_assert_uint_eq(off[r] % 16, 0);
+        ck_assert_uint_ge(off[r], off[r - 1]);
+        ck_assert_uint_le(off[r], ns[t]);
+      }
+    }
+  dist_shards(1000, 3, off);
+  ck_assert_uint_eq(off[1], 320);
+  ck_assert_uint_eq(off[2], 656);
+  /* every global micro-batch of a step once, rank j mod N */
+  int seen[12] = {0};
+  for (int r = 0; r < 3; r++)
+    for (int k = 0; k < 4; k++) {
+      int j = dist_micro(r, 3, k);
+      ck_assert_int_eq(j % 3, r);
+      seen[j]++;
+    }
+  for (int j = 0; j < 12; j++) ck_assert_int_eq(seen[j], 1);
+  /* NCCL starts only over ranks MPI started */
+  dist *d = dist_local();
+  ck_assert_int_eq(dist_nccl_open(d, 0), -1);
+  ck_assert_str_eq(util_errmsg(), "NCCL: the ranks must be started through MPI first");
+  dist_close(d);
+}
+END_TEST
+
+/* without a launcher gptc never initialises MPI: an MPI that would fail to
+ * start (a transport that does not exist) changes nothing; under mpirun the
+ * same setting fails */
+START_TEST(no_launcher_no_mpi) {
+  const char *a = dir("plain"), *b = dir("plain-bogus");
+  single(a, "--steps 2");
+  tu_run_result r;
+  setenv("OMPI_MCA_pml", "no_such_pml", 1);
+  int code = tu_run(&r, NULL, "train --config '%s' --out '%s' --quiet --steps 2", cfg(), b);
+  unsetenv("OMPI_MCA_pml");
+  ck_assert_msg(code == 0, "%s", r.err);
+  tu_run_free(&r);
+  same_tensors(a, b, "last.safetensors");
+  code = mpi_run(&r, "OMPI_MCA_pml=no_such_pml", "-np 1 '%s' train --config '%s' --out '%s' --quiet --steps 2", GPTC_EXE,
+                 cfg(), dir("plain-mpi"));
+  ck_assert_int_ne(code, 0);
+  tu_run_free(&r);
+}
+END_TEST
+
+/* the bench's row: ranks, step, exchange, share, bytes, bandwidth */
+START_TEST(bench_ranks) {
+  tu_run_result r;
+  int code = mpi_run(&r, NULL, "-np 2 '%s' bench --ranks --config '%s' --repeats 3", GPTC_EXE, cfg());
+  ck_assert_msg(code == 0, "%s", r.err);
+  ck_assert_msg(strstr(r.out, "| ranks | step ms | exchange ms | share | MB moved per rank per step | GB/s |"), "%s", r.out);
+  const char *row = strstr(r.out, "\n| 2 | ");
+  ck_assert_msg(row, "%s", r.out);
+  double step, ex, share, mb, gbs;
+  ck_assert_int_eq(sscanf(row, "\n| 2 | %lf | %lf | %lf%% | %lf | %lf |", &step, &ex, &share, &mb, &gbs), 5);
+  ck_assert(step > 0 && ex > 0 && ex <= step && share > 0 && share <= 100);
+  /* 2 ranks: each sends the other's half and receives its own half's piece, then the gather: 4 x (n/2) floats */
+  ck_assert_msg(mb > 0.01 && mb < 1, "%g MB", mb);
+  tu_run_free(&r);
+  ck_assert_int_ne(tu_run(&r, NULL, "bench --ranks --config '%s'", cfg()), 0);
+  ck_assert_msg(strstr(r.err, "--ranks: run it under an MPI launcher"), "%s", r.err);
+  tu_run_free(&r);
+}
+END_TEST
+
 /* one tcase each, so CK_RUN_CASE can pick one */
 static void add(Suite *s, const char *name, const TTest *t) {
   TCase *tc = tcase_create(name);
@@ -446,6 +522,9 @@ static void add(Suite *s, const char *name, const TTest *t) {
 
 int main(void) {
   Suite *s = suite_create("mpi");
+  add(s, "shards", shards_and_assignment);
+  add(s, "no_mpi", no_launcher_no_mpi);
+  add(s, "bench", bench_ranks);
   add(s, "two_ranks", two_ranks_equal_accum_two);
   add(s, "three_ranks", three_ranks_accum_two_equal_accum_six);
   add(s, "resume", resume_across_rank_counts);

@@ -887,14 +887,16 @@ int train_run(const train_opts *o) {
       char etas[32], vals[32] = "";
       train_fmt_eta(eta, etas, sizeof etas);
       if (!isnan(val)) snprintf(vals, sizeof vals, " | val %.4f", val);
+      char job[64] = ""; /* a job's line says its effective batch */
+      if (s.job) snprintf(job, sizeof job, " | batch %d on %d ranks", s.ranks * tr->batch_size * tr->grad_accum, s.ranks);
       if (tty) {
-        printf("\rstep %llu/%ld | loss %.4f%s | lr %.2e | %.0f tok/s | ETA %s   ", (unsigned long long)s.step, total,
-               loss, vals, lr, tps, etas);
+        printf("\rstep %llu/%ld | loss %.4f%s | lr %.2e | %.0f tok/s%s | ETA %s   ", (unsigned long long)s.step, total,
+               loss, vals, lr, tps, job, etas);
         if (do_eval) printf("\n");
         fflush(stdout);
       } else if (do_eval || s.step % 10 == 0 || s.step == 1) {
-        printf("step %llu/%ld | loss %.4f%s | lr %.2e | %.0f tok/s | ETA %s\n", (unsigned long long)s.step, total,
-               loss, vals, lr, tps, etas);
+        printf("step %llu/%ld | loss %.4f%s | lr %.2e | %.0f tok/s%s | ETA %s\n", (unsigned long long)s.step, total,
+               loss, vals, lr, tps, job, etas);
         fflush(stdout);
       }
     }

@@ -351,7 +351,9 @@ static int train_log_step(train_state *s, double loss, double lr, double norm, d
   errno = 0;
   int bad = fprintf(s->log, "{\"step\":%llu,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens_per_s\":%.1f",
                     (unsigned long long)s->step, loss, lr, norm, tps) < 0;
-  if (s->job) bad |= fprintf(s->log, ",\"ranks\":%d,\"batch\":%d", s->ranks, s->ranks * s->cfg.train.batch_size * s->cfg.train.grad_accum) < 0;
+  if (s->job) /* a job's effective batch: ranks x batch_size x grad_accum */
+    bad |= fprintf(s->log, ",\"ranks\":%d,\"batch\":%d", s->ranks,
+                   s->ranks * s->cfg.train.batch_size * s->cfg.train.grad_accum) < 0;
   if (!isnan(val)) bad |= fprintf(s->log, ",\"val_loss\":%.9g", val) < 0;
   bad |= fprintf(s->log, "}\n") < 0;
   bad |= fflush(s->log) != 0;

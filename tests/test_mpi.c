@@ -30,10 +30,13 @@ static int mpi_run(tu_run_result *r, const char *env, const char *fmt, ...) {
   va_end(ap);
   snprintf(out, sizeof out, "%s/.mpi-stdout", tu_tmpdir());
   snprintf(err, sizeof err, "%s/.mpi-stderr", tu_tmpdir());
+  /* under build/test-asan.sh: OpenMPI's own allocations outlive MPI_Finalize;
+   * full stacks let tests/lsan-mpi.supp name its libraries (and only those) */
   snprintf(cmd, sizeof cmd,
-           "%s OMP_NUM_THREADS=1 timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe --bind-to none %s "
+           "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0\" LSAN_OPTIONS=suppressions='%s' %s "
+           "OMP_NUM_THREADS=1 timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe --bind-to none %s "
            "</dev/null >%s 2>%s",
-           env ? env : "", launch, out, err);
+           tu_src("tests/lsan-mpi.supp"), env ? env : "", launch, out, err);
   int st = system(cmd);
   memset(r, 0, sizeof *r);
   r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
@@ -321,6 +324,12 @@ static pid_t start_long(const char *run, int steps, const char *err_path, const 
   ck_assert_int_ge(p, 0);
   if (p == 0) {
     setenv("OMP_NUM_THREADS", "1", 1);
+    char asan[1200];
+    const char *was = getenv("ASAN_OPTIONS");
+    snprintf(asan, sizeof asan, "%s%sfast_unwind_on_malloc=0", was ? was : "", was && *was ? ":" : "");
+    setenv("ASAN_OPTIONS", asan, 1);
+    snprintf(asan, sizeof asan, "suppressions=%s", tu_src("tests/lsan-mpi.supp"));
+    setenv("LSAN_OPTIONS", asan, 1);
     setenv("GPTC_DIST_TIMEOUT", timeout, 1);
     if (!freopen(err_path, "w", stderr) || !freopen(err_path, "a", stdout)) _exit(99);
     execlp("mpirun", "mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2", GPTC_EXE,

@@ -10,6 +10,7 @@ PKGS="gcc make cmake pkg-config liblua5.4-dev libpcre2-dev check libsubunit-dev 
   clang libclang-rt-14-dev libomp-14-dev libxml2-utils librsvg2-bin"
 PKGS="$PKGS gcc-aarch64-linux-gnu qemu-user-static"  # gptc export --target aarch64 (cross compiler, static arm64 glibc and libgomp) and tests/test_export_port.c running it under qemu
 PKGS="$PKGS libevent-dev"  # exported executables link libevent's evhttp statically for --serve (docs/serve.md)
+PKGS="$PKGS openmpi-bin libopenmpi-dev"  # mpirun and MPI for data-parallel training (dist_mpi.c, tests/test_mpi.c)
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -75,6 +75,9 @@ struct backend {
   /* CPU: the backend's own buffers, usable in place (upload and download
    * of these very pointers copy nothing); NULL on a GPU */
   float *host_params, *host_m, *host_v;
+  /* CPU: the gradient buffer (n_params) once BACKEND_TRAIN is allocated, for
+   * dist.c's ordered reduction; NULL on a GPU */
+  float *host_grads;
   void *impl;
 };
 

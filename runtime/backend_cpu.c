@@ -38,6 +38,7 @@ static int backend_cpu_alloc(backend *b, int what) {
       return -1;
     b->host_m = c->adam_m;
     b->host_v = c->adam_v;
+    b->host_grads = c->grads;
   }
   if ((what & BACKEND_EVAL) && !c->eval_acts && !(c->eval_acts = backend_cpu_buf(m->n_eval_acts, "evaluation activations")))
     return -1;

@@ -11,6 +11,7 @@
 #include "cmds.h"
 #include "cuda.h"
 #include "data.h"
+#include "dist_bench.h"
 #include "tok.h"
 #include "tune.h"
 #include "util.h"
@@ -29,12 +30,15 @@ static const cli_opt cmd_bench_opts[] = {
     {"--ops-only", NULL, "the per-op benchmarks only (the same as --no-step)"},
     {"--vocab-size", "N", "vocabulary size for char/word configs (default: derived from the config's text)"},
     {"--no-tune", NULL, "do not measure GEMM schedules this host's file lacks (see gptc tune)"},
+    {"--ranks", NULL, "under mpirun: the data-parallel step's gradient exchange (time, share, bytes, GB/s);"
+                      " docs/distributed.md"},
     {NULL, NULL, NULL},
 };
 
 static const cli_spec cmd_bench_spec = {
     "gptc bench --config FILE [--set FIELD=VALUE]... [--device cpu|cuda] [--threads N] [--json OUT] [--chart OUT.svg] [--repeats N]\n"
-    "                  [--cold] [--no-step] [--ops-only]",
+    "                  [--cold] [--no-step] [--ops-only]\n"
+    "       mpirun -np N gptc bench --ranks --config FILE [--repeats N]",
     "Measures this machine's fp32 FMA peak and copy bandwidth, then every kernel of the config's\n"
     "training step in three variants: specialized (the model's own, shapes as literals), generic (the same\n"
     "template with run-time shapes) and, for matmuls, OpenBLAS's cblas_sgemm (loaded at run time; n/a\n"
@@ -134,6 +138,7 @@ int cmd_bench(int argc, char **argv) {
     return cli_fail();
   }
   cpu_set_threads((int)threads);
+  if (cli_has(&a, "--ranks")) return dist_bench(&cfg, (int)repeats) ? cli_fail() : 0;
   /* the GEMM schedules of this host (tune.h): the model and the ops benched are the ones train runs */
   if (!cli_has(&a, "--no-tune") && tune_ensure(&cfg, TUNE_AUTO_BUDGET, stderr)) return cli_fail();
 

@@ -31,7 +31,9 @@ static const cli_spec cmd_train_spec = {
     "window of the val split once: val_loss_full, printed, logged and stored in last.safetensors\n"
     "(docs/validation.md; `gptc eval --split val` recomputes it). --set overrides config fields; the checkpoint\n"
     "stores the config with them. With --resume, a --set that changes the model's shape is refused; training\n"
-    "fields (steps, lr, schedule, eval) may change and each change is printed and logged in log.jsonl.",
+    "fields (steps, lr, schedule, eval) may change and each change is printed and logged in log.jsonl.\n"
+    "Under an MPI launcher (mpirun -np N gptc train ...) it trains data-parallel on the CPU: N ranks x\n"
+    "grad_accum g give bit for bit one process's grad_accum N x g; rank 0 writes (docs/distributed.md).",
     cmd_train_opts, 0};
 
 int cmd_train(int argc, char **argv) {

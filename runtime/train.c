@@ -18,6 +18,7 @@
 
 #include "ckpt.h"
 #include "data.h"
+#include "dist.h"
 #include "plot.h"
 #include "sample.h"
 #include "tune.h"
@@ -152,6 +153,11 @@ typedef struct {
   int have_good;      /* last_path holds finite weights and moments, saved or resumed by this run */
   uint64_t good_step; /* ... of this step */
   util_buf resume_sets; /* "\"train.lr\":{\"was\":..,\"now\":..}" per --set that changed a field on resume */
+  /* data-parallel (dist.h): the launcher's job (NULL: a single process), or
+   * dist_local() for a single process with grad_accum > 1; r0: this process
+   * writes (rank 0, or the single process); rank of ranks */
+  dist *job, *acc;
+  int r0, rank, ranks;
 } train_state;
 
 static void train_state_free(train_state *s) {
@@ -169,6 +175,7 @@ static void train_state_free(train_state *s) {
   if (s->log) fclose(s->log);
   if (s->lock_fd >= 0) close(s->lock_fd); /* the run is over: another may start */
   util_buf_free(&s->resume_sets);
+  if (s->acc != s->job) dist_close(s->acc); /* the job's own closes last, in train_run */
 }
 
 /* "PATH (step N)" of the last checkpoint known to be finite, for messages. */
@@ -179,6 +186,10 @@ static const char *train_good(const train_state *s, char *buf, size_t cap) {
 }
 
 static int train_save(train_state *s, const char *path, int with_moments) {
+  if (!s->r0) { /* rank 0 writes; every rank knows what is on disk */
+    if (with_moments && !strcmp(path, s->last_path)) s->have_good = 1, s->good_step = s->step;
+    return 0;
+  }
   ckpt_meta meta = {0};
   meta.config_src = cfg_serialize(&s->cfg);
   if (!meta.config_src) return -1;
@@ -247,10 +258,42 @@ int train_eval_windows(backend *be, const int32_t *ids, const size_t *starts, si
   return 0;
 }
 
+/* train_eval_windows split over the job's ranks: batch b of the windows is
+ * rank b mod N's, and the batches' losses are gathered and weighted in batch
+ * order, so the value is bit for bit one process's (one batch's mean comes
+ * back from train_eval_windows exactly: its sum / count is l * c / c). */
+static int train_eval_job(train_state *s, const size_t *starts, size_t n, double *loss, double *positions) {
+  size_t B = (size_t)s->be->B, T = (size_t)s->be->T, N = (size_t)s->ranks, nb = (n + B - 1) / B;
+  size_t per = (nb + N - 1) / N;
+  double *mine = util_calloc(per ? per : 1, sizeof(double), "evaluation losses");           // (per)
+  double *all = util_calloc(N * (per ? per : 1), sizeof(double), "evaluation losses"); // (N, per)
+  int rc = mine && all ? 0 : -1;
+  for (size_t i = 0; rc == 0 && i < per; i++) {
+    size_t b = i * N + (size_t)s->rank, rows;
+    if (b >= nb) break;
+    rows = n - b * B < B ? n - b * B : B;
+    double pos;
+    rc = train_eval_windows(s->be, s->ds.val, starts + b * B, rows, s->inputs, s->targets, NULL, &mine[i], &pos);
+  }
+  if (rc == 0) rc = dist_allgather(s->job, "gathering the evaluation", mine, (per ? per : 1) * sizeof(double), all);
+  double sum = 0, count = 0;
+  for (size_t b = 0; rc == 0 && b < nb; b++) {
+    size_t rows = n - b * B < B ? n - b * B : B;
+    sum += all[(b % N) * (per ? per : 1) + b / N] * (double)(rows * T);
+    count += (double)(rows * T);
+  }
+  *loss = count > 0 ? sum / count : NAN;
+  *positions = count;
+  free(mine);
+  free(all);
+  return rc;
+}
+
 /* The periodic estimate: the run's fixed window set (s->val_win). */
 static double train_eval(train_state *s, int *failed) {
   double loss, pos;
-  if (train_eval_windows(s->be, s->ds.val, s->val_win, s->n_val_win, s->inputs, s->targets, NULL, &loss, &pos)) {
+  if (s->job ? train_eval_job(s, s->val_win, s->n_val_win, &loss, &pos)
+             : train_eval_windows(s->be, s->ds.val, s->val_win, s->n_val_win, s->inputs, s->targets, NULL, &loss, &pos)) {
     *failed = 1;
     return NAN;
   }
@@ -264,6 +307,7 @@ static double train_eval(train_state *s, int *failed) {
 #define TRAIN_FULL_FIELD ",\"val_loss_full\":"
 
 static int train_open_log(train_state *s) {
+  if (!s->r0) return 0; /* rank 0 keeps the log */
   if (s->step > 0 && util_file_exists(s->log_path)) {
     char *data;
     size_t len;
@@ -303,9 +347,13 @@ static int train_open_log(train_state *s) {
  * the run before anything else is saved, so the log never silently misses
  * steps and the last checkpoint stays the one on disk. */
 static int train_log_step(train_state *s, double loss, double lr, double norm, double tps, double val) {
+  if (!s->log) return 0; /* a rank other than 0 */
   errno = 0;
   int bad = fprintf(s->log, "{\"step\":%llu,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens_per_s\":%.1f",
                     (unsigned long long)s->step, loss, lr, norm, tps) < 0;
+  if (s->job) /* a job's effective batch: ranks x batch_size x grad_accum */
+    bad |= fprintf(s->log, ",\"ranks\":%d,\"batch\":%d", s->ranks,
+                   s->ranks * s->cfg.train.batch_size * s->cfg.train.grad_accum) < 0;
   if (!isnan(val)) bad |= fprintf(s->log, ",\"val_loss\":%.9g", val) < 0;
   bad |= fprintf(s->log, "}\n") < 0;
   bad |= fflush(s->log) != 0;
@@ -321,6 +369,7 @@ static int train_log_step(train_state *s, double loss, double lr, double norm, d
  * and on stdout only). The log is rewritten atomically and reopened for
  * appending, so a crash leaves the old log or the new one. */
 static int train_log_full(train_state *s) {
+  if (!s->log) return 0;
   if (fflush(s->log) != 0 || ferror(s->log))
     return util_err("%s: cannot write the training log: %s", s->log_path, strerror(errno));
   char *data;
@@ -506,6 +555,24 @@ static int train_check_init_vocab(const char *path, const tok_t *now) {
   return rc;
 }
 
+/* Every rank's config and options against rank 0's (before anything is
+ * built: a rank with another config would build another cache). */
+static int train_check_ranks(train_state *s, const train_opts *o) {
+  char *src = cfg_serialize(&s->cfg), hash[65];
+  if (!src) return -1;
+  util_sha256_hex(src, strlen(src), hash);
+  free(src);
+  util_buf b = {0};
+  util_buf_printf(&b, "out=%s steps=%ld resume=%d init=%s", s->out, o->steps, o->resume, o->init_ckpt ? o->init_ckpt : "-");
+  for (int i = 0; i < o->n_sets; i++) util_buf_printf(&b, " set=%s", o->sets[i]);
+  for (int i = 0; i < o->n_texts; i++) util_buf_printf(&b, " text=%s", o->texts[i]);
+  char opts[65];
+  util_sha256_hex(b.data ? b.data : "", b.len, opts);
+  util_buf_free(&b);
+  if (dist_check_same(s->job, "config (SHA-256 of the loaded config)", hash)) return -1;
+  return dist_check_same(s->job, "options (SHA-256 of --out, --steps, --resume, --init, --set, --text)", opts);
+}
+
 static int train_setup(train_state *s, const train_opts *o) {
   if (cfg_load_file_set(o->config_path, o->sets, o->n_sets, &s->cfg)) return -1;
   cfg_t *c = &s->cfg;
@@ -520,17 +587,28 @@ static int train_setup(train_state *s, const train_opts *o) {
   if (o->resume && o->init_ckpt) return util_err("--resume and --init exclude each other");
   if (o->resume && !util_file_exists(s->last_path))
     return util_err("%s: no checkpoint to resume from (train without --resume first)", s->last_path);
-  if (util_mkdir_p(s->out)) return -1;
-  /* one run per directory: two would overwrite each other's checkpoints */
-  if ((s->lock_fd = util_lock_dir(s->out, "gptc train")) < 0) return -1;
-  if (!o->resume && util_file_exists(s->last_path))
-    return util_err("%s exists: pass --resume to continue that run, or choose another --out (saved work is never "
-                    "overwritten)", s->last_path);
-  train_clean_tmp(s->out);
+  /* under a launcher: the same config and options on every rank, then the
+   * others wait while rank 0 prepares the run directory, the token cache
+   * and the kernels, so nothing is built twice or read half-written */
+  char text0[65] = "";
+  if (s->job && train_check_ranks(s, o)) return -1;
+  if (!s->r0 && dist_share0(s->job, "waiting for rank 0 to prepare the run", text0, sizeof text0)) return -1;
+  if (s->r0) {
+    if (util_mkdir_p(s->out)) return -1;
+    /* one run per directory: two would overwrite each other's checkpoints */
+    if ((s->lock_fd = util_lock_dir(s->out, "gptc train")) < 0) return -1;
+    if (!o->resume && util_file_exists(s->last_path))
+      return util_err("%s exists: pass --resume to continue that run, or choose another --out (saved work is never "
+                      "overwritten)", s->last_path);
+    train_clean_tmp(s->out);
+  }
   if (!o->n_texts && !c->n_data)
     return util_err("%s: no training text: pass --text FILE or set the config's 'data' field", c->path);
 
-  if (data_load(c, o->n_texts ? o->texts : NULL, o->n_texts, s->out, &s->ds)) return -1;
+  if (s->r0 ? data_load(c, o->n_texts ? o->texts : NULL, o->n_texts, s->out, &s->ds)
+            : data_load_run(c, o->n_texts ? o->texts : NULL, o->n_texts, s->out, text0, "(rank 0's run)", &s->ds))
+    return s->r0 ? -1
+                 : util_err("its training text differs from rank 0's: %s", util_errmsg());
   /* where the text is, for `gptc eval --split` (a hint: the hash decides);
    * a path that does not resolve or is not UTF-8 records none */
   int n_paths = o->n_texts ? o->n_texts : c->n_data;
@@ -625,11 +703,25 @@ static int train_setup(train_state *s, const train_opts *o) {
   }
   if (m->ops->upload(m, s->params, o->resume ? s->adam_m : NULL, o->resume ? s->adam_v : NULL)) return -1;
   if (train_open_log(s)) return -1;
-  if (s->resume_sets.len) { /* after the trim: the record stays with its step */
+  if (s->resume_sets.len && s->log) { /* after the trim: the record stays with its step */
     errno = 0;
     if (fprintf(s->log, "{\"step\":%llu,\"resume_set\":{%s}}\n", (unsigned long long)s->step, s->resume_sets.data) < 0 ||
         fflush(s->log) != 0)
       return util_err("%s: cannot write the training log: %s", s->log_path, errno ? strerror(errno) : "write error");
+  }
+  if (s->job && s->r0) {
+    snprintf(text0, sizeof text0, "%s", s->ds.text_hash);
+    if (dist_share0(s->job, "releasing the other ranks", text0, sizeof text0)) return -1;
+  }
+  if (s->job || tr->grad_accum > 1) {
+    /* the ordered sum over micro-batches (dist.h) on the CPU; a GPU keeps its own step */
+    if (!m->host_grads && s->job)
+      return util_err("--device %s: data-parallel training runs on the CPU only so far (docs/distributed.md)", m->device);
+    if (m->host_grads) {
+      if (!s->job && !(s->acc = dist_local())) return -1;
+      if (!s->acc) s->acc = s->job;
+      if (dist_bind(s->acc, m->n_params)) return -1;
+    }
   }
   return 0;
 }
@@ -649,7 +741,9 @@ static int train_final_eval(train_state *s, int quiet) {
     fflush(stdout);
   }
   double loss, pos;
-  int r = train_eval_windows(s->be, s->ds.val, win, n, s->inputs, s->targets, &train_stop_signal, &loss, &pos);
+  /* a job's ranks evaluate together, so a signal does not skip it there */
+  int r = s->job ? train_eval_job(s, win, n, &loss, &pos)
+                 : train_eval_windows(s->be, s->ds.val, win, n, s->inputs, s->targets, &train_stop_signal, &loss, &pos);
   free(win);
   int stopped = train_stop_signal;
   train_stop_signal = first;
@@ -674,18 +768,26 @@ int train_run(const train_opts *o) {
   memset(&s, 0, sizeof s);
   s.lock_fd = -1;
   if (o->threads > 0) cpu_set_threads(o->threads);
+  /* under mpirun/srun: join the job (dist.h); without a launcher, NULL */
+  if (dist_open(&s.job)) return -1;
+  s.rank = s.job ? s.job->rank : 0;
+  s.ranks = s.job ? s.job->size : 1;
+  s.r0 = s.rank == 0;
   if (train_setup(&s, o)) {
+    dist *job = s.job;
     train_state_free(&s);
+    if (job) dist_fail(job, util_errmsg()); /* ends every rank */
     return -1;
   }
   const cfg_t *c = &s.cfg;
   const cfg_train *tr = &c->train;
   backend *m = s.be;
   long total = o->steps > 0 ? o->steps : tr->steps;
-  size_t tokens_per_step = (size_t)m->B * m->T * tr->grad_accum;
-  int tty = !o->quiet && isatty(STDOUT_FILENO);
+  size_t tokens_per_step = (size_t)m->B * m->T * tr->grad_accum * (size_t)s.ranks;
+  int quiet = o->quiet || !s.r0; /* rank 0 speaks for the job */
+  int tty = !quiet && isatty(STDOUT_FILENO);
 
-  if (!o->quiet) {
+  if (!quiet) {
     size_t n_real = 0;
     for (int i = 0; i < m->n_tensors; i++) n_real += m->tensors[i].numel;
     char per[64];
@@ -693,6 +795,9 @@ int train_run(const train_opts *o) {
     else snprintf(per, sizeof per, "%zu batches/epoch", s.train_dl.n_batches);
     printf("gptc train: %s | %.2fM parameters | vocab %d | %zu train / %zu val tokens | %s | %s\n", c->name,
            n_real / 1e6, c->vocab_size, s.ds.n_train, s.ds.n_val, per, m->about);
+    if (s.job)
+      printf("data-parallel: %d ranks (%s) | batch %d = %d ranks x batch_size %d x grad_accum %d\n", s.ranks,
+             s.job->t->name, s.ranks * tr->batch_size * tr->grad_accum, s.ranks, tr->batch_size, tr->grad_accum);
     if (s.step > 0) printf("resuming at step %llu from %s\n", (unsigned long long)s.step, s.last_path);
     fflush(stdout);
   }
@@ -707,13 +812,18 @@ int train_run(const train_opts *o) {
   int rc = 0;
   double t_start = util_now(), val = NAN;
   uint64_t first_step = s.step;
-  while ((long)s.step < total && !train_stop_signal) {
+  /* under a launcher the ranks stop together: at the step where the
+   * exchange shows a rank's signal (stop_rank) */
+  int stop = 0, stop_rank = -1;
+  while ((long)s.step < total && !(s.job ? stop : train_stop_signal)) {
     double t0 = util_now();
     size_t bt = (size_t)m->B * (size_t)m->T;
     backend_step st = {s.inputs, s.targets, tr->grad_accum, tr->seed, s.data_pos, c->drop_rate > 0, {0, 0, 0, 0, 0, 0, 0},
                        tr->grad_clip};
+    uint64_t first = s.data_pos;
+    s.data_pos += (uint64_t)tr->grad_accum * (uint64_t)s.ranks;
     for (int micro = 0; micro < tr->grad_accum; micro++) {
-      uint64_t g = s.data_pos++;
+      uint64_t g = first + (uint64_t)dist_micro(s.rank, s.ranks, micro);
       if (tr->sampling == CFG_SAMPLE_RANDOM)
         data_random_batch(&s.train_dl, g, s.inputs + micro * bt, s.targets + micro * bt, NULL);
       else
@@ -724,15 +834,21 @@ int train_run(const train_opts *o) {
     st.adamw = (gptc_adamw_args){(float)lr, (float)tr->beta1, (float)tr->beta2, (float)tr->eps,
                                  (float)tr->weight_decay, 1.0f, (int)s.step + 1};
     double loss, norm;
-    if (m->ops->train_step(m, &st, &loss, &norm)) {
+    int bad_rank = -1;
+    stop = train_stop_signal;
+    if (s.acc && (s.ranks > 1 || tr->grad_accum > 1)
+            ? dist_step(s.acc, m, &st, &loss, &norm, &stop, &stop_rank, &bad_rank)
+            : m->ops->train_step(m, &st, &loss, &norm)) {
       rc = -1;
       break;
     }
+    if (s.job && stop) train_stop_signal = stop;
     if (!isfinite(loss) || !isfinite(norm)) {
-      char good[PATH_MAX + 40];
-      util_err("training stopped: %s is %s at step %llu; the last good checkpoint is %s",
+      char good[PATH_MAX + 40], who[64] = "";
+      if (s.job && bad_rank >= 0) snprintf(who, sizeof who, " (from a micro-batch of rank %d of %d)", bad_rank, s.ranks);
+      util_err("training stopped: %s is %s at step %llu%s; the last good checkpoint is %s",
                isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? norm : loss) ? "nan" : "inf",
-               (unsigned long long)s.step + 1, train_good(&s, good, sizeof good));
+               (unsigned long long)s.step + 1, who, train_good(&s, good, sizeof good));
       rc = -1;
       break;
     }
@@ -766,21 +882,23 @@ int train_run(const train_opts *o) {
         rc = -1;
         break;
       }
-      plot_train_update(s.out); /* RUN_DIR/loss.svg; a failure warns once, never stops the run */
+      if (s.r0) plot_train_update(s.out); /* RUN_DIR/loss.svg; a failure warns once, never stops the run */
     }
-    if (!o->quiet) {
+    if (!quiet) {
       double el = util_now() - t_start, eta = el / (double)(s.step - first_step) * (double)(total - (long)s.step);
       char etas[32], vals[32] = "";
       train_fmt_eta(eta, etas, sizeof etas);
       if (!isnan(val)) snprintf(vals, sizeof vals, " | val %.4f", val);
+      char job[64] = ""; /* a job's line says its effective batch */
+      if (s.job) snprintf(job, sizeof job, " | batch %d on %d ranks", s.ranks * tr->batch_size * tr->grad_accum, s.ranks);
       if (tty) {
-        printf("\rstep %llu/%ld | loss %.4f%s | lr %.2e | %.0f tok/s | ETA %s   ", (unsigned long long)s.step, total,
-               loss, vals, lr, tps, etas);
+        printf("\rstep %llu/%ld | loss %.4f%s | lr %.2e | %.0f tok/s%s | ETA %s   ", (unsigned long long)s.step, total,
+               loss, vals, lr, tps, job, etas);
         if (do_eval) printf("\n");
         fflush(stdout);
       } else if (do_eval || s.step % 10 == 0 || s.step == 1) {
-        printf("step %llu/%ld | loss %.4f%s | lr %.2e | %.0f tok/s | ETA %s\n", (unsigned long long)s.step, total,
-               loss, vals, lr, tps, etas);
+        printf("step %llu/%ld | loss %.4f%s | lr %.2e | %.0f tok/s%s | ETA %s\n", (unsigned long long)s.step, total,
+               loss, vals, lr, tps, job, etas);
         fflush(stdout);
       }
     }
@@ -795,18 +913,23 @@ int train_run(const train_opts *o) {
   if (tty) printf("\n");
   /* then the full evaluation of that state, saved into it (a run that did
    * no step has nothing new to evaluate: `gptc eval --split val` does it) */
-  if (saved) rc = train_final_eval(&s, o->quiet);
+  if (saved) rc = train_final_eval(&s, quiet);
   /* the chart with the final full val on it */
-  if (saved && rc == 0) plot_train_update(s.out);
-  if (rc == 0 && !o->quiet) {
+  if (saved && rc == 0 && s.r0) plot_train_update(s.out);
+  if (rc == 0 && !quiet) {
+    char on[48] = "";
+    if (s.job && stop_rank >= 0) snprintf(on, sizeof on, " on rank %d of %d", stop_rank, s.ranks);
     if (train_stop_signal)
-      printf("stopped by signal %d at step %llu; saved %s (continue with --resume)\n", (int)train_stop_signal,
+      printf("stopped by signal %d%s at step %llu; saved %s (continue with --resume)\n", (int)train_stop_signal, on,
              (unsigned long long)s.step, s.last_path);
     else
       printf("done: step %llu | best val %.4f | saved %s\n", (unsigned long long)s.step, s.best_val, s.last_path);
   }
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
+  dist *job = s.job;
   train_state_free(&s);
+  if (job && rc) dist_fail(job, util_errmsg()); /* a failure on one rank ends every rank */
+  dist_close(job);
   return rc;
 }

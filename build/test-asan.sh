@@ -20,7 +20,7 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 # and test_gen's jit_cache compiles five models (it timed out once on a
 # loaded 2-core host).
 export CK_TIMEOUT_MULTIPLIER="${CK_TIMEOUT_MULTIPLIER:-3}"
-# test_cuda's compile-every-config cases are ten minutes of NVRTC (not
+# test_cuda's compile-every-config cases are minutes of NVRTC (not
 # instrumented) on the very sources the release suite just compiled; the
 # gptc code around them runs in the other test_cuda cases here.
 export CK_EXCLUDE_TAGS="${CK_EXCLUDE_TAGS:-nvrtc_compile_all}"

@@ -712,7 +712,7 @@ static void *cuda_pool_worker(void *arg) {
     cuda_job *j = &p->jobs[i];
     char why[4600];
     int rc = cuda_nvrtc_run(j->u->src, j->src_path, j->arch, j->ptx, &j->image, &j->n, NULL, why, sizeof why);
-    pthread_mutex_lock(&p->lock); /* util_err is not thread-safe: the writes and their messages are serialized */
+    pthread_mutex_lock(&p->lock); /* the writes one at a time (util_err's message is per thread) */
     if (!rc && (util_write_file_atomic(j->bin_path, j->image, j->n) || util_cache_seal(j->bin_path, j->image, j->n))) {
       snprintf(why, sizeof why, "%s", util_errmsg());
       rc = -1;

@@ -14,7 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static char util_errbuf[2048];
+/* one message per thread: NVRTC compiles on a pool of threads (cuda.c),
+ * tune.c compiles on OpenMP threads, and a message set by one must not be
+ * torn or replaced by another's */
+static _Thread_local char util_errbuf[2048];
 
 int util_err(const char *fmt, ...) {
   char tmp[sizeof util_errbuf];
@@ -630,7 +633,7 @@ size_t util_mem_available(void) {
 }
 
 const char *util_cache_dir(void) {
-  static char path[4096];
+  static _Thread_local char path[4096]; /* (written on every call: per thread, as the cuda.c pool calls it) */
   const char *env = getenv("GPTC_CACHE");
   if (env && *env) return env;
   const char *home = getenv("HOME");

@@ -17,7 +17,9 @@
 #define UTIL_PRINTF(a, b)
 #endif
 
-/* Sets the current error message (always returns -1 for `return util_err(..)`). */
+/* Sets the current error message (always returns -1 for `return util_err(..)`).
+ * The message is the calling thread's own: an error set on a worker thread
+ * must be copied out (as cuda.c's pool and tune.c do) for another to read. */
 int util_err(const char *fmt, ...) UTIL_PRINTF(1, 2);
 const char *util_errmsg(void);
 void util_errclear(void);

@@ -3,8 +3,9 @@
  * plan and its self-checks, --device auto/cuda without a driver, and the
  * whole backend (plan, graphs, every kernel) run through the host emulator
  * (tests/gpu/emu/) against the CPU backend and the PyTorch golden files.
- * Built without NVRTC, the NVRTC and emulator cases are skipped with a
- * printed reason and the "built without CUDA support" message is checked. */
+ * Built without NVRTC, or where the emulator cannot run, those suites are
+ * reported to ctest as skipped (exit 77, tu_skip) with a printed reason,
+ * never as passed; the "built without CUDA support" message is checked. */
 #define _GNU_SOURCE /* memmem */
 #include <math.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include "backend.h"
 #include "cfg.h"
 #include "cuda.h"
+#include "gen.h"
 #include "testutil.h"
 #include "train.h"
 #include "util.h"
@@ -246,11 +248,27 @@ END_TEST
 
 typedef struct {
   const char *name;
-  char *src;
+  char *src;                /* a whole model's source, or one kernel unit of plan's model */
+  const cuda_plan *plan;    /* NULL: src is the whole source and holds the plan */
   const char *arch;
   double seconds;
   char err[600];
 } compile_job;
+
+/* The plan's kernels that `src` defines are all in the CUBIN (a unit
+ * defines at least one). */
+static void check_cubin(compile_job *j, const cuda_plan *p, const char *bin, size_t n) {
+  int found = 0;
+  for (int k = 0; k < p->n_kernels && !j->err[0]; k++) {
+    char def[200];
+    snprintf(def, sizeof def, " %s(", p->kernels[k].name);
+    if (j->plan && !strstr(j->src, def)) continue;
+    found++;
+    if (!memmem(bin, n, p->kernels[k].name, strlen(p->kernels[k].name) + 1))
+      snprintf(j->err, sizeof j->err, "%s for %s: kernel %s is not in the CUBIN", j->name, j->arch, p->kernels[k].name);
+  }
+  if (!found && !j->err[0]) snprintf(j->err, sizeof j->err, "%s: defines no kernel of the plan", j->name);
+}
 
 static void compile_one(compile_job *j) {
   char path[300], *bin = NULL, *log = NULL;
@@ -261,15 +279,15 @@ static void compile_one(compile_job *j) {
     snprintf(j->err, sizeof j->err, "%s", util_errmsg());
   } else if (log && strstr(log, "warning")) {
     snprintf(j->err, sizeof j->err, "%s for %s: warnings: %.450s", j->name, j->arch, log);
+  } else if (j->plan) {
+    check_cubin(j, j->plan, bin, n);
   } else {
     /* every kernel the plan launches is in the CUBIN */
     cuda_plan p;
     if (cuda_plan_parse(j->src, strlen(j->src), &p)) {
       snprintf(j->err, sizeof j->err, "%s", util_errmsg());
     } else {
-      for (int k = 0; k < p.n_kernels && !j->err[0]; k++)
-        if (!memmem(bin, n, p.kernels[k].name, strlen(p.kernels[k].name) + 1))
-          snprintf(j->err, sizeof j->err, "%s for %s: kernel %s is not in the CUBIN", j->name, j->arch, p.kernels[k].name);
+      check_cubin(j, &p, bin, n);
       cuda_plan_free(&p);
     }
   }
@@ -308,8 +326,13 @@ static void compile_all(compile_job *jobs, int n) {
   fflush(stdout);
 }
 
+/* Every shipped config in both precisions, each source compiled once: NVRTC's
+ * front end is most of a compile and the same for every architecture, so
+ * the architecture alternates (config i, precision p: sm_80 when i + p is
+ * even) and each architecture still sees every config and each precision.
+ * Compiling each source for both was half of test_cuda's time. */
 START_TEST(every_config_compiles) {
-  enum { N = (int)N_CONFIGS * 4 };
+  enum { N = (int)N_CONFIGS * 2 };
   compile_job jobs[N];
   char names[N][200];
   memset(jobs, 0, sizeof jobs);
@@ -320,42 +343,75 @@ START_TEST(every_config_compiles) {
       load_config(CONFIGS[i].file, CONFIGS[i].vocab, prec ? CFG_BF16 : CFG_FP32, &c);
       size_t len;
       char hash[65];
-      char *src = generate(&c, NULL, &len, hash);
-      for (int a = 0; a < 2; a++) {
-        compile_job *j = &jobs[i * 4 + (size_t)prec * 2 + (size_t)a];
-        snprintf(names[j - jobs], sizeof names[0], "%s-%s", c.name, prec ? "bf16" : "fp32");
-        j->name = names[j - jobs];
-        j->src = src;
-        j->arch = a ? "sm_90" : "sm_80";
-      }
+      compile_job *j = &jobs[i * 2 + (size_t)prec];
+      j->src = generate(&c, NULL, &len, hash);
+      snprintf(names[j - jobs], sizeof names[0], "%s-%s", c.name, prec ? "bf16" : "fp32");
+      j->name = names[j - jobs];
+      j->arch = (i + (size_t)prec) % 2 ? "sm_90" : "sm_80";
     }
   compile_all(jobs, N);
   printf("test_cuda: %d NVRTC compiles in %.1f s\n", N, util_now() - t0);
-  for (int i = 0; i < N; i += 2) free(jobs[i].src);
+  for (int i = 0; i < N; i++) free(jobs[i].src);
 }
 END_TEST
 
+/* Whether unit u's source is one of `base`'s units. */
+static int unit_in(const gen_unit *u, const gen_unit *base, int n) {
+  for (int i = 0; i < n; i++)
+    if (base[i].len == u->len && !memcmp(base[i].src, u->src, u->len)) return 1;
+  return 0;
+}
+
 /* kernel variants: unfused GELU and residual, the 128x64 GEMM tile (the
- * shipped shapes take the other tiles) */
+ * shipped shapes take the other tiles). Only the kernel programs that the
+ * default generation does not have are compiled, each as the NVRTC program
+ * the runtime compiles (cuda_gen_units); every_config_compiles has the
+ * rest. Each variant must bring kernels of its own. */
 START_TEST(variants_compile) {
-  enum { N = 4 };
-  compile_job jobs[N];
-  char names[N][200];
-  memset(jobs, 0, sizeof jobs);
-  for (int i = 0; i < N; i++) {
+  enum { MAXJ = 4 * 64 };
+  compile_job *jobs = calloc(MAXJ, sizeof *jobs);
+  char(*names)[200] = calloc(MAXJ, sizeof *names);
+  gen_unit *keep[8];
+  int n_keep[8], nk = 0, nj = 0;
+  cuda_plan plans[4];
+  for (int prec = 0; prec < 2; prec++) {
     cfg_t c;
-    load_config("configs/shakespeare-char.lua", 65, i % 2 ? CFG_BF16 : CFG_FP32, &c);
-    cuda_gen_opts o = {i < 2, i < 2 ? 0 : 2, 0};
+    load_config("configs/shakespeare-char.lua", 65, prec ? CFG_BF16 : CFG_FP32, &c);
+    char *src, hash[65];
     size_t len;
-    char hash[65];
-    jobs[i].src = generate(&c, &o, &len, hash);
-    snprintf(names[i], sizeof names[0], "%s-%s-%s%d", c.name, i % 2 ? "bf16" : "fp32", i < 2 ? "unfused" : "tile",
-             o.tile);
-    jobs[i].name = names[i];
-    jobs[i].arch = "sm_80";
+    gen_unit *base;
+    int n_base;
+    ck_assert_msg(cuda_gen_units(&c, NULL, &src, &len, hash, &base, &n_base) == 0, "%s", util_errmsg());
+    free(src);
+    keep[nk] = base, n_keep[nk++] = n_base;
+    for (int v = 0; v < 2; v++) {
+      cuda_gen_opts o = {v == 0, v == 0 ? 0 : 2, 0};
+      gen_unit *u;
+      int n;
+      ck_assert_msg(cuda_gen_units(&c, &o, &src, &len, hash, &u, &n) == 0, "%s", util_errmsg());
+      cuda_plan *p = &plans[prec * 2 + v];
+      ck_assert_msg(cuda_plan_parse(src, len, p) == 0, "%s", util_errmsg());
+      free(src);
+      keep[nk] = u, n_keep[nk++] = n;
+      int before = nj;
+      for (int i = 0; i < n; i++) {
+        if (unit_in(&u[i], base, n_base)) continue;
+        ck_assert_int_lt(nj, MAXJ);
+        snprintf(names[nj], sizeof names[0], "%s-%s-%s%d/%s", c.name, prec ? "bf16" : "fp32", v == 0 ? "unfused" : "tile",
+                 o.tile, u[i].name);
+        jobs[nj] = (compile_job){names[nj], u[i].src, p, "sm_80", 0, ""};
+        nj++;
+      }
+      ck_assert_msg(nj - before >= 4, "%s variant %d: %d kernels of its own", c.name, v, nj - before);
+    }
   }
-  compile_all(jobs, N);
-  for (int i = 0; i < N; i++) free(jobs[i].src);
+  double t0 = util_now();
+  compile_all(jobs, nj);
+  printf("test_cuda: %d variant kernel programs compiled in %.1f s\n", nj, util_now() - t0);
+  for (int i = 0; i < 4; i++) cuda_plan_free(&plans[i]);
+  for (int i = 0; i < nk; i++) gen_units_free(keep[i], n_keep[i]);
+  free(jobs);
+  free(names);
 }
 END_TEST
 
@@ -373,7 +429,8 @@ END_TEST
 
 /* ---- the backend through the host emulator ---- */
 
-static int emulator(void) { return tu_fake_cuda("test_cuda"); }
+/* (main leaves these cases out, reported skipped, where the emulator cannot run) */
+static void emulator(void) { tu_fake_cuda("test_cuda"); }
 
 static const char *write_cfg(const char *name, const char *body) {
   char src[2048], file[300];
@@ -406,35 +463,43 @@ static void parity_of(const char *name, const char *body, int precision, const c
 static const char *TINY = "vocab_size = 62, emb_dim = 16, n_heads = 2, n_layers = 2, context_length = 16, "
                           "drop_rate = 0.0, qkv_bias = true, train = { batch_size = 2, max_length = 16 }";
 
+/* The parity cases build each model as one emulated module (the whole
+ * source, cuda_gen_opts.whole): an emulated kernel program's build is mostly
+ * parsing emu.h and the prelude, so a model's 50 per-kernel programs cost
+ * six times one whole-source build. The tiny model, the golden models and
+ * the CLI cases below run the per-kernel programs (the runtime's default),
+ * and test_kcache_cuda checks the two bit for bit. */
+static const cuda_gen_opts WHOLE = {0, 0, 1};
+
 START_TEST(emulated_parity_fp32) {
-  if (!emulator()) return;
+  emulator();
   parity_of("emu-tiny", TINY, CFG_FP32, NULL);
-  parity_of("emu-drop", DROP, CFG_FP32, NULL);
-  parity_of("emu-odd", ODD, CFG_FP32, NULL);
-  parity_of("emu-long", LONG, CFG_FP32, NULL);
+  parity_of("emu-drop", DROP, CFG_FP32, &WHOLE);
+  parity_of("emu-odd", ODD, CFG_FP32, &WHOLE);
+  parity_of("emu-long", LONG, CFG_FP32, &WHOLE);
 }
 END_TEST
 
 START_TEST(emulated_parity_bf16) {
-  if (!emulator()) return;
-  parity_of("emu-tiny", TINY, CFG_BF16, NULL);
-  parity_of("emu-drop", DROP, CFG_BF16, NULL);
+  emulator();
+  parity_of("emu-tiny", TINY, CFG_BF16, &WHOLE);
+  parity_of("emu-drop", DROP, CFG_BF16, &WHOLE);
 }
 END_TEST
 
 START_TEST(emulated_variants) {
-  if (!emulator()) return;
-  cuda_gen_opts unfused = {1, 0, 0};
+  emulator();
+  cuda_gen_opts unfused = {1, 0, 1};
   parity_of("emu-drop", DROP, CFG_FP32, &unfused);
   for (int tile = 1; tile <= 3; tile++) {
-    cuda_gen_opts o = {0, tile, 0};
+    cuda_gen_opts o = {0, tile, 1};
     parity_of("emu-tiny", TINY, tile == 2 ? CFG_BF16 : CFG_FP32, &o);
   }
 }
 END_TEST
 
 START_TEST(emulated_golden) {
-  if (!emulator()) return;
+  emulator();
   parity_ctx px;
   parity_init(&px, stdout, 0);
   parity_golden(&px, tu_src("tests/golden/model/golden-tied"));
@@ -448,11 +513,11 @@ END_TEST
  * block order or (EMU_ORDER=reverse) the other way: a missing barrier
  * would make the results depend on it. */
 START_TEST(emulated_thread_order) {
-  if (!emulator()) return;
+  emulator();
   cfg_t c;
   ck_assert_msg(cfg_load_file(write_cfg("emu-order", DROP), &c) == 0, "%s", util_errmsg());
   backend *b;
-  ck_assert_msg(backend_open(&c, "cuda", &b) == 0, "%s", util_errmsg());
+  ck_assert_msg(cuda_probe() == 0 && backend_cuda_open_variant(&c, &WHOLE, &b) == 0, "%s", util_errmsg());
   ck_assert_int_eq(b->ops->alloc(b, BACKEND_TRAIN), 0);
   float *w = parity_weights(b, 5), *p1 = malloc(b->n_params * 4), *p2 = malloc(b->n_params * 4);
   double l1[3], l2[3], n1[3], n2[3];
@@ -482,7 +547,7 @@ static int read_losses(const char *dir, double *loss, int max) {
 
 /* train, resume, eval and sample with --device cuda, against the CPU */
 START_TEST(emulated_cli) {
-  if (!emulator()) return;
+  emulator();
   const char *cfgp = write_cfg("emu-cli", "emb_dim = 16, n_heads = 2, n_layers = 2, context_length = 16, drop_rate = 0.1, "
                                           "train = { batch_size = 2, max_length = 16, steps = 6, eval_interval = 3, "
                                           "eval_steps = 2, grad_accum = 2 }");
@@ -542,9 +607,9 @@ END_TEST
 /* `gen --compile` fills the kernel cache without a GPU; a later run loads
  * that module instead of compiling; --precision picks the kernels */
 START_TEST(emulated_precompile) {
-  if (!emulator()) return;
-  const char *cfgp = write_cfg("emu-pre", "emb_dim = 16, n_heads = 2, n_layers = 1, context_length = 16, "
-                                          "train = { batch_size = 2, max_length = 16, steps = 1 }");
+  emulator();
+  /* (the parity cases' tiny model: the emulator has built its kernels) */
+  const char *cfgp = write_cfg("emu-pre", TINY);
   char cache[1024], gen[1024], out[1024], line[1400];
   snprintf(cache, sizeof cache, "%s/pre-cache", tu_tmpdir());
   snprintf(gen, sizeof gen, "%s/pre-gen", tu_tmpdir());
@@ -562,7 +627,7 @@ START_TEST(emulated_precompile) {
   ck_assert_msg(tu_run(&r, NULL, "gen --config '%s' -o '%s' --device cuda --compile sm_80", cfgp, gen) == 0, "%s", r.err);
   ck_assert_msg(strstr(r.out, "(already in the cache)"), "%s", r.out);
   tu_run_free(&r);
-  ck_assert_msg(tu_run(&r, NULL, "train --config '%s' --out '%s' --device cuda", cfgp, out) == 0, "%s", r.err);
+  ck_assert_msg(tu_run(&r, NULL, "train --config '%s' --out '%s' --steps 1 --device cuda", cfgp, out) == 0, "%s", r.err);
   /* (one NVRTC program per kernel: none compiled by the run) */
   ck_assert_msg(strstr(r.out, " (0 compiled, "), "the run compiled again: %s", r.out);
   tu_run_free(&r);
@@ -595,15 +660,16 @@ START_TEST(emulated_precompile) {
 }
 END_TEST
 
-/* a model too large for the device: the request against what is free */
+/* a model too large for the device: the request against what is free (the
+ * parity cases' tiny model, whose kernels are compiled and emulated already) */
 START_TEST(emulated_out_of_memory) {
-  if (!emulator()) return;
-  setenv("FAKECUDA_MEM_LIMIT", "200000", 1);
+  emulator();
+  setenv("FAKECUDA_MEM_LIMIT", "20000", 1);
   char out[1024];
   snprintf(out, sizeof out, "%s/oom", tu_tmpdir());
   tu_run_result r;
-  int code = tu_run(&r, NULL, "train --config '%s' --out '%s' --steps 1 --device cuda --quiet",
-                    tu_src("configs/shakespeare-char.lua"), out);
+  int code = tu_run(&r, NULL, "train --config '%s' --out '%s' --steps 1 --device cuda --quiet", write_cfg("emu-tiny", TINY),
+                    out);
   unsetenv("FAKECUDA_MEM_LIMIT");
   ck_assert_int_eq(code, 1);
   ck_assert_msg(strstr(r.err, "gptc: out of GPU memory: ") && strstr(r.err, " MiB are free (cuMemGetInfo)"), "%s", r.err);
@@ -612,6 +678,10 @@ START_TEST(emulated_out_of_memory) {
 END_TEST
 #endif
 
+/* ctest: suites cuda cuda_nvrtc_all cuda_emu */
+/* Three suites, each its own ctest entry (CMakeLists.txt reads the line
+ * above), so that ctest -j balances them over the cores: generation and
+ * the CLI without a GPU; every config through NVRTC; the emulator. */
 int main(void) {
   Suite *s = suite_create("cuda");
   TCase *tc = tcase_create("generation");
@@ -622,12 +692,13 @@ int main(void) {
   tcase_add_test(tc, auto_falls_back_to_cpu);
   tcase_add_test(tc, device_cuda_fails_clearly);
   suite_add_tcase(s, tc);
+  Suite *all_s = suite_create("cuda_nvrtc_all"), *emu_s = suite_create("cuda_emu");
 #ifdef GPTC_HAVE_NVRTC
   TCase *nv = tcase_create("nvrtc");
   tcase_set_timeout(nv, 1200);
   tcase_add_test(nv, nvrtc_errors_name_the_file);
   suite_add_tcase(s, nv);
-  /* Every config and variant through NVRTC: ten minutes of NVRTC's own
+  /* Every config and variant through NVRTC: minutes of NVRTC's own
    * (uninstrumented) work. Tagged so the sanitizer suite, which runs after
    * this one on the same sources, can leave it out (build/test-asan.sh). */
   TCase *all = tcase_create("nvrtc_all");
@@ -635,20 +706,28 @@ int main(void) {
   tcase_set_timeout(all, 1200);
   tcase_add_test(all, every_config_compiles);
   tcase_add_test(all, variants_compile);
-  suite_add_tcase(s, all);
-  TCase *emu = tcase_create("emulator");
-  tcase_set_timeout(emu, 1200);
-  tcase_add_test(emu, emulated_parity_fp32);
-  tcase_add_test(emu, emulated_parity_bf16);
-  tcase_add_test(emu, emulated_variants);
-  tcase_add_test(emu, emulated_golden);
-  tcase_add_test(emu, emulated_thread_order);
-  tcase_add_test(emu, emulated_cli);
-  tcase_add_test(emu, emulated_out_of_memory);
-  tcase_add_test(emu, emulated_precompile);
-  suite_add_tcase(s, emu);
+  suite_add_tcase(all_s, all);
+  const char *missing = tu_fake_cuda_missing();
+  if (missing) {
+    tu_skip("test_cuda", "cuda_emu", missing);
+  } else {
+    TCase *emu = tcase_create("emulator");
+    tcase_set_timeout(emu, 1200);
+    tcase_add_test(emu, emulated_parity_fp32);
+    tcase_add_test(emu, emulated_parity_bf16);
+    tcase_add_test(emu, emulated_variants);
+    tcase_add_test(emu, emulated_golden);
+    tcase_add_test(emu, emulated_thread_order);
+    tcase_add_test(emu, emulated_cli);
+    tcase_add_test(emu, emulated_out_of_memory);
+    tcase_add_test(emu, emulated_precompile);
+    suite_add_tcase(emu_s, emu);
+  }
 #else
-  printf("test_cuda: NVRTC and emulator cases skipped: gptc was built without NVRTC (no CUDA toolkit found)\n");
+  const char *why = "gptc was built without NVRTC (no CUDA toolkit found)";
+  tu_skip("test_cuda", "cuda_nvrtc_all", why);
+  tu_skip("test_cuda", "cuda_emu", why);
 #endif
-  return tu_main(s);
+  Suite *suites[] = {s, all_s, emu_s};
+  return tu_main_suites(suites, 3);
 }

@@ -85,13 +85,26 @@ void tu_run_free(tu_run_result *r) {
   r->out = r->err = NULL;
 }
 
-int tu_main(Suite *s) {
-  SRunner *sr = srunner_create(s);
+static int tu_skipped; /* a suite that was to run was left out (tu_skip) */
+
+void tu_skip(const char *who, const char *suite, const char *why) {
+  const char *only = getenv("CK_RUN_SUITE");
+  if (only && *only && strcmp(only, suite)) return;
+  printf("%s: suite %s SKIPPED: %s\n", who, suite, why);
+  fflush(stdout);
+  tu_skipped = 1;
+}
+
+int tu_main_suites(Suite *const *s, int n) {
+  SRunner *sr = srunner_create(s[0]);
+  for (int i = 1; i < n; i++) srunner_add_suite(sr, s[i]);
   srunner_run_all(sr, CK_NORMAL);
   int failed = srunner_ntests_failed(sr);
   srunner_free(sr);
-  return failed ? 1 : 0;
+  return failed ? 1 : tu_skipped ? TU_SKIPPED : 0;
 }
+
+int tu_main(Suite *s) { return tu_main_suites(&s, 1); }
 
 char *tu_log_without_timing(const char *dir) {
   char path[4200], *data;
@@ -114,27 +127,35 @@ char *tu_log_without_timing(const char *dir) {
   return out.data;
 }
 
-int tu_fake_cuda(const char *who) {
-  static int ready; /* 1 built, -1 cannot run here */
-  if (ready) return ready > 0;
-  ready = -1;
+const char *tu_fake_cuda_missing(void) {
+  const char *off = getenv("GPTC_TEST_EMULATOR"); /* tests/test_skip.c: the skip path on any host */
+  if (off && !strcmp(off, "off")) return "GPTC_TEST_EMULATOR=off";
 #if !defined(__x86_64__)
-  printf("%s: emulator cases skipped: the emulator's context switch is x86-64 only\n", who);
-  return 0;
+  return "the emulator's context switch is x86-64 only";
+#else
+  static int cxx = -1; /* whether c++ runs, asked once */
+  if (cxx < 0) cxx = system("c++ --version >/dev/null 2>&1") == 0;
+  return cxx ? NULL : "no C++ compiler (c++) to build the emulated kernels";
 #endif
-  if (system("c++ --version >/dev/null 2>&1") != 0) {
-    printf("%s: emulator cases skipped: no C++ compiler (c++) to build the emulated kernels\n", who);
-    return 0;
-  }
+}
+
+void tu_fake_cuda(const char *who) {
+  static int ready;
+  if (ready) return;
+  const char *missing = tu_fake_cuda_missing();
+  ck_assert_msg(missing == NULL, "%s: the CUDA emulator cannot run here: %s", who, missing);
   char dir[1000], lib[1100], cmd[4000];
   snprintf(dir, sizeof dir, "%s/fakecuda", tu_tmpdir());
   snprintf(lib, sizeof lib, "%s/libcuda.so.1", dir);
   ck_assert_int_eq(util_mkdir_p(dir), 0);
   snprintf(cmd, sizeof cmd, "cc -O2 -shared -fPIC -DEMU_HEADER='\"%s\"' -o '%s' '%s' -ldl", tu_src("tests/gpu/emu/emu.h"),
            lib, tu_src("tests/gpu/emu/fakecuda.c"));
-  ck_assert_msg(system(cmd) == 0, "building the fake driver failed: %s", cmd);
+  ck_assert_msg(system(cmd) == 0, "%s: building the fake driver failed: %s", who, cmd);
   setenv("GPTC_LIBCUDA", lib, 1);
   setenv("FAKECUDA_CC", "80", 1);
+  /* the emulated modules stay in the suite's cache when a test moves GPTC_CACHE */
+  snprintf(dir, sizeof dir, "%s/cuda", util_cache_dir());
+  ck_assert_int_eq(util_mkdir_p(dir), 0);
+  setenv("FAKECUDA_SO_DIR", dir, 1);
   ready = 1;
-  return 1;
 }

@@ -27,13 +27,29 @@ void tu_run_free(tu_run_result *r);
  * changes), for comparing two runs; caller frees. */
 char *tu_log_without_timing(const char *dir);
 
-/* Runs a suite and returns the process exit code (0 if all passed). */
+/* Runs a suite and returns the process exit code: 0 if all passed, 1 if
+ * one failed, else TU_SKIPPED when tu_skip left out a suite that was to run. */
 int tu_main(Suite *s);
+/* The same for several suites (CK_RUN_SUITE picks one: CMakeLists.txt
+ * makes each its own ctest entry when the file has a ctest: suites line). */
+int tu_main_suites(Suite *const *s, int n);
+
+/* ctest's SKIP_RETURN_CODE (CMakeLists.txt): the test is reported skipped. */
+#define TU_SKIPPED 77
+/* Records that `suite` (of test `who`) cannot run here, for `why`, and
+ * prints so: unless CK_RUN_SUITE picks another suite, the exit code is then
+ * TU_SKIPPED rather than 0, so ctest never counts the missing cases passed. */
+void tu_skip(const char *who, const char *suite, const char *why);
 
 /* The host emulator of the CUDA driver (tests/gpu/emu): builds the fake
  * libcuda once per process and points gptc at it (GPTC_LIBCUDA, a compute
- * capability 8.0 device). 0 when it cannot run here, the reason printed
- * with `who` (the test's name) first. */
-int tu_fake_cuda(const char *who);
+ * capability 8.0 device; the emulated modules cached in this process's
+ * $GPTC_CACHE/cuda even where a test moves GPTC_CACHE). Fails the calling test, naming `who` (the test
+ * binary) and the reason, when it cannot run here: main() asks
+ * tu_fake_cuda_missing first and leaves the emulator cases out (tu_skip). */
+void tu_fake_cuda(const char *who);
+/* NULL when the emulator can run on this machine, else why not
+ * ($GPTC_TEST_EMULATOR=off: as if it could not). */
+const char *tu_fake_cuda_missing(void);
 
 #endif

@@ -12,7 +12,9 @@
  * Build: cc -O2 -shared -fPIC -DEMU_HEADER='"/path/emu.h"' -o libcuda.so.1 fakecuda.c -ldl
  * Environment: GPTC_CACHE (where the sources are), FAKECUDA_CC (compute
  * capability, default 90), FAKECUDA_CXX (compiler, default c++),
- * FAKECUDA_MEM_LIMIT (device memory in bytes, default 80 GiB). */
+ * FAKECUDA_MEM_LIMIT (device memory in bytes, default 80 GiB),
+ * FAKECUDA_SO_DIR (where the emulated modules are cached, an existing
+ * directory; default $GPTC_CACHE/cuda, beside the sources). */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
@@ -188,6 +190,55 @@ static char *fake_read(const char *path) {
   return d;
 }
 
+/* The C++ flags of an emulated module; its precompiled header's are the same. */
+#define FAKE_CXXFLAGS                                                                                          \
+  "-O1 -std=c++17 -w -fPIC -fsanitize=alignment,bounds -fsanitize-undefined-trap-on-error -DGPTC_CUDA_EMULATION"
+
+/* Runs `cmd`, its output to /dev/null: 0 when it succeeded. */
+static int fake_system(const char *cmd) {
+  FILE *p = popen(cmd, "r");
+  if (!p) return -1;
+  char sink[512];
+  while (fread(sink, 1, sizeof sink, p) > 0) {
+  }
+  return pclose(p) == 0 ? 0 : -1;
+}
+
+/* The header every emulated module includes, as `header`: parsing emu.h and
+ * the C++ headers under it was half of each module's compile, so it is
+ * precompiled once per cache directory and emulator version (a copy of emu.h
+ * as DIR/emu-STAMP.h, beside it the .gch that gcc uses in its place). Both
+ * go to a temp name and are renamed, so concurrent test processes never see
+ * half a file; when the copy or the precompile fails, emu.h itself. */
+static void fake_pch(const char *cxx, const char *dir, long stamp, char *header, size_t n) {
+  char copy[4400], gch[4500], tmp[4600], cmd[14000];
+  snprintf(copy, sizeof copy, "%s/emu-%lx.h", dir, stamp);
+  snprintf(gch, sizeof gch, "%s.gch", copy);
+  snprintf(header, n, "%s", EMU_HEADER);
+  if (access(gch, R_OK) == 0 && access(copy, R_OK) == 0) {
+    snprintf(header, n, "%s", copy);
+    return;
+  }
+  char *text = fake_read(EMU_HEADER);
+  if (!text) return;
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", copy, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  int ok = f && fputs(text, f) >= 0;
+  if (f && fclose(f)) ok = 0;
+  free(text);
+  if (!ok || rename(tmp, copy)) {
+    unlink(tmp);
+    return;
+  }
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", gch, (long)getpid());
+  snprintf(cmd, sizeof cmd, "%s " FAKE_CXXFLAGS " -x c++-header '%s' -o '%s' 2>&1", cxx, copy, tmp);
+  if (fake_system(cmd) || rename(tmp, gch)) {
+    unlink(tmp);
+    return;
+  }
+  snprintf(header, n, "%s", copy);
+}
+
 CUresult cuModuleLoadData(void **out, const void *image) {
   char hash[65], dir[4096], want[128], src_path[4400] = "", so_path[4400];
   if (fake_image_hash(image, hash)) return fake_fail(E_INVALID_IMAGE, "%s", "no gptc source hash in the module image");
@@ -210,18 +261,21 @@ CUresult cuModuleLoadData(void **out, const void *image) {
   }
   if (dp) closedir(dp);
   if (!src) return fake_fail(E_INVALID_IMAGE, "no generated source with hash %s in $GPTC_CACHE/cuda", hash);
-  /* the emulated module is cached by source hash and emulator */
+  /* the emulated module is cached by source hash and emulator, beside the
+   * source or in $FAKECUDA_SO_DIR (content-addressed: a test that points
+   * GPTC_CACHE at a fresh directory still reuses the modules built before) */
+  const char *so_dir = getenv("FAKECUDA_SO_DIR");
+  if (so_dir && *so_dir) snprintf(dir, sizeof dir, "%s", so_dir);
   struct stat st;
   long emu_stamp = stat(EMU_HEADER, &st) == 0 ? (long)st.st_mtime ^ (long)st.st_size : 0;
   snprintf(so_path, sizeof so_path, "%s/%s-%lx.emu.so", dir, hash, emu_stamp);
   if (access(so_path, R_OK) != 0) {
     const char *cxx = getenv("FAKECUDA_CXX");
-    char tmp[4500], cmd[14000];
+    char tmp[4500], cmd[14000], header[4400];
+    fake_pch(cxx && *cxx ? cxx : "c++", dir, emu_stamp, header, sizeof header);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", so_path, (long)getpid());
-    snprintf(cmd, sizeof cmd,
-             "%s -O1 -std=c++17 -w -fPIC -shared -fsanitize=alignment,bounds -fsanitize-undefined-trap-on-error "
-             "-DGPTC_CUDA_EMULATION -include '%s' -x c++ '%s' -o '%s' 2>&1",
-             cxx && *cxx ? cxx : "c++", EMU_HEADER, src_path, tmp);
+    snprintf(cmd, sizeof cmd, "%s " FAKE_CXXFLAGS " -shared -include '%s' -x c++ '%s' -o '%s' 2>&1",
+             cxx && *cxx ? cxx : "c++", header, src_path, tmp);
     FILE *p = popen(cmd, "r");
     char out[4096];
     size_t got = p ? fread(out, 1, sizeof out - 1, p) : 0;

@@ -1,11 +1,10 @@
 /* The GEMMs with a fused GELU epilogue give, bit for bit, what the unfused ops
  * give: the k-order sum (gen/schedule.lua's order, one fmaf a k) followed by
  * the model's own GELU kernel (forward: G = GELU(C), C kept; backward: C =
- * sum * GELU'(X)). The epilogue runs on each register strip once its last K
- * block is summed (templates/cpu/gemm.c); forced schedules with edge strips
- * (rows and columns short of the register block, a scalar column tail) and
- * many K blocks check that it runs exactly once on every element, after the
- * whole sum. */
+ * sum * GELU'(X)). Forced schedules with edge strips (rows and columns short
+ * of the register block, a scalar column tail) and many K blocks check that
+ * the epilogue runs exactly once on every element, after the whole sum,
+ * wherever a schedule or a rewrite of templates/cpu/gemm.c puts it. */
 #include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>

@@ -11,12 +11,11 @@
 % end
  */
 % if k.epi == "gelu" then
-/* epilogue: G = GELU(C) for each register strip once its last K block is summed (G has C's shape) */
+/* epilogue: G = GELU(C) for each finished tile (G has C's shape) */
 KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restrict B, const real *restrict bias,
                      real *restrict G) {
 % elseif k.epi == "gelu_grad" then
-/* epilogue: C *= GELU'(X) for each register strip once its last K block is summed (X, the GELU
- * input, has C's shape) */
+/* epilogue: C *= GELU'(X) for each finished tile (X, the GELU input, has C's shape) */
 KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restrict B, const real *restrict bias,
                      const real *restrict X) {
 % elseif k.epi == "residual" then
@@ -184,51 +183,30 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
             edge_store(c, {{k.N}}, t, {{NR}}, mr, nr);
           }
 #undef GEMM_STRIP
-% if k.epi == "gelu" or k.epi == "gelu_grad" then
-          /* the last K block: the strip's (mr, nr) sums are final and still in L1, so
-           * the epilogue runs here rather than over the whole tile from L2 afterwards */
-          if (pc + kc == {{k.K}})
-            for (int i = 0; i < mr; i++) {
-              const size_t o = (size_t)(ic + p + i) * {{k.N}} + jc + q;
-%   if k.epi == "gelu" then
-              const real *ci = C + o;
-              real *g = G + o;
-%     if real == "float" then
-              if (nr == {{NR}}) {
-%       for v = 0, NV - 1 do
-                vstore(g + {{v * VL}}, vgelu_r(vload(ci + {{v * VL}})));
-%       end
-                continue;
-              }
-              int j = 0;
-              for (; j + {{VL}} <= nr; j += {{VL}}) vstore(g + j, vgelu_r(vload(ci + j)));
-              for (; j < nr; j++) g[j] = gelu_r(ci[j]);
-%     else
-              for (int j = 0; j < nr; j++) g[j] = gelu_r(ci[j]);
-%     end
-%   else
-              real *ci = C + o;
-              const real *x = X + o;
-%     if real == "float" then
-              if (nr == {{NR}}) {
-%       for v = 0, NV - 1 do
-                vstore(ci + {{v * VL}}, vload(ci + {{v * VL}}) * vgelu_grad_r(vload(x + {{v * VL}})));
-%       end
-                continue;
-              }
-              int j = 0;
-              for (; j + {{VL}} <= nr; j += {{VL}}) vstore(ci + j, vload(ci + j) * vgelu_grad_r(vload(x + j)));
-              for (; j < nr; j++) ci[j] *= gelu_grad_r(x[j]);
-%     else
-              for (int j = 0; j < nr; j++) ci[j] *= gelu_grad_r(x[j]);
-%     end
-%   end
-            }
-% end
         }
       }
     }
-% if k.epi == "residual" then
+% if k.epi == "gelu" then
+    for (int i = 0; i < mc; i++) {
+      const real *c = C + (size_t)(ic + i) * {{k.N}} + jc;
+      real *g = G + (size_t)(ic + i) * {{k.N}} + jc;
+      int j = 0;
+%   if real == "float" then
+      for (; j + {{VL}} <= nc; j += {{VL}}) vstore(g + j, vgelu_r(vload(c + j)));
+%   end
+      for (; j < nc; j++) g[j] = gelu_r(c[j]);
+    }
+% elseif k.epi == "gelu_grad" then
+    for (int i = 0; i < mc; i++) {
+      real *c = C + (size_t)(ic + i) * {{k.N}} + jc;
+      const real *x = X + (size_t)(ic + i) * {{k.N}} + jc;
+      int j = 0;
+%   if real == "float" then
+      for (; j + {{VL}} <= nc; j += {{VL}}) vstore(c + j, vload(c + j) * vgelu_grad_r(vload(x + j)));
+%   end
+      for (; j < nc; j++) c[j] *= gelu_grad_r(x[j]);
+    }
+% elseif k.epi == "residual" then
     for (int i = 0; i < mc; i++) {
       real *c = C + (size_t)(ic + i) * {{k.N}} + jc;
       const real *x = X + (size_t)(ic + i) * {{k.N}} + jc;

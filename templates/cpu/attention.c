@@ -104,12 +104,29 @@ GPTC_INLINE void {{k.fn}}_softmax(real *restrict row, int n, int nv) {
   for (int t2 = 0; t2 < m; t2++) row[t2] = t2 < n ? row[t2] * {{scale}} : row[0] * {{scale}};
   const real mx = vec_max(row, m);
   real acc[{{VL}}] = {0};
+% if real == "float" then
+  /* vexp_r on whole vectors: the scalar exp_r's clamps keep GCC from vectorizing it, and
+   * a scalar exp a key cost as much as the two products around it at small head_dim;
+   * vexp_r is exp_r's steps lane by lane, so the same bits */
+%   local lanes = {}
+%   for j = 0, VL - 1 do lanes[#lanes + 1] = j end
+  const vint lane = { {{table.concat(lanes, ", ")}} };
+  const vreal zero = {0};
+  vreal va = zero;
+  for (int c = 0; c < m; c += {{VL}}) {
+    const vreal e = vsel(lane + c < n, vexp_r(vload(row + c) - mx), zero);
+    vstore(row + c, e);
+    va += e;
+  }
+  vstore(acc, va);
+% else
   for (int c = 0; c < m; c += {{VL}})
     for (int j = 0; j < {{VL}}; j++) {
       const real e = c + j < n ? exp_r(row[c + j] - mx) : 0;
       row[c + j] = e;
       acc[j] += e;
     }
+% end
   const real inv = 1 / lanes_total(acc);
   for (int t2 = 0; t2 < m; t2++) row[t2] *= inv;
 }

@@ -1,9 +1,8 @@
-/* cuda: see cuda.h. Generation and the launch plan; NVRTC; the driver
+/* cuda: see cuda.h. The launch plan; NVRTC; the driver
  * API loaded with dlopen, the module cache and loading. */
 #include "cuda.h"
 
 #include <dlfcn.h>
-#include <lauxlib.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,49 +14,7 @@
 #endif
 
 #include "gen.h"
-#include "lx.h"
 #include "util.h"
-
-/* ---- generation --------------------------------------------------------------------- */
-
-static void cuda_gen_opts_fill(lua_State *L, const void *arg) {
-  const cuda_gen_opts *opts = arg;
-  lua_pushboolean(L, !(opts && opts->unfused));
-  lua_setfield(L, -2, "fuse");
-  lua_pushinteger(L, opts ? opts->tile : 0);
-  lua_setfield(L, -2, "tile");
-}
-
-int cuda_gen_source(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65]) {
-  return gen_render(cfg, "emit_cuda", cuda_gen_opts_fill, opts, src, len, hash);
-}
-
-int cuda_gen_units(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65],
-                   gen_unit **units, int *n) {
-  if (gen_units_render(cfg, "emit_cuda", cuda_gen_opts_fill, opts, 0, src, len, hash, units, n)) return -1;
-  /* each unit is its own module: it carries its own content hash, which
-   * the loaded module's gptc_source_hash must match */
-  for (int i = 0; i < *n; i++) {
-    gen_unit *u = &(*units)[i];
-    char h[65], head[256];
-    util_sha256_hex(u->src, u->len, h);
-    int hl = snprintf(head, sizeof head, "/* gptc CUDA kernel unit %.100s (a program of its own) */\n"
-                      "#define GPTC_SOURCE_HASH \"%s\"\n", u->name, h);
-    char *t = util_malloc((size_t)hl + u->len + 1, "CUDA kernel unit");
-    if (!t) {
-      gen_units_free(*units, *n);
-      free(*src);
-      *units = NULL, *src = NULL, *n = 0;
-      return -1;
-    }
-    memcpy(t, head, (size_t)hl);
-    memcpy(t + hl, u->src, u->len + 1);
-    free(u->src);
-    u->src = t;
-    u->len += (size_t)hl;
-  }
-  return 0;
-}
 
 /* The hash a unit's module must carry (its GPTC_SOURCE_HASH line). */
 static int cuda_unit_hash(const char *src, char hash[65]) {
@@ -570,7 +527,7 @@ int cuda_probe(void) {
 /* ---- the device and its module ------------------------------------------------------------ */
 
 struct cuda_dev {
-  int dev, cc, compiled; /* compiled: the NVRTC programs this open compiled */
+  int dev, cc;
   cu_handle ctx, stream;
   cu_handle *modules; /* one per NVRTC program: the whole model, or each kernel unit */
   int n_modules;
@@ -580,7 +537,6 @@ struct cuda_dev {
 };
 
 const char *cuda_dev_about(const cuda_dev *d) { return d->about; }
-int cuda_dev_compiled(const cuda_dev *d) { return d->compiled; }
 
 /* Reads __device__ global `name` of module `mod` (exactly `size` bytes). */
 static int cuda_read_global(cuda_dev *d, cu_handle mod, const char *name, void *out, size_t size) {
@@ -882,7 +838,6 @@ static int cuda_module(cuda_dev *d, const char *src, size_t len, const char *has
   int rc = cuda_module_load(d, &d->modules[0], bin, bin_path, hash);
   free(bin);
   if (rc) return -1;
-  d->compiled = 1;
   snprintf(d->about + strlen(d->about), sizeof d->about - strlen(d->about), ", compiled %s", bin_path);
   return 0;
 }
@@ -916,7 +871,6 @@ static int cuda_unit_modules(cuda_dev *d, const gen_unit *units, int n) {
   }
   cuda_jobs_free(jobs, n);
   if (rc) return -1;
-  d->compiled = compiled;
   snprintf(d->about + strlen(d->about), sizeof d->about - strlen(d->about), ", %d kernel programs (%d compiled, %d "
            "cached) in %s/cuda", n, compiled, n - compiled, util_cache_dir());
   return 0;

@@ -40,7 +40,7 @@
  * (CMakeLists.txt) so an installed gptc exports without a source tree. */
 static const char *const export_runtime[] = {
     "cli.c", "cli.h", "embed.c", "embed.h", "sample.c", "sample.h", "tok.c", "tok.h", "tok_bpe.c", "tok_internal.h",
-    "tok_map.c", "tok_simple.c", "tok_unicode.c", "util.c", "util.h", NULL,
+    "tok_map.c", "tok_simple.c", "tok_unicode.c", "tok_vocab.c", "util.c", "util.h", NULL,
 };
 
 typedef struct {

@@ -12,14 +12,9 @@
 #include "schedfile.h"
 #include "util.h"
 
-int gen_vec_bytes(void) {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return 64;
-  if (__builtin_cpu_supports("avx2")) return 32;
-#endif
-  return 16;
-}
+/* the generator's width is the host's: a fact of the machine (util.c), which
+ * the tuned-schedule file's key (schedfile.c) needs too */
+int gen_vec_bytes(void) { return util_vec_bytes(); }
 
 static int gen_int_field(lua_State *L, int t, const char *k) {
   lua_getfield(L, t, k);

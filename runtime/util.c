@@ -644,6 +644,15 @@ const char *util_cache_dir(void) {
  * schedules' file name hash /proc/cpuinfo's first vendor, family, model,
  * model name and flags lines; $GPTC_CPU_ID replaces them (tests, or a cache
  * split by hand). */
+int util_vec_bytes(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return 64;
+  if (__builtin_cpu_supports("avx2")) return 32;
+#endif
+  return 16;
+}
+
 void util_cpu_id(util_sha256 *s) {
   const char *env = getenv("GPTC_CPU_ID");
   if (env && *env) {

@@ -95,6 +95,8 @@ const char *util_cache_check(const char *path, const void *data, size_t n);
  * "gptc: cached object <path>: <why>; rebuilding it" on stderr. */
 int util_cache_verify(const char *path, char **data, size_t *n);
 
+/* This CPU's vector width in bytes (64 AVX-512, 32 AVX2, else 16). */
+int util_vec_bytes(void);
 /* This CPU's identity (vendor, family, model, name, flags; or $GPTC_CPU_ID) into s. */
 void util_cpu_id(util_sha256 *s);
 /* 64-bit FNV-1a, for cheap non-cryptographic keys. */

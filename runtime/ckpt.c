@@ -358,81 +358,12 @@ int ckpt_st_read_f32(ckpt_st *st, const ckpt_st_tensor *t, float *out) {
 
 /* ---- writing ------------------------------------------------------------ */
 
-typedef struct {
-  const void *p;
-  size_t n;
-} ckpt_seg;
-
-/* Renames a finished temp file into place and fsyncs the directory, so the
- * rename itself survives a power cut; on failure the temp file is removed. */
-static int ckpt_commit(const char *tmp, const char *path) {
-  if (rename(tmp, path) != 0) {
-    util_err("%s: rename from %s failed: %s", path, tmp, strerror(errno));
-    unlink(tmp);
-    return -1;
-  }
-  util_fsync_dir_of(path);
-  return 0;
-}
-
-/* util_write_file_atomic's steps, but streaming segments: a checkpoint is
- * several hundred MB and must not be copied into one buffer first. With
- * tmp_out, stops before the rename and hands over the temp file's name (the
- * caller renames it with ckpt_commit, or unlinks it). */
-static int ckpt_write_atomic(const char *path, const ckpt_seg *seg, int nseg, char **tmp_out) {
-  size_t n = strlen(path);
-  char *tmp = util_malloc(n + sizeof UTIL_TMP_SUFFIX, "temp file name");
-  if (!tmp) return -1;
-  snprintf(tmp, n + sizeof UTIL_TMP_SUFFIX, "%s" UTIL_TMP_SUFFIX, path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    util_err("%s: cannot create temp file %s: %s", path, tmp, strerror(errno));
-    free(tmp);
-    return -1;
-  }
-  for (int i = 0; i < nseg; i++) {
-    const char *p = seg[i].p;
-    size_t left = seg[i].n;
-    while (left > 0) {
-      ssize_t w = write(fd, p, left);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        util_err("%s: write failed: %s", path, w < 0 ? strerror(errno) : "no progress");
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return -1;
-      }
-      p += w;
-      left -= (size_t)w;
-    }
-  }
-  if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-    util_err("%s: fsync failed: %s", path, strerror(errno));
-    close(fd);
-    unlink(tmp);
-    free(tmp);
-    return -1;
-  }
-  if (close(fd) != 0) {
-    util_err("%s: close failed: %s", path, strerror(errno));
-    unlink(tmp);
-    free(tmp);
-    return -1;
-  }
-  if (tmp_out) {
-    *tmp_out = tmp;
-    return 0;
-  }
-  int rc = ckpt_commit(tmp, path);
-  free(tmp);
-  return rc;
-}
+/* (the atomic writes are util.c's: util_write_segs_atomic, util_commit_tmp) */
 
 static int ckpt_st_emit(const char *path, const ckpt_st_kv *meta, int n_meta, const ckpt_st_out *t, int n,
                         char **tmp_out) {
   util_buf h = {0};
-  ckpt_seg *seg = util_malloc((size_t)(n + 2) * sizeof *seg, "write list");
+  util_seg *seg = util_malloc((size_t)(n + 2) * sizeof *seg, "write list");
   if (!seg) return -1;
   char what[1200];
   uint64_t at = 0;
@@ -469,7 +400,7 @@ static int ckpt_st_emit(const char *path, const ckpt_st_kv *meta, int n_meta, co
     for (int d = 0; d < t[i].ndim; d++)
       if (util_buf_printf(&h, "%s%" PRIu64, d ? "," : "", t[i].shape[d])) goto out;
     if (util_buf_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", at, at + 4 * numel)) goto out;
-    seg[i + 2] = (ckpt_seg){t[i].data, (size_t)(4 * numel)};
+    seg[i + 2] = (util_seg){t[i].data, (size_t)(4 * numel)};
     at += 4 * numel;
   }
   if (util_buf_add(&h, "}", 1)) goto out;
@@ -477,9 +408,9 @@ static int ckpt_st_emit(const char *path, const ckpt_st_kv *meta, int n_meta, co
     if (util_buf_add(&h, " ", 1)) goto out;
   unsigned char len8[8];
   for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-  seg[0] = (ckpt_seg){len8, 8};
-  seg[1] = (ckpt_seg){h.data, h.len};
-  rc = ckpt_write_atomic(path, seg, n + 2, tmp_out);
+  seg[0] = (util_seg){len8, 8};
+  seg[1] = (util_seg){h.data, h.len};
+  rc = util_write_segs_atomic(path, seg, n + 2, tmp_out);
 out:
   util_buf_free(&h);
   free(seg);
@@ -660,7 +591,7 @@ int ckpt_save(const char *path, const gptc_tensor *tensors, int n_tensors, size_
       unlink(opt_tmp);
       goto out;
     }
-    if (ckpt_commit(opt_tmp, opt)) goto undo; /* 3 */
+    if (util_commit_tmp(opt_tmp, opt)) goto undo; /* 3 */
   }
   if (ckpt_st_write(path, kv, k, outs, n_tensors)) goto undo; /* 4 */
   rc = 0;

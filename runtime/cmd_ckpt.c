@@ -24,14 +24,6 @@
 #include "tok.h"
 #include "util.h"
 
-/* cli.c parses long options only; the documented "-o X" is "--out X". */
-static char **ckpt_argv_alias(int argc, char **argv) {
-  char **av = util_calloc((size_t)argc + 1, sizeof *av, "arguments");
-  if (!av) return NULL;
-  for (int i = 0; i < argc; i++) av[i] = !strcmp(argv[i], "-o") ? "--out" : argv[i];
-  return av;
-}
-
 /* ---- config.json ---------------------------------------------------------- */
 
 typedef struct {
@@ -368,6 +360,7 @@ out:
 
 static const cli_opt ckpt_import_opts[] = {
     {"--out", "CKPT", "checkpoint to write (also -o); its parent directory is created"},
+    CLI_ALIAS("-o", "--out"),
     {NULL, NULL, NULL},
 };
 
@@ -383,19 +376,13 @@ static const cli_spec ckpt_import_spec = {
 };
 
 int cmd_import(int argc, char **argv) {
-  char **av = ckpt_argv_alias(argc, argv);
-  if (!av) return cli_fail();
   cli_args a;
   int code;
-  if (cli_parse(&ckpt_import_spec, argc, av, &a, &code)) {
-    free(av);
-    return code;
-  }
+  if (cli_parse(&ckpt_import_spec, argc, argv, &a, &code)) return code;
   const char *out = cli_get(&a, "--out");
   if (a.npos != 1) code = cli_usage_err(&a, "expected one HF_DIR argument");
   else if (!out || !*out) code = cli_usage_err(&a, "option '--out' (-o) is required");
   else code = ckpt_import(a.pos[0], out) ? cli_fail() : 0;
-  free(av);
   return code;
 }
 
@@ -607,6 +594,7 @@ out:
 
 static const cli_opt ckpt_export_opts[] = {
     {"--out", "DIR", "directory to write (also -o); created if missing, files in it replaced"},
+    CLI_ALIAS("-o", "--out"),
     {NULL, NULL, NULL},
 };
 
@@ -621,18 +609,12 @@ static const cli_spec ckpt_export_spec = {
 };
 
 int cmd_export_hf(int argc, char **argv) {
-  char **av = ckpt_argv_alias(argc, argv);
-  if (!av) return cli_fail();
   cli_args a;
   int code;
-  if (cli_parse(&ckpt_export_spec, argc, av, &a, &code)) {
-    free(av);
-    return code;
-  }
+  if (cli_parse(&ckpt_export_spec, argc, argv, &a, &code)) return code;
   const char *out = cli_get(&a, "--out");
   if (a.npos != 1) code = cli_usage_err(&a, "expected one CKPT argument");
   else if (!out || !*out) code = cli_usage_err(&a, "option '--out' (-o) is required");
   else code = ckpt_export(a.pos[0], out) ? cli_fail() : 0;
-  free(av);
   return code;
 }

@@ -11,6 +11,7 @@
 static const cli_opt cmd_export_opts[] = {
     {"--ckpt", "CKPT", "checkpoint (.safetensors) to export (required)"},
     {"--out", "FILE", "executable to write (also -o); replaced atomically, never left half-written"},
+    CLI_ALIAS("-o", "--out"),
     {NULL, NULL, NULL},
 };
 
@@ -25,21 +26,13 @@ static const cli_spec cmd_export_spec = {
     "Exporting needs a C compiler and libpcre2-dev (libpcre2-8.a), no source tree.",
     cmd_export_opts, 0};
 
-/* cli.c parses long options only; the documented "-o X" is "--out X". */
 int cmd_export(int argc, char **argv) {
-  char **av = util_calloc((size_t)argc + 1, sizeof *av, "arguments");
-  if (!av) return cli_fail();
-  for (int i = 0; i < argc; i++) av[i] = !strcmp(argv[i], "-o") ? "--out" : argv[i];
   cli_args a;
   int code;
-  if (cli_parse(&cmd_export_spec, argc, av, &a, &code)) {
-    free(av);
-    return code;
-  }
+  if (cli_parse(&cmd_export_spec, argc, argv, &a, &code)) return code;
   const char *ckpt = cli_get(&a, "--ckpt"), *out = cli_get(&a, "--out");
   if (!ckpt || !*ckpt) code = cli_usage_err(&a, "option '--ckpt' is required");
   else if (!out || !*out) code = cli_usage_err(&a, "option '--out' (-o) is required");
   else code = export_program(ckpt, out) ? cli_fail() : 0;
-  free(av);
   return code;
 }

@@ -52,7 +52,7 @@ typedef struct {
 _Static_assert(sizeof(cuda_micro) == 40, "cuda_micro must match gptc_micro in templates/cuda/prelude.cu");
 _Static_assert(sizeof(cuda_ctl) == 80, "cuda_ctl must match gptc_ctl in templates/cuda/prelude.cu");
 
-/* ---- the launch plan ---- */
+/* ---- the launch plan (cuda_plan.c) ---- */
 
 enum {
   CUDA_BUF_PARAMS, CUDA_BUF_PARAMS16, CUDA_BUF_GRADS, CUDA_BUF_ADAM_M, CUDA_BUF_ADAM_V, CUDA_BUF_ACTS,
@@ -111,7 +111,7 @@ void cuda_plan_free(cuda_plan *plan);
 const char *cuda_buf_name(int buf);
 const char *cuda_prog_name(int prog);
 
-/* ---- NVRTC ---- */
+/* ---- NVRTC (cuda_nvrtc.c) ---- */
 
 /* 1 when built with NVRTC. */
 int cuda_have_nvrtc(void);
@@ -123,6 +123,15 @@ int cuda_nvrtc_compile(const char *src, const char *path, const char *arch, int 
                        char **log);
 /* The options gptc passes to NVRTC (besides the architecture). */
 extern const char *const cuda_nvrtc_options[];
+/* For the kernel cache (cuda.c): cuda_nvrtc_compile without util_err (the
+ * message goes to `why`), safe from several threads at once; the target
+ * for a GPU of compute capability cc (its own "sm_NN" CUBIN, or *ptx 1 and
+ * "compute_NN" PTX of the newest older architecture NVRTC knows); NVRTC's
+ * version, for the cache key. */
+int cuda_nvrtc_run(const char *src, const char *path, const char *arch, int want_ptx, char **bin, size_t *bin_len,
+                   char **log, char *why, size_t why_n);
+int cuda_nvrtc_target(int cc, char *arch, size_t n, int *ptx);
+void cuda_nvrtc_version(char *out, size_t n);
 
 /* ---- the driver ---- */
 

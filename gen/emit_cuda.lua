@@ -676,8 +676,9 @@ local function plan_text(S, env, progs)
   p(" * @k KERNEL GRID_X GRID_Y GRID_Z BLOCK_X BLOCK_Y BLOCK_Z ARG...: ARG is BUFFER[+OFFSET] (elements of")
   p(" * that buffer) or #INT; io and micro mean the current micro-batch's slot.")
   p("@gptc-cuda-plan %d", M.PLAN_VERSION)
-  p("@model V=%d C=%d H=%d L=%d ctx=%d B=%d T=%d eval_B=%d eval_T=%d n_params=%d bf16=%d", d.V, d.C, d.H, d.L, d.ctx,
-    d.B, d.T, d.eval_B, d.eval_T, S.n_params, env.bf16 and 1 or 0)
+  -- what the backend sizes its buffers and checks its inputs by (the kernels have the rest as literals)
+  p("@model V=%d ctx=%d B=%d T=%d eval_B=%d eval_T=%d n_params=%d bf16=%d", d.V, d.ctx, d.B, d.T, d.eval_B,
+    d.eval_T, S.n_params, env.bf16 and 1 or 0)
   p("@buffer acts %d", env.acts.n)
   p("@buffer grad_acts %d", env.grad_acts.n)
   p("@buffer scratch %d", env.scratch.n)

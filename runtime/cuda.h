@@ -85,7 +85,7 @@ typedef struct {
 } cuda_kernel;
 
 typedef struct {
-  int V, C, H, L, ctx, B, T, eval_B, eval_T, bf16;
+  int V, ctx, B, T, eval_B, eval_T, bf16; /* @model: what the backend sizes and checks by */
   size_t n_params;
   size_t count[CUDA_N_BUFS]; /* elements of each buffer (io: int32 per slot; micro, ctl: structs) */
   size_t io_slot, io_inputs, io_targets, io_order, io_seg_start, io_seg_tok;

@@ -146,12 +146,12 @@ static int cuda_plan_launch(cuda_plan *p, const unsigned *int_masks, const char 
 
 static int cuda_plan_line(cuda_plan *p, const unsigned *masks, const char *line, int *prog, int *cap) {
   if (!strncmp(line, "@model ", 7)) {
-    long long v[10];
-    const char *keys[10] = {"V", "C", "H", "L", "ctx", "B", "T", "eval_B", "eval_T", "bf16"};
-    for (int i = 0; i < 10; i++)
+    long long v[7];
+    const char *keys[7] = {"V", "ctx", "B", "T", "eval_B", "eval_T", "bf16"};
+    for (int i = 0; i < 7; i++)
       if ((v[i] = cuda_kv(line, keys[i])) < 0) return util_err("CUDA plan: @model has no %s", keys[i]);
-    p->V = (int)v[0], p->C = (int)v[1], p->H = (int)v[2], p->L = (int)v[3], p->ctx = (int)v[4];
-    p->B = (int)v[5], p->T = (int)v[6], p->eval_B = (int)v[7], p->eval_T = (int)v[8], p->bf16 = (int)v[9];
+    p->V = (int)v[0], p->ctx = (int)v[1], p->B = (int)v[2], p->T = (int)v[3];
+    p->eval_B = (int)v[4], p->eval_T = (int)v[5], p->bf16 = (int)v[6];
     long long np = cuda_kv(line, "n_params");
     if (np <= 0) return util_err("CUDA plan: @model has no n_params");
     p->n_params = (size_t)np;

@@ -22,10 +22,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RT = os.path.join(ROOT, "runtime")
 
 
-def module(path):
-    return os.path.splitext(os.path.basename(path))[0]
-
-
 def include_graph():
     g = {}
     for p in sorted(glob.glob(os.path.join(RT, "*.[ch]"))):

@@ -3,7 +3,8 @@
 -- with literal dimensions; the passes call those instances with literal
 -- buffer offsets, so the compiler sees fixed trip counts everywhere.
 --
--- Entry points (called from runtime/gen.c):
+-- Entry points (called from runtime/gen.c; summary also from cmd_gen.c,
+-- infer_body from export.c; gen/bench.lua reaches its internals):
 --   body(cfg, opts)          the source below the header
 --   header(cfg, hash, opts)  the header comment naming config, version, hash
 --   infer_body(cfg, opts)    a standalone source with only the inference step

@@ -1,28 +1,9 @@
-/* backend: see backend.h. Device selection and the generic training step. */
+/* backend: see backend.h. The helpers every backend may call (the id
+ * check, the generic training step); device selection is backend_reg.c. */
 #include "backend.h"
 
 #include <math.h>
-#include <stdio.h>
-#include <string.h>
 
-#include "cuda.h"
-#include "util.h"
-
-int backend_open(const cfg_t *cfg, const char *device, backend **out) {
-  *out = NULL;
-  if (!device || !strcmp(device, "cpu")) return backend_cpu_open(cfg, out);
-  if (!strcmp(device, "cuda")) {
-    if (cuda_probe()) return util_err("--device cuda: %s (use --device cpu or auto)", util_errmsg());
-    return backend_cuda_open(cfg, out);
-  }
-  if (!strcmp(device, "auto")) {
-    if (cuda_probe() == 0) return backend_cuda_open(cfg, out);
-    fprintf(stderr, "gptc: --device auto: no usable CUDA GPU (%s); running on the CPU\n", util_errmsg());
-    util_errclear();
-    return backend_cpu_open(cfg, out);
-  }
-  return util_err("device '%s' is not known (use cpu, cuda or auto)", device);
-}
 
 void backend_close(backend *b) {
   if (b) b->ops->close(b);

@@ -14,8 +14,6 @@
 #include <stdint.h>
 
 #include "cfg.h"
-#include "cpu.h"
-#include "cuda.h"
 #include "model.h"
 
 /* what to allocate (alloc): parameters always; the rest on request */
@@ -82,17 +80,13 @@ struct backend {
 };
 
 /* Opens a backend for cfg on `device`: "cpu", "cuda", or "auto" (CUDA when
- * a usable GPU is present, else the CPU after a one-line notice on stderr). */
+ * a usable GPU is present, else the CPU after a one-line notice on stderr).
+ * The registry (backend_reg.c): the one place that knows every backend;
+ * each device's own calls are in backend_cpu.h and backend_cuda.h. */
 int backend_open(const cfg_t *cfg, const char *device, backend **out);
 void backend_close(backend *b);
-/* The CPU backend's compiled module (NULL on other devices). */
-const cpu_module *backend_cpu_module(const backend *b);
-/* Views for the parity tests: the CPU backend's training activations (laid
- * out as gen/shapes.lua's acts; NULL before alloc), and n floats of the CUDA
- * backend's training activation `name` of layer `layer` (its launch plan's
- * layout). */
-const float *backend_cpu_acts(const backend *b);
-int backend_cuda_act(backend *b, const char *name, int layer, float *out, size_t n);
+
+/* ---- helpers for the backends (backend.c; they call nothing above them) ---- */
 
 /* 1 when every input id is in [0, V) and every target < V (the kernels'
  * precondition; a bad batch gives a NaN loss, as on the CPU). */
@@ -100,11 +94,5 @@ int backend_ids_ok(const int32_t *inputs, const int32_t *targets, size_t n, int 
 /* The step through the single ops (the CPU's step; CUDA replays the same
  * sequence from a graph). */
 int backend_step_generic(backend *b, const backend_step *s, double *loss, double *norm);
-
-int backend_cpu_open(const cfg_t *cfg, backend **out);
-int backend_cuda_open(const cfg_t *cfg, backend **out);
-/* The CUDA backend on a variant of the generated kernels (cuda.h's
- * cuda_gen_opts; NULL: the default), for tests. */
-int backend_cuda_open_variant(const cfg_t *cfg, const cuda_gen_opts *gen, backend **out);
 
 #endif

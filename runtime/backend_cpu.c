@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "backend_cpu.h"
 #include "util.h"
 
 typedef struct {
@@ -150,11 +150,20 @@ static void backend_cpu_close(backend *b) {
 }
 
 static const backend_ops backend_cpu_ops = {
-    backend_cpu_alloc,        backend_cpu_upload,   backend_cpu_download,     backend_cpu_forward,
-    backend_cpu_backward,     backend_cpu_zero_grads, backend_cpu_download_grads, backend_cpu_grad_sq_norm,
-    backend_cpu_adamw,
-    backend_step_generic,     backend_cpu_forward_eval, backend_cpu_infer,    backend_cpu_logits,
-    backend_cpu_close,
+    .alloc = backend_cpu_alloc,
+    .upload = backend_cpu_upload,
+    .download = backend_cpu_download,
+    .forward = backend_cpu_forward,
+    .backward = backend_cpu_backward,
+    .zero_grads = backend_cpu_zero_grads,
+    .download_grads = backend_cpu_download_grads,
+    .grad_sq_norm = backend_cpu_grad_sq_norm,
+    .adamw = backend_cpu_adamw,
+    .train_step = backend_step_generic,
+    .forward_eval = backend_cpu_forward_eval,
+    .infer = backend_cpu_infer,
+    .logits = backend_cpu_logits,
+    .close = backend_cpu_close,
 };
 
 int backend_cpu_open(const cfg_t *cfg, backend **out) {

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "backend_cuda.h"
 #include "cuda.h"
 #include "gen.h"
 #include "util.h"
@@ -381,11 +381,20 @@ static void backend_cuda_close(backend *b) {
 }
 
 static const backend_ops backend_cuda_ops = {
-    backend_cuda_alloc,         backend_cuda_upload,       backend_cuda_download,     backend_cuda_forward,
-    backend_cuda_backward,      backend_cuda_zero_grads,   backend_cuda_download_grads, backend_cuda_grad_sq_norm,
-    backend_cuda_adamw,
-    backend_cuda_train_step,    backend_cuda_forward_eval, backend_cuda_infer,        backend_cuda_logits,
-    backend_cuda_close,
+    .alloc = backend_cuda_alloc,
+    .upload = backend_cuda_upload,
+    .download = backend_cuda_download,
+    .forward = backend_cuda_forward,
+    .backward = backend_cuda_backward,
+    .zero_grads = backend_cuda_zero_grads,
+    .download_grads = backend_cuda_download_grads,
+    .grad_sq_norm = backend_cuda_grad_sq_norm,
+    .adamw = backend_cuda_adamw,
+    .train_step = backend_cuda_train_step,
+    .forward_eval = backend_cuda_forward_eval,
+    .infer = backend_cuda_infer,
+    .logits = backend_cuda_logits,
+    .close = backend_cuda_close,
 };
 
 /* The buffers every op needs: parameters (and their bf16 copy), the

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include "backend.h"
+#include "backend_cpu.h"
 #include "bench.h"
 
 /* a few distinct batches, so no step sees the same tokens as the last */

@@ -87,39 +87,23 @@ static int cfg_from_table(lua_State *L, int t, const char *path, cfg_t *c) {
   lua_pop(L, 1);
   c->vocab_size = cfg_geti(L, t, "vocab_size", where, &bad);
   c->vocab_stated = c->vocab_size > 0;
-  c->emb_dim = cfg_geti(L, t, "emb_dim", where, &bad);
-  c->n_heads = cfg_geti(L, t, "n_heads", where, &bad);
-  c->n_layers = cfg_geti(L, t, "n_layers", where, &bad);
-  c->context_length = cfg_geti(L, t, "context_length", where, &bad);
-  c->drop_rate = cfg_getn(L, t, "drop_rate");
-  c->qkv_bias = cfg_getb(L, t, "qkv_bias");
-  c->tie_embeddings = cfg_getb(L, t, "tie_embeddings");
+  /* the listed fields (cfg.h): dst->f from table tab's field "f" */
+#define CFG_GET_I(tab, f) cfg_geti(L, tab, f, where, &bad)
+#define CFG_GET_N(tab, f) cfg_getn(L, tab, f)
+#define CFG_GET_B(tab, f) cfg_getb(L, tab, f)
+#define CFG_READ_MODEL(kind, f) c->f = CFG_GET_##kind(t, #f);
+#define CFG_READ_TRAIN(kind, f) r->f = CFG_GET_##kind(tr, #f);
+  CFG_MODEL_FIELDS(CFG_READ_MODEL)
   lua_getfield(L, t, "train");
   int tr = lua_gettop(L);
   cfg_train *r = &c->train;
-  r->batch_size = cfg_geti(L, tr, "batch_size", where, &bad);
-  r->max_length = cfg_geti(L, tr, "max_length", where, &bad);
-  r->stride = cfg_geti(L, tr, "stride", where, &bad);
-  r->val_ratio = cfg_getn(L, tr, "val_ratio");
-  r->shuffle = cfg_getb(L, tr, "shuffle");
-  r->drop_last = cfg_getb(L, tr, "drop_last");
+  CFG_TRAIN_FIELDS_1(CFG_READ_TRAIN)
   cfg_gets(L, tr, "sampling", buf, sizeof buf);
   r->sampling = !strcmp(buf, "random") ? CFG_SAMPLE_RANDOM : CFG_SAMPLE_WINDOWS;
   lua_getfield(L, tr, "seed");
   r->seed = (uint64_t)lua_tointeger(L, -1);
   lua_pop(L, 1);
-  r->lr = cfg_getn(L, tr, "lr");
-  r->min_lr = cfg_getn(L, tr, "min_lr");
-  r->warmup_steps = cfg_geti(L, tr, "warmup_steps", where, &bad);
-  r->steps = cfg_geti(L, tr, "steps", where, &bad);
-  r->weight_decay = cfg_getn(L, tr, "weight_decay");
-  r->beta1 = cfg_getn(L, tr, "beta1");
-  r->beta2 = cfg_getn(L, tr, "beta2");
-  r->eps = cfg_getn(L, tr, "eps");
-  r->grad_clip = cfg_getn(L, tr, "grad_clip");
-  r->grad_accum = cfg_geti(L, tr, "grad_accum", where, &bad);
-  r->eval_interval = cfg_geti(L, tr, "eval_interval", where, &bad);
-  r->eval_steps = cfg_geti(L, tr, "eval_steps", where, &bad);
+  CFG_TRAIN_FIELDS_2(CFG_READ_TRAIN)
   lua_pop(L, 1);
   return bad ? -1 : 0;
 }
@@ -324,37 +308,17 @@ void cfg_push(lua_State *L, const cfg_t *c) {
   if (c->vocab_size > 0) {
     CFG_PUSHI(c, vocab_size);
   }
-  CFG_PUSHI(c, emb_dim);
-  CFG_PUSHI(c, n_heads);
-  CFG_PUSHI(c, n_layers);
-  CFG_PUSHI(c, context_length);
-  CFG_PUSHN(c, drop_rate);
-  CFG_PUSHB(c, qkv_bias);
-  CFG_PUSHB(c, tie_embeddings);
+#define CFG_PUSH_MODEL(kind, f) CFG_PUSH##kind(c, f);
+#define CFG_PUSH_TRAIN(kind, f) CFG_PUSH##kind(r, f);
+  CFG_MODEL_FIELDS(CFG_PUSH_MODEL)
   lua_newtable(L);
   const cfg_train *r = &c->train;
-  CFG_PUSHI(r, batch_size);
-  CFG_PUSHI(r, max_length);
-  CFG_PUSHI(r, stride);
-  CFG_PUSHN(r, val_ratio);
-  CFG_PUSHB(r, shuffle);
-  CFG_PUSHB(r, drop_last);
+  CFG_TRAIN_FIELDS_1(CFG_PUSH_TRAIN)
   lua_pushstring(L, r->sampling == CFG_SAMPLE_RANDOM ? "random" : "windows");
   lua_setfield(L, -2, "sampling");
   lua_pushinteger(L, (lua_Integer)r->seed);
   lua_setfield(L, -2, "seed");
-  CFG_PUSHN(r, lr);
-  CFG_PUSHN(r, min_lr);
-  CFG_PUSHI(r, warmup_steps);
-  CFG_PUSHI(r, steps);
-  CFG_PUSHN(r, weight_decay);
-  CFG_PUSHN(r, beta1);
-  CFG_PUSHN(r, beta2);
-  CFG_PUSHN(r, eps);
-  CFG_PUSHN(r, grad_clip);
-  CFG_PUSHI(r, grad_accum);
-  CFG_PUSHI(r, eval_interval);
-  CFG_PUSHI(r, eval_steps);
+  CFG_TRAIN_FIELDS_2(CFG_PUSH_TRAIN)
   lua_setfield(L, -2, "train");
 }
 

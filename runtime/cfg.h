@@ -15,16 +15,32 @@ enum { CFG_SAMPLE_WINDOWS, CFG_SAMPLE_RANDOM };
 
 #define CFG_MAX_DATA 16
 
+/* The plain numeric fields, written once: X(KIND, name) with KIND I
+ * (integer, an int), N (number, a double) or B (boolean, an int 0/1). The
+ * struct members, the Lua -> C copy (cfg.c's cfg_read) and the C -> Lua
+ * push (cfg_push, and through it cfg_serialize and cfg_field_json) are
+ * derived from these lists, in this order; each field's rule, bounds and
+ * default are gen/config.lua's. The fields with a representation of their
+ * own (name, tokenizer, data, vocab_size, precision, train.sampling,
+ * train.seed) are spelled out where they are used. */
+#define CFG_MODEL_FIELDS(X)                                                                               \
+  X(I, emb_dim) X(I, n_heads) X(I, n_layers) X(I, context_length) X(N, drop_rate) X(B, qkv_bias)          \
+  X(B, tie_embeddings)
+/* train = { ... }: the fields before sampling and seed, then the rest */
+#define CFG_TRAIN_FIELDS_1(X) X(I, batch_size) X(I, max_length) X(I, stride) X(N, val_ratio) X(B, shuffle) X(B, drop_last)
+#define CFG_TRAIN_FIELDS_2(X)                                                                             \
+  X(N, lr) X(N, min_lr) X(I, warmup_steps) X(I, steps) X(N, weight_decay) X(N, beta1) X(N, beta2) X(N, eps) \
+  X(N, grad_clip) X(I, grad_accum) X(I, eval_interval) X(I, eval_steps)
+#define CFG_CTYPE_I int
+#define CFG_CTYPE_N double
+#define CFG_CTYPE_B int
+#define CFG_MEMBER(kind, f) CFG_CTYPE_##kind f;
+
 typedef struct {
-  int batch_size, max_length, stride;
-  double val_ratio;
-  int shuffle, drop_last;
+  CFG_TRAIN_FIELDS_1(CFG_MEMBER)
   int sampling; /* CFG_SAMPLE_* */
   uint64_t seed;
-  double lr, min_lr;
-  int warmup_steps, steps;
-  double weight_decay, beta1, beta2, eps, grad_clip;
-  int grad_accum, eval_interval, eval_steps;
+  CFG_TRAIN_FIELDS_2(CFG_MEMBER)
 } cfg_train;
 
 typedef struct {
@@ -35,9 +51,7 @@ typedef struct {
   char data[CFG_MAX_DATA][1024];
   int vocab_size; /* 0 until known (char/word: derived from the text) */
   int vocab_stated; /* vocab_size was in the config: a text must agree */
-  int emb_dim, n_heads, n_layers, context_length;
-  double drop_rate;
-  int qkv_bias, tie_embeddings;
+  CFG_MODEL_FIELDS(CFG_MEMBER)
   int precision; /* CFG_FP32, CFG_BF16 */
   cfg_train train;
 } cfg_t;

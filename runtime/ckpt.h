@@ -67,7 +67,7 @@ int ckpt_check_finite(const char *path, const gptc_tensor *tensors, int n_tensor
  * checkpoint saved without moments (e.g. by `gptc import`) has none. */
 char *ckpt_opt_path(const char *path);
 
-/* ---- safetensors files in general (Hugging Face import and export) ----
+/* ---- safetensors files in general (ckpt_st.c; Hugging Face import and export) ----
  * ckpt_st_open validates the whole header first (length, JSON, dtypes,
  * shapes, offsets inside the file, contiguous and matching dtype x shape),
  * so no later read can go out of bounds. */
@@ -112,5 +112,14 @@ typedef struct {
 /* Writes an F32 safetensors file atomically (temp, fsync, rename, dir
  * fsync), streaming the tensors without copying them. */
 int ckpt_st_write(const char *path, const ckpt_st_kv *meta, int n_meta, const ckpt_st_out *t, int n);
+
+/* For ckpt.c's checkpoints, which check more before the tail: ckpt_st_open
+ * without the check of the bytes after the last tensor, and that check;
+ * ckpt_st_write that stops before the rename (util_write_segs_atomic's
+ * tmp_out) when tmp_out is not NULL; "[d0, d1]" for a shape. */
+ckpt_st *ckpt_st_open_lax(const char *path);
+int ckpt_st_check_tail(const ckpt_st *st);
+int ckpt_st_emit(const char *path, const ckpt_st_kv *meta, int n_meta, const ckpt_st_out *t, int n, char **tmp_out);
+void ckpt_shape_str(char *out, size_t cap, int ndim, const uint64_t *shape);
 
 #endif

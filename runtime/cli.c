@@ -23,6 +23,7 @@ void cli_help(const cli_spec *s) {
   if (s->about) printf("\n%s\n", s->about);
   printf("\noptions:\n");
   for (const cli_opt *o = s->opts; o && o->name; o++) {
+    if (CLI_IS_ALIAS(o)) continue;
     char left[64];
     snprintf(left, sizeof left, "%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
     printf("  %-24s %s\n", left, o->help);
@@ -49,6 +50,12 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, cli_args *a, int *cod
       cli_help(spec);
       return *code = 0, 1;
     }
+    /* a short alias ("-o") is its long option (CLI_ALIAS) */
+    for (const cli_opt *o = spec->opts; arg[0] == '-' && arg[1] != '-' && o && o->name; o++)
+      if (CLI_IS_ALIAS(o) && !strcmp(o->name, arg)) {
+        arg = o->arg;
+        break;
+      }
     if (arg[0] == '-' && arg[1] == '-' && arg[2]) {
       const char *eq = strchr(arg, '=');
       size_t n = eq ? (size_t)(eq - arg) : strlen(arg);
@@ -58,7 +65,8 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, cli_args *a, int *cod
       if (!o || !o->name) {
         const char *names[CLI_MAX];
         int nn = 0;
-        for (o = spec->opts; o && o->name && nn < CLI_MAX; o++) names[nn++] = o->name;
+        for (o = spec->opts; o && o->name && nn < CLI_MAX; o++)
+          if (!CLI_IS_ALIAS(o)) names[nn++] = o->name;
         char given[256];
         snprintf(given, sizeof given, "%.*s", (int)n, arg);
         const char *near = util_closest(given, names, nn);

@@ -11,6 +11,12 @@ typedef struct {
   const char *help;
 } cli_opt;
 
+/* A row that makes a short option mean a long one: CLI_ALIAS("-o", "--out")
+ * in a command's option table, its value the next argument. Not listed in
+ * the help (the long option's help mentions it). */
+#define CLI_ALIAS(short_name, long_name) {short_name, long_name, NULL}
+#define CLI_IS_ALIAS(o) ((o)->name[0] == '-' && (o)->name[1] != '-')
+
 typedef struct {
   const char *usage; /* "gptc tokenize [options]" */
   const char *about; /* one paragraph */

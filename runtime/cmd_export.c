@@ -15,6 +15,7 @@ static const cli_opt cmd_export_opts[] = {
     {"--out", "FILE", "executable to write (also -o); replaced atomically, never left half-written"},
     {"--target", "T", "machines it runs on: portable (default), native, x86-64-v2, x86-64-v3, x86-64-v4, aarch64"},
     {"--quant", "KIND", "f32 (default) or q8: the mat-vecs' weights as int8 with one scale per 32 (docs/export.md)"},
+    CLI_ALIAS("-o", "--out"),
     {NULL, NULL, NULL},
 };
 
@@ -37,17 +38,10 @@ static const cli_spec cmd_export_spec = {
     "Exporting needs a C compiler, glibc's static libraries and libpcre2-dev, no source tree.",
     cmd_export_opts, 0};
 
-/* cli.c parses long options only; the documented "-o X" is "--out X". */
 int cmd_export(int argc, char **argv) {
-  char **av = util_calloc((size_t)argc + 1, sizeof *av, "arguments");
-  if (!av) return cli_fail();
-  for (int i = 0; i < argc; i++) av[i] = !strcmp(argv[i], "-o") ? "--out" : argv[i];
   cli_args a;
   int code;
-  if (cli_parse(&cmd_export_spec, argc, av, &a, &code)) {
-    free(av);
-    return code;
-  }
+  if (cli_parse(&cmd_export_spec, argc, argv, &a, &code)) return code;
   const char *ckpt = cli_get(&a, "--ckpt"), *out = cli_get(&a, "--out"), *qs = cli_get(&a, "--quant");
   const export_target *t;
   int quant = QUANT_F32;
@@ -56,6 +50,5 @@ int cmd_export(int argc, char **argv) {
   else if (export_target_find(cli_get(&a, "--target"), &t)) code = cli_usage_err(&a, "%s", util_errmsg());
   else if (qs && quant_parse("--quant", qs, &quant)) code = cli_usage_err(&a, "%s", util_errmsg());
   else code = export_program(ckpt, out, t->name, quant) ? cli_fail() : 0;
-  free(av);
   return code;
 }

@@ -20,6 +20,7 @@ static const cli_opt cmd_gen_opts[] = {
     {"--config", "FILE", "model config (.lua); required"},
     CLI_OPT_SET,
     {"--out", "DIR", "output directory (created); required; -o DIR is the same"},
+    CLI_ALIAS("-o", "--out"),
     {"--device", "NAME", "target device: cpu (default) or cuda (writes DIR/model.cu)"},
     {"--vocab-size", "N", "vocabulary size for char/word configs (default: derived from the config's text)"},
     {"--precision", "P", "fp32 or bf16 (default: the config's)"},
@@ -97,14 +98,9 @@ static int cmd_gen_explain_cuda(const cfg_t *cfg, int cc) {
 }
 
 int cmd_gen(int argc, char **argv) {
-  /* cli_parse knows long options only: -o is spelled --out for it */
-  char *av[CLI_MAX + 1];
-  if (argc > CLI_MAX) argc = CLI_MAX;
-  for (int i = 0; i < argc; i++) av[i] = !strcmp(argv[i], "-o") ? "--out" : argv[i];
-  av[argc] = NULL;
   cli_args a;
   int code;
-  if (cli_parse(&cmd_gen_spec, argc, av, &a, &code)) return code;
+  if (cli_parse(&cmd_gen_spec, argc, argv, &a, &code)) return code;
   const char *path = cli_get(&a, "--config");
   if (!path || !path[0]) return cli_usage_err(&a, "option '--config FILE' is required");
   const char *outdir = cli_get(&a, "--out");

@@ -10,6 +10,7 @@
 
 static const cli_opt cmd_plot_opts[] = {
     {"--out", "FILE", "the SVG to write (default: loss.svg in the current directory); -o FILE is the same"},
+    CLI_ALIAS("-o", "--out"),
     {"--x", "AXIS", "step (default), tokens (step x batch_size x max_length x grad_accum) or time (sum of step times)"},
     {"--log-y", NULL, "logarithmic loss axis"},
     {"--smooth", "N", "EMA span of the train loss curve in steps (default 20; 1: none); the raw loss stays, faint"},
@@ -24,17 +25,9 @@ static const cli_spec cmd_plot_spec = {
     cmd_plot_opts, CLI_MAX};
 
 int cmd_plot(int argc, char **argv) {
-  /* the one short option: -o, as every plotting tool spells it */
-  char **av = util_malloc((size_t)(argc + 1) * sizeof *av, "arguments");
-  if (!av) return cli_fail();
-  for (int i = 0; i < argc; i++) av[i] = !strcmp(argv[i], "-o") ? "--out" : argv[i];
-  av[argc] = NULL;
   cli_args a;
   int code;
-  if (cli_parse(&cmd_plot_spec, argc, av, &a, &code)) {
-    free(av);
-    return code;
-  }
+  if (cli_parse(&cmd_plot_spec, argc, argv, &a, &code)) return code;
   int rc = 2;
   plot_opts o = {PLOT_X_STEP, cli_has(&a, "--log-y"), 20};
   const char *x = cli_get(&a, "--x");
@@ -60,6 +53,5 @@ int cmd_plot(int argc, char **argv) {
   rc = plot_runs_svg(a.pos, a.npos, out, &o) ? cli_fail() : 0;
   if (!rc) printf("wrote %s\n", out);
 out:
-  free(av);
   return rc;
 }

@@ -1,63 +1,17 @@
-/* cuda: see cuda.h. Generation and the launch plan; NVRTC; the driver
- * API loaded with dlopen, the module cache and loading. */
+/* cuda: see cuda.h. The driver API loaded with dlopen, the kernel cache
+ * (keys from cuda_nvrtc.c's target and version) and module loading; the
+ * launch plan is cuda_plan.c, NVRTC cuda_nvrtc.c. */
 #include "cuda.h"
 
 #include <dlfcn.h>
-#include <lauxlib.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#ifdef GPTC_HAVE_NVRTC
-#include <nvrtc.h>
-#endif
-
 #include "gen.h"
-#include "lx.h"
 #include "util.h"
-
-/* ---- generation --------------------------------------------------------------------- */
-
-static void cuda_gen_opts_fill(lua_State *L, const void *arg) {
-  const cuda_gen_opts *opts = arg;
-  lua_pushboolean(L, !(opts && opts->unfused));
-  lua_setfield(L, -2, "fuse");
-  lua_pushinteger(L, opts ? opts->tile : 0);
-  lua_setfield(L, -2, "tile");
-}
-
-int cuda_gen_source(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65]) {
-  return gen_render(cfg, "emit_cuda", cuda_gen_opts_fill, opts, src, len, hash);
-}
-
-int cuda_gen_units(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65],
-                   gen_unit **units, int *n) {
-  if (gen_units_render(cfg, "emit_cuda", cuda_gen_opts_fill, opts, 0, src, len, hash, units, n)) return -1;
-  /* each unit is its own module: it carries its own content hash, which
-   * the loaded module's gptc_source_hash must match */
-  for (int i = 0; i < *n; i++) {
-    gen_unit *u = &(*units)[i];
-    char h[65], head[256];
-    util_sha256_hex(u->src, u->len, h);
-    int hl = snprintf(head, sizeof head, "/* gptc CUDA kernel unit %.100s (a program of its own) */\n"
-                      "#define GPTC_SOURCE_HASH \"%s\"\n", u->name, h);
-    char *t = util_malloc((size_t)hl + u->len + 1, "CUDA kernel unit");
-    if (!t) {
-      gen_units_free(*units, *n);
-      free(*src);
-      *units = NULL, *src = NULL, *n = 0;
-      return -1;
-    }
-    memcpy(t, head, (size_t)hl);
-    memcpy(t + hl, u->src, u->len + 1);
-    free(u->src);
-    u->src = t;
-    u->len += (size_t)hl;
-  }
-  return 0;
-}
 
 /* The hash a unit's module must carry (its GPTC_SOURCE_HASH line). */
 static int cuda_unit_hash(const char *src, char hash[65]) {
@@ -67,372 +21,6 @@ static int cuda_unit_hash(const char *src, char hash[65]) {
   hash[64] = 0;
   return 0;
 }
-
-/* ---- the launch plan ------------------------------------------------------------------ */
-
-static const char *const cuda_buf_names[CUDA_N_BUFS] = {
-    "params", "params16", "grads", "adam_m", "adam_v", "acts", "grad_acts", "scratch", "eval_acts", "kv", "infer",
-    "io", "micro", "ctl"};
-static const char *const cuda_prog_names[CUDA_N_PROGS] = {
-    "train_forward", "train_backward", "eval_forward", "grad_norm", "adamw", "params_to_bf16", "infer"};
-
-const char *cuda_buf_name(int buf) { return buf >= 0 && buf < CUDA_N_BUFS ? cuda_buf_names[buf] : "int"; }
-const char *cuda_prog_name(int prog) { return prog >= 0 && prog < CUDA_N_PROGS ? cuda_prog_names[prog] : "?"; }
-
-void cuda_plan_free(cuda_plan *p) {
-  free(p->kernels);
-  for (int i = 0; i < CUDA_N_PROGS; i++) free(p->progs[i]);
-  free(p->acts);
-  memset(p, 0, sizeof *p);
-}
-
-/* The value of "key=" in a line of key=value words; -1 when absent. */
-static long long cuda_kv(const char *line, const char *key) {
-  size_t kl = strlen(key);
-  for (const char *p = line; (p = strstr(p, key)) != NULL; p += kl)
-    if ((p == line || p[-1] == ' ') && p[kl] == '=') return strtoll(p + kl + 1, NULL, 10);
-  return -1;
-}
-
-/* Adds every kernel defined in the source (extern "C" __global__ ...
- * NAME(params)) with its parameter count and int parameters. */
-static int cuda_plan_kernels(const char *src, cuda_plan *p, unsigned **int_masks) {
-  int cap = 0;
-  *int_masks = NULL;
-  for (const char *s = src; (s = strstr(s, "extern \"C\" __global__ void ")) != NULL; s++) {
-    const char *q = s + strlen("extern \"C\" __global__ void ");
-    int bound = 1024;
-    if (!strncmp(q, "__launch_bounds__(", 18)) {
-      bound = atoi(q + 18);
-      q = strchr(q, ')');
-      if (!q) break;
-      q++;
-    }
-    while (*q == ' ') q++;
-    const char *name = q;
-    while ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '_') q++;
-    if (*q != '(' || q == name || q - name >= (long)sizeof p->kernels[0].name)
-      return util_err("CUDA source: malformed kernel definition near '%.40s'", s);
-    if (p->n_kernels == cap) {
-      cap = cap ? 2 * cap : 64;
-      cuda_kernel *k = util_realloc(p->kernels, (size_t)cap * sizeof *k, "kernel table");
-      unsigned *m = util_realloc(*int_masks, (size_t)cap * sizeof *m, "kernel table");
-      if (k) p->kernels = k;
-      if (m) *int_masks = m;
-      if (!k || !m) return -1;
-    }
-    cuda_kernel *k = &p->kernels[p->n_kernels];
-    unsigned *mask = &(*int_masks)[p->n_kernels];
-    snprintf(k->name, sizeof k->name, "%.*s", (int)(q - name), name);
-    k->max_threads = bound;
-    const char *end = strchr(q, ')');
-    if (!end) return util_err("CUDA source: kernel %s: unterminated parameter list", k->name);
-    k->nparams = 0;
-    *mask = 0;
-    for (const char *a = q + 1; a < end;) {
-      const char *comma = memchr(a, ',', (size_t)(end - a));
-      const char *e = comma ? comma : end;
-      while (a < e && (*a == ' ' || *a == '\n')) a++;
-      if (a == e) break;
-      if (!memchr(a, '*', (size_t)(e - a))) {
-        if (strncmp(a, "int ", 4)) return util_err("CUDA source: kernel %s: parameter %d is neither a pointer nor an int",
-                                                   k->name, k->nparams + 1);
-        *mask |= 1u << k->nparams;
-      }
-      k->nparams++;
-      a = comma ? comma + 1 : end;
-    }
-    if (k->nparams > CUDA_MAX_ARGS) return util_err("CUDA source: kernel %s has more than %d parameters", k->name,
-                                                   CUDA_MAX_ARGS);
-    p->n_kernels++;
-  }
-  return 0;
-}
-
-static int cuda_plan_launch(cuda_plan *p, const unsigned *int_masks, const char *line, cuda_call *ln) {
-  char name[128];
-  int used = 0;
-  memset(ln, 0, sizeof *ln);
-  if (sscanf(line, "@k %127s %u %u %u %u %u %u%n", name, &ln->grid[0], &ln->grid[1], &ln->grid[2], &ln->block[0],
-             &ln->block[1], &ln->block[2], &used) != 7)
-    return util_err("CUDA plan: malformed launch '%.60s'", line);
-  ln->kernel = -1;
-  for (int i = 0; i < p->n_kernels; i++)
-    if (!strcmp(p->kernels[i].name, name)) ln->kernel = i;
-  if (ln->kernel < 0) return util_err("CUDA plan: launches %s, which the source does not define", name);
-  unsigned threads = ln->block[0] * ln->block[1] * ln->block[2];
-  if (threads == 0 || threads > 1024 || ln->block[2] > 64 || !ln->grid[0] || !ln->grid[1] || !ln->grid[2] ||
-      ln->grid[1] > 65535 || ln->grid[2] > 65535)
-    return util_err("CUDA plan: %s: grid %ux%ux%u or block %ux%ux%u is outside the hardware's limits", name,
-                    ln->grid[0], ln->grid[1], ln->grid[2], ln->block[0], ln->block[1], ln->block[2]);
-  if ((int)threads > p->kernels[ln->kernel].max_threads)
-    return util_err("CUDA plan: %s: a block of %u threads exceeds its __launch_bounds__(%d)", name, threads,
-                    p->kernels[ln->kernel].max_threads);
-  for (const char *a = line + used;;) {
-    while (*a == ' ') a++;
-    if (!*a || *a == '\n') break;
-    if (ln->nargs == CUDA_MAX_ARGS) return util_err("CUDA plan: %s: too many arguments", name);
-    cuda_arg *g = &ln->args[ln->nargs];
-    char *e;
-    if (*a == '#') {
-      g->buf = CUDA_ARG_INT;
-      g->off = strtoll(a + 1, &e, 10);
-    } else {
-      size_t n = strcspn(a, "+ \n");
-      g->buf = -2;
-      for (int b = 0; b < CUDA_N_BUFS; b++)
-        if (strlen(cuda_buf_names[b]) == n && !strncmp(a, cuda_buf_names[b], n)) g->buf = b;
-      if (g->buf == -2) return util_err("CUDA plan: %s: unknown buffer '%.*s'", name, (int)n, a);
-      e = (char *)a + n;
-      g->off = 0;
-      if (*e == '+') g->off = strtoll(e + 1, &e, 10);
-      size_t count = g->buf == CUDA_BUF_IO ? p->io_slot : p->count[g->buf];
-      if (g->off < 0 || (size_t)g->off >= count)
-        return util_err("CUDA plan: %s: argument %d (%s+%lld) is outside its buffer of %zu elements", name,
-                        ln->nargs + 1, cuda_buf_names[g->buf], (long long)g->off, count);
-    }
-    int is_int = (int_masks[ln->kernel] >> ln->nargs) & 1;
-    if (is_int != (g->buf == CUDA_ARG_INT))
-      return util_err("CUDA plan: %s: argument %d is %s but the kernel takes %s", name, ln->nargs + 1,
-                      g->buf == CUDA_ARG_INT ? "an int" : "a buffer", is_int ? "an int" : "a pointer");
-    ln->nargs++;
-    a = e;
-  }
-  if (ln->nargs != p->kernels[ln->kernel].nparams)
-    return util_err("CUDA plan: %s is launched with %d arguments but takes %d", name, ln->nargs,
-                    p->kernels[ln->kernel].nparams);
-  return 0;
-}
-
-static int cuda_plan_line(cuda_plan *p, const unsigned *masks, const char *line, int *prog, int *cap) {
-  if (!strncmp(line, "@model ", 7)) {
-    long long v[10];
-    const char *keys[10] = {"V", "C", "H", "L", "ctx", "B", "T", "eval_B", "eval_T", "bf16"};
-    for (int i = 0; i < 10; i++)
-      if ((v[i] = cuda_kv(line, keys[i])) < 0) return util_err("CUDA plan: @model has no %s", keys[i]);
-    p->V = (int)v[0], p->C = (int)v[1], p->H = (int)v[2], p->L = (int)v[3], p->ctx = (int)v[4];
-    p->B = (int)v[5], p->T = (int)v[6], p->eval_B = (int)v[7], p->eval_T = (int)v[8], p->bf16 = (int)v[9];
-    long long np = cuda_kv(line, "n_params");
-    if (np <= 0) return util_err("CUDA plan: @model has no n_params");
-    p->n_params = (size_t)np;
-    p->count[CUDA_BUF_PARAMS] = p->count[CUDA_BUF_GRADS] = p->count[CUDA_BUF_ADAM_M] = p->count[CUDA_BUF_ADAM_V] =
-        p->n_params;
-    p->count[CUDA_BUF_PARAMS16] = p->bf16 ? p->n_params : 0;
-    p->count[CUDA_BUF_MICRO] = p->count[CUDA_BUF_CTL] = 1;
-  } else if (!strncmp(line, "@buffer ", 8)) {
-    char name[32];
-    unsigned long long n;
-    if (sscanf(line, "@buffer %31s %llu", name, &n) != 2) return util_err("CUDA plan: malformed '%.60s'", line);
-    int b = -1;
-    for (int i = 0; i < CUDA_N_BUFS; i++)
-      if (!strcmp(name, cuda_buf_names[i])) b = i;
-    if (b < 0) return util_err("CUDA plan: unknown buffer '%s'", name);
-    p->count[b] = (size_t)n;
-  } else if (!strncmp(line, "@io ", 4)) {
-    long long v[6];
-    const char *keys[6] = {"slot", "inputs", "targets", "order", "seg_start", "seg_tok"};
-    for (int i = 0; i < 6; i++)
-      if ((v[i] = cuda_kv(line, keys[i])) < 0) return util_err("CUDA plan: @io has no %s", keys[i]);
-    p->io_slot = (size_t)v[0], p->io_inputs = (size_t)v[1], p->io_targets = (size_t)v[2];
-    p->io_order = (size_t)v[3], p->io_seg_start = (size_t)v[4], p->io_seg_tok = (size_t)v[5];
-    p->count[CUDA_BUF_IO] = p->io_slot;
-  } else if (!strncmp(line, "@logits ", 8)) {
-    long long t = cuda_kv(line, "train"), e = cuda_kv(line, "eval"), i = cuda_kv(line, "infer");
-    if (t < 0 || e < 0 || i < 0) return util_err("CUDA plan: malformed '%.60s'", line);
-    p->logits_train = (size_t)t, p->logits_eval = (size_t)e, p->logits_infer = (size_t)i;
-  } else if (!strncmp(line, "@act ", 5)) {
-    struct cuda_act a;
-    unsigned long long off, stride, numel;
-    if (sscanf(line, "@act %31s %llu %llu %d %llu", a.name, &off, &stride, &a.layers, &numel) != 5)
-      return util_err("CUDA plan: malformed '%.60s'", line);
-    a.offset = (size_t)off, a.stride = (size_t)stride, a.numel = (size_t)numel;
-    struct cuda_act *na = util_realloc(p->acts, (size_t)(p->n_acts + 1) * sizeof *na, "activation table");
-    if (!na) return -1;
-    p->acts = na;
-    p->acts[p->n_acts++] = a;
-  } else if (!strncmp(line, "@prog ", 6)) {
-    char name[64];
-    if (sscanf(line, "@prog %63s", name) != 1) return util_err("CUDA plan: malformed '%.60s'", line);
-    *prog = -1;
-    for (int i = 0; i < CUDA_N_PROGS; i++)
-      if (!strcmp(name, cuda_prog_names[i])) *prog = i;
-    if (*prog < 0) return util_err("CUDA plan: unknown program '%s'", name);
-    *cap = 0;
-  } else if (!strncmp(line, "@k ", 3)) {
-    if (*prog < 0) return util_err("CUDA plan: launch outside a program");
-    if (!p->io_slot || !p->n_params) return util_err("CUDA plan: launches before @model and @io");
-    int n = p->n_launches[*prog];
-    if (n == *cap) {
-      *cap = *cap ? 2 * *cap : 256;
-      cuda_call *l = util_realloc(p->progs[*prog], (size_t)*cap * sizeof *l, "launch plan");
-      if (!l) return -1;
-      p->progs[*prog] = l;
-    }
-    if (cuda_plan_launch(p, masks, line, &p->progs[*prog][n])) return -1;
-    p->n_launches[*prog]++;
-  } else {
-    return util_err("CUDA plan: unknown line '%.60s'", line);
-  }
-  return 0;
-}
-
-int cuda_plan_parse(const char *src, size_t len, cuda_plan *p) {
-  memset(p, 0, sizeof *p);
-  (void)len;
-  const char *at = strstr(src, "\n@gptc-cuda-plan ");
-  if (!at) return util_err("CUDA source: no launch plan (@gptc-cuda-plan)");
-  if (atoi(at + 17) != 1) return util_err("CUDA source: launch plan version %d, this gptc reads version 1", atoi(at + 17));
-  unsigned *masks = NULL;
-  int rc = cuda_plan_kernels(src, p, &masks);
-  int prog = -1, cap = 0, ended = 0;
-  char line[4096];
-  for (const char *s = strchr(at + 1, '\n'); rc == 0 && s && !ended; s = strchr(s, '\n')) {
-    s++;
-    if (*s != '@') continue;
-    size_t n = strcspn(s, "\n");
-    if (n >= sizeof line) {
-      rc = util_err("CUDA plan: line too long");
-      break;
-    }
-    memcpy(line, s, n);
-    line[n] = 0;
-    if (!strcmp(line, "@end")) ended = 1;
-    else rc = cuda_plan_line(p, masks, line, &prog, &cap);
-  }
-  free(masks);
-  if (rc == 0 && !ended) rc = util_err("CUDA plan: no @end");
-  for (int i = 0; rc == 0 && i < CUDA_N_PROGS; i++)
-    if (!p->n_launches[i] && !(i == CUDA_PROG_TO_BF16 && !p->bf16))
-      rc = util_err("CUDA plan: program %s is missing", cuda_prog_names[i]);
-  if (rc) cuda_plan_free(p);
-  return rc;
-}
-
-/* ---- NVRTC ---------------------------------------------------------------------------- */
-
-/* -lineinfo maps SASS back to generated lines (profilers, compute-sanitizer);
- * no --use_fast_math: expf, sqrtf and the divisions stay IEEE */
-const char *const cuda_nvrtc_options[] = {"-lineinfo", "--std=c++17", NULL};
-
-#ifdef GPTC_HAVE_NVRTC
-int cuda_have_nvrtc(void) { return 1; }
-
-/* cuda_nvrtc_compile without util_err (its message goes to `why`), so that
- * several threads can compile at once: NVRTC is thread-safe per program. */
-static int cuda_nvrtc_run(const char *src, const char *path, const char *arch, int want_ptx, char **bin,
-                          size_t *bin_len, char **log, char *why, size_t why_n) {
-  *bin = NULL;
-  *bin_len = 0;
-  if (log) *log = NULL;
-  nvrtcProgram prog;
-  nvrtcResult r = nvrtcCreateProgram(&prog, src, path, 0, NULL, NULL);
-  if (r != NVRTC_SUCCESS) {
-    snprintf(why, why_n, "NVRTC: nvrtcCreateProgram failed: %s", nvrtcGetErrorString(r));
-    return -1;
-  }
-  char archopt[64];
-  snprintf(archopt, sizeof archopt, "--gpu-architecture=%s", arch);
-  const char *opts[8];
-  int n = 0;
-  opts[n++] = archopt;
-  for (int i = 0; cuda_nvrtc_options[i]; i++) opts[n++] = cuda_nvrtc_options[i];
-  r = nvrtcCompileProgram(prog, n, opts);
-  size_t log_size = 0;
-  char *text = NULL;
-  if (nvrtcGetProgramLogSize(prog, &log_size) == NVRTC_SUCCESS && log_size > 1) {
-    text = malloc(log_size);
-    if (text && nvrtcGetProgramLog(prog, text) != NVRTC_SUCCESS) text[0] = 0;
-  }
-  int rc = 0;
-  if (r != NVRTC_SUCCESS) {
-    if (text) fprintf(stderr, "%s", text);
-    snprintf(why, why_n, "compiling %s with NVRTC for %s failed (%s)%s", path, arch, nvrtcGetErrorString(r),
-             text ? "; the compiler's messages are above" : "");
-    rc = -1;
-  } else {
-    size_t size = 0;
-    r = want_ptx ? nvrtcGetPTXSize(prog, &size) : nvrtcGetCUBINSize(prog, &size);
-    char *out = r == NVRTC_SUCCESS ? malloc(size) : NULL;
-    if (out && (want_ptx ? nvrtcGetPTX(prog, out) : nvrtcGetCUBIN(prog, out)) == NVRTC_SUCCESS) {
-      *bin = out;
-      *bin_len = size;
-    } else {
-      free(out);
-      if (r != NVRTC_SUCCESS)
-        snprintf(why, why_n, "NVRTC: reading the compiled %s failed: %s", want_ptx ? "PTX" : "CUBIN",
-                 nvrtcGetErrorString(r));
-      else snprintf(why, why_n, "out of memory: compiled CUDA module (%zu bytes)", size);
-      rc = -1;
-    }
-  }
-  if (log) *log = text;
-  else free(text);
-  nvrtcDestroyProgram(&prog);
-  return rc;
-}
-
-int cuda_nvrtc_compile(const char *src, const char *path, const char *arch, int want_ptx, char **bin, size_t *bin_len,
-                       char **log) {
-  char why[4600];
-  if (cuda_nvrtc_run(src, path, arch, want_ptx, bin, bin_len, log, why, sizeof why)) return util_err("%s", why);
-  return 0;
-}
-
-/* The target for a device of compute capability `cc` (e.g. 90): its own
- * CUBIN when NVRTC knows it; else PTX for the newest older architecture
- * NVRTC knows, which the driver compiles. */
-static int cuda_nvrtc_target(int cc, char *arch, size_t n, int *ptx) {
-  int count = 0, best = 0;
-  if (nvrtcGetNumSupportedArchs(&count) != NVRTC_SUCCESS || count <= 0)
-    return util_err("NVRTC: cannot list the supported GPU architectures");
-  int *list = util_malloc((size_t)count * sizeof *list, "architecture list");
-  if (!list) return -1;
-  nvrtcGetSupportedArchs(list);
-  for (int i = 0; i < count; i++) {
-    if (list[i] == cc) best = cc;
-    if (list[i] < cc && list[i] > best && best != cc) best = list[i];
-  }
-  free(list);
-  if (best < 80) return util_err("NVRTC supports no architecture between 8.0 and this GPU's %d.%d", cc / 10, cc % 10);
-  *ptx = best != cc;
-  snprintf(arch, n, "%s_%d", *ptx ? "compute" : "sm", best);
-  return 0;
-}
-
-static void cuda_nvrtc_version(char *out, size_t n) {
-  int major = 0, minor = 0;
-  nvrtcVersion(&major, &minor);
-  snprintf(out, n, "nvrtc %d.%d", major, minor);
-}
-#else
-int cuda_have_nvrtc(void) { return 0; }
-
-int cuda_nvrtc_compile(const char *src, const char *path, const char *arch, int want_ptx, char **bin, size_t *bin_len,
-                       char **log) {
-  (void)src, (void)path, (void)arch, (void)want_ptx;
-  *bin = NULL;
-  *bin_len = 0;
-  if (log) *log = NULL;
-  return util_err("this gptc was built without CUDA support (NVRTC was not found at build time)");
-}
-
-static int cuda_nvrtc_run(const char *src, const char *path, const char *arch, int want_ptx, char **bin,
-                          size_t *bin_len, char **log, char *why, size_t why_n) {
-  (void)src, (void)path, (void)arch, (void)want_ptx;
-  *bin = NULL;
-  *bin_len = 0;
-  if (log) *log = NULL;
-  snprintf(why, why_n, "this gptc was built without CUDA support (NVRTC was not found at build time)");
-  return -1;
-}
-
-static int cuda_nvrtc_target(int cc, char *arch, size_t n, int *ptx) {
-  (void)cc, (void)arch, (void)n, (void)ptx;
-  return util_err("this gptc was built without CUDA support (NVRTC was not found at build time)");
-}
-
-static void cuda_nvrtc_version(char *out, size_t n) { snprintf(out, n, "no nvrtc"); }
-#endif
 
 /* ---- the driver API, dlopen'ed ------------------------------------------------------------
  * The driver's types, declared here: handles are opaque pointers, devices
@@ -570,7 +158,7 @@ int cuda_probe(void) {
 /* ---- the device and its module ------------------------------------------------------------ */
 
 struct cuda_dev {
-  int dev, cc, compiled; /* compiled: the NVRTC programs this open compiled */
+  int dev, cc;
   cu_handle ctx, stream;
   cu_handle *modules; /* one per NVRTC program: the whole model, or each kernel unit */
   int n_modules;
@@ -580,7 +168,6 @@ struct cuda_dev {
 };
 
 const char *cuda_dev_about(const cuda_dev *d) { return d->about; }
-int cuda_dev_compiled(const cuda_dev *d) { return d->compiled; }
 
 /* Reads __device__ global `name` of module `mod` (exactly `size` bytes). */
 static int cuda_read_global(cuda_dev *d, cu_handle mod, const char *name, void *out, size_t size) {
@@ -882,7 +469,6 @@ static int cuda_module(cuda_dev *d, const char *src, size_t len, const char *has
   int rc = cuda_module_load(d, &d->modules[0], bin, bin_path, hash);
   free(bin);
   if (rc) return -1;
-  d->compiled = 1;
   snprintf(d->about + strlen(d->about), sizeof d->about - strlen(d->about), ", compiled %s", bin_path);
   return 0;
 }
@@ -916,7 +502,6 @@ static int cuda_unit_modules(cuda_dev *d, const gen_unit *units, int n) {
   }
   cuda_jobs_free(jobs, n);
   if (rc) return -1;
-  d->compiled = compiled;
   snprintf(d->about + strlen(d->about), sizeof d->about - strlen(d->about), ", %d kernel programs (%d compiled, %d "
            "cached) in %s/cuda", n, compiled, n - compiled, util_cache_dir());
   return 0;

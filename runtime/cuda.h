@@ -1,14 +1,14 @@
-/* cuda: the CUDA side of gptc. Generates a config's CUDA source (gen/emit_cuda.lua),
- * compiles it in-process with NVRTC for the GPU's compute capability, one
- * program per kernel (each CUBIN cached by content hash under
+/* cuda: the CUDA side of gptc. Compiles a config's CUDA source (made by
+ * gen.c's cuda_gen_source from gen/emit_cuda.lua) in-process with NVRTC
+ * for the GPU's compute capability, one program per kernel (each CUBIN cached by content hash under
  * util_cache_dir()/cuda/, the missing ones compiled in parallel; docs/startup.md), loads them
  * through the CUDA driver API (libcuda.so.1, dlopen'ed at run time: gptc
  * starts and runs on the CPU without a driver), and parses the launch plan
  * at the end of the source. The backend that runs the plan is
  * runtime/backend_cuda.c.
  *
- * Built without NVRTC (GPTC_HAVE_NVRTC undefined), generation still works
- * and everything else fails with "built without CUDA support". */
+ * Built without NVRTC (GPTC_HAVE_NVRTC undefined), generation (gen.c) still
+ * works and everything here fails with "built without CUDA support". */
 #ifndef GPTC_CUDA_H
 #define GPTC_CUDA_H
 
@@ -17,28 +17,6 @@
 
 #include "cfg.h"
 #include "gen.h"
-
-/* ---- generation (no GPU, no NVRTC needed) ---- */
-
-/* Variants for tests: the kernels' other code paths on small shapes. */
-typedef struct {
-  int unfused; /* 1: GELU and the residual add as separate kernels */
-  int tile;    /* 1..4: every GEMM uses block tile 128x128, 128x64, 64x64 or 32x32; 0: by shape */
-  int whole;   /* backend: 1 compiles the whole source as one NVRTC program (the reference the per-kernel
-                  programs are compared with); 0 one program per kernel unit (cuda_gen_units) */
-} cuda_gen_opts;
-
-/* The CUDA source for cfg (precision from cfg->precision); *src is
- * malloc'ed, hash is the content hash printed in its header. */
-int cuda_gen_source(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65]);
-/* cuda_gen_source, and the same kernels as separate NVRTC programs
- * (gen/emit_cuda.lua M.split): one unit per kernel instance, named by it,
- * and "optimizer" (AdamW, the gradient norm and the bf16 copy share the
- * tensor table: the one unit that depends on n_layers). A unit is
- * GPTC_SOURCE_HASH (of the rest) + the prelude + its kernels' text, exactly
- * as in the whole source; the launch plan stays in the whole source. */
-int cuda_gen_units(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65],
-                   gen_unit **units, int *n);
 
 /* ---- the ABI of the generated kernels (templates/cuda/prelude.cu; the
  * module's gptc_abi global is checked against these at load) ---- */
@@ -74,7 +52,7 @@ typedef struct {
 _Static_assert(sizeof(cuda_micro) == 40, "cuda_micro must match gptc_micro in templates/cuda/prelude.cu");
 _Static_assert(sizeof(cuda_ctl) == 80, "cuda_ctl must match gptc_ctl in templates/cuda/prelude.cu");
 
-/* ---- the launch plan ---- */
+/* ---- the launch plan (cuda_plan.c) ---- */
 
 enum {
   CUDA_BUF_PARAMS, CUDA_BUF_PARAMS16, CUDA_BUF_GRADS, CUDA_BUF_ADAM_M, CUDA_BUF_ADAM_V, CUDA_BUF_ACTS,
@@ -107,7 +85,7 @@ typedef struct {
 } cuda_kernel;
 
 typedef struct {
-  int V, C, H, L, ctx, B, T, eval_B, eval_T, bf16;
+  int V, ctx, B, T, eval_B, eval_T, bf16; /* @model: what the backend sizes and checks by */
   size_t n_params;
   size_t count[CUDA_N_BUFS]; /* elements of each buffer (io: int32 per slot; micro, ctl: structs) */
   size_t io_slot, io_inputs, io_targets, io_order, io_seg_start, io_seg_tok;
@@ -133,7 +111,7 @@ void cuda_plan_free(cuda_plan *plan);
 const char *cuda_buf_name(int buf);
 const char *cuda_prog_name(int prog);
 
-/* ---- NVRTC ---- */
+/* ---- NVRTC (cuda_nvrtc.c) ---- */
 
 /* 1 when built with NVRTC. */
 int cuda_have_nvrtc(void);
@@ -145,6 +123,15 @@ int cuda_nvrtc_compile(const char *src, const char *path, const char *arch, int 
                        char **log);
 /* The options gptc passes to NVRTC (besides the architecture). */
 extern const char *const cuda_nvrtc_options[];
+/* For the kernel cache (cuda.c): cuda_nvrtc_compile without util_err (the
+ * message goes to `why`), safe from several threads at once; the target
+ * for a GPU of compute capability cc (its own "sm_NN" CUBIN, or *ptx 1 and
+ * "compute_NN" PTX of the newest older architecture NVRTC knows); NVRTC's
+ * version, for the cache key. */
+int cuda_nvrtc_run(const char *src, const char *path, const char *arch, int want_ptx, char **bin, size_t *bin_len,
+                   char **log, char *why, size_t why_n);
+int cuda_nvrtc_target(int cc, char *arch, size_t n, int *ptx);
+void cuda_nvrtc_version(char *out, size_t n);
 
 /* ---- the driver ---- */
 
@@ -159,10 +146,6 @@ int cuda_probe(void);
 typedef uint64_t cuda_ptr; /* device address */
 typedef struct cuda_dev cuda_dev;
 
-/* Opens GPU 0 (primary context, one stream), then compiles `src` with
- * NVRTC for its architecture or loads the cached module, checks that the
- * module is the source with content hash `hash` and this ABI, and resolves
- * every kernel of `plan`. */
 /* Compiles `src` into the kernel cache for a GPU of compute capability
  * `cc` (e.g. 90) without one present, so that a later run on such a GPU
  * loads it without compiling; *compiled is 0 when it was there already.
@@ -182,6 +165,10 @@ typedef struct {
 /* The units of cfg's CUDA source for compute capability cc (0: GPU 0's),
  * each with its key and whether it is cached; compiles and writes nothing. */
 int cuda_explain(const cfg_t *cfg, int cc, cuda_unit_info **units, int *n);
+/* Opens GPU 0 (primary context, one stream), then compiles `src` with
+ * NVRTC for its architecture or loads the cached module, checks that the
+ * module is the source with content hash `hash` and this ABI, and resolves
+ * every kernel of `plan`. */
 int cuda_dev_open(const char *src, size_t len, const char *hash, const cuda_plan *plan, cuda_dev **out);
 /* cuda_dev_open for the units of cuda_gen_units: one module per unit
  * (cached ones loaded, the rest compiled in parallel), each plan kernel
@@ -190,8 +177,6 @@ int cuda_dev_open_units(const gen_unit *units, int n, const cuda_plan *plan, cud
 void cuda_dev_close(cuda_dev *d);
 /* "NVIDIA H100 80GB HBM3, sm_90, compiled /cache/cuda/<key>.cubin" */
 const char *cuda_dev_about(const cuda_dev *d);
-/* The NVRTC programs this open compiled (0: all came from the cache). */
-int cuda_dev_compiled(const cuda_dev *d);
 
 /* Device memory; an out-of-memory error reports the request against the free memory. */
 int cuda_alloc(cuda_dev *d, size_t bytes, const char *what, cuda_ptr *p);

@@ -43,8 +43,8 @@
 /* The runtime sources the program compiles, embedded in gptc at build time
  * (CMakeLists.txt) so an installed gptc exports without a source tree. */
 static const char *const export_runtime[] = {
-    "cli.c", "cli.h", "embed.c", "embed.h", "json.c", "json.h", "sample.c", "sample.h", "tok.c", "tok.h", "tok_bpe.c", "tok_internal.h",
-    "tok_map.c", "tok_simple.c", "tok_unicode.c", "util.c", "util.h", NULL,
+    "cli.c", "cli.h", "embed.c", "embed.h", "json.c", "json.h", "sample.c", "sample.h", "tok.c", "tok.h", "tok_bpe.c",
+    "tok_internal.h", "tok_map.c", "tok_simple.c", "tok_unicode.c", "tok_vocab.c", "util.c", "util.h", NULL,
 };
 /* A char or word model compiles templates/export/tok_bpe_none.c instead:
  * no GPT-2 tokenizer, no PCRE2. */

@@ -1,4 +1,4 @@
-/* gen: see gen.h. The Lua side (gen/shapes.lua, gen/emit.lua, gen/bench.lua) does the work;
+/* gen: see gen.h. The Lua side (gen/shapes.lua, gen/emit.lua, gen/emit_cuda.lua, gen/bench.lua) does the work;
  * this file moves configs in and tensors and sources out. */
 #include "gen.h"
 
@@ -8,19 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda.h"
 #include "lx.h"
 #include "schedfile.h"
 #include "util.h"
 
-int gen_vec_bytes(void) {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return 64;
-  if (__builtin_cpu_supports("avx2")) return 32;
-#endif
-  return 16;
-}
+/* the generator's width is the host's: a fact of the machine (util.c), which
+ * the tuned-schedule file's key (schedfile.c) needs too */
+int gen_vec_bytes(void) { return util_vec_bytes(); }
 
 static int gen_int_field(lua_State *L, int t, const char *k) {
   lua_getfield(L, t, k);
@@ -255,5 +249,46 @@ int gen_units_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, co
   }
   *units = u;
   *n = count;
+  return 0;
+}
+
+/* ---- CUDA sources (gen/emit_cuda.lua) ---- */
+
+static void cuda_gen_opts_fill(lua_State *L, const void *arg) {
+  const cuda_gen_opts *opts = arg;
+  lua_pushboolean(L, !(opts && opts->unfused));
+  lua_setfield(L, -2, "fuse");
+  lua_pushinteger(L, opts ? opts->tile : 0);
+  lua_setfield(L, -2, "tile");
+}
+
+int cuda_gen_source(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65]) {
+  return gen_render(cfg, "emit_cuda", cuda_gen_opts_fill, opts, src, len, hash);
+}
+
+int cuda_gen_units(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65],
+                   gen_unit **units, int *n) {
+  if (gen_units_render(cfg, "emit_cuda", cuda_gen_opts_fill, opts, 0, src, len, hash, units, n)) return -1;
+  /* each unit is its own module: it carries its own content hash, which
+   * the loaded module's gptc_source_hash must match */
+  for (int i = 0; i < *n; i++) {
+    gen_unit *u = &(*units)[i];
+    char h[65], head[256];
+    util_sha256_hex(u->src, u->len, h);
+    int hl = snprintf(head, sizeof head, "/* gptc CUDA kernel unit %.100s (a program of its own) */\n"
+                      "#define GPTC_SOURCE_HASH \"%s\"\n", u->name, h);
+    char *t = util_malloc((size_t)hl + u->len + 1, "CUDA kernel unit");
+    if (!t) {
+      gen_units_free(*units, *n);
+      free(*src);
+      *units = NULL, *src = NULL, *n = 0;
+      return -1;
+    }
+    memcpy(t, head, (size_t)hl);
+    memcpy(t + hl, u->src, u->len + 1);
+    free(u->src);
+    u->src = t;
+    u->len += (size_t)hl;
+  }
   return 0;
 }

@@ -2,9 +2,10 @@
  *
  * The generator (gen/) derives every shape once and emits C that defines one
  * `gptc_model` (returned by `gptc_model_get`) whose tables and constants come
- * from that derivation: the runtime never recomputes a shape or an offset. A
- * generated .c file includes this header (its text is embedded in the
- * generated source so compiling it needs no gptc headers).
+ * from that derivation: the runtime never recomputes a shape or an offset.
+ * The generated source does not include this header: templates/cpu/prelude.c
+ * carries a copy of these types (so compiling it needs no gptc headers), kept
+ * in step by hand and guarded by abi_version.
  *
  * Buffers are flat float arrays owned by the runtime:
  *   params, grads, adam_m, adam_v : n_params floats, laid out by `tensors`

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gen.h"
 #include "util.h"
 
 void sched_path(char *out, size_t n) {
@@ -15,7 +14,7 @@ void sched_path(char *out, size_t n) {
   util_sha256_init(&s);
   util_cpu_id(&s);
   char more[128];
-  snprintf(more, sizeof more, "\nprocessors %d vector bytes %d gptc %s\n", omp_get_num_procs(), gen_vec_bytes(),
+  snprintf(more, sizeof more, "\nprocessors %d vector bytes %d gptc %s\n", omp_get_num_procs(), util_vec_bytes(),
            GPTC_VERSION);
   util_sha256_update(&s, more, strlen(more));
   util_sha256_final(&s, d);
@@ -144,7 +143,7 @@ int sched_save(const sched_file *f) {
                   "# gptc %s: GEMM schedules measured by `gptc tune` on this host: %s, %d processors, %d-byte vectors.\n"
                   "# One line a GEMM instance: its name, its schedule (fields: gen/schedule.lua; '-': the heuristic's),\n"
                   "# '#' and what was measured. Every schedule sums in the same order, so an edit changes speed, not results.\n",
-                  GPTC_VERSION, cpu, omp_get_num_procs(), gen_vec_bytes());
+                  GPTC_VERSION, cpu, omp_get_num_procs(), util_vec_bytes());
   for (int i = 0; i < f->n; i++)
     util_buf_printf(&b, "%s %s%s%s\n", e[i].name, e[i].sched, e[i].note[0] ? " # " : "", e[i].note);
   free(e);

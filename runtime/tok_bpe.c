@@ -366,17 +366,17 @@ tok_t *tok_gpt2_new_ex(int flags) {
   if (!t) return NULL;
   t->bpe = util_calloc(1, sizeof *t->bpe, "gpt2 tokenizer");
   if (!t->bpe || tok_map_init(&t->bpe->ranks, BPE_N_MERGEABLE) || tok_map_init(&t->bpe->cache, 1 << 14) ||
-      tok_bpe_load_encoder(t->bpe) || tok_bpe_check_merges(t->bpe) || tok_bpe_compile(t->bpe, flags)) {
-    tok_free(t);
-    return NULL;
-  }
+      tok_bpe_load_encoder(t->bpe) || tok_bpe_check_merges(t->bpe) || tok_bpe_compile(t->bpe, flags))
+    goto fail;
   t->n_vocab = BPE_EOT + 1;
   t->eot = BPE_EOT;
-  if (tok_finish(t)) {
-    tok_free(t);
-    return NULL;
-  }
+  if (tok_finish(t)) goto fail;
   return t;
+fail:
+  tok_bpe_free(t->bpe); /* tok_release (tok_vocab.c) leaves the gpt2 state to us */
+  t->bpe = NULL;
+  tok_release(t);
+  return NULL;
 }
 
 void tok_bpe_free(tok_bpe *b) {

@@ -1,5 +1,5 @@
-/* tok_internal: what the tokenizer files (tok.c, tok_map.c, tok_bpe.c,
- * tok_simple.c, tok_unicode.c) share, and what tests/test_tok.c reaches past
+/* tok_internal: what the tokenizer files (tok.c, tok_vocab.c, tok_map.c,
+ * tok_bpe.c, tok_simple.c, tok_unicode.c) share, and what tests/test_tok.c reaches past
  * the public API for. Not for other modules. */
 #ifndef GPTC_TOK_INTERNAL_H
 #define GPTC_TOK_INTERNAL_H
@@ -58,14 +58,19 @@ struct tok_t {
   tok_bpe *bpe;       /* gpt2 */
 };
 
-/* Shared by the constructors: allocates a tokenizer of `kind` (tok.c). */
+#define TOK_BLOB_MAGIC "gptc-vocab" /* the vocabulary blob's first word */
+
+/* Shared by the constructors (tok_vocab.c): allocates a tokenizer of `kind`. */
 tok_t *tok_alloc(int kind);
+/* Frees t and everything but the gpt2 state (t->bpe must be NULL or
+ * freed already: tok_free does both). */
+void tok_release(tok_t *t);
 /* Appends the text of the next id (char/word); tok_finish then sets the
  * vocabulary hash. */
 int tok_add_entry(tok_t *t, const char *s, size_t n);
 int tok_finish(tok_t *t);
 
-/* ---- JSON strings (tok.c): encoder.json keys and vocabulary blob lines ---- */
+/* ---- JSON strings (tok_vocab.c): encoder.json keys and vocabulary blob lines ---- */
 /* Reads the JSON string literal at s (s[0] must be '"') into out (appended,
  * UTF-8). Returns the bytes consumed, or -1 after util_err naming `what` and
  * the byte offset `base + position`. */

@@ -63,7 +63,7 @@ tok_t *tok_char_new(const char *text, size_t n) {
       char u[4];
       uint32_t cp = w << 6 | (uint32_t)__builtin_ctzll(bits);
       if (tok_add_entry(t, u, (size_t)util_utf8_encode(cp, u))) {
-        tok_free(t);
+        tok_release(t);
         t = NULL;
         break;
       }
@@ -71,7 +71,7 @@ tok_t *tok_char_new(const char *text, size_t n) {
   }
   free(seen);
   if (t && (tok_char_index(t) || tok_finish(t))) {
-    tok_free(t);
+    tok_release(t);
     t = NULL;
   }
   return t;
@@ -224,7 +224,7 @@ tok_t *tok_word_new_ex(const char *text, size_t n, int with_specials) {
 fail:
   free(refs);
   tok_map_free(&set);
-  tok_free(t);
+  tok_release(t);
   return NULL;
 }
 

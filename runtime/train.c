@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend_cpu.h"
 #include "ckpt.h"
 #include "data.h"
 #include "dist.h"

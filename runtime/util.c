@@ -174,7 +174,17 @@ int util_fsync_dir_of(const char *path) {
   return 0;
 }
 
-int util_write_file_atomic(const char *path, const void *data, size_t len) {
+int util_commit_tmp(const char *tmp, const char *path) {
+  if (rename(tmp, path) != 0) {
+    util_err("%s: rename from %s failed: %s", path, tmp, strerror(errno));
+    unlink(tmp);
+    return -1;
+  }
+  util_fsync_dir_of(path);
+  return 0;
+}
+
+int util_write_segs_atomic(const char *path, const util_seg *seg, int nseg, char **tmp_out) {
   size_t n = strlen(path);
   char *tmp = util_malloc(n + sizeof UTIL_TMP_SUFFIX, "temp file name");
   if (!tmp) return -1;
@@ -185,37 +195,48 @@ int util_write_file_atomic(const char *path, const void *data, size_t len) {
     free(tmp);
     return -1;
   }
-  const char *p = data;
-  size_t left = len;
-  while (left > 0) {
-    ssize_t w = write(fd, p, left);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      util_err("%s: write failed: %s", path, strerror(errno));
-      close(fd);
-      unlink(tmp);
-      free(tmp);
-      return -1;
+  for (int i = 0; i < nseg; i++) {
+    const char *p = seg[i].p;
+    size_t left = seg[i].n;
+    while (left > 0) {
+      ssize_t w = write(fd, p, left);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        util_err("%s: write failed: %s", path, w < 0 ? strerror(errno) : "no progress");
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        return -1;
+      }
+      p += w;
+      left -= (size_t)w;
     }
-    p += w;
-    left -= (size_t)w;
   }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    util_err("%s: fsync/close failed: %s", path, strerror(errno));
+  if (fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
+    util_err("%s: fsync failed: %s", path, strerror(errno));
+    close(fd);
     unlink(tmp);
     free(tmp);
     return -1;
   }
-  chmod(tmp, 0644);
-  if (rename(tmp, path) != 0) {
-    util_err("%s: rename from %s failed: %s", path, tmp, strerror(errno));
+  if (close(fd) != 0) {
+    util_err("%s: close failed: %s", path, strerror(errno));
     unlink(tmp);
     free(tmp);
     return -1;
   }
+  if (tmp_out) {
+    *tmp_out = tmp;
+    return 0;
+  }
+  int rc = util_commit_tmp(tmp, path);
   free(tmp);
-  util_fsync_dir_of(path);
-  return 0;
+  return rc;
+}
+
+int util_write_file_atomic(const char *path, const void *data, size_t len) {
+  util_seg s = {data, len};
+  return util_write_segs_atomic(path, &s, 1, NULL);
 }
 
 int util_is_tmp_of(const char *name, const char *base) {
@@ -647,6 +668,15 @@ const char *util_cache_dir(void) {
  * schedules' file name hash /proc/cpuinfo's first vendor, family, model,
  * model name and flags lines; $GPTC_CPU_ID replaces them (tests, or a cache
  * split by hand). */
+int util_vec_bytes(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return 64;
+  if (__builtin_cpu_supports("avx2")) return 32;
+#endif
+  return 16;
+}
+
 void util_cpu_id(util_sha256 *s) {
   const char *env = getenv("GPTC_CPU_ID");
   if (env && *env) {

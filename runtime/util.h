@@ -43,6 +43,19 @@ const char *util_mode_name(unsigned mode);
 int util_read_file(const char *path, char **data, size_t *len);
 /* Atomic write: temp file in the same directory, fsync, rename, dir fsync. */
 int util_write_file_atomic(const char *path, const void *data, size_t len);
+/* One piece of a file written from several buffers. */
+typedef struct {
+  const void *p;
+  size_t n;
+} util_seg;
+/* util_write_file_atomic of the concatenated segments, streamed (a
+ * checkpoint is hundreds of MB and is not copied into one buffer). With
+ * tmp_out it stops before the rename and hands over the temp file's name
+ * (malloc'ed): the caller renames it with util_commit_tmp, or unlinks it. */
+int util_write_segs_atomic(const char *path, const util_seg *seg, int nseg, char **tmp_out);
+/* Renames a finished temp file into place and fsyncs the directory, so the
+ * rename itself survives a power cut; on failure the temp file is removed. */
+int util_commit_tmp(const char *tmp, const char *path);
 /* The temp file of `path` is path + UTIL_TMP_SUFFIX (mkstemp's template);
  * util_is_tmp_of says whether a directory entry is one of base's, so a run
  * can remove what a killed save left behind and nothing else. */
@@ -97,6 +110,8 @@ const char *util_cache_check(const char *path, const void *data, size_t n);
  * "gptc: cached object <path>: <why>; rebuilding it" on stderr. */
 int util_cache_verify(const char *path, char **data, size_t *n);
 
+/* This CPU's vector width in bytes (64 AVX-512, 32 AVX2, else 16). */
+int util_vec_bytes(void);
 /* This CPU's identity (vendor, family, model, name, flags; or $GPTC_CPU_ID) into s. */
 void util_cpu_id(util_sha256 *s);
 /* 64-bit FNV-1a, for cheap non-cryptographic keys. */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend_cuda.h"
 #include "cfg.h"
 #include "cuda.h"
 #include "gen.h"

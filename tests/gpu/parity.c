@@ -22,6 +22,8 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_cpu.h"
+#include "backend_cuda.h"
 #include "cfg.h"
 #include "lx.h"
 #include "sample.h"

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_cpu.h"
 #include "dist.h"
 #include "train.h"
 #include "util.h"

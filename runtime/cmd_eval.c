@@ -39,16 +39,7 @@ static const cli_spec cmd_eval_spec = {
 static int cmd_eval_run(const char *ckpt, const char *text_path, const char *device) {
   char *text;
   size_t len;
-  if (util_read_file(text_path, &text, &len)) return -1;
-  if (len == 0) {
-    free(text);
-    return util_err("%s: empty text", text_path);
-  }
-  long bad = util_utf8_invalid_at(text, len);
-  if (bad >= 0) {
-    free(text);
-    return util_err("%s: invalid UTF-8 at byte offset %ld", text_path, bad);
-  }
+  if (util_read_text(text_path, &text, &len)) return -1;
   train_loaded l;
   if (train_open_ckpt(ckpt, device, &l)) {
     free(text);

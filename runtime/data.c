@@ -47,16 +47,7 @@
 static int data_add_file(const char *path, const char *sep, util_buf *text) {
   char *s;
   size_t n;
-  if (util_read_file(path, &s, &n)) return -1;
-  if (n == 0) {
-    free(s);
-    return util_err("%s: empty text", path);
-  }
-  long bad = util_utf8_invalid_at(s, n);
-  if (bad >= 0) {
-    free(s);
-    return util_err("%s: invalid UTF-8 at byte offset %ld", path, bad);
-  }
+  if (util_read_text(path, &s, &n)) return -1;
   int rc = 0;
   if (text->len > 0 && sep[0]) rc = util_buf_add(text, sep, strlen(sep));
   if (rc == 0) rc = util_buf_add(text, s, n);

@@ -289,16 +289,7 @@ int sample_generate(const sample_model *m, tok_t *tok, const char *prompt, const
 int sample_eval(const sample_model *m, tok_t *tok, const char *path, FILE *out) {
   char *text;
   size_t len;
-  if (util_read_file(path, &text, &len)) return -1;
-  if (len == 0) {
-    free(text);
-    return util_err("%s: empty text", path);
-  }
-  long bad = util_utf8_invalid_at(text, len);
-  if (bad >= 0) {
-    free(text);
-    return util_err("%s: invalid UTF-8 at byte offset %ld", path, bad);
-  }
+  if (util_read_text(path, &text, &len)) return -1;
   int32_t *ids = NULL;
   size_t n = 0, T = (size_t)m->context_length;
   float *logits = NULL;

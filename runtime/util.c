@@ -158,6 +158,16 @@ int util_read_file(const char *path, char **data, size_t *len) {
   return -1;
 }
 
+int util_read_text(const char *path, char **data, size_t *len) {
+  if (util_read_file(path, data, len)) return -1;
+  long bad = *len == 0 ? -2 : util_utf8_invalid_at(*data, *len);
+  if (bad == -1) return 0;
+  free(*data);
+  *data = NULL;
+  if (bad == -2) return util_err("%s: empty text", path);
+  return util_err("%s: invalid UTF-8 at byte offset %ld", path, bad);
+}
+
 int util_fsync_dir_of(const char *path) {
   char *dir = util_strdup(path);
   if (!dir) return -1;

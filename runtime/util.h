@@ -41,6 +41,10 @@ const char *util_mode_name(unsigned mode);
  * available memory (util_mem_available) before and while reading; the
  * buffer gets a NUL after the last byte. */
 int util_read_file(const char *path, char **data, size_t *len);
+/* util_read_file of a text document, with the rules every text gptc trains
+ * or evaluates on meets: not empty, valid UTF-8 (the error names the file
+ * and the byte offset). */
+int util_read_text(const char *path, char **data, size_t *len);
 /* Atomic write: temp file in the same directory, fsync, rename, dir fsync. */
 int util_write_file_atomic(const char *path, const void *data, size_t len);
 /* One piece of a file written from several buffers. */

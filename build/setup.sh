@@ -25,3 +25,20 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
+# The arm64 PCRE2 (Debian multiarch; it installs beside the amd64 one) lets `gptc export --target aarch64`
+# build gpt2-tokenizer models (docs/export.md); tests/test_export_port.c runs one under qemu. A machine whose
+# apt sources carry no arm64 packages still builds and tests everything else: such an export is refused
+# with a one-line reason, and the test checks that instead. (libevent-dev is not co-installable across
+# architectures: its arm64 package replaces the amd64 one that --serve links, so an aarch64 export is
+# made without --serve unless the cross sysroot has libevent_core.a.)
+A64="libpcre2-dev:arm64"
+if ! dpkg-query -W -f='${Status}' "$A64" 2>/dev/null | grep -q "install ok installed"; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $SUDO dpkg --add-architecture arm64 && $SUDO apt-get update -qq || true
+  fi
+  $SUDO apt-get install -y -qq --no-install-recommends "$A64" ||
+    echo "gptc setup: could not install $A64 (no arm64 packages in the apt sources?); aarch64 exports of gpt2 models are refused"
+fi

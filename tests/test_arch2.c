@@ -3,13 +3,18 @@
  * included (encoder.json keys, vocabulary blob lines). The blob's bytes are
  * hashed into the vocabulary hash that checkpoints and token caches carry,
  * so its form is pinned here by a SHA-256 computed outside gptc
- * (sha256sum) from the bytes the former tok_vocab.c writer produced. */
+ * (sha256sum) from the bytes the former tok_vocab.c writer produced. And
+ * emit.prepare, the generator's preparation step that emit.body and
+ * gen/bench.lua share. */
+#include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cfg.h"
+#include "gen.h"
 #include "json.h"
+#include "lx.h"
 #include "testutil.h"
 #include "tok.h"
 #include "util.h"
@@ -90,12 +95,49 @@ START_TEST(read_str) {
 }
 END_TEST
 
+/* Every kernel instance emit.prepare makes is one the body defines: the
+ * body renders the prepared instances. */
+START_TEST(emit_prepare) {
+  cfg_t cfg;
+  ck_assert_msg(cfg_load_file(tu_src("configs/tiny-test.lua"), &cfg) == 0, "%s", util_errmsg());
+  ck_assert_msg(cfg_set_vocab(&cfg, 65) == 0, "%s", util_errmsg());
+  lua_State *L = lx_new();
+  ck_assert_ptr_nonnull(L);
+  cfg_push(L, &cfg);
+  ck_assert_msg(lx_call(L, "emit", "body", 1, 1) == 0, "%s", util_errmsg());
+  const char *body = lua_tostring(L, -1); /* stays on the stack */
+  cfg_push(L, &cfg);
+  ck_assert_msg(lx_call(L, "emit", "prepare", 1, 4) == 0, "%s", util_errmsg());
+  /* stack: body, S, env, ks, pass */
+  ck_assert(lua_istable(L, -4) && lua_istable(L, -3) && lua_istable(L, -1));
+  ck_assert_int_eq(lua_getfield(L, -3, "n_chunks"), LUA_TNUMBER);
+  ck_assert_int_gt(lua_tointeger(L, -1), 0);
+  lua_pop(L, 1);
+  ck_assert_int_eq(lua_getfield(L, -2, "list"), LUA_TTABLE);
+  lua_Integer n = luaL_len(L, -1);
+  ck_assert_int_gt(n, 5);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, -1, i);
+    lua_getfield(L, -1, "k");
+    ck_assert_int_eq(lua_getfield(L, -1, "fn"), LUA_TSTRING);
+    /* the instance's functions: fn itself or fn_forward, fn_backward ... */
+    char def[256], part[256];
+    snprintf(def, sizeof def, " %s(", lua_tostring(L, -1));
+    snprintf(part, sizeof part, " %s_", lua_tostring(L, -1));
+    ck_assert_msg(strstr(body, def) || strstr(body, part), "instance%s is not in the body", def);
+    lua_pop(L, 3);
+  }
+  lua_close(L);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("arch2");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, vocab_blob_round_trip);
   tcase_add_test(tc, write_forms);
   tcase_add_test(tc, read_str);
+  tcase_add_test(tc, emit_prepare);
   suite_add_tcase(s, tc);
   return tu_main(s);
 }

@@ -19,8 +19,6 @@ local schedule = require("schedule")
 local shapes = require("shapes")
 local template = require("template")
 
-local E = emit._internal
-
 local M = {}
 
 local TPL = "templates/cpu/"
@@ -421,7 +419,7 @@ local function adamw_rec(S, env)
     kernel = "gptc_adamw", generic_kernel = "generic_gptc_adamw", tpl = "optim.c", op = "adamw",
     site = string.format("all %d tensors", #S.tensors),
     desc = string.format("AdamW over %d parameters in %d chunks of up to %d (decay on 2-D tensors)", real_n,
-      env.n_chunks, E.CHUNK),
+      env.n_chunks, env.CHUNK),
     calls = 1, flops = 16 * real_n, bytes = F * 7 * real_n, compute_bound = 0,
     bufs = { buf("params", n, "RANDN", true), buf("grads", n), buf("m", n, "RANDN", true),
       buf("v", n, "POSITIVE", true) },
@@ -515,12 +513,7 @@ local function prepare(cfg, opts)
   local o = {}
   for key, v in pairs(opts) do o[key] = v end
   o.export_kernels = nil -- the source exports only gptc_bench_get
-  local S = shapes.derive(cfg)
-  local env = E.base_env(S, o, cfg)
-  local ks = E.new_kernels()
-  E.passes(S, env, ks)
-  env.CHUNK = E.CHUNK
-  env.n_chunks = E.chunk_tensors(S)
+  local S, env, ks = emit.prepare(cfg, o)
   return S, env, ks, step_ops(S, env, ks)
 end
 
@@ -590,19 +583,19 @@ function M.body(cfg, opts)
 
   local parts = {
     "/* The benchmark ABI (templates/bench/abi.h), pasted: */\n" .. gptc.read("templates/bench/abi.h"),
-    E.render("prelude.c", env), E.render("gemm_kernel.c", env),
+    emit.render("prelude.c", env), emit.render("gemm_kernel.c", env),
     template.render("templates/bench/dims.c", env),
     section("specialized kernels: the model's own instances (as in its source)"),
   }
-  for _, e in ipairs(used) do parts[#parts + 1] = E.render(e.tpl, env, e.k) end
-  parts[#parts + 1] = E.render("optim.c", env, { update_only = true })
+  for _, e in ipairs(used) do parts[#parts + 1] = emit.render(e.tpl, env, e.k) end
+  parts[#parts + 1] = emit.render("optim.c", env, { update_only = true })
   parts[#parts + 1] = section("generic kernels: the same templates, shapes read from gd at run time") ..
       "#undef KERNEL\n#define KERNEL static __attribute__((noinline))"
-  for _, e in ipairs(used) do parts[#parts + 1] = E.render(e.tpl, env, generic_instance(e.tpl, e.k, env)) end
-  parts[#parts + 1] = E.render("optim.c", env, { update_only = true, generic = true, prefix = "generic_",
+  for _, e in ipairs(used) do parts[#parts + 1] = emit.render(e.tpl, env, generic_instance(e.tpl, e.k, env)) end
+  parts[#parts + 1] = emit.render("optim.c", env, { update_only = true, generic = true, prefix = "generic_",
     n_chunks = dim("n_chunks"), n_tensors = dim("n_tensors") })
   parts[#parts + 1] = section("plain generic GEMMs: C = op(A) . op(B) (+ C), no bias or epilogue")
-  for _, k in ipairs(plains) do parts[#parts + 1] = E.render("gemm.c", env, k) end
+  for _, k in ipairs(plains) do parts[#parts + 1] = emit.render("gemm.c", env, k) end
   return finish(parts, env, cfg, ops)
 end
 
@@ -662,7 +655,7 @@ function M.tune_body(cfg, opts)
       b = b and schedule.check(p, h, b) or schedule.default(p, h)
       render_fns[#render_fns + 1] = r.kernel
       for i, s in ipairs(schedule.neighbours(p, h, b)) do
-        local fn = E.gemm_instance(ks, env, k.M, k.N, k.K, k.ta, k.tb, k.mode, k.desc, k.epi, s, "_c" .. i)
+        local fn = emit.gemm_instance(ks, env, k.M, k.N, k.K, k.ta, k.tb, k.mode, k.desc, k.epi, s, "_c" .. i)
         render_fns[#render_fns + 1] = fn
         local c = {}
         for key, v in pairs(r) do c[key] = v end
@@ -676,10 +669,10 @@ function M.tune_body(cfg, opts)
   env.micros = ks.micro.list
   local parts = {
     "/* The benchmark ABI (templates/bench/abi.h), pasted: */\n" .. gptc.read("templates/bench/abi.h"),
-    E.render("prelude.c", env), E.render("gemm_kernel.c", env),
+    emit.render("prelude.c", env), emit.render("gemm_kernel.c", env),
     section("each GEMM instance on its heuristic schedule, then its candidates"),
   }
-  for _, fn in ipairs(render_fns) do parts[#parts + 1] = E.render("gemm.c", env, ks.by[fn].k) end
+  for _, fn in ipairs(render_fns) do parts[#parts + 1] = emit.render("gemm.c", env, ks.by[fn].k) end
   return finish(parts, env, cfg, list)
 end
 

@@ -4,11 +4,18 @@
 -- buffer offsets, so the compiler sees fixed trip counts everywhere.
 --
 -- Entry points (called from runtime/gen.c; summary also from cmd_gen.c,
--- infer_body from export.c; gen/bench.lua reaches its internals):
+-- infer_body from export.c; prepare, render and gemm_instance from
+-- gen/bench.lua, which renders the same kernel instances):
 --   body(cfg, opts)          the source below the header
 --   header(cfg, hash, opts)  the header comment naming config, version, hash
 --   infer_body(cfg, opts)    a standalone source with only the inference step
 --   summary(cfg)             the readable shape summary (shapes.txt)
+--   prepare(cfg, opts)       the preparation step body() starts with: the
+--                            shapes S, the template environment env, the
+--                            kernel instances ks and the passes' source
+--   render(tpl, env, k)      one template of templates/cpu/ with instance k
+--   gemm_instance(ks, env, M, N, K, ta, tb, mode, desc, epi, sched, suffix)
+--                            adds a GEMM instance to ks; returns its name
 -- opts.real is "float" (default) or "double" (the finite-difference build);
 -- opts.vec_bytes is the host's vector width in bytes (64 for AVX-512);
 -- opts.threads is the host's processor count (default 2): GEMMs get at least
@@ -530,15 +537,23 @@ local function render(name, env, k)
   return template.render(TPL .. name, env)
 end
 
--- The body, and with `units` its compilation units (see M.split).
-local function body(cfg, opts, units)
-  opts = opts or {}
+-- The preparation step that emit's body and gen/bench.lua share: the
+-- shapes, the environment, every kernel instance the passes call (with the
+-- fusions decided) and the passes' source.
+local function prepare(cfg, opts)
   local S = shapes.derive(cfg)
   local env = base_env(S, opts, cfg)
   local ks = new_kernels()
   local pass = passes(S, env, ks)
   env.CHUNK = CHUNK
   env.n_chunks = chunk_tensors(S)
+  return S, env, ks, pass
+end
+
+-- The body, and with `units` its compilation units (see M.split).
+local function body(cfg, opts, units)
+  opts = opts or {}
+  local S, env, ks, pass = prepare(cfg, opts)
   env.pack_a, env.pack_b = ks.pack_a, ks.pack_b
   env.micros = ks.micro.list
   local prelude = render("prelude.c", env)
@@ -705,11 +720,8 @@ function M.summary(cfg)
   return table.concat(o, "\n") .. "\n"
 end
 
--- For gen/bench.lua, which renders the training step's kernel instances the
--- way body() does: the same environment, instance tables and fusions.
-M._internal = {
-  base_env = base_env, new_kernels = new_kernels, passes = passes, render = render, gemm_instance = gemm_instance,
-  chunk_tensors = chunk_tensors, CHUNK = CHUNK,
-}
+function M.prepare(cfg, opts) return prepare(cfg, opts or {}) end
+M.render = render
+M.gemm_instance = gemm_instance
 
 return M

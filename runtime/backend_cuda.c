@@ -425,7 +425,7 @@ static int backend_cuda_base(backend_cuda *c) {
 
 int backend_cuda_open(const cfg_t *cfg, backend **out) { return backend_cuda_open_variant(cfg, NULL, out); }
 
-int backend_cuda_open_variant(const cfg_t *cfg, const cuda_gen_opts *gen, backend **out) {
+int backend_cuda_open_variant(const cfg_t *cfg, const gen_cuda_opts *gen, backend **out) {
   *out = NULL;
   backend *b = util_calloc(1, sizeof *b, "backend");
   backend_cuda *c = b ? util_calloc(1, sizeof *c, "CUDA backend") : NULL;
@@ -448,8 +448,8 @@ int backend_cuda_open_variant(const cfg_t *cfg, const cuda_gen_opts *gen, backen
   int whole = gen && gen->whole;
   gen_unit *units = NULL;
   int n_units = 0;
-  int rc = whole ? cuda_gen_source(cfg, gen, &src, &len, hash)
-                 : cuda_gen_units(cfg, gen, &src, &len, hash, &units, &n_units);
+  int rc = whole ? gen_cuda_source(cfg, gen, &src, &len, hash)
+                 : gen_cuda_units(cfg, gen, &src, &len, hash, &units, &n_units);
   if (!rc) rc = cuda_plan_parse(src, len, &c->plan);
   if (!rc) rc = gen_tensors(cfg, &c->tensors, &c->n_tensors, &n_params);
   if (!rc && n_params != c->plan.n_params)

@@ -11,8 +11,8 @@
 
 int backend_cuda_open(const cfg_t *cfg, backend **out);
 /* The CUDA backend on a variant of the generated kernels (gen.h's
- * cuda_gen_opts; NULL: the default), for tests. */
-int backend_cuda_open_variant(const cfg_t *cfg, const cuda_gen_opts *gen, backend **out);
+ * gen_cuda_opts; NULL: the default), for tests. */
+int backend_cuda_open_variant(const cfg_t *cfg, const gen_cuda_opts *gen, backend **out);
 /* For the parity tests: n floats of the CUDA backend's training activation
  * `name` of layer `layer` (its launch plan's layout). */
 int backend_cuda_act(backend *b, const char *name, int layer, float *out, size_t n);

@@ -160,7 +160,7 @@ int cmd_gen(int argc, char **argv) {
     size_t wl;
     char wh[65];
     gen_unit *units;
-    rc = cuda_gen_units(&cfg, NULL, &whole, &wl, wh, &units, &n_units);
+    rc = gen_cuda_units(&cfg, NULL, &whole, &wl, wh, &units, &n_units);
     if (!rc) {
       free(whole);
       paths = util_calloc((size_t)n_units + 1, sizeof *paths, "unit list");

@@ -267,7 +267,7 @@ int cuda_precompile(const char *src, size_t len, int cc, char *path, size_t path
 }
 
 /* ---- the per-kernel programs -------------------------------------------------------------
- * Each unit of cuda_gen_units is one NVRTC program cached under its own
+ * Each unit of gen_cuda_units is one NVRTC program cached under its own
  * key; the missing ones are compiled by a pool of threads (NVRTC is
  * thread-safe per program), their images written under one lock. */
 
@@ -394,7 +394,7 @@ int cuda_explain(const cfg_t *cfg, int cc, cuda_unit_info **out, int *n) {
   char hash[65];
   gen_unit *units;
   int nu;
-  if (cuda_gen_units(cfg, NULL, &src, &len, hash, &units, &nu)) return -1;
+  if (gen_cuda_units(cfg, NULL, &src, &len, hash, &units, &nu)) return -1;
   free(src);
   cuda_unit_info *info = util_calloc((size_t)(nu ? nu : 1), sizeof *info, "unit list");
   int rc = info ? 0 : -1;

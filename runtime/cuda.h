@@ -1,5 +1,5 @@
 /* cuda: the CUDA side of gptc. Compiles a config's CUDA source (made by
- * gen.c's cuda_gen_source from gen/emit_cuda.lua) in-process with NVRTC
+ * gen.c's gen_cuda_source from gen/emit_cuda.lua) in-process with NVRTC
  * for the GPU's compute capability, one program per kernel (each CUBIN cached by content hash under
  * util_cache_dir()/cuda/, the missing ones compiled in parallel; docs/startup.md), loads them
  * through the CUDA driver API (libcuda.so.1, dlopen'ed at run time: gptc
@@ -151,7 +151,7 @@ typedef struct cuda_dev cuda_dev;
  * loads it without compiling; *compiled is 0 when it was there already.
  * path gets the cache entry's file. */
 int cuda_precompile(const char *src, size_t len, int cc, char *path, size_t path_n, int *compiled);
-/* cuda_precompile for the units of cuda_gen_units: the missing or damaged
+/* cuda_precompile for the units of gen_cuda_units: the missing or damaged
  * ones compiled in parallel; *compiled counts them; paths[i] gets unit i's
  * cache entry and fresh[i] 1 when it was compiled (both n long). */
 int cuda_precompile_units(const gen_unit *units, int n, int cc, int *compiled, char (*paths)[4200], int *fresh);
@@ -170,7 +170,7 @@ int cuda_explain(const cfg_t *cfg, int cc, cuda_unit_info **units, int *n);
  * module is the source with content hash `hash` and this ABI, and resolves
  * every kernel of `plan`. */
 int cuda_dev_open(const char *src, size_t len, const char *hash, const cuda_plan *plan, cuda_dev **out);
-/* cuda_dev_open for the units of cuda_gen_units: one module per unit
+/* cuda_dev_open for the units of gen_cuda_units: one module per unit
  * (cached ones loaded, the rest compiled in parallel), each plan kernel
  * looked up in the module of the unit that defines it. */
 int cuda_dev_open_units(const gen_unit *units, int n, const cuda_plan *plan, cuda_dev **out);

@@ -40,15 +40,10 @@
 #define EXPORT_LIBS_EVENT "-levent_extra -levent_pthreads -levent_core"
 #define EXPORT_TEMPLATES "templates/export/"
 
-/* The runtime sources the program compiles, embedded in gptc at build time
- * (CMakeLists.txt) so an installed gptc exports without a source tree. */
-static const char *const export_runtime[] = {
-    "cli.c", "cli.h", "embed.c", "embed.h", "json.c", "json.h", "sample.c", "sample.h", "tok.c", "tok.h", "tok_bpe.c",
-    "tok_internal.h", "tok_map.c", "tok_simple.c", "tok_unicode.c", "tok_vocab.c", "util.c", "util.h", NULL,
-};
-/* A char or word model compiles templates/export/tok_bpe_none.c instead:
- * no GPT-2 tokenizer, no PCRE2. */
+/* A char or word model compiles templates/export/tok_bpe_none.c instead of
+ * runtime/tok_bpe.c: no GPT-2 tokenizer, no PCRE2. */
 #define EXPORT_BPE "tok_bpe.c"
+#define EXPORT_RUNTIME "runtime/"
 
 typedef struct {
   const char *ckpt, *out;
@@ -63,6 +58,23 @@ typedef struct {
 } export_job;
 
 static int export_gpt2(const export_job *j) { return j->cfg.tokenizer == CFG_TOK_GPT2; }
+
+/* The runtime sources the program compiles are the files embedded under
+ * runtime/: CMakeLists.txt's GPTC_EMBED_FILES is their one list, so an
+ * installed gptc exports without a source tree. Returns f's name relative
+ * to runtime/ if j's program takes f (tok_bpe.c for a gpt2 model only),
+ * else NULL. */
+static const char *export_runtime_file(const export_job *j, const embed_file *f) {
+  if (strncmp(f->name, EXPORT_RUNTIME, strlen(EXPORT_RUNTIME))) return NULL;
+  const char *name = f->name + strlen(EXPORT_RUNTIME);
+  return export_gpt2(j) || strcmp(name, EXPORT_BPE) ? name : NULL;
+}
+
+/* Whether `name` is a C source (the compiler's inputs; headers are not). */
+static int export_is_c(const char *name) {
+  size_t n = strlen(name);
+  return n > 2 && !strcmp(name + n - 2, ".c");
+}
 
 /* `s` in single quotes for the shell. */
 static int export_shq(util_buf *b, const char *s) {
@@ -352,17 +364,9 @@ static int export_models(export_job *j) {
 }
 
 static int export_sources(export_job *j) {
-  for (int i = 0; export_runtime[i]; i++) {
-    if (!export_gpt2(j) && !strcmp(export_runtime[i], EXPORT_BPE)) continue;
-    char name[128];
-    const char *data;
-    size_t len;
-    int owned;
-    snprintf(name, sizeof name, "runtime/%s", export_runtime[i]);
-    if (embed_get(name, &data, &len, &owned)) return -1;
-    int rc = export_write(j, export_runtime[i], data, len);
-    if (owned) free((void *)data);
-    if (rc) return -1;
+  for (const embed_file *f = embed_files; f->name; f++) {
+    const char *name = export_runtime_file(j, f);
+    if (name && export_write(j, name, f->start, (size_t)(f->end - f->start))) return -1;
   }
   static const char *const rendered[] = {"cfg.h", "main.c", "cpu_dispatch.c", "serve.h", "embed_index.c", "data.S", NULL};
   for (int i = 0; rendered[i]; i++)
@@ -402,9 +406,10 @@ static int export_compile(const export_job *j, const char *cc) {
   util_buf a = {0};
   int rc = util_buf_printf(&a, "%s%s -I. -o program main.c cpu_dispatch.c %s", t->base_flags,
                            t->is_static ? " -static" : "", j->serve ? "serve.c" : "serve_none.c");
-  for (int i = 0; export_runtime[i] && !rc; i++)
-    if (strstr(export_runtime[i], ".c") && (export_gpt2(j) || strcmp(export_runtime[i], EXPORT_BPE)))
-      rc = util_buf_printf(&a, " %s", export_runtime[i]);
+  for (const embed_file *f = embed_files; f->name && !rc; f++) {
+    const char *name = export_runtime_file(j, f);
+    if (name && export_is_c(name)) rc = util_buf_printf(&a, " %s", name);
+  }
   if (!rc && !export_gpt2(j)) rc = util_buf_printf(&a, " tok_bpe_none.c");
   for (int i = 0; i < t->n_variants && !rc; i++) rc = util_buf_printf(&a, " model%s.o", t->variants[i].suffix);
   /* the libraries: all static for a static target; for native only these

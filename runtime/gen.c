@@ -185,7 +185,7 @@ int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, ch
   *src = NULL;
   *len = 0;
   if (strcmp(device, "cpu") != 0) {
-    if (!strcmp(device, "cuda")) return cuda_gen_source(cfg, NULL, src, len, hash);
+    if (!strcmp(device, "cuda")) return gen_cuda_source(cfg, NULL, src, len, hash);
     return util_err("device '%s' is not known (use cpu or cuda)", device);
   }
   return gen_render(cfg, "emit", gen_cpu_opts, NULL, src, len, hash);
@@ -254,21 +254,21 @@ int gen_units_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, co
 
 /* ---- CUDA sources (gen/emit_cuda.lua) ---- */
 
-static void cuda_gen_opts_fill(lua_State *L, const void *arg) {
-  const cuda_gen_opts *opts = arg;
+static void gen_cuda_opts_fill(lua_State *L, const void *arg) {
+  const gen_cuda_opts *opts = arg;
   lua_pushboolean(L, !(opts && opts->unfused));
   lua_setfield(L, -2, "fuse");
   lua_pushinteger(L, opts ? opts->tile : 0);
   lua_setfield(L, -2, "tile");
 }
 
-int cuda_gen_source(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65]) {
-  return gen_render(cfg, "emit_cuda", cuda_gen_opts_fill, opts, src, len, hash);
+int gen_cuda_source(const cfg_t *cfg, const gen_cuda_opts *opts, char **src, size_t *len, char hash[65]) {
+  return gen_render(cfg, "emit_cuda", gen_cuda_opts_fill, opts, src, len, hash);
 }
 
-int cuda_gen_units(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65],
+int gen_cuda_units(const cfg_t *cfg, const gen_cuda_opts *opts, char **src, size_t *len, char hash[65],
                    gen_unit **units, int *n) {
-  if (gen_units_render(cfg, "emit_cuda", cuda_gen_opts_fill, opts, 0, src, len, hash, units, n)) return -1;
+  if (gen_units_render(cfg, "emit_cuda", gen_cuda_opts_fill, opts, 0, src, len, hash, units, n)) return -1;
   /* each unit is its own module: it carries its own content hash, which
    * the loaded module's gptc_source_hash must match */
   for (int i = 0; i < *n; i++) {

@@ -53,31 +53,30 @@ int gen_units(const cfg_t *cfg, char **src, size_t *len, char hash[65], gen_unit
 void gen_units_free(gen_unit *units, int n);
 /* gen_units for any module with a split(cfg, opts): glue_header 1 puts the
  * header above the last unit (the CPU's glue), 0 leaves the units as the
- * module returned them (the CUDA kernels: runtime/cuda.c cuda_gen_units). */
+ * module returned them (the CUDA kernels: runtime/cuda.c gen_cuda_units). */
 int gen_units_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, int glue_header,
                      char **src, size_t *len, char hash[65], gen_unit **units, int *n);
 
-/* ---- CUDA sources (gen/emit_cuda.lua; no GPU, no NVRTC needed). The
- * names keep their cuda_ prefix from when runtime/cuda.c made them. ---- */
+/* ---- CUDA sources (gen/emit_cuda.lua; no GPU, no NVRTC needed) ---- */
 
 /* Variants for tests: the kernels' other code paths on small shapes. */
 typedef struct {
   int unfused; /* 1: GELU and the residual add as separate kernels */
   int tile;    /* 1..4: every GEMM uses block tile 128x128, 128x64, 64x64 or 32x32; 0: by shape */
   int whole;   /* backend: 1 compiles the whole source as one NVRTC program (the reference the per-kernel
-                  programs are compared with); 0 one program per kernel unit (cuda_gen_units) */
-} cuda_gen_opts;
+                  programs are compared with); 0 one program per kernel unit (gen_cuda_units) */
+} gen_cuda_opts;
 
 /* The CUDA source for cfg (precision from cfg->precision); *src is
  * malloc'ed, hash is the content hash printed in its header. */
-int cuda_gen_source(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65]);
-/* cuda_gen_source, and the same kernels as separate NVRTC programs
+int gen_cuda_source(const cfg_t *cfg, const gen_cuda_opts *opts, char **src, size_t *len, char hash[65]);
+/* gen_cuda_source, and the same kernels as separate NVRTC programs
  * (gen/emit_cuda.lua M.split): one unit per kernel instance, named by it,
  * and "optimizer" (AdamW, the gradient norm and the bf16 copy share the
  * tensor table: the one unit that depends on n_layers). A unit is
  * GPTC_SOURCE_HASH (of the rest) + the prelude + its kernels' text, exactly
  * as in the whole source; the launch plan stays in the whole source. */
-int cuda_gen_units(const cfg_t *cfg, const cuda_gen_opts *opts, char **src, size_t *len, char hash[65],
+int gen_cuda_units(const cfg_t *cfg, const gen_cuda_opts *opts, char **src, size_t *len, char hash[65],
                    gen_unit **units, int *n);
 
 /* Renders the benchmark source for `cfg` (gen/bench.lua; the ABI is

@@ -10,13 +10,14 @@
 typedef struct {
   const char *s;
   size_t n, pos;
+  size_t base; /* added to offsets in messages: where s starts in its file (json_read_str) */
   const char *what;
   int depth;
   size_t values;
 } json_parser;
 
 static int json_fail(json_parser *p, size_t at, const char *rule) {
-  return util_err("%s: invalid JSON at byte %zu: %s", p->what, at, rule);
+  return util_err("%s: invalid JSON at byte %zu: %s", p->what, p->base + at, rule);
 }
 
 /* Describes the byte at `at` for "unexpected ..." messages. */
@@ -85,37 +86,29 @@ static int json_hex4(json_parser *p, size_t at, uint32_t *out) {
   return 0;
 }
 
-/* Parses a string at p->pos (the opening quote) into a malloc'ed buffer. */
-static int json_string(json_parser *p, char **out, size_t *out_len) {
+/* Parses a string at p->pos (the opening quote), appending its decoded
+ * bytes to b (the caller frees b, also on failure). */
+static int json_string_into(json_parser *p, util_buf *b) {
   size_t start = p->pos++;
-  util_buf b = {0};
   for (;;) {
-    if (p->pos >= p->n) {
-      util_buf_free(&b);
-      return json_fail(p, start, "unterminated string");
-    }
+    if (p->pos >= p->n) return json_fail(p, start, "unterminated string");
     unsigned char c = (unsigned char)p->s[p->pos];
     if (c == '"') {
       p->pos++;
       break;
     }
-    if (c < 0x20) {
-      util_buf_free(&b);
-      return json_fail(p, p->pos, "control character in string (must be escaped)");
-    }
+    if (c < 0x20) return json_fail(p, p->pos, "control character in string (must be escaped)");
     if (c != '\\') {
-      /* copy a run of plain bytes at once (UTF-8 was validated up front) */
+      /* copy a run of plain bytes at once (UTF-8 was validated up front:
+       * json_parse checks the whole text, json_read_str's caller its own) */
       size_t run = p->pos;
       while (run < p->n && p->s[run] != '"' && p->s[run] != '\\' && (unsigned char)p->s[run] >= 0x20) run++;
-      if (util_buf_add(&b, p->s + p->pos, run - p->pos)) goto fail;
+      if (util_buf_add(b, p->s + p->pos, run - p->pos)) return -1;
       p->pos = run;
       continue;
     }
     size_t esc = p->pos;
-    if (esc + 1 >= p->n) {
-      util_buf_free(&b);
-      return json_fail(p, start, "unterminated string");
-    }
+    if (esc + 1 >= p->n) return json_fail(p, start, "unterminated string");
     char e = p->s[esc + 1], lit = 0;
     p->pos += 2;
     switch (e) {
@@ -145,44 +138,46 @@ static int json_string(json_parser *p, char **out, size_t *out_len) {
       break;
     case 'u': {
       uint32_t cp;
-      if (json_hex4(p, p->pos, &cp)) goto fail;
+      if (json_hex4(p, p->pos, &cp)) return -1;
       p->pos += 4;
-      if (cp >= 0xDC00 && cp <= 0xDFFF) {
-        json_fail(p, esc, "lone low surrogate in \\u escape");
-        goto fail;
-      }
+      if (cp >= 0xDC00 && cp <= 0xDFFF) return json_fail(p, esc, "lone low surrogate in \\u escape");
       if (cp >= 0xD800 && cp <= 0xDBFF) {
         uint32_t lo;
-        if (p->pos + 1 >= p->n || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u') {
-          json_fail(p, esc, "high surrogate not followed by a \\u low surrogate");
-          goto fail;
-        }
-        if (json_hex4(p, p->pos + 2, &lo)) goto fail;
-        if (lo < 0xDC00 || lo > 0xDFFF) {
-          json_fail(p, p->pos, "high surrogate not followed by a \\u low surrogate");
-          goto fail;
-        }
+        if (p->pos + 1 >= p->n || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u')
+          return json_fail(p, esc, "high surrogate not followed by a \\u low surrogate");
+        if (json_hex4(p, p->pos + 2, &lo)) return -1;
+        if (lo < 0xDC00 || lo > 0xDFFF)
+          return json_fail(p, p->pos, "high surrogate not followed by a \\u low surrogate");
         p->pos += 6;
         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
       }
       char u[4];
       int k = util_utf8_encode(cp, u);
-      if (util_buf_add(&b, u, (size_t)k)) goto fail;
+      if (util_buf_add(b, u, (size_t)k)) return -1;
       continue;
     }
     default:
-      json_fail(p, esc, "invalid escape (allowed: \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)");
-      goto fail;
+      return json_fail(p, esc, "invalid escape (allowed: \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)");
     }
-    if (util_buf_add(&b, &lit, 1)) goto fail;
+    if (util_buf_add(b, &lit, 1)) return -1;
   }
+  return 0;
+}
+
+/* Parses a string at p->pos (the opening quote) into a malloc'ed buffer. */
+static int json_string(json_parser *p, char **out, size_t *out_len) {
+  util_buf b = {0};
+  if (json_string_into(p, &b)) return util_buf_free(&b), -1;
   *out_len = b.len;
-  if (util_buf_add(&b, "", 1)) goto fail;
+  if (util_buf_add(&b, "", 1)) return util_buf_free(&b), -1;
   *out = b.data;
   return 0;
-fail:
-  util_buf_free(&b);
-  return -1;
+}
+
+long json_read_str(const char *s, size_t n, util_buf *out, const char *what, size_t base) {
+  json_parser p = {.s = s, .n = n, .base = base, .what = what};
+  if (!n || s[0] != '"') return json_unexpected(&p, 0, "a string");
+  return json_string_into(&p, out) ? -1 : (long)p.pos;
 }
 
 static int json_number(json_parser *p, json_val *v) {
@@ -407,7 +402,7 @@ static int json_value(json_parser *p, json_val *v) {
 json_val *json_parse(const char *text, size_t len, const char *what) {
   if (len > JSON_MAX_BYTES)
     return util_err("%s: JSON text of %zu bytes is over the limit of %u bytes", what, len, JSON_MAX_BYTES), NULL;
-  json_parser p = {text, len, 0, what, 0, 0};
+  json_parser p = {.s = text, .n = len, .what = what};
   long bad = util_utf8_invalid_at(text, len);
   if (bad >= 0) return json_fail(&p, (size_t)bad, "invalid UTF-8"), NULL;
   json_val *v = util_calloc(1, sizeof *v, "JSON value");
@@ -444,30 +439,47 @@ const char *json_type_name(int type) {
   return type >= JSON_NULL && type <= JSON_OBJ ? names[type] : "unknown";
 }
 
-int json_write_str(util_buf *b, const char *s, size_t n, const char *what) {
+/* json_write_str (line 0) and json_write_str_line (line 1): one escaper,
+ * so the two forms differ only where json.h says. */
+static int json_write_esc(util_buf *b, const char *s, size_t n, const char *what, int line) {
   long bad = util_utf8_invalid_at(s, n);
   if (bad >= 0) return util_err("%s: invalid UTF-8 at byte %ld (JSON strings must be UTF-8)", what, bad);
   if (util_buf_add(b, "\"", 1)) return -1;
-  size_t run = 0;
+  size_t run = 0; /* s[run, i) is copied as it is */
   for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
+    const unsigned char *u = (const unsigned char *)s + i;
     const char *esc = NULL;
-    char u[8];
-    if (c == '"') esc = "\\\"";
-    else if (c == '\\') esc = "\\\\";
-    else if (c == '\n') esc = "\\n";
-    else if (c == '\r') esc = "\\r";
-    else if (c == '\t') esc = "\\t";
-    else if (c < 0x20) {
-      snprintf(u, sizeof u, "\\u%04x", c);
-      esc = u;
+    uint32_t cp = 0x110000; /* below: the code point to write as \uXXXX */
+    size_t len = 1;         /* bytes of s the escape stands for */
+    char e[8];
+    if (u[0] == '"') esc = "\\\"";
+    else if (u[0] == '\\') esc = "\\\\";
+    else if (u[0] == '\n') esc = "\\n";
+    else if (u[0] == '\r') esc = "\\r";
+    else if (u[0] == '\t') esc = "\\t";
+    else if (line && u[0] == '\b') esc = "\\b";
+    else if (line && u[0] == '\f') esc = "\\f";
+    else if (u[0] < 0x20 || (line && u[0] == 0x7F)) cp = u[0];
+    else if (line && u[0] == 0xC2 && i + 1 < n && u[1] >= 0x80 && u[1] <= 0x9F) cp = u[1], len = 2;
+    else if (line && u[0] == 0xE2 && i + 2 < n && u[1] == 0x80 && (u[2] == 0xA8 || u[2] == 0xA9))
+      cp = 0x2000u + u[2] - 0x80, len = 3;
+    if (cp < 0x110000) {
+      snprintf(e, sizeof e, "\\u%04x", (unsigned)cp);
+      esc = e;
     }
     if (!esc) continue;
     if (util_buf_add(b, s + run, i - run) || util_buf_add(b, esc, strlen(esc))) return -1;
+    i += len - 1;
     run = i + 1;
   }
   if (util_buf_add(b, s + run, n - run) || util_buf_add(b, "\"", 1)) return -1;
   return 0;
+}
+
+int json_write_str(util_buf *b, const char *s, size_t n, const char *what) { return json_write_esc(b, s, n, what, 0); }
+
+int json_write_str_line(util_buf *b, const char *s, size_t n, const char *what) {
+  return json_write_esc(b, s, n, what, 1);
 }
 
 int json_write_num(util_buf *b, double x, const char *what) {

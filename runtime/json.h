@@ -1,5 +1,6 @@
 /* json: a small, strict JSON (RFC 8259) parser and writer helpers, for
- * safetensors headers and Hugging Face config.json files.
+ * safetensors headers and Hugging Face config.json files, and the one JSON
+ * string codec of the tokenizers (encoder.json keys, vocabulary blob lines).
  *
  * Strict means: UTF-8 input only, no comments, no trailing commas, no
  * leading zeros, no lone surrogates in \u escapes, no control characters in
@@ -53,9 +54,23 @@ void json_free(json_val *v);
 const json_val *json_get(const json_val *v, const char *key);
 const char *json_type_name(int type);
 
+/* Reads the JSON string literal at s (s[0] must be '"') of a format that
+ * holds JSON strings outside a JSON document (encoder.json's keys, the
+ * vocabulary blob's lines), appending its decoded bytes to out. The caller
+ * checks that s is UTF-8 where it must be. Returns the bytes consumed, or -1
+ * after util_err "<what>: invalid JSON at byte <base + offset>: <rule>" (base:
+ * where s starts in its file). */
+long json_read_str(const char *s, size_t n, util_buf *out, const char *what, size_t base);
+
 /* Writers append to a util_buf; they return -1 after util_err on failure. */
 /* A quoted string; `s` must be valid UTF-8 (named by `what` in the error). */
 int json_write_str(util_buf *b, const char *s, size_t n, const char *what);
+/* json_write_str's form for files of one string per line (the vocabulary
+ * blob): it also escapes DEL, U+0080..U+009F and U+2028/U+2029, so every
+ * invisible or line-breaking character shows as an escape, and writes
+ * U+0008 and U+000C as \b and \f. The blob's bytes are hashed into the
+ * vocabulary hash, so this form never changes. */
+int json_write_str_line(util_buf *b, const char *s, size_t n, const char *what);
 /* A finite number in the shortest form that reads back exactly. */
 int json_write_num(util_buf *b, double x, const char *what);
 

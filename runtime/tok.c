@@ -1,7 +1,7 @@
 /* tok: the public tokenizer API (tok.h). Construction from a saved
  * vocabulary and dispatch to the gpt2 (tok_bpe.c) and char/word
  * (tok_simple.c) parts. What those parts share (allocation, entries, the
- * vocabulary blob and its hash, JSON strings) is tok_vocab.c, which calls
+ * vocabulary blob and its hash; its JSON strings are json.c's) is tok_vocab.c, which calls
  * nothing here, so the parts never call back up into the dispatch.
  *
  * Vocabulary blob (char, word): the line "gptc-vocab KIND 1", then the text
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cfg.h"
+#include "json.h"
 #include "tok_internal.h"
 
 /* Entry checks while loading: char entries are single code points in
@@ -71,7 +72,7 @@ tok_t *tok_from_vocab(int kind, const char *blob, size_t n) {
     line++;
     snprintf(what, sizeof what, "vocabulary line %d", line);
     e.len = 0;
-    long used = tok_json_read(blob + i, n - i, &e, what, i);
+    long used = json_read_str(blob + i, n - i, &e, what, i);
     if (used < 0) goto fail;
     i += (size_t)used;
     if (i >= n || blob[i] != '\n') {

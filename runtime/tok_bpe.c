@@ -20,6 +20,7 @@
 
 #include "cfg.h"
 #include "embed.h"
+#include "json.h"
 #include "tok_internal.h"
 
 #define BPE_N_MERGEABLE 50256 /* ids 0..50255; 50256 is <|endoftext|> */
@@ -146,7 +147,7 @@ static int tok_bpe_load_encoder(tok_bpe *b) {
   while (i < n && s[i] != '}') {
     size_t at = i;
     key.len = raw.len = 0;
-    long used = tok_json_read(s + i, n - i, &key, F, i);
+    long used = json_read_str(s + i, n - i, &key, F, i);
     if (used < 0) goto done;
     i = tok_bpe_skip_ws(s, n, i + (size_t)used);
     if (i >= n || s[i] != ':') {

@@ -70,15 +70,6 @@ void tok_release(tok_t *t);
 int tok_add_entry(tok_t *t, const char *s, size_t n);
 int tok_finish(tok_t *t);
 
-/* ---- JSON strings (tok_vocab.c): encoder.json keys and vocabulary blob lines ---- */
-/* Reads the JSON string literal at s (s[0] must be '"') into out (appended,
- * UTF-8). Returns the bytes consumed, or -1 after util_err naming `what` and
- * the byte offset `base + position`. */
-long tok_json_read(const char *s, size_t n, util_buf *out, const char *what, size_t base);
-/* Appends s as a JSON string literal; control characters, U+0080..U+009F
- * and U+2028/U+2029 are escaped so one entry stays on one line. */
-int tok_json_write(util_buf *out, const char *s, size_t n);
-
 /* ---- per-kind parts -------------------------------------------------------- */
 int tok_bpe_encode(tok_t *t, const char *s, size_t n, int allow_special, int32_t **ids, size_t *n_ids);
 int tok_bpe_decode(const tok_t *t, const int32_t *ids, size_t n, util_buf *out);

@@ -44,9 +44,9 @@ static void load_config(const char *file, int vocab, int precision, cfg_t *c) {
   c->precision = precision;
 }
 
-static char *generate(const cfg_t *c, const cuda_gen_opts *o, size_t *len, char hash[65]) {
+static char *generate(const cfg_t *c, const gen_cuda_opts *o, size_t *len, char hash[65]) {
   char *src[1] = {NULL}; /* (an array: GCC 12 takes &src of a scalar for a pointer into this frame) */
-  ck_assert_msg(cuda_gen_source(c, o, src, len, hash) == 0, "%s: %s", c->name, util_errmsg());
+  ck_assert_msg(gen_cuda_source(c, o, src, len, hash) == 0, "%s: %s", c->name, util_errmsg());
   return src[0];
 }
 
@@ -365,7 +365,7 @@ static int unit_in(const gen_unit *u, const gen_unit *base, int n) {
 /* kernel variants: unfused GELU and residual, the 128x64 GEMM tile (the
  * shipped shapes take the other tiles). Only the kernel programs that the
  * default generation does not have are compiled, each as the NVRTC program
- * the runtime compiles (cuda_gen_units); every_config_compiles has the
+ * the runtime compiles (gen_cuda_units); every_config_compiles has the
  * rest. Each variant must bring kernels of its own. */
 START_TEST(variants_compile) {
   enum { MAXJ = 4 * 64 };
@@ -381,14 +381,14 @@ START_TEST(variants_compile) {
     size_t len;
     gen_unit *base;
     int n_base;
-    ck_assert_msg(cuda_gen_units(&c, NULL, &src, &len, hash, &base, &n_base) == 0, "%s", util_errmsg());
+    ck_assert_msg(gen_cuda_units(&c, NULL, &src, &len, hash, &base, &n_base) == 0, "%s", util_errmsg());
     free(src);
     keep[nk] = base, n_keep[nk++] = n_base;
     for (int v = 0; v < 2; v++) {
-      cuda_gen_opts o = {v == 0, v == 0 ? 0 : 2, 0};
+      gen_cuda_opts o = {v == 0, v == 0 ? 0 : 2, 0};
       gen_unit *u;
       int n;
-      ck_assert_msg(cuda_gen_units(&c, &o, &src, &len, hash, &u, &n) == 0, "%s", util_errmsg());
+      ck_assert_msg(gen_cuda_units(&c, &o, &src, &len, hash, &u, &n) == 0, "%s", util_errmsg());
       cuda_plan *p = &plans[prec * 2 + v];
       ck_assert_msg(cuda_plan_parse(src, len, p) == 0, "%s", util_errmsg());
       free(src);
@@ -450,7 +450,7 @@ static const char *ODD = "vocab_size = 29, emb_dim = 24, n_heads = 4, n_layers =
 static const char *LONG = "vocab_size = 50, emb_dim = 32, n_heads = 2, n_layers = 1, context_length = 80, drop_rate = 0.1, "
                           "train = { batch_size = 1, max_length = 72 }";
 
-static void parity_of(const char *name, const char *body, int precision, const cuda_gen_opts *gen) {
+static void parity_of(const char *name, const char *body, int precision, const gen_cuda_opts *gen) {
   cfg_t c;
   ck_assert_msg(cfg_load_file(write_cfg(name, body), &c) == 0, "%s", util_errmsg());
   parity_ctx px;
@@ -464,12 +464,12 @@ static const char *TINY = "vocab_size = 62, emb_dim = 16, n_heads = 2, n_layers 
                           "drop_rate = 0.0, qkv_bias = true, train = { batch_size = 2, max_length = 16 }";
 
 /* The parity cases build each model as one emulated module (the whole
- * source, cuda_gen_opts.whole): an emulated kernel program's build is mostly
+ * source, gen_cuda_opts.whole): an emulated kernel program's build is mostly
  * parsing emu.h and the prelude, so a model's 50 per-kernel programs cost
  * six times one whole-source build. The tiny model, the golden models and
  * the CLI cases below run the per-kernel programs (the runtime's default),
  * and test_kcache_cuda checks the two bit for bit. */
-static const cuda_gen_opts WHOLE = {0, 0, 1};
+static const gen_cuda_opts WHOLE = {0, 0, 1};
 
 START_TEST(emulated_parity_fp32) {
   emulator();
@@ -489,10 +489,10 @@ END_TEST
 
 START_TEST(emulated_variants) {
   emulator();
-  cuda_gen_opts unfused = {1, 0, 1};
+  gen_cuda_opts unfused = {1, 0, 1};
   parity_of("emu-drop", DROP, CFG_FP32, &unfused);
   for (int tile = 1; tile <= 3; tile++) {
-    cuda_gen_opts o = {0, tile, 1};
+    gen_cuda_opts o = {0, tile, 1};
     parity_of("emu-tiny", TINY, tile == 2 ? CFG_BF16 : CFG_FP32, &o);
   }
 }

@@ -1,5 +1,5 @@
 /* The per-kernel NVRTC cache of the CUDA backend (runtime/cuda.c
- * cuda_gen_units / cuda_dev_open_units, gen/emit_cuda.lua M.split) and
+ * gen_cuda_units / cuda_dev_open_units, gen/emit_cuda.lua M.split) and
  * `gptc gen --explain --device cuda`: each unit is the prelude and its
  * kernel exactly as in the whole source; a config that changes only
  * n_layers compiles no kernel program (only the optimizer's, which holds the
@@ -56,11 +56,11 @@ static void units_of(const char *cfgpath, units_t *x) {
   cfg_t c;
   char hash[65];
   load_cfg(cfgpath, &c);
-  ck_assert_msg(cuda_gen_units(&c, NULL, &x->whole, &x->len, hash, &x->u, &x->n) == 0, "%s", util_errmsg());
-  /* the whole source is byte for byte cuda_gen_source's */
+  ck_assert_msg(gen_cuda_units(&c, NULL, &x->whole, &x->len, hash, &x->u, &x->n) == 0, "%s", util_errmsg());
+  /* the whole source is byte for byte gen_cuda_source's */
   char *src, h2[65];
   size_t len;
-  ck_assert_int_eq(cuda_gen_source(&c, NULL, &src, &len, h2), 0);
+  ck_assert_int_eq(gen_cuda_source(&c, NULL, &src, &len, h2), 0);
   ck_assert_uint_eq(len, x->len);
   ck_assert(!memcmp(src, x->whole, len));
   ck_assert_str_eq(hash, h2);
@@ -311,7 +311,7 @@ typedef struct {
  * its logits, KV-cache inference, three whole steps (norm, clipping,
  * AdamW) and the weights after them. */
 static void run_backend(const cfg_t *c, int whole, run_out *o) {
-  cuda_gen_opts g = {0, 0, whole};
+  gen_cuda_opts g = {0, 0, whole};
   backend *b;
   ck_assert_msg(backend_cuda_open_variant(c, &g, &b) == 0, "%s", util_errmsg());
   ck_assert_int_eq(b->ops->alloc(b, BACKEND_TRAIN | BACKEND_EVAL | BACKEND_INFER), 0);

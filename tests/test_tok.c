@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cfg.h"
+#include "json.h"
 #include "testutil.h"
 #include "tok.h"
 #include "tok_internal.h"
@@ -62,7 +63,7 @@ static size_t parse_ids(const char *s, int32_t **ids) {
 /* The JSON string at *p (advanced past it); malloc'ed, NUL-terminated. */
 static char *json_str(const char **p, size_t *len) {
   util_buf b = {0};
-  long used = tok_json_read(*p, strlen(*p), &b, "golden", 0);
+  long used = json_read_str(*p, strlen(*p), &b, "golden", 0);
   ck_assert_msg(used > 0, "%s", util_errmsg());
   *p += used;
   util_buf_add(&b, "", 1);
@@ -767,14 +768,18 @@ START_TEST(vocab_bad_blobs) {
            "vocabulary line 2: a char entry must be exactly one character");
   bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"a\"", "vocabulary line 2: expected a newline after the entry");
   bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"a\" \n", "vocabulary line 2: expected a newline");
-  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\na\n", "vocabulary line 2, byte offset 18: expected a JSON string");
-  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"a\n", "vocabulary line 2, byte offset 20: control character");
-  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"\\q\"\n", "vocabulary line 2, byte offset 19: invalid escape '\\q'");
-  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"\\u12\"\n", "\\u needs four hex digits");
-  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"\\ud800\"\n", "unpaired surrogate \\uD800");
-  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"\\udc00x\"\n", "unpaired surrogate \\uDC00");
+  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\na\n",
+           "vocabulary line 2: invalid JSON at byte 18: unexpected 'a', expected a string");
+  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"a\n", "vocabulary line 2: invalid JSON at byte 20: control character");
+  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"\\q\"\n", "vocabulary line 2: invalid JSON at byte 19: invalid escape");
+  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"\\u12\"\n",
+           "vocabulary line 2: invalid JSON at byte 23: \\u escape needs 4 hex digits");
+  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"\\ud800\"\n",
+           "vocabulary line 2: invalid JSON at byte 19: high surrogate not followed by a \\u low surrogate");
+  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"\\udc00x\"\n",
+           "vocabulary line 2: invalid JSON at byte 19: lone low surrogate");
   bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"a\xff\"\n", "vocabulary: invalid UTF-8 at byte offset 20");
-  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"abc", "vocabulary line 2, byte offset 22: unterminated JSON string");
+  bad_blob(CFG_TOK_CHAR, "gptc-vocab char 1\n\"abc", "vocabulary line 2: invalid JSON at byte 18: unterminated string");
   bad_blob(CFG_TOK_WORD, "gptc-vocab word 1\n\"a\"\n\"b\"\n\"a\"\n", "vocabulary line 4: duplicate word entry");
   bad_blob(CFG_TOK_WORD, "gptc-vocab word 1\n\"\"\n", "vocabulary line 2: a word entry cannot be empty");
   bad_blob(CFG_TOK_WORD, "gptc-vocab word 1\n\"a b\"\n", "vocabulary line 2: a word entry cannot contain whitespace");
@@ -800,9 +805,9 @@ START_TEST(json_strings) {
     util_buf_add(&in, u, (size_t)util_utf8_encode(cp, u));
   }
   util_buf_add(&in, "\xe2\x80\xa8\xe2\x80\xa9\xef\xbf\xbf\xf4\x8f\xbf\xbf", 13);
-  ck_assert_int_eq(tok_json_write(&js, in.data, in.len), 0);
+  ck_assert_int_eq(json_write_str_line(&js, in.data, in.len, "x"), 0);
   ck_assert_ptr_null(memchr(js.data, '\n', js.len));
-  ck_assert_int_eq(tok_json_read(js.data, js.len, &back, "x", 0), (long)js.len);
+  ck_assert_int_eq(json_read_str(js.data, js.len, &back, "x", 0), (long)js.len);
   ck_assert(back.len == in.len && !memcmp(back.data, in.data, in.len));
   util_buf_free(&in);
   util_buf_free(&js);

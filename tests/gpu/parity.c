@@ -25,6 +25,7 @@
 #include "backend_cpu.h"
 #include "backend_cuda.h"
 #include "cfg.h"
+#include "cuda.h"
 #include "lx.h"
 #include "sample.h"
 #include "train.h"
@@ -152,7 +153,7 @@ static void parity_fail(parity_ctx *px, const char *what) {
 
 /* All the checks for one config (on a variant of the generated kernels
  * when gen is non-NULL); returns the failures (also added to px). */
-int parity_config(parity_ctx *px, const cfg_t *cfg_in, int precision, const cuda_gen_opts *gen) {
+int parity_config(parity_ctx *px, const cfg_t *cfg_in, int precision, const gen_cuda_opts *gen) {
   cfg_t cfg = *cfg_in;
   cfg.precision = precision;
   int bf = precision == CFG_BF16, before = px->failures;

@@ -47,6 +47,12 @@ typedef struct {
   int (*download_grads)(backend *b, float *grads);
   int (*grad_sq_norm)(backend *b, double *out);
   int (*adamw)(backend *b, gptc_adamw_args a);
+  /* ZeRO-1 (dist.h), CPU only (NULL elsewhere): AdamW on the elements [lo, hi)
+   * with m, v: (hi - lo) their moments, bitwise adamw's update there */
+  int (*adamw_range)(backend *b, gptc_adamw_args a, size_t lo, size_t hi, float *m, float *v);
+  /* frees the whole-model moments (ZeRO-1 keeps only a shard, in dist.h);
+   * host_m and host_v become NULL */
+  int (*drop_moments)(backend *b);
   /* the whole step: zero grads, the micro-batches, norm, clipping, AdamW.
    * *loss is the sum over micro-batches of loss / n_micro, *norm the
    * gradient norm before clipping; when either is not finite the weights

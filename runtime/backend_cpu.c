@@ -109,8 +109,24 @@ static int backend_cpu_grad_sq_norm(backend *b, double *out) {
 
 static int backend_cpu_adamw(backend *b, gptc_adamw_args a) {
   backend_cpu *c = b->impl;
-  if (backend_cpu_need(c->grads, "AdamW")) return -1;
+  if (backend_cpu_need(c->grads, "AdamW") || backend_cpu_need(c->adam_m, "AdamW")) return -1;
   c->m->adamw(c->params, c->grads, c->adam_m, c->adam_v, a);
+  return 0;
+}
+
+static int backend_cpu_adamw_range(backend *b, gptc_adamw_args a, size_t lo, size_t hi, float *m, float *v) {
+  backend_cpu *c = b->impl;
+  if (backend_cpu_need(c->grads, "AdamW")) return -1;
+  if (lo > hi || hi > c->m->n_params) return util_err("AdamW range [%zu, %zu) outside the %zu parameters", lo, hi, c->m->n_params);
+  c->m->adamw_range(c->params, c->grads, m, v, a, lo, hi);
+  return 0;
+}
+
+static int backend_cpu_drop_moments(backend *b) {
+  backend_cpu *c = b->impl;
+  free(c->adam_m), free(c->adam_v);
+  c->adam_m = c->adam_v = NULL;
+  b->host_m = b->host_v = NULL;
   return 0;
 }
 
@@ -159,6 +175,8 @@ static const backend_ops backend_cpu_ops = {
     .download_grads = backend_cpu_download_grads,
     .grad_sq_norm = backend_cpu_grad_sq_norm,
     .adamw = backend_cpu_adamw,
+    .adamw_range = backend_cpu_adamw_range,
+    .drop_moments = backend_cpu_drop_moments,
     .train_step = backend_step_generic,
     .forward_eval = backend_cpu_forward_eval,
     .infer = backend_cpu_infer,

@@ -187,6 +187,23 @@ static const char *train_good(const train_state *s, char *buf, size_t cap) {
 }
 
 static int train_save(train_state *s, const char *path, int with_moments) {
+  /* ZeRO-1: rank 0 gathers every rank's moment shard, and saves what one
+   * process would (gm, gv: (n_params) on rank 0, NULL elsewhere) */
+  float *gm = NULL, *gv = NULL, *adam_m = s->adam_m, *adam_v = s->adam_v;
+  int zero = with_moments && s->acc && s->acc->zero;
+  if (zero) {
+    size_t n = s->be->n_params;
+    if (s->r0 && (!(gm = train_alloc(n, "gathered AdamW first moments")) ||
+                  !(gv = train_alloc(n, "gathered AdamW second moments")))) {
+      free(gm);
+      return -1;
+    }
+    if (dist_gather_moments(s->acc, gm, gv)) {
+      free(gm), free(gv);
+      return -1;
+    }
+    adam_m = gm, adam_v = gv;
+  }
   if (!s->r0) { /* rank 0 writes; every rank knows what is on disk */
     if (with_moments && !strcmp(path, s->last_path)) s->have_good = 1, s->good_step = s->step;
     return 0;
@@ -207,20 +224,21 @@ static int train_save(train_state *s, const char *path, int with_moments) {
   meta.val_loss_full = s->val_full;
   snprintf(meta.text_hash, sizeof meta.text_hash, "%s", s->ds.text_hash);
   const backend *b = s->be;
-  if (b->ops->download(s->be, s->params, with_moments ? s->adam_m : NULL, with_moments ? s->adam_v : NULL)) goto out;
+  if (b->ops->download(s->be, s->params, with_moments && !zero ? adam_m : NULL, with_moments && !zero ? adam_v : NULL))
+    goto out;
   /* a diverged state is never saved: it would replace the last good checkpoint */
   char bad[300], good[PATH_MAX + 40];
   const gptc_tensor *ts = b->tensors;
   int nt = b->n_tensors;
   if (ckpt_nonfinite(ts, nt, s->params, "the weights", bad, sizeof bad) ||
-      (with_moments && (ckpt_nonfinite(ts, nt, s->adam_m, "the AdamW first moments", bad, sizeof bad) ||
-                        ckpt_nonfinite(ts, nt, s->adam_v, "the AdamW second moments", bad, sizeof bad)))) {
+      (with_moments && (ckpt_nonfinite(ts, nt, adam_m, "the AdamW first moments", bad, sizeof bad) ||
+                        ckpt_nonfinite(ts, nt, adam_v, "the AdamW second moments", bad, sizeof bad)))) {
     util_err("training stopped: after step %llu %s; not saved; the last good checkpoint is %s",
              (unsigned long long)s->step, bad, train_good(s, good, sizeof good));
     goto out;
   }
-  rc = ckpt_save(path, b->tensors, b->n_tensors, b->n_params, s->params, with_moments ? s->adam_m : NULL,
-                 with_moments ? s->adam_v : NULL, &meta);
+  rc = ckpt_save(path, b->tensors, b->n_tensors, b->n_params, s->params, with_moments ? adam_m : NULL,
+                 with_moments ? adam_v : NULL, &meta);
   if (rc == 0 && with_moments && !strcmp(path, s->last_path)) {
     s->have_good = 1;
     s->good_step = s->step;
@@ -228,6 +246,7 @@ static int train_save(train_state *s, const char *path, int with_moments) {
 out:
   free(meta.config_src);
   free(meta.vocab);
+  free(gm), free(gv);
   return rc;
 }
 
@@ -565,13 +584,14 @@ static int train_check_ranks(train_state *s, const train_opts *o) {
   free(src);
   util_buf b = {0};
   util_buf_printf(&b, "out=%s steps=%ld resume=%d init=%s", s->out, o->steps, o->resume, o->init_ckpt ? o->init_ckpt : "-");
+  if (o->zero) util_buf_printf(&b, " zero");
   for (int i = 0; i < o->n_sets; i++) util_buf_printf(&b, " set=%s", o->sets[i]);
   for (int i = 0; i < o->n_texts; i++) util_buf_printf(&b, " text=%s", o->texts[i]);
   char opts[65];
   util_sha256_hex(b.data ? b.data : "", b.len, opts);
   util_buf_free(&b);
   if (dist_check_same(s->job, "config (SHA-256 of the loaded config)", hash)) return -1;
-  return dist_check_same(s->job, "options (SHA-256 of --out, --steps, --resume, --init, --set, --text)", opts);
+  return dist_check_same(s->job, "options (SHA-256 of --out, --steps, --resume, --init, --zero, --set, --text)", opts);
 }
 
 static int train_setup(train_state *s, const train_opts *o) {
@@ -586,6 +606,9 @@ static int train_setup(train_state *s, const train_opts *o) {
       util_path(s->log_path, sizeof s->log_path, "%s/log.jsonl", s->out))
     return util_err("--out: %s", util_errmsg());
   if (o->resume && o->init_ckpt) return util_err("--resume and --init exclude each other");
+  if (o->zero && !s->job)
+    return util_err("--zero: shards the AdamW moments over the ranks of an MPI job: run it under mpirun -np N "
+                    "(docs/distributed.md)");
   if (o->resume && !util_file_exists(s->last_path))
     return util_err("%s: no checkpoint to resume from (train without --resume first)", s->last_path);
   /* under a launcher: the same config and options on every rank, then the
@@ -721,8 +744,18 @@ static int train_setup(train_state *s, const train_opts *o) {
     if (m->host_grads) {
       if (!s->job && !(s->acc = dist_local())) return -1;
       if (!s->acc) s->acc = s->job;
+      s->acc->zero = o->zero;
       if (dist_bind(s->acc, m->n_params)) return -1;
     }
+  }
+  if (o->zero) {
+    /* ZeRO-1: the rank's slice of the moments (resumed ones too), then the
+     * backend's whole-model moments go */
+    if (!s->acc || !m->ops->adamw_range || !m->ops->drop_moments)
+      return util_err("--zero: device %s cannot shard the AdamW moments (ZeRO-1 runs on the CPU)", m->device);
+    if (o->resume) dist_take_moments(s->acc, s->adam_m, s->adam_v);
+    if (m->ops->drop_moments(m)) return -1;
+    s->adam_m = s->adam_v = NULL;
   }
   return 0;
 }
@@ -799,6 +832,13 @@ int train_run(const train_opts *o) {
     if (s.job)
       printf("data-parallel: %d ranks (%s) | batch %d = %d ranks x batch_size %d x grad_accum %d\n", s.ranks,
              s.job->t->name, s.ranks * tr->batch_size * tr->grad_accum, s.ranks, tr->batch_size, tr->grad_accum);
+    if (s.acc && s.acc->zero) {
+      size_t most = 0; /* the largest shard: the optimizer state of the fullest rank */
+      for (int r = 0; r < s.ranks; r++)
+        if (s.acc->off[r + 1] - s.acc->off[r] > most) most = s.acc->off[r + 1] - s.acc->off[r];
+      printf("ZeRO-1: AdamW moments sharded over %d ranks | optimizer state %zu bytes per rank (at most; %zu unsharded)\n",
+             s.ranks, 2 * most * sizeof(float), 2 * m->n_params * sizeof(float));
+    }
     if (s.step > 0) printf("resuming at step %llu from %s\n", (unsigned long long)s.step, s.last_path);
     fflush(stdout);
   }

@@ -1,0 +1,210 @@
+/* ZeRO-1 (`gptc train --zero` under mpirun; runtime/dist.c): each rank keeps
+ * the AdamW moments of its shard, updates that shard of the weights
+ * (gptc_adamw_range) and all-gathers them. Against the unsharded run, bit
+ * for bit: weights, gathered moments, the log; resume from and into a
+ * single process. Every mpirun runs under timeout(1), one OpenMP thread per
+ * rank, oversubscribed on this 2-core machine (the harness of test_mpi.c). */
+#include <check.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "dist.h"
+#include "testutil.h"
+#include "util.h"
+
+/* as test_mpi.c's: --allow-run-as-root for root, --oversubscribe for 3 ranks on 2 cores */
+static int mpi_run(tu_run_result *r, const char *fmt, ...) {
+  char launch[8192], cmd[16384], out[600], err[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(launch, sizeof launch, fmt, ap);
+  va_end(ap);
+  snprintf(out, sizeof out, "%s/.mpi-stdout", tu_tmpdir());
+  snprintf(err, sizeof err, "%s/.mpi-stderr", tu_tmpdir());
+  snprintf(cmd, sizeof cmd,
+           "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0\" LSAN_OPTIONS=suppressions='%s' "
+           "OMP_NUM_THREADS=1 timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe --bind-to none %s "
+           "</dev/null >%s 2>%s",
+           tu_src("tests/lsan-mpi.supp"), launch, out, err);
+  int st = system(cmd);
+  memset(r, 0, sizeof *r);
+  r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  if (util_read_file(out, &r->out, &r->out_len)) r->out = util_strdup("");
+  if (util_read_file(err, &r->err, &r->err_len)) r->err = util_strdup("");
+  ck_assert_msg(r->code != 124 && r->code != 137, "mpirun timed out: %s\n%s", launch, r->err);
+  return r->code;
+}
+
+static const char *cfg(void) { return tu_src("configs/tiny-test.lua"); }
+
+static const char *dir(const char *name) {
+  static char b[4][1024];
+  static int i;
+  char *p = b[i++ & 3];
+  snprintf(p, 1024, "%s/%s", tu_tmpdir(), name);
+  return p;
+}
+
+static void single(const char *out, const char *args) {
+  tu_run_result r;
+  ck_assert_msg(tu_run(&r, NULL, "train --config '%s' --out '%s' --quiet %s", cfg(), out, args) == 0, "%s", r.err);
+  tu_run_free(&r);
+}
+
+/* np ranks; the banner (stdout) is returned in *banner when asked */
+static void ranks(int np, const char *out, const char *args, char **banner) {
+  tu_run_result r;
+  int code = mpi_run(&r, "-np %d '%s' train --config '%s' --out '%s' %s %s", np, GPTC_EXE, cfg(), out,
+                     banner ? "" : "--quiet", args);
+  ck_assert_msg(code == 0, "%d ranks failed (%d): %s", np, code, r.err);
+  if (banner) *banner = util_strdup(r.out);
+  tu_run_free(&r);
+}
+
+/* The tensor bytes of a safetensors file, after its JSON header (which
+ * holds the config: grad_accum differs between some of the runs). */
+static char *tensor_bytes(const char *run, const char *file, size_t *n) {
+  char path[1200], *data;
+  size_t len;
+  snprintf(path, sizeof path, "%s/%s", run, file);
+  ck_assert_msg(util_read_file(path, &data, &len) == 0, "%s", util_errmsg());
+  ck_assert_uint_ge(len, 8);
+  uint64_t h = 0;
+  for (int i = 7; i >= 0; i--) h = h << 8 | (uint8_t)data[i];
+  ck_assert_uint_le(8 + h, len);
+  *n = len - 8 - h;
+  char *t = malloc(*n + 1);
+  memcpy(t, data + 8 + h, *n);
+  free(data);
+  return t;
+}
+
+static void same_tensors(const char *a, const char *b, const char *file) {
+  size_t na, nb;
+  char *ta = tensor_bytes(a, file, &na), *tb = tensor_bytes(b, file, &nb);
+  ck_assert_uint_eq(na, nb);
+  ck_assert_uint_gt(na, 1000);
+  ck_assert_msg(!memcmp(ta, tb, na), "%s differs between %s and %s", file, a, b);
+  free(ta);
+  free(tb);
+}
+
+/* log.jsonl without timing and without the ranks/batch fields a job adds */
+static char *log_of(const char *run) {
+  char *l = tu_log_without_timing(run);
+  for (char *p; (p = strstr(l, ",\"ranks\":"));) {
+    char *e = strstr(p, ",\"batch\":");
+    ck_assert_ptr_nonnull(e);
+    e += 9;
+    while (*e >= '0' && *e <= '9') e++;
+    memmove(p, e, strlen(e) + 1);
+  }
+  return l;
+}
+
+static void same_run(const char *a, const char *b) {
+  same_tensors(a, b, "last.safetensors");
+  same_tensors(a, b, "last.opt.safetensors");
+  same_tensors(a, b, "best.safetensors");
+  char *la = log_of(a), *lb = log_of(b);
+  ck_assert_msg(strstr(la, "\"loss\":") && strstr(la, "val_loss_full"), "%s", la);
+  ck_assert_str_eq(la, lb);
+  free(la);
+  free(lb);
+}
+
+/* The banner's per-rank optimizer state: 2 moments x 4 bytes x the largest
+ * of dist_shards' np shards of the n_params it names. */
+static void banner_bytes(const char *out, int np) {
+  char want[96];
+  snprintf(want, sizeof want, "ZeRO-1: AdamW moments sharded over %d ranks | optimizer state ", np);
+  const char *p = strstr(out, want);
+  ck_assert_msg(p, "%s", out);
+  unsigned long long per, whole;
+  ck_assert_int_eq(sscanf(p + strlen(want), "%llu bytes per rank (at most; %llu unsharded)", &per, &whole), 2);
+  ck_assert_uint_eq(whole % 8, 0);
+  size_t n = whole / 8, off[4], most = 0;
+  dist_shards(n, np, off);
+  for (int r = 0; r < np; r++)
+    if (off[r + 1] - off[r] > most) most = off[r + 1] - off[r];
+  ck_assert_uint_eq(per, 8 * most);
+  ck_assert_uint_lt(per, whole / (size_t)np + 8 * 16);
+}
+
+/* dropout on, so the per-micro-batch dropout keys are checked too */
+#define DROP "--set drop_rate=0.1 --steps 6"
+
+START_TEST(two_ranks_zero_equals_unsharded) {
+  const char *a = dir("z2-off"), *b = dir("z2-on");
+  ranks(2, a, DROP, NULL);
+  char *out;
+  ranks(2, b, DROP " --zero", &out);
+  banner_bytes(out, 2);
+  free(out);
+  same_run(a, b);
+  /* the job's log records, ranks and batch included, are the same */
+  char *la = tu_log_without_timing(a), *lb = tu_log_without_timing(b);
+  ck_assert_msg(strstr(la, "\"ranks\":2,\"batch\":4"), "%s", la);
+  ck_assert_str_eq(la, lb);
+  free(la);
+  free(lb);
+}
+END_TEST
+
+/* 3 ranks x grad_accum 2 with --zero: one process x grad_accum 6 (which
+ * test_mpi shows equal to the unsharded 3-rank run) */
+START_TEST(three_ranks_zero_equals_single) {
+  const char *a = dir("z3-single"), *b = dir("z3-on");
+  single(a, DROP " --set train.grad_accum=6");
+  char *out;
+  ranks(3, b, DROP " --set train.grad_accum=2 --zero", &out);
+  banner_bytes(out, 3);
+  free(out);
+  same_run(a, b);
+}
+END_TEST
+
+/* ZeRO-1 -> one process -> ZeRO-1 again, against one straight process
+ * (a global batch of 4 sequences of 2 throughout) */
+START_TEST(resume_between_zero_and_single) {
+  const char *a = dir("zr-straight"), *b = dir("zr-mixed");
+  single(a, DROP " --set train.grad_accum=4");
+  ranks(2, b, "--set drop_rate=0.1 --steps 2 --set train.grad_accum=2 --zero", NULL);
+  single(b, "--set drop_rate=0.1 --steps 4 --set train.grad_accum=4 --resume");
+  ranks(2, b, DROP " --set train.grad_accum=2 --resume --zero", NULL);
+  same_tensors(a, b, "last.safetensors");
+  same_tensors(a, b, "last.opt.safetensors");
+}
+END_TEST
+
+/* --zero without a launcher: a clear error, nothing written */
+START_TEST(zero_needs_a_launcher) {
+  tu_run_result r;
+  const char *out = dir("z-plain");
+  ck_assert_int_ne(tu_run(&r, NULL, "train --config '%s' --out '%s' --quiet --steps 1 --zero", cfg(), out), 0);
+  ck_assert_msg(strstr(r.err, "--zero: shards the AdamW moments over the ranks of an MPI job: run it under mpirun"),
+                "%s", r.err);
+  tu_run_free(&r);
+  ck_assert(!util_file_exists(out));
+}
+END_TEST
+
+static void add(Suite *s, const char *name, const TTest *t) {
+  TCase *tc = tcase_create(name);
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, t);
+  suite_add_tcase(s, tc);
+}
+
+int main(void) {
+  Suite *s = suite_create("zero");
+  add(s, "needs_launcher", zero_needs_a_launcher);
+  add(s, "two_ranks", two_ranks_zero_equals_unsharded);
+  add(s, "three_ranks", three_ranks_zero_equals_single);
+  add(s, "resume", resume_between_zero_and_single);
+  return tu_main(s);
+}

@@ -2,7 +2,8 @@
  * the AdamW moments of its shard, updates that shard of the weights
  * (gptc_adamw_range) and all-gathers them. Against the unsharded run, bit
  * for bit: weights, gathered moments, the log; resume from and into a
- * single process. Every mpirun runs under timeout(1), one OpenMP thread per
+ * single process; the ranged AdamW itself on pieces that cut chunks and
+ * tensors. Every mpirun runs under timeout(1), one OpenMP thread per
  * rank, oversubscribed on this 2-core machine (the harness of test_mpi.c). */
 #include <check.h>
 #include <stdarg.h>
@@ -12,6 +13,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "cfg.h"
+#include "cpu.h"
 #include "dist.h"
 #include "testutil.h"
 #include "util.h"
@@ -135,6 +138,63 @@ static void banner_bytes(const char *out, int np) {
   ck_assert_uint_lt(per, whole / (size_t)np + 8 * 16);
 }
 
+/* The generated gptc_adamw_range on pieces that cut a 65536-float chunk,
+ * a tensor and nothing (an empty piece), each with its own moments: the
+ * pieces together are gptc_adamw's whole update, bit for bit (weights and
+ * moments), over two steps with clipping and weight decay. wte (1100 x 64)
+ * spans two chunks. */
+START_TEST(range_pieces_equal_whole_update) {
+  cfg_t c;
+  ck_assert_msg(cfg_load_string("return { name = 'zero-unit', tokenizer = 'char', vocab_size = 1100, emb_dim = 64,"
+                                " n_heads = 2, n_layers = 1, context_length = 8, train = { batch_size = 1,"
+                                " max_length = 8 } }", "zero-unit.lua", &c) == 0, "%s", util_errmsg());
+  cpu_module mod;
+  ck_assert_msg(cpu_load(&c, &mod) == 0, "%s", util_errmsg());
+  const gptc_model *m = mod.model;
+  size_t n = m->n_params;
+  ck_assert_uint_gt(n, 65536 + 1000);
+  float *p = malloc(n * 4), *g = malloc(n * 4), *mw = calloc(n, 4), *vw = calloc(n, 4), *pw = malloc(n * 4); // (n) each
+  float *mr = calloc(n, 4), *vr = calloc(n, 4);                                                    // (n) pieces' moments, end to end
+  uint64_t x = 88172645463325252ull;
+  for (size_t i = 0; i < n; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    p[i] = (float)((double)(x >> 11) / 9007199254740992.0 - 0.5);
+    g[i] = (float)((double)(x & 0xffffff) / 16777216.0 - 0.5) * 1e-2f;
+  }
+  memcpy(pw, p, n * 4);
+  float p5 = p[5];
+  /* cuts: inside wte's first chunk and its second, one float either side
+   * of the second tensor's start, an empty piece */
+  size_t t1 = m->tensors[1].offset;
+  size_t cuts[] = {0, 17, 65536 + 5, t1 - 1, t1 + 1, t1 + 1, n};
+  ck_assert_uint_lt(65536 + 5, t1 - 1);
+  int np = (int)(sizeof cuts / sizeof *cuts) - 1;
+  for (int t = 1; t <= 2; t++) {
+    gptc_adamw_args a = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, t == 1 ? 0.5f : 1.0f, t};
+    m->adamw(pw, g, mw, vw, a);
+    for (int k = 0; k < np; k++) {
+      size_t lo = cuts[k], hi = cuts[k + 1];
+      /* the piece's moments on their own, as a rank holds them */
+      float *pm = malloc((hi - lo + 1) * 4), *pv = malloc((hi - lo + 1) * 4); // (hi - lo) each
+      memcpy(pm, mr + lo, (hi - lo) * 4);
+      memcpy(pv, vr + lo, (hi - lo) * 4);
+      m->adamw_range(p, g, pm, pv, a, lo, hi);
+      memcpy(mr + lo, pm, (hi - lo) * 4);
+      memcpy(vr + lo, pv, (hi - lo) * 4);
+      free(pm), free(pv);
+    }
+  }
+  ck_assert_msg(memcmp(p, pw, n * 4) == 0, "weights differ");
+  ck_assert_msg(memcmp(mr, mw, n * 4) == 0, "first moments differ");
+  ck_assert_msg(memcmp(vr, vw, n * 4) == 0, "second moments differ");
+  /* and the update did something, with decay on wte (2-D) */
+  ck_assert(m->tensors[0].decay);
+  ck_assert(p[5] != p5 && mw[5] != 0 && vw[5] > 0);
+  free(p), free(g), free(mw), free(vw), free(pw), free(mr), free(vr);
+  cpu_unload(&mod);
+}
+END_TEST
+
 /* dropout on, so the per-micro-batch dropout keys are checked too */
 #define DROP "--set drop_rate=0.1 --steps 6"
 
@@ -202,6 +262,7 @@ static void add(Suite *s, const char *name, const TTest *t) {
 
 int main(void) {
   Suite *s = suite_create("zero");
+  add(s, "range", range_pieces_equal_whole_update);
   add(s, "needs_launcher", zero_needs_a_launcher);
   add(s, "two_ranks", two_ranks_zero_equals_unsharded);
   add(s, "three_ranks", three_ranks_zero_equals_single);

@@ -877,7 +877,7 @@ int train_run(const train_opts *o) {
     double loss, norm;
     int bad_rank = -1;
     stop = train_stop_signal;
-    if (s.acc && (s.ranks > 1 || tr->grad_accum > 1)
+    if (s.acc && (s.ranks > 1 || tr->grad_accum > 1 || s.acc->zero) /* --zero: the shard's AdamW is dist_step's */
             ? dist_step(s.acc, m, &st, &loss, &norm, &stop, &stop_rank, &bad_rank)
             : m->ops->train_step(m, &st, &loss, &norm)) {
       rc = -1;

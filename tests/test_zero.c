@@ -241,6 +241,30 @@ START_TEST(resume_between_zero_and_single) {
 }
 END_TEST
 
+/* one rank with --zero (its shard is everything, grad_accum 1: still
+ * dist_step's ranged AdamW) is the single process */
+START_TEST(one_rank_zero_equals_single) {
+  const char *a = dir("z1-single"), *b = dir("z1-on");
+  single(a, DROP);
+  ranks(1, b, DROP " --zero", NULL);
+  same_run(a, b);
+}
+END_TEST
+
+/* --zero on one rank only: the options differ, every rank stops naming it */
+START_TEST(zero_on_one_rank_only) {
+  tu_run_result r;
+  const char *out = dir("z-mixed");
+  int code = mpi_run(&r, "-np 1 '%s' train --config '%s' --out '%s' --quiet --steps 1 --zero : -np 1 '%s' train "
+                     "--config '%s' --out '%s' --quiet --steps 1", GPTC_EXE, cfg(), out, GPTC_EXE, cfg(), out);
+  ck_assert_int_ne(code, 0);
+  ck_assert_msg(strstr(r.err, "rank 1's options (SHA-256 of --out, --steps, --resume, --init, --zero, --set, --text) "
+                              "differs from rank 0's"), "%s", r.err);
+  tu_run_free(&r);
+  ck_assert(!util_file_exists(dir("z-mixed/last.safetensors")));
+}
+END_TEST
+
 /* --zero without a launcher: a clear error, nothing written */
 START_TEST(zero_needs_a_launcher) {
   tu_run_result r;
@@ -264,6 +288,8 @@ int main(void) {
   Suite *s = suite_create("zero");
   add(s, "range", range_pieces_equal_whole_update);
   add(s, "needs_launcher", zero_needs_a_launcher);
+  add(s, "one_rank", one_rank_zero_equals_single);
+  add(s, "mixed", zero_on_one_rank_only);
   add(s, "two_ranks", two_ranks_zero_equals_unsharded);
   add(s, "three_ranks", three_ranks_zero_equals_single);
   add(s, "resume", resume_between_zero_and_single);

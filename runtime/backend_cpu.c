@@ -30,9 +30,10 @@ static int backend_cpu_alloc(backend *b, int what) {
   backend_cpu *c = b->impl;
   const gptc_model *m = c->m;
   if ((what & BACKEND_TRAIN) && !c->grads) {
+    int moments = !(what & BACKEND_NO_MOMENTS);
     if (!(c->grads = backend_cpu_buf(m->n_params, "gradients")) ||
-        !(c->adam_m = backend_cpu_buf(m->n_params, "AdamW first moments")) ||
-        !(c->adam_v = backend_cpu_buf(m->n_params, "AdamW second moments")) ||
+        (moments && !(c->adam_m = backend_cpu_buf(m->n_params, "AdamW first moments"))) ||
+        (moments && !(c->adam_v = backend_cpu_buf(m->n_params, "AdamW second moments"))) ||
         !(c->acts = backend_cpu_buf(m->n_acts, "activations")) ||
         !(c->grad_acts = backend_cpu_buf(m->n_grad_acts, "activation gradients")))
       return -1;
@@ -122,14 +123,6 @@ static int backend_cpu_adamw_range(backend *b, gptc_adamw_args a, size_t lo, siz
   return 0;
 }
 
-static int backend_cpu_drop_moments(backend *b) {
-  backend_cpu *c = b->impl;
-  free(c->adam_m), free(c->adam_v);
-  c->adam_m = c->adam_v = NULL;
-  b->host_m = b->host_v = NULL;
-  return 0;
-}
-
 static int backend_cpu_forward_eval(backend *b, const int32_t *in, const int32_t *tg, float *loss) {
   backend_cpu *c = b->impl;
   if (backend_cpu_alloc(b, BACKEND_EVAL)) return -1;
@@ -176,7 +169,6 @@ static const backend_ops backend_cpu_ops = {
     .grad_sq_norm = backend_cpu_grad_sq_norm,
     .adamw = backend_cpu_adamw,
     .adamw_range = backend_cpu_adamw_range,
-    .drop_moments = backend_cpu_drop_moments,
     .train_step = backend_step_generic,
     .forward_eval = backend_cpu_forward_eval,
     .infer = backend_cpu_infer,

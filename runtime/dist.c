@@ -282,9 +282,3 @@ int dist_gather_moments(dist *d, float *m, float *v) {
   dist_disarm(d);
   return rc;
 }
-
-void dist_take_moments(dist *d, const float *m, const float *v) {
-  size_t lo = d->off[d->rank], sh = d->off[d->rank + 1] - lo;
-  memcpy(d->zm, m + lo, sh * sizeof(float));
-  memcpy(d->zv, v + lo, sh * sizeof(float));
-}

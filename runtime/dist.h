@@ -104,8 +104,6 @@ int dist_step(dist *d, backend *b, const backend_step *s, double *loss, double *
 /* ZeRO-1: every rank's moment shards into rank 0's m and v (n floats
  * each; NULL on the other ranks), as one process holds them (checkpoints). */
 int dist_gather_moments(dist *d, float *m, float *v);
-/* ZeRO-1: this rank's slice of whole (n) moments m, v into d->zm, d->zv (resume). */
-void dist_take_moments(dist *d, const float *m, const float *v);
 
 /* Every rank's `what` (a short string, e.g. the config's hash) against rank
  * 0's; on a difference every rank fails with a message naming the first

@@ -672,7 +672,8 @@ static int train_setup(train_state *s, const train_opts *o) {
     return -1;
   if (backend_open(c, o->device, &s->be)) return -1;
   backend *m = s->be;
-  if (m->ops->alloc(m, BACKEND_TRAIN)) return -1;
+  /* --zero: the moments live in shards (dist.h), never whole on a rank */
+  if (m->ops->alloc(m, BACKEND_TRAIN | (o->zero ? BACKEND_NO_MOMENTS : 0))) return -1;
   size_t BT = (size_t)m->B * (size_t)m->T * (size_t)tr->grad_accum;
   if (m->host_params) {
     s->params = m->host_params, s->adam_m = m->host_m, s->adam_v = m->host_v;
@@ -712,8 +713,8 @@ static int train_setup(train_state *s, const train_opts *o) {
       return -1;
     char bad[300];
     if (ckpt_nonfinite(m->tensors, m->n_tensors, s->params, "the weights", bad, sizeof bad) ||
-        ckpt_nonfinite(m->tensors, m->n_tensors, s->adam_m, "the AdamW first moments", bad, sizeof bad) ||
-        ckpt_nonfinite(m->tensors, m->n_tensors, s->adam_v, "the AdamW second moments", bad, sizeof bad))
+        (s->adam_m && ckpt_nonfinite(m->tensors, m->n_tensors, s->adam_m, "the AdamW first moments", bad, sizeof bad)) ||
+        (s->adam_v && ckpt_nonfinite(m->tensors, m->n_tensors, s->adam_v, "the AdamW second moments", bad, sizeof bad)))
       return util_err("%s: cannot resume: %s (the run had diverged when this was saved); restart it, or --init from "
                       "an earlier checkpoint", s->last_path, bad);
     s->have_good = 1;
@@ -749,13 +750,18 @@ static int train_setup(train_state *s, const train_opts *o) {
     }
   }
   if (o->zero) {
-    /* ZeRO-1: the rank's slice of the moments (resumed ones too), then the
-     * backend's whole-model moments go */
-    if (!s->acc || !m->ops->adamw_range || !m->ops->drop_moments)
+    if (!s->acc || !m->ops->adamw_range || s->adam_m)
       return util_err("--zero: device %s cannot shard the AdamW moments (ZeRO-1 runs on the CPU)", m->device);
-    if (o->resume) dist_take_moments(s->acc, s->adam_m, s->adam_v);
-    if (m->ops->drop_moments(m)) return -1;
-    s->adam_m = s->adam_v = NULL;
+    /* ZeRO-1 resumes only the rank's slice of the moments */
+    size_t lo = s->acc->off[s->rank], hi = s->acc->off[s->rank + 1];
+    if (o->resume) {
+      if (ckpt_load_moments_range(s->last_path, m->tensors, m->n_tensors, m->n_params, lo, hi, s->acc->zm, s->acc->zv))
+        return -1;
+      for (size_t i = 0; i < hi - lo; i++)
+        if (!isfinite(s->acc->zm[i]) || !isfinite(s->acc->zv[i]))
+          return util_err("%s: cannot resume: the AdamW moments are not finite at parameter %zu (the run had diverged "
+                          "when this was saved); restart it, or --init from an earlier checkpoint", s->last_path, lo + i);
+    }
   }
   return 0;
 }

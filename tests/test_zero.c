@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include "cfg.h"
+#include "ckpt.h"
 #include "cpu.h"
 #include "dist.h"
 #include "testutil.h"
@@ -195,6 +196,51 @@ START_TEST(range_pieces_equal_whole_update) {
 }
 END_TEST
 
+/* ckpt_load_moments_range (a ZeRO-1 rank's resume) against the whole
+ * moments ckpt_load_params reads, for ranges that start and end anywhere:
+ * inside tensors, in the gaps between them (0 there), empty; a hand-made
+ * table with offsets out of order and gaps, as test_ckpt.c's. */
+START_TEST(moments_range_equals_whole) {
+  static const gptc_tensor tt[] = {
+      {"wte.weight", 2, {6, 4}, 16, 24, 1, 0.02f, 0.0f},
+      {"h.0.ln_1.weight", 1, {4, 0}, 0, 4, 0, 0.0f, 1.0f},
+      {"h.0.attn.c_attn.weight", 2, {4, 12}, 48, 48, 1, 0.02f, 0.0f},
+      {"ln_f.bias", 1, {4, 0}, 8, 4, 0, 0.0f, 0.0f},
+  };
+  enum { NT = 4, NP = 96 };
+  float p[NP] = {0}, m[NP] = {0}, v[NP] = {0}, wm[NP], wv[NP], pm[NP], pv[NP];
+  for (int i = 0; i < NT; i++)
+    for (size_t j = tt[i].offset; j < tt[i].offset + tt[i].numel; j++)
+      p[j] = (float)j, m[j] = (float)j * 0.5f - 7, v[j] = (float)j * 0.25f + 1;
+  ckpt_meta meta;
+  memset(&meta, 0, sizeof meta);
+  meta.config_src = "return { name = \"t\", tokenizer = 'char' }\n";
+  meta.tokenizer = CFG_TOK_CHAR;
+  meta.vocab = "ab";
+  meta.vocab_len = 2;
+  const char *path = dir("range.safetensors");
+  ck_assert_msg(ckpt_save(path, tt, NT, NP, p, m, v, &meta) == 0, "%s", util_errmsg());
+  ck_assert_msg(ckpt_load_params(path, tt, NT, NP, pm, wm, wv) == 0, "%s", util_errmsg());
+  for (int i = 0; i < NT; i++) /* the whole read, the reference the ranges are held to */
+    for (size_t j = tt[i].offset; j < tt[i].offset + tt[i].numel; j++) ck_assert(wm[j] == m[j] && wv[j] == v[j]);
+  int checked = 0;
+  for (size_t lo = 0; lo <= NP; lo += 3)
+    for (size_t hi = lo; hi <= NP; hi += 5) {
+      for (size_t i = 0; i < NP; i++) pm[i] = pv[i] = -1;
+      ck_assert_msg(ckpt_load_moments_range(path, tt, NT, NP, lo, hi, pm, pv) == 0, "%s", util_errmsg());
+      for (size_t i = lo; i < hi; i++) {
+        ck_assert_msg(pm[i - lo] == m[i] && pv[i - lo] == v[i], "[%zu, %zu) at %zu", lo, hi, i);
+      }
+      ck_assert(hi - lo == NP || pm[hi - lo] == -1); /* nothing past the range is written */
+      checked++;
+    }
+  ck_assert_int_gt(checked, 100);
+  ck_assert_int_ne(ckpt_load_moments_range(path, tt, NT, NP, 10, 97, pm, pv), 0);
+  ck_assert_msg(strstr(util_errmsg(), "range.safetensors: moments [10, 97) outside the 96 parameters"), "%s",
+                util_errmsg());
+}
+END_TEST
+
 /* dropout on, so the per-micro-batch dropout keys are checked too */
 #define DROP "--set drop_rate=0.1 --steps 6"
 
@@ -287,6 +333,7 @@ static void add(Suite *s, const char *name, const TTest *t) {
 int main(void) {
   Suite *s = suite_create("zero");
   add(s, "range", range_pieces_equal_whole_update);
+  add(s, "moments_range", moments_range_equals_whole);
   add(s, "needs_launcher", zero_needs_a_launcher);
   add(s, "one_rank", one_rank_zero_equals_single);
   add(s, "mixed", zero_on_one_rank_only);

@@ -261,15 +261,17 @@ START_TEST(two_ranks_zero_equals_unsharded) {
 }
 END_TEST
 
-/* 3 ranks x grad_accum 2 with --zero: one process x grad_accum 6 (which
- * test_mpi shows equal to the unsharded 3-rank run) */
+/* 3 ranks x grad_accum 2 with --zero: the same without, and one process x
+ * grad_accum 6 */
 START_TEST(three_ranks_zero_equals_single) {
-  const char *a = dir("z3-single"), *b = dir("z3-on");
+  const char *a = dir("z3-single"), *b = dir("z3-on"), *c = dir("z3-off");
   single(a, DROP " --set train.grad_accum=6");
+  ranks(3, c, DROP " --set train.grad_accum=2", NULL);
   char *out;
   ranks(3, b, DROP " --set train.grad_accum=2 --zero", &out);
   banner_bytes(out, 3);
   free(out);
+  same_run(c, b);
   same_run(a, b);
 }
 END_TEST

@@ -17,7 +17,9 @@
 #include "model.h"
 
 /* what to allocate (alloc): parameters always; the rest on request */
-enum { BACKEND_TRAIN = 1, BACKEND_EVAL = 2, BACKEND_INFER = 4 };
+/* BACKEND_NO_MOMENTS, with BACKEND_TRAIN: no whole-model AdamW moments (ZeRO-1
+ * keeps only a shard of them, dist.h; host_m and host_v stay NULL; CPU) */
+enum { BACKEND_TRAIN = 1, BACKEND_EVAL = 2, BACKEND_INFER = 4, BACKEND_NO_MOMENTS = 8 };
 
 typedef struct backend backend;
 
@@ -47,6 +49,9 @@ typedef struct {
   int (*download_grads)(backend *b, float *grads);
   int (*grad_sq_norm)(backend *b, double *out);
   int (*adamw)(backend *b, gptc_adamw_args a);
+  /* ZeRO-1 (dist.h), CPU only (NULL elsewhere): AdamW on the elements [lo, hi)
+   * with m, v: (hi - lo) their moments, bitwise adamw's update there */
+  int (*adamw_range)(backend *b, gptc_adamw_args a, size_t lo, size_t hi, float *m, float *v);
   /* the whole step: zero grads, the micro-batches, norm, clipping, AdamW.
    * *loss is the sum over micro-batches of loss / n_micro, *norm the
    * gradient norm before clipping; when either is not finite the weights

@@ -30,9 +30,10 @@ static int backend_cpu_alloc(backend *b, int what) {
   backend_cpu *c = b->impl;
   const gptc_model *m = c->m;
   if ((what & BACKEND_TRAIN) && !c->grads) {
+    int moments = !(what & BACKEND_NO_MOMENTS);
     if (!(c->grads = backend_cpu_buf(m->n_params, "gradients")) ||
-        !(c->adam_m = backend_cpu_buf(m->n_params, "AdamW first moments")) ||
-        !(c->adam_v = backend_cpu_buf(m->n_params, "AdamW second moments")) ||
+        (moments && !(c->adam_m = backend_cpu_buf(m->n_params, "AdamW first moments"))) ||
+        (moments && !(c->adam_v = backend_cpu_buf(m->n_params, "AdamW second moments"))) ||
         !(c->acts = backend_cpu_buf(m->n_acts, "activations")) ||
         !(c->grad_acts = backend_cpu_buf(m->n_grad_acts, "activation gradients")))
       return -1;
@@ -109,8 +110,16 @@ static int backend_cpu_grad_sq_norm(backend *b, double *out) {
 
 static int backend_cpu_adamw(backend *b, gptc_adamw_args a) {
   backend_cpu *c = b->impl;
-  if (backend_cpu_need(c->grads, "AdamW")) return -1;
+  if (backend_cpu_need(c->grads, "AdamW") || backend_cpu_need(c->adam_m, "AdamW")) return -1;
   c->m->adamw(c->params, c->grads, c->adam_m, c->adam_v, a);
+  return 0;
+}
+
+static int backend_cpu_adamw_range(backend *b, gptc_adamw_args a, size_t lo, size_t hi, float *m, float *v) {
+  backend_cpu *c = b->impl;
+  if (backend_cpu_need(c->grads, "AdamW")) return -1;
+  if (lo > hi || hi > c->m->n_params) return util_err("AdamW range [%zu, %zu) outside the %zu parameters", lo, hi, c->m->n_params);
+  c->m->adamw_range(c->params, c->grads, m, v, a, lo, hi);
   return 0;
 }
 
@@ -159,6 +168,7 @@ static const backend_ops backend_cpu_ops = {
     .download_grads = backend_cpu_download_grads,
     .grad_sq_norm = backend_cpu_grad_sq_norm,
     .adamw = backend_cpu_adamw,
+    .adamw_range = backend_cpu_adamw_range,
     .train_step = backend_step_generic,
     .forward_eval = backend_cpu_forward_eval,
     .infer = backend_cpu_infer,

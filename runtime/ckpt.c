@@ -371,8 +371,34 @@ static int ckpt_read_all(ckpt_st *st, const gptc_tensor *t, int n, const char *p
   return 0;
 }
 
-int ckpt_load_params(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, float *params,
-                     float *m, float *v) {
+/* [lo, hi) of the flat vector from the tensors named prefix + name: out:
+ * (hi - lo); one tensor at a time through tmp */
+static int ckpt_read_range(ckpt_st *st, const gptc_tensor *t, int n, const char *prefix, size_t lo, size_t hi,
+                           float *out) {
+  char name[512];
+  float *tmp = NULL; // (largest overlapping tensor)
+  size_t cap = 0;
+  int rc = 0;
+  memset(out, 0, (hi - lo) * sizeof(float));
+  for (int i = 0; i < n && rc == 0; i++) {
+    size_t a = t[i].offset > lo ? t[i].offset : lo, b = t[i].offset + t[i].numel < hi ? t[i].offset + t[i].numel : hi;
+    if (a >= b) continue;
+    if (t[i].numel > cap) {
+      free(tmp);
+      cap = t[i].numel;
+      if (!(tmp = util_malloc(cap * sizeof(float), "a tensor of AdamW moments"))) return -1;
+    }
+    snprintf(name, sizeof name, "%s%s", prefix, t[i].name);
+    if ((rc = ckpt_st_read_f32(st, ckpt_st_find(st, name), tmp)) == 0)
+      memcpy(out + (a - lo), tmp + (a - t[i].offset), (b - a) * sizeof(float));
+  }
+  free(tmp);
+  return rc ? -1 : 0;
+}
+
+/* ckpt_load_params, and with `ranged` ckpt_load_moments_range (params NULL) */
+static int ckpt_load(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, float *params,
+                     float *m, float *v, int ranged, size_t lo, size_t hi) {
   if (!m != !v) return util_err("%s: AdamW moments need both m and v", path);
   if (ckpt_check_table(tensors, n_tensors, n_params)) return -1;
   static const char *const none[] = {""}, *const mv[] = {"m.", "v."};
@@ -401,14 +427,33 @@ int ckpt_load_params(const char *path, const gptc_tensor *tensors, int n_tensors
       goto out;
     }
   }
-  if (ckpt_read_all(st, tensors, n_tensors, "", params)) goto out;
-  if (m && (ckpt_read_all(so, tensors, n_tensors, "m.", m) || ckpt_read_all(so, tensors, n_tensors, "v.", v))) goto out;
+  if (params && ckpt_read_all(st, tensors, n_tensors, "", params)) goto out;
+  if (ranged) {
+    if (lo > hi || hi > n_params) {
+      util_err("%s: moments [%zu, %zu) outside the %zu parameters", path, lo, hi, n_params);
+      goto out;
+    }
+    if (ckpt_read_range(so, tensors, n_tensors, "m.", lo, hi, m) || ckpt_read_range(so, tensors, n_tensors, "v.", lo, hi, v))
+      goto out;
+  } else if (m && (ckpt_read_all(so, tensors, n_tensors, "m.", m) || ckpt_read_all(so, tensors, n_tensors, "v.", v)))
+    goto out;
   rc = 0;
 out:
   ckpt_st_close(st);
   ckpt_st_close(so);
   free(opt);
   return rc;
+}
+
+int ckpt_load_params(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, float *params,
+                     float *m, float *v) {
+  return ckpt_load(path, tensors, n_tensors, n_params, params, m, v, 0, 0, 0);
+}
+
+int ckpt_load_moments_range(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, size_t lo,
+                            size_t hi, float *m, float *v) {
+  if (!m || !v) return util_err("%s: AdamW moments need both m and v", path);
+  return ckpt_load(path, tensors, n_tensors, n_params, NULL, m, v, 1, lo, hi);
 }
 
 /* The pair tag and step of a moments file, or -1 (any reason) */

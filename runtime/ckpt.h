@@ -52,6 +52,12 @@ int ckpt_load_meta(const char *path, ckpt_meta *meta);
  * offsets against `tensors`; m and v (optional) from the sibling file. */
 int ckpt_load_params(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, float *params,
                      float *m, float *v);
+/* The AdamW moments of the flat elements [lo, hi) alone, from path's
+ * moments file (checked as ckpt_load_params checks it, pair tag included):
+ * m, v: (hi - lo) each, m[i - lo]; elements of no tensor are 0. One tensor
+ * at a time passes through memory (a ZeRO-1 rank's resume, dist.h). */
+int ckpt_load_moments_range(const char *path, const gptc_tensor *tensors, int n_tensors, size_t n_params, size_t lo,
+                            size_t hi, float *m, float *v);
 void ckpt_meta_free(ckpt_meta *meta);
 /* The first non-finite value in a buffer laid out by `tensors`, as "WHAT of
  * tensor 'name' hold nan|inf" into out: 1 when there is one, 0 when all are

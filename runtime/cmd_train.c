@@ -17,6 +17,7 @@ static const cli_opt cmd_train_opts[] = {
     {"--threads", "N", "CPU threads (default: all cores)"},
     {"--device", "NAME", "cpu (default), cuda, or auto (cuda when a usable GPU is present)"},
     {"--no-tune", NULL, "do not measure GEMM schedules this host's file lacks (they keep the heuristic; see gptc tune)"},
+    {"--zero", NULL, "under mpirun: each rank keeps the AdamW moments of its 1/N of the weights (ZeRO-1), bitwise the same run"},
     {"--quiet", NULL, "no progress output"},
     {NULL, NULL, NULL},
 };
@@ -33,7 +34,8 @@ static const cli_spec cmd_train_spec = {
     "stores the config with them. With --resume, a --set that changes the model's shape is refused; training\n"
     "fields (steps, lr, schedule, eval) may change and each change is printed and logged in log.jsonl.\n"
     "Under an MPI launcher (mpirun -np N gptc train ...) it trains data-parallel on the CPU: N ranks x\n"
-    "grad_accum g give bit for bit one process's grad_accum N x g; rank 0 writes (docs/distributed.md).",
+    "grad_accum g give bit for bit one process's grad_accum N x g; rank 0 writes (docs/distributed.md).\n"
+    "--zero there shards the AdamW moments over the ranks (ZeRO-1): optimizer state per rank / N, same numbers.",
     cmd_train_opts, 0};
 
 int cmd_train(int argc, char **argv) {
@@ -52,6 +54,7 @@ int cmd_train(int argc, char **argv) {
   o.init_ckpt = cli_get(&a, "--init");
   o.quiet = cli_has(&a, "--quiet");
   o.no_tune = cli_has(&a, "--no-tune");
+  o.zero = cli_has(&a, "--zero");
   o.device = cli_get(&a, "--device");
   if (o.device && strcmp(o.device, "cpu") && strcmp(o.device, "cuda") && strcmp(o.device, "auto"))
     return cli_usage_err(&a, "option '--device' must be cpu, cuda or auto (got '%s')", o.device);

@@ -70,14 +70,17 @@ void dist_shards(size_t n, int size, size_t *off) {
 
 int dist_bind(dist *d, size_t n) {
   if (d->n == n && d->acc) return 0;
-  free(d->off), free(d->acc), free(d->recv);
-  d->off = NULL, d->acc = d->recv = NULL;
+  free(d->off), free(d->acc), free(d->recv), free(d->zm), free(d->zv);
+  d->off = NULL, d->acc = d->recv = d->zm = d->zv = NULL;
   d->n = n;
   if (!(d->off = util_calloc((size_t)d->size + 1, sizeof *d->off, "shard table"))) return -1;
   dist_shards(n, d->size, d->off);
   size_t mine = d->off[d->rank + 1] - d->off[d->rank], most = 0;
   for (int r = 0; r < d->size; r++)
     if (d->off[r + 1] - d->off[r] > most) most = d->off[r + 1] - d->off[r];
+  if (d->zero && (!(d->zm = util_calloc(mine ? mine : 1, sizeof(float), "AdamW first moments (this rank's shard)")) ||
+                  !(d->zv = util_calloc(mine ? mine : 1, sizeof(float), "AdamW second moments (this rank's shard)"))))
+    return -1;
   if (!(d->acc = util_calloc(mine ? mine : 1, sizeof(float), "gradient shard")) ||
       !(d->recv = util_calloc(d->size > 1 ? (size_t)d->size * (most ? most : 1) : 1, sizeof(float),
                               "received gradient pieces")))
@@ -89,7 +92,7 @@ void dist_close(dist *d) {
   if (!d) return;
   dist_disarm(d);
   if (d->t && d->t->close) d->t->close(d);
-  free(d->off), free(d->acc), free(d->recv);
+  free(d->off), free(d->acc), free(d->recv), free(d->zm), free(d->zv);
   free(d);
 }
 
@@ -244,9 +247,38 @@ int dist_step(dist *d, backend *b, const backend_step *s, double *loss, double *
   if (!isfinite(*loss) || !isfinite(*norm)) goto out;
   gptc_adamw_args a = s->adamw;
   a.grad_scale = s->grad_clip > 0 && *norm > s->grad_clip ? (float)(s->grad_clip / (*norm + 1e-6)) : 1.0f;
-  rc = o->adamw(b, a);
+  if (!d->zero) {
+    rc = o->adamw(b, a);
+    goto out;
+  }
+  /* ZeRO-1: this rank's shard of the update, then every shard to every rank */
+  if (!o->adamw_range || !b->host_params) {
+    rc = util_err("--zero: device %s cannot update a shard of the weights (ZeRO-1 runs on the CPU)", b->device);
+    goto out;
+  }
+  if ((rc = o->adamw_range(b, a, lo, lo + sh, d->zm, d->zv)) || size == 1) goto out;
+  t0 = util_now();
+  dist_arm(d, "gathering the updated weights");
+  rc = d->t->gather_shards(d, b->host_params);
+  dist_disarm(d);
+  d->comm_s += util_now() - t0;
 out:
   free(mine);
   free(all);
+  return rc;
+}
+
+/* ---- ZeRO-1's moments ------------------------------------------------------- */
+
+int dist_gather_moments(dist *d, float *m, float *v) {
+  size_t lo = d->off[d->rank], sh = d->off[d->rank + 1] - lo;
+  if (d->size == 1 || !d->t) {
+    if (m) memcpy(m, d->zm, sh * sizeof(float)), memcpy(v, d->zv, sh * sizeof(float));
+    return 0;
+  }
+  if (!d->t->gather0) return util_err("--zero: the %s transport cannot gather the moments", d->t->name);
+  dist_arm(d, "gathering the AdamW moments for the checkpoint");
+  int rc = d->t->gather0(d, d->zm, m) || d->t->gather0(d, d->zv, v) ? -1 : 0;
+  dist_disarm(d);
   return rc;
 }

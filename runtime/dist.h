@@ -47,6 +47,9 @@ typedef struct {
   /* ends every rank now (after a one-sided failure); does not return */
   void (*abort)(dist *d, int code);
   void (*close)(dist *d);
+  /* ZeRO-1's checkpoints. mine: (my shard) of an (n) vector; all: (n) on
+   * rank 0, which receives every shard in place (NULL on the others) */
+  int (*gather0)(dist *d, const float *mine, float *all);
 } dist_transport;
 
 struct dist {
@@ -62,6 +65,10 @@ struct dist {
   int nan_rank;
   long nan_step;
   double comm_s; /* seconds spent in the step's exchange and gather, summed (gptc bench --ranks) */
+  /* ZeRO-1 (`gptc train --zero`): this rank keeps the AdamW moments of its
+   * shard only, updates that shard of the weights and all-gathers them */
+  int zero;
+  float *zm, *zv; /* (my shard) each: the moments of [off[rank], off[rank + 1]) when zero */
 };
 
 /* Rank count the launcher set in the environment; 0 without a launcher. */
@@ -93,6 +100,10 @@ static inline int dist_micro(int rank, int size, int k) { return k * size + rank
  * first non-finite one (-1: none). Needs the CPU backend's host buffers. */
 int dist_step(dist *d, backend *b, const backend_step *s, double *loss, double *norm, int *stop_sig, int *stop_rank,
               int *bad_rank);
+
+/* ZeRO-1: every rank's moment shards into rank 0's m and v (n floats
+ * each; NULL on the other ranks), as one process holds them (checkpoints). */
+int dist_gather_moments(dist *d, float *m, float *v);
 
 /* Every rank's `what` (a short string, e.g. the config's hash) against rank
  * 0's; on a difference every rank fails with a message naming the first

@@ -57,6 +57,13 @@ static int dist_mpi_gather(dist *d, float *buf) {
                      "Allgatherv (gradient shards)");
 }
 
+static int dist_mpi_gather0(dist *d, const float *mine, float *all) {
+  dist_mpi *m = d->impl;
+  if (dist_mpi_counts(d)) return -1;
+  return dist_mpi_ok(MPI_Gatherv(mine, m->cnt[d->rank], MPI_FLOAT, all, m->cnt, m->dsp, MPI_FLOAT, 0, MPI_COMM_WORLD),
+                     "Gatherv (AdamW moment shards)");
+}
+
 static int dist_mpi_allgather(dist *d, const void *mine, size_t bytes, void *all) {
   (void)d;
   if (bytes > INT_MAX) return util_err("MPI Allgather: %zu bytes is too many for one call", bytes);
@@ -86,6 +93,7 @@ static void dist_mpi_close(dist *d) {
 
 static const dist_transport dist_mpi_transport = {
     "MPI", dist_mpi_exchange, dist_mpi_gather, dist_mpi_allgather, dist_mpi_barrier, dist_mpi_abort, dist_mpi_close,
+    dist_mpi_gather0,
 };
 
 int dist_mpi_open(dist *d) {

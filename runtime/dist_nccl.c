@@ -144,6 +144,7 @@ static void dist_nccl_close(dist *d) {
 
 static const dist_transport dist_nccl_transport = {
     "NCCL", dist_nccl_exchange, dist_nccl_gather, dist_nccl_allgather, dist_nccl_barrier, dist_nccl_abort, dist_nccl_close,
+    NULL, /* gather0: ZeRO-1 runs on the CPU only so far */
 };
 
 int dist_nccl_open(dist *d, int device) {

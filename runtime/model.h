@@ -85,6 +85,9 @@ typedef struct {
    * (0 <= pos < context_length; positions < pos must already be cached) and
    * writes the (V) logits for the next token. */
   void (*infer)(const float *params, float *kv, float *scratch, int token, int pos, float *logits);
+  /* adamw on the elements [lo, hi) only, with m and v holding just those
+   * (m[i - lo]): a rank's shard under ZeRO-1, bitwise adamw's values there */
+  void (*adamw_range)(float *params, const float *grads, float *m, float *v, gptc_adamw_args a, size_t lo, size_t hi);
 } gptc_model;
 
 typedef const gptc_model *(*gptc_model_get_fn)(void);

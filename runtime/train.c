@@ -187,6 +187,23 @@ static const char *train_good(const train_state *s, char *buf, size_t cap) {
 }
 
 static int train_save(train_state *s, const char *path, int with_moments) {
+  /* ZeRO-1: rank 0 gathers every rank's moment shard, and saves what one
+   * process would (gm, gv: (n_params) on rank 0, NULL elsewhere) */
+  float *gm = NULL, *gv = NULL, *adam_m = s->adam_m, *adam_v = s->adam_v;
+  int zero = with_moments && s->acc && s->acc->zero;
+  if (zero) {
+    size_t n = s->be->n_params;
+    if (s->r0 && (!(gm = train_alloc(n, "gathered AdamW first moments")) ||
+                  !(gv = train_alloc(n, "gathered AdamW second moments")))) {
+      free(gm);
+      return -1;
+    }
+    if (dist_gather_moments(s->acc, gm, gv)) {
+      free(gm), free(gv);
+      return -1;
+    }
+    adam_m = gm, adam_v = gv;
+  }
   if (!s->r0) { /* rank 0 writes; every rank knows what is on disk */
     if (with_moments && !strcmp(path, s->last_path)) s->have_good = 1, s->good_step = s->step;
     return 0;
@@ -207,20 +224,21 @@ static int train_save(train_state *s, const char *path, int with_moments) {
   meta.val_loss_full = s->val_full;
   snprintf(meta.text_hash, sizeof meta.text_hash, "%s", s->ds.text_hash);
   const backend *b = s->be;
-  if (b->ops->download(s->be, s->params, with_moments ? s->adam_m : NULL, with_moments ? s->adam_v : NULL)) goto out;
+  if (b->ops->download(s->be, s->params, with_moments && !zero ? adam_m : NULL, with_moments && !zero ? adam_v : NULL))
+    goto out;
   /* a diverged state is never saved: it would replace the last good checkpoint */
   char bad[300], good[PATH_MAX + 40];
   const gptc_tensor *ts = b->tensors;
   int nt = b->n_tensors;
   if (ckpt_nonfinite(ts, nt, s->params, "the weights", bad, sizeof bad) ||
-      (with_moments && (ckpt_nonfinite(ts, nt, s->adam_m, "the AdamW first moments", bad, sizeof bad) ||
-                        ckpt_nonfinite(ts, nt, s->adam_v, "the AdamW second moments", bad, sizeof bad)))) {
+      (with_moments && (ckpt_nonfinite(ts, nt, adam_m, "the AdamW first moments", bad, sizeof bad) ||
+                        ckpt_nonfinite(ts, nt, adam_v, "the AdamW second moments", bad, sizeof bad)))) {
     util_err("training stopped: after step %llu %s; not saved; the last good checkpoint is %s",
              (unsigned long long)s->step, bad, train_good(s, good, sizeof good));
     goto out;
   }
-  rc = ckpt_save(path, b->tensors, b->n_tensors, b->n_params, s->params, with_moments ? s->adam_m : NULL,
-                 with_moments ? s->adam_v : NULL, &meta);
+  rc = ckpt_save(path, b->tensors, b->n_tensors, b->n_params, s->params, with_moments ? adam_m : NULL,
+                 with_moments ? adam_v : NULL, &meta);
   if (rc == 0 && with_moments && !strcmp(path, s->last_path)) {
     s->have_good = 1;
     s->good_step = s->step;
@@ -228,6 +246,7 @@ static int train_save(train_state *s, const char *path, int with_moments) {
 out:
   free(meta.config_src);
   free(meta.vocab);
+  free(gm), free(gv);
   return rc;
 }
 
@@ -565,13 +584,14 @@ static int train_check_ranks(train_state *s, const train_opts *o) {
   free(src);
   util_buf b = {0};
   util_buf_printf(&b, "out=%s steps=%ld resume=%d init=%s", s->out, o->steps, o->resume, o->init_ckpt ? o->init_ckpt : "-");
+  if (o->zero) util_buf_printf(&b, " zero");
   for (int i = 0; i < o->n_sets; i++) util_buf_printf(&b, " set=%s", o->sets[i]);
   for (int i = 0; i < o->n_texts; i++) util_buf_printf(&b, " text=%s", o->texts[i]);
   char opts[65];
   util_sha256_hex(b.data ? b.data : "", b.len, opts);
   util_buf_free(&b);
   if (dist_check_same(s->job, "config (SHA-256 of the loaded config)", hash)) return -1;
-  return dist_check_same(s->job, "options (SHA-256 of --out, --steps, --resume, --init, --set, --text)", opts);
+  return dist_check_same(s->job, "options (SHA-256 of --out, --steps, --resume, --init, --zero, --set, --text)", opts);
 }
 
 static int train_setup(train_state *s, const train_opts *o) {
@@ -586,6 +606,9 @@ static int train_setup(train_state *s, const train_opts *o) {
       util_path(s->log_path, sizeof s->log_path, "%s/log.jsonl", s->out))
     return util_err("--out: %s", util_errmsg());
   if (o->resume && o->init_ckpt) return util_err("--resume and --init exclude each other");
+  if (o->zero && !s->job)
+    return util_err("--zero: shards the AdamW moments over the ranks of an MPI job: run it under mpirun -np N "
+                    "(docs/distributed.md)");
   if (o->resume && !util_file_exists(s->last_path))
     return util_err("%s: no checkpoint to resume from (train without --resume first)", s->last_path);
   /* under a launcher: the same config and options on every rank, then the
@@ -649,7 +672,8 @@ static int train_setup(train_state *s, const train_opts *o) {
     return -1;
   if (backend_open(c, o->device, &s->be)) return -1;
   backend *m = s->be;
-  if (m->ops->alloc(m, BACKEND_TRAIN)) return -1;
+  /* --zero: the moments live in shards (dist.h), never whole on a rank */
+  if (m->ops->alloc(m, BACKEND_TRAIN | (o->zero ? BACKEND_NO_MOMENTS : 0))) return -1;
   size_t BT = (size_t)m->B * (size_t)m->T * (size_t)tr->grad_accum;
   if (m->host_params) {
     s->params = m->host_params, s->adam_m = m->host_m, s->adam_v = m->host_v;
@@ -689,8 +713,8 @@ static int train_setup(train_state *s, const train_opts *o) {
       return -1;
     char bad[300];
     if (ckpt_nonfinite(m->tensors, m->n_tensors, s->params, "the weights", bad, sizeof bad) ||
-        ckpt_nonfinite(m->tensors, m->n_tensors, s->adam_m, "the AdamW first moments", bad, sizeof bad) ||
-        ckpt_nonfinite(m->tensors, m->n_tensors, s->adam_v, "the AdamW second moments", bad, sizeof bad))
+        (s->adam_m && ckpt_nonfinite(m->tensors, m->n_tensors, s->adam_m, "the AdamW first moments", bad, sizeof bad)) ||
+        (s->adam_v && ckpt_nonfinite(m->tensors, m->n_tensors, s->adam_v, "the AdamW second moments", bad, sizeof bad)))
       return util_err("%s: cannot resume: %s (the run had diverged when this was saved); restart it, or --init from "
                       "an earlier checkpoint", s->last_path, bad);
     s->have_good = 1;
@@ -721,7 +745,22 @@ static int train_setup(train_state *s, const train_opts *o) {
     if (m->host_grads) {
       if (!s->job && !(s->acc = dist_local())) return -1;
       if (!s->acc) s->acc = s->job;
+      s->acc->zero = o->zero;
       if (dist_bind(s->acc, m->n_params)) return -1;
+    }
+  }
+  if (o->zero) {
+    if (!s->acc || !m->ops->adamw_range || s->adam_m)
+      return util_err("--zero: device %s cannot shard the AdamW moments (ZeRO-1 runs on the CPU)", m->device);
+    /* ZeRO-1 resumes only the rank's slice of the moments */
+    size_t lo = s->acc->off[s->rank], hi = s->acc->off[s->rank + 1];
+    if (o->resume) {
+      if (ckpt_load_moments_range(s->last_path, m->tensors, m->n_tensors, m->n_params, lo, hi, s->acc->zm, s->acc->zv))
+        return -1;
+      for (size_t i = 0; i < hi - lo; i++)
+        if (!isfinite(s->acc->zm[i]) || !isfinite(s->acc->zv[i]))
+          return util_err("%s: cannot resume: the AdamW moments are not finite at parameter %zu (the run had diverged "
+                          "when this was saved); restart it, or --init from an earlier checkpoint", s->last_path, lo + i);
     }
   }
   return 0;
@@ -799,6 +838,13 @@ int train_run(const train_opts *o) {
     if (s.job)
       printf("data-parallel: %d ranks (%s) | batch %d = %d ranks x batch_size %d x grad_accum %d\n", s.ranks,
              s.job->t->name, s.ranks * tr->batch_size * tr->grad_accum, s.ranks, tr->batch_size, tr->grad_accum);
+    if (s.acc && s.acc->zero) {
+      size_t most = 0; /* the largest shard: the optimizer state of the fullest rank */
+      for (int r = 0; r < s.ranks; r++)
+        if (s.acc->off[r + 1] - s.acc->off[r] > most) most = s.acc->off[r + 1] - s.acc->off[r];
+      printf("ZeRO-1: AdamW moments sharded over %d ranks | optimizer state %zu bytes per rank (at most; %zu unsharded)\n",
+             s.ranks, 2 * most * sizeof(float), 2 * m->n_params * sizeof(float));
+    }
     if (s.step > 0) printf("resuming at step %llu from %s\n", (unsigned long long)s.step, s.last_path);
     fflush(stdout);
   }
@@ -837,7 +883,7 @@ int train_run(const train_opts *o) {
     double loss, norm;
     int bad_rank = -1;
     stop = train_stop_signal;
-    if (s.acc && (s.ranks > 1 || tr->grad_accum > 1)
+    if (s.acc && (s.ranks > 1 || tr->grad_accum > 1 || s.acc->zero) /* --zero: the shard's AdamW is dist_step's */
             ? dist_step(s.acc, m, &st, &loss, &norm, &stop, &stop_rank, &bad_rank)
             : m->ops->train_step(m, &st, &loss, &norm)) {
       rc = -1;

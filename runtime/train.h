@@ -26,6 +26,7 @@ typedef struct {
   int quiet;          /* no progress output (tests) */
   const char *device; /* "cpu" (NULL), "cuda" or "auto" */
   int no_tune;        /* on the CPU, do not tune the GEMMs the host's schedule file lacks (tune.h) */
+  int zero;           /* ZeRO-1 under a launcher: each rank keeps its shard of the AdamW moments (dist.h) */
 } train_opts;
 
 int train_run(const train_opts *o);

@@ -100,6 +100,7 @@ static const gptc_model gptc_the_model = {
   .grad_sq_norm = gptc_grad_sq_norm,
   .adamw = gptc_adamw,
   .infer = gptc_infer,
+  .adamw_range = gptc_adamw_range,
 };
 
 __attribute__((visibility("default"))) const gptc_model *gptc_model_get(void) { return &gptc_the_model; }

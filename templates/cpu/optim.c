@@ -80,3 +80,39 @@ static {{g and "__attribute__((noinline)) " or ""}}void {{pre}}gptc_adamw(real *
     }
   }
 }
+% if not k then
+
+/* gptc_adamw on the elements [lo, hi) alone, its moments held shard-locally
+ * (m[i - lo], v[i - lo]): ZeRO-1 (docs/distributed.md). Each element's
+ * arithmetic is gptc_adamw's, expression for expression (the same tensor's
+ * decay), so the shards together are bitwise its whole update. */
+static void gptc_adamw_range(real *params, const real *grads, real *m, real *v, gptc_adamw_args a, size_t lo,
+                             size_t hi) {
+  double bc1 = 1 - pow((double)a.beta1, a.t), bc2 = 1 - pow((double)a.beta2, a.t);
+  const real step = (real)(a.lr / bc1), bc2_sqrt = (real)sqrt(bc2), gs = a.grad_scale, eps = a.eps;
+  const real b1c = (real)(1 - (double)a.beta1), b2 = a.beta2, b2c = (real)(1 - (double)a.beta2);
+  const real keep = (real)(1 - (double)a.lr * a.weight_decay);
+  const int lerp_hi = b1c >= (real)0.5; /* torch's lerp switches formula at weight 0.5 */
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int c = 0; c < {{n_chunks}}; c++) {
+    int ti = opt_tensor_of(c);
+    size_t i0 = opt_tensors[ti].offset + (size_t)(c - opt_tensors[ti].chunk0) * {{CHUNK}};
+    size_t i1 = i0 + min_z({{CHUNK}}, opt_tensors[ti].offset + opt_tensors[ti].numel - i0);
+    if (i0 < lo) i0 = lo;
+    if (i1 > hi) i1 = hi;
+    if (i0 >= i1) continue;
+    size_t n = i1 - i0;
+    real *p = params + i0, *mm = m + (i0 - lo), *vv = v + (i0 - lo);
+    const real *g = grads + i0;
+    real dk = opt_tensors[ti].decay ? keep : 1;
+    for (size_t i = 0; i < n; i++) {
+      real gi = g[i] * gs;
+      real mi = lerp_hi ? gi - (gi - mm[i]) * (1 - b1c) : mm[i] + b1c * (gi - mm[i]);
+      real vi = vv[i] * b2 + b2c * (gi * gi);
+      mm[i] = mi;
+      vv[i] = vi;
+      p[i] = p[i] * dk - step * (mi / (sqrt_r(vi) / bc2_sqrt + eps));
+    }
+  }
+}
+% end

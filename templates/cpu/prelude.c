@@ -68,6 +68,7 @@ typedef struct {
   double (*grad_sq_norm)(const real *grads);
   void (*adamw)(real *params, const real *grads, real *m, real *v, gptc_adamw_args a);
   void (*infer)(const real *params, real *kv, real *scratch, int token, int pos, real *logits);
+  void (*adamw_range)(real *params, const real *grads, real *m, real *v, gptc_adamw_args a, size_t lo, size_t hi);
 } gptc_model;
 
 /* ---- Philox4x32-10 (Salmon et al., SC'11) ------------------------------------

@@ -55,44 +55,54 @@ static double gptc_grad_sq_norm(const real *grads) {
 
 /* AdamW with PyTorch's semantics: g = grad * grad_scale; p *= 1 - lr * wd
  * (decay tensors only); m = lerp(m, g, 1 - beta1); v = beta2 v + (1 - beta2) g^2;
- * p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps) */
-static {{g and "__attribute__((noinline)) " or ""}}void {{pre}}gptc_adamw(real *params, const real *grads, real *m, real *v, gptc_adamw_args a) {
+ * p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps).
+ * One step's constants, from its arguments: */
+typedef struct {
+  real step, bc2_sqrt, gs, eps, b1c, b2, b2c, keep;
+  int lerp_hi; /* torch's lerp switches formula at weight 0.5 */
+} {{pre}}adamw_k;
+
+static {{pre}}adamw_k {{pre}}adamw_consts(gptc_adamw_args a) {
   double bc1 = 1 - pow((double)a.beta1, a.t), bc2 = 1 - pow((double)a.beta2, a.t);
-  const real step = (real)(a.lr / bc1), bc2_sqrt = (real)sqrt(bc2), gs = a.grad_scale, eps = a.eps;
-  const real b1c = (real)(1 - (double)a.beta1), b2 = a.beta2, b2c = (real)(1 - (double)a.beta2);
-  const real keep = (real)(1 - (double)a.lr * a.weight_decay);
-  const int lerp_hi = b1c >= (real)0.5; /* torch's lerp switches formula at weight 0.5 */
+  {{pre}}adamw_k k = {(real)(a.lr / bc1), (real)sqrt(bc2), a.grad_scale, a.eps, (real)(1 - (double)a.beta1), a.beta2,
+                      (real)(1 - (double)a.beta2), (real)(1 - (double)a.lr * a.weight_decay), 0};
+  k.lerp_hi = k.b1c >= (real)0.5;
+  return k;
+}
+
+/* The update of n consecutive elements of one tensor (dk: its decay factor),
+ * the one element loop both entry points run. */
+GPTC_INLINE void {{pre}}adamw_span(real *p, const real *g, real *mm, real *vv, size_t n, real dk,
+                                   const {{pre}}adamw_k *k) {
+  for (size_t i = 0; i < n; i++) {
+    real gi = g[i] * k->gs;
+    real mi = k->lerp_hi ? gi - (gi - mm[i]) * (1 - k->b1c) : mm[i] + k->b1c * (gi - mm[i]);
+    real vi = vv[i] * k->b2 + k->b2c * (gi * gi);
+    mm[i] = mi;
+    vv[i] = vi;
+    p[i] = p[i] * dk - k->step * (mi / (sqrt_r(vi) / k->bc2_sqrt + k->eps));
+  }
+}
+
+static {{g and "__attribute__((noinline)) " or ""}}void {{pre}}gptc_adamw(real *params, const real *grads, real *m, real *v, gptc_adamw_args a) {
+  const {{pre}}adamw_k k = {{pre}}adamw_consts(a);
 #pragma omp parallel for schedule(dynamic, 4)
   for (int c = 0; c < {{n_chunks}}; c++) {
     int ti = {{pre}}opt_tensor_of(c);
     size_t i0 = {{pre}}opt_tensors[ti].offset + (size_t)(c - {{pre}}opt_tensors[ti].chunk0) * {{CHUNK}};
     size_t n = min_z({{CHUNK}}, {{pre}}opt_tensors[ti].offset + {{pre}}opt_tensors[ti].numel - i0);
-    real *p = params + i0, *mm = m + i0, *vv = v + i0;
-    const real *g = grads + i0;
-    real dk = {{pre}}opt_tensors[ti].decay ? keep : 1;
-    for (size_t i = 0; i < n; i++) {
-      real gi = g[i] * gs;
-      real mi = lerp_hi ? gi - (gi - mm[i]) * (1 - b1c) : mm[i] + b1c * (gi - mm[i]);
-      real vi = vv[i] * b2 + b2c * (gi * gi);
-      mm[i] = mi;
-      vv[i] = vi;
-      p[i] = p[i] * dk - step * (mi / (sqrt_r(vi) / bc2_sqrt + eps));
-    }
+    {{pre}}adamw_span(params + i0, grads + i0, m + i0, v + i0, n, {{pre}}opt_tensors[ti].decay ? k.keep : 1, &k);
   }
 }
 % if not k then
 
 /* gptc_adamw on the elements [lo, hi) alone, its moments held shard-locally
- * (m[i - lo], v[i - lo]): ZeRO-1 (docs/distributed.md). Each element's
- * arithmetic is gptc_adamw's, expression for expression (the same tensor's
- * decay), so the shards together are bitwise its whole update. */
+ * (m[i - lo], v[i - lo]): ZeRO-1 (docs/distributed.md). Each element goes
+ * through gptc_adamw's own loop (adamw_span, the same tensor's decay), so
+ * the shards together are bitwise its whole update. */
 static void gptc_adamw_range(real *params, const real *grads, real *m, real *v, gptc_adamw_args a, size_t lo,
                              size_t hi) {
-  double bc1 = 1 - pow((double)a.beta1, a.t), bc2 = 1 - pow((double)a.beta2, a.t);
-  const real step = (real)(a.lr / bc1), bc2_sqrt = (real)sqrt(bc2), gs = a.grad_scale, eps = a.eps;
-  const real b1c = (real)(1 - (double)a.beta1), b2 = a.beta2, b2c = (real)(1 - (double)a.beta2);
-  const real keep = (real)(1 - (double)a.lr * a.weight_decay);
-  const int lerp_hi = b1c >= (real)0.5; /* torch's lerp switches formula at weight 0.5 */
+  const adamw_k k = adamw_consts(a);
 #pragma omp parallel for schedule(dynamic, 4)
   for (int c = 0; c < {{n_chunks}}; c++) {
     int ti = opt_tensor_of(c);
@@ -101,18 +111,7 @@ static void gptc_adamw_range(real *params, const real *grads, real *m, real *v, 
     if (i0 < lo) i0 = lo;
     if (i1 > hi) i1 = hi;
     if (i0 >= i1) continue;
-    size_t n = i1 - i0;
-    real *p = params + i0, *mm = m + (i0 - lo), *vv = v + (i0 - lo);
-    const real *g = grads + i0;
-    real dk = opt_tensors[ti].decay ? keep : 1;
-    for (size_t i = 0; i < n; i++) {
-      real gi = g[i] * gs;
-      real mi = lerp_hi ? gi - (gi - mm[i]) * (1 - b1c) : mm[i] + b1c * (gi - mm[i]);
-      real vi = vv[i] * b2 + b2c * (gi * gi);
-      mm[i] = mi;
-      vv[i] = vi;
-      p[i] = p[i] * dk - step * (mi / (sqrt_r(vi) / bc2_sqrt + eps));
-    }
+    adamw_span(params + i0, grads + i0, m + (i0 - lo), v + (i0 - lo), i1 - i0, opt_tensors[ti].decay ? k.keep : 1, &k);
   }
 }
 % end

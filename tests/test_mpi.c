@@ -19,32 +19,6 @@
 #include "testutil.h"
 #include "util.h"
 
-/* mpirun as root needs --allow-run-as-root; 3 ranks on 2 cores need
- * --oversubscribe. `launch` is what follows mpirun's own options: "-np N
- * EXE args" or an MPMD list "-np 1 EXE a : -np 1 EXE b" (EXE: gptc). */
-static int mpi_run(tu_run_result *r, const char *env, const char *fmt, ...) {
-  char launch[8192], cmd[16384], out[600], err[600];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(launch, sizeof launch, fmt, ap);
-  va_end(ap);
-  snprintf(out, sizeof out, "%s/.mpi-stdout", tu_tmpdir());
-  snprintf(err, sizeof err, "%s/.mpi-stderr", tu_tmpdir());
-  /* under build/test-asan.sh: OpenMPI's own allocations outlive MPI_Finalize;
-   * full stacks let tests/lsan-mpi.supp name its libraries (and only those) */
-  snprintf(cmd, sizeof cmd,
-           "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0\" LSAN_OPTIONS=suppressions='%s' %s "
-           "OMP_NUM_THREADS=1 timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe --bind-to none %s "
-           "</dev/null >%s 2>%s",
-           tu_src("tests/lsan-mpi.supp"), env ? env : "", launch, out, err);
-  int st = system(cmd);
-  memset(r, 0, sizeof *r);
-  r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  if (util_read_file(out, &r->out, &r->out_len)) r->out = util_strdup("");
-  if (util_read_file(err, &r->err, &r->err_len)) r->err = util_strdup("");
-  ck_assert_msg(r->code != 124 && r->code != 137, "mpirun timed out: %s\n%s", launch, r->err);
-  return r->code;
-}
 
 static const char *cfg(void) { return tu_src("configs/tiny-test.lua"); }
 
@@ -66,62 +40,11 @@ static void single(const char *out, const char *args) {
 /* np ranks of the same command. */
 static void ranks(int np, const char *out, const char *args) {
   tu_run_result r;
-  int code = mpi_run(&r, NULL, "-np %d '%s' train --config '%s' --out '%s' --quiet %s", np, GPTC_EXE, cfg(), out, args);
+  int code = tu_mpi_run(&r, NULL, "-np %d '%s' train --config '%s' --out '%s' --quiet %s", np, GPTC_EXE, cfg(), out, args);
   ck_assert_msg(code == 0, "%d ranks failed (%d): %s", np, code, r.err);
   tu_run_free(&r);
 }
 
-/* The tensor bytes of a safetensors file (after its JSON header): the
- * header holds the config, whose grad_accum differs between the runs. */
-static char *tensor_bytes(const char *run, const char *file, size_t *n) {
-  char path[1200], *data;
-  size_t len;
-  snprintf(path, sizeof path, "%s/%s", run, file);
-  ck_assert_msg(util_read_file(path, &data, &len) == 0, "%s", util_errmsg());
-  ck_assert_uint_ge(len, 8);
-  uint64_t h = 0;
-  for (int i = 7; i >= 0; i--) h = h << 8 | (uint8_t)data[i];
-  ck_assert_uint_le(8 + h, len);
-  *n = len - 8 - h;
-  char *t = malloc(*n + 1);
-  memcpy(t, data + 8 + h, *n);
-  free(data);
-  return t;
-}
-
-static void same_tensors(const char *a, const char *b, const char *file) {
-  size_t na, nb;
-  char *ta = tensor_bytes(a, file, &na), *tb = tensor_bytes(b, file, &nb);
-  ck_assert_uint_eq(na, nb);
-  ck_assert_uint_gt(na, 1000);
-  ck_assert_msg(!memcmp(ta, tb, na), "%s differs between %s and %s", file, a, b);
-  free(ta);
-  free(tb);
-}
-
-/* log.jsonl without timing and without the ranks/batch fields a job adds */
-static char *log_of(const char *run) {
-  char *l = tu_log_without_timing(run);
-  for (char *p; (p = strstr(l, ",\"ranks\":"));) {
-    char *e = strstr(p, ",\"batch\":");
-    ck_assert_ptr_nonnull(e);
-    e += 9;
-    while (*e >= '0' && *e <= '9') e++;
-    memmove(p, e, strlen(e) + 1);
-  }
-  return l;
-}
-
-static void same_run(const char *a, const char *b) {
-  same_tensors(a, b, "last.safetensors");
-  same_tensors(a, b, "last.opt.safetensors");
-  same_tensors(a, b, "best.safetensors");
-  char *la = log_of(a), *lb = log_of(b);
-  ck_assert_msg(strstr(la, "\"loss\":") && strstr(la, "val_loss_full"), "%s", la);
-  ck_assert_str_eq(la, lb);
-  free(la);
-  free(lb);
-}
 
 /* dropout on, so the per-micro-batch dropout keys are checked too */
 #define DROP "--set drop_rate=0.1 --steps 6"
@@ -130,7 +53,7 @@ START_TEST(two_ranks_equal_accum_two) {
   const char *a = dir("r2-single"), *b = dir("r2-ranks");
   single(a, DROP " --set train.grad_accum=2");
   tu_run_result r;
-  int code = mpi_run(&r, NULL, "-np 2 '%s' train --config '%s' --out '%s' " DROP, GPTC_EXE, cfg(), b);
+  int code = tu_mpi_run(&r, NULL, "-np 2 '%s' train --config '%s' --out '%s' " DROP, GPTC_EXE, cfg(), b);
   ck_assert_msg(code == 0, "%s", r.err);
   /* rank 0 alone speaks: the banner and each progress line once */
   const char *ban = strstr(r.out, "data-parallel: 2 ranks (MPI) | batch 4 = 2 ranks x batch_size 2 x grad_accum 1\n");
@@ -138,7 +61,7 @@ START_TEST(two_ranks_equal_accum_two) {
   const char *p1 = strstr(r.out, "step 1/6 | loss ");
   ck_assert_msg(p1 && !strstr(p1 + 1, "step 1/6 |") && strstr(p1, " tok/s | batch 4 on 2 ranks | ETA "), "%s", r.out);
   tu_run_free(&r);
-  same_run(a, b);
+  tu_same_run(a, b);
   /* and the job says what it is: ranks and effective batch */
   char path[1200], *log;
   size_t len;
@@ -153,7 +76,7 @@ START_TEST(three_ranks_accum_two_equal_accum_six) {
   const char *a = dir("r3-single"), *b = dir("r3-ranks");
   single(a, DROP " --set train.grad_accum=6");
   ranks(3, b, DROP " --set train.grad_accum=2");
-  same_run(a, b);
+  tu_same_run(a, b);
 }
 END_TEST
 
@@ -164,8 +87,8 @@ START_TEST(resume_across_rank_counts) {
   ranks(2, b, "--set drop_rate=0.1 --steps 2 --set train.grad_accum=2");
   single(b, "--set drop_rate=0.1 --steps 4 --set train.grad_accum=4 --resume");
   ranks(2, b, DROP " --set train.grad_accum=2 --resume");
-  same_tensors(a, b, "last.safetensors");
-  same_tensors(a, b, "last.opt.safetensors");
+  tu_same_tensors(a, b, "last.safetensors");
+  tu_same_tensors(a, b, "last.opt.safetensors");
 }
 END_TEST
 
@@ -195,7 +118,7 @@ START_TEST(rank0_writes_and_builds_the_cache_once) {
   snprintf(bad, sizeof bad, "%s/train.tokens", b);
   ck_assert_int_eq(util_write_file_atomic(bad, "not a cache", 11), 0);
   tu_run_result r;
-  ck_assert_msg(mpi_run(&r, NULL, "-np 3 '%s' train --config '%s' --out '%s' --quiet --steps 2", GPTC_EXE, cfg(), b) == 0,
+  ck_assert_msg(tu_mpi_run(&r, NULL, "-np 3 '%s' train --config '%s' --out '%s' --quiet --steps 2", GPTC_EXE, cfg(), b) == 0,
                 "%s", r.err);
   const char *m = strstr(r.err, "rebuilding it");
   ck_assert_msg(m && !strstr(m + 1, "rebuilding it"), "the cache was not rebuilt exactly once:\n%s", r.err);
@@ -214,7 +137,7 @@ START_TEST(rank0_writes_and_builds_the_cache_once) {
   ck_assert_msg(!memcmp(da, db, na), "the token caches differ");
   free(da);
   free(db);
-  same_tensors(a, b, "last.safetensors");
+  tu_same_tensors(a, b, "last.safetensors");
 }
 END_TEST
 
@@ -222,7 +145,7 @@ END_TEST
 START_TEST(config_differs) {
   const char *o = dir("cfg-diff");
   tu_run_result r;
-  int code = mpi_run(&r, NULL, "-np 1 '%s' train --config '%s' --out '%s' --quiet : -np 1 '%s' train --config '%s' --out '%s' "
+  int code = tu_mpi_run(&r, NULL, "-np 1 '%s' train --config '%s' --out '%s' --quiet : -np 1 '%s' train --config '%s' --out '%s' "
                               "--quiet --set train.lr=0.5", GPTC_EXE, cfg(), o, GPTC_EXE, cfg(), o);
   ck_assert_int_ne(code, 0);
   ck_assert_msg(strstr(r.err, "rank 1's config (SHA-256 of the loaded config) differs from rank 0's"), "%s", r.err);
@@ -252,7 +175,7 @@ START_TEST(text_differs) {
   util_buf_free(&a);
   util_buf_free(&b);
   tu_run_result r;
-  int code = mpi_run(&r, NULL, "-np 1 -wdir '%s' '%s' train --config '%s' --out '%s' --text t.txt --steps 2 : -np 1 -wdir '%s' "
+  int code = tu_mpi_run(&r, NULL, "-np 1 -wdir '%s' '%s' train --config '%s' --out '%s' --text t.txt --steps 2 : -np 1 -wdir '%s' "
                               "'%s' train --config '%s' --out '%s' --text t.txt --steps 2",
                      d0, GPTC_EXE, cfg(), o, d1, GPTC_EXE, cfg(), o);
   ck_assert_int_ne(code, 0);
@@ -269,14 +192,14 @@ START_TEST(nan_on_one_rank) {
   const char *a = dir("nan-ref"), *b = dir("nan");
   single(a, "--steps 2 --set train.grad_accum=2 --set train.eval_interval=2");
   tu_run_result r;
-  int code = mpi_run(&r, "GPTC_DIST_NAN=1:3", "-np 2 '%s' train --config '%s' --out '%s' --quiet --steps 6 --set "
+  int code = tu_mpi_run(&r, "GPTC_DIST_NAN=1:3", "-np 2 '%s' train --config '%s' --out '%s' --quiet --steps 6 --set "
                                               "train.eval_interval=2", GPTC_EXE, cfg(), b);
   ck_assert_int_ne(code, 0);
   ck_assert_msg(strstr(r.err, "training stopped: loss is nan at step 3 (from a micro-batch of rank 1 of 2); the last good "
                               "checkpoint is"), "%s", r.err);
   tu_run_free(&r);
-  same_tensors(a, b, "last.safetensors");
-  same_tensors(a, b, "last.opt.safetensors");
+  tu_same_tensors(a, b, "last.safetensors");
+  tu_same_tensors(a, b, "last.opt.safetensors");
 }
 END_TEST
 
@@ -398,8 +321,8 @@ static void intact(const char *run, const char *ref_name) {
   char args[200];
   snprintf(args, sizeof args, "--steps %ld --set train.grad_accum=2 --set train.eval_interval=5", st);
   single(ref, args);
-  same_tensors(ref, run, "last.safetensors");
-  same_tensors(ref, run, "last.opt.safetensors");
+  tu_same_tensors(ref, run, "last.safetensors");
+  tu_same_tensors(ref, run, "last.opt.safetensors");
 }
 
 /* Ctrl-C (SIGINT) to rank 1 alone: both ranks stop at the same step, rank 0
@@ -501,8 +424,8 @@ START_TEST(no_launcher_no_mpi) {
   unsetenv("OMPI_MCA_pml");
   ck_assert_msg(code == 0, "%s", r.err);
   tu_run_free(&r);
-  same_tensors(a, b, "last.safetensors");
-  code = mpi_run(&r, "OMPI_MCA_pml=no_such_pml", "-np 1 '%s' train --config '%s' --out '%s' --quiet --steps 2", GPTC_EXE,
+  tu_same_tensors(a, b, "last.safetensors");
+  code = tu_mpi_run(&r, "OMPI_MCA_pml=no_such_pml", "-np 1 '%s' train --config '%s' --out '%s' --quiet --steps 2", GPTC_EXE,
                  cfg(), dir("plain-mpi"));
   ck_assert_int_ne(code, 0);
   tu_run_free(&r);
@@ -512,7 +435,7 @@ END_TEST
 /* the bench's row: ranks, step, exchange, share, bytes, bandwidth */
 START_TEST(bench_ranks) {
   tu_run_result r;
-  int code = mpi_run(&r, NULL, "-np 2 '%s' bench --ranks --config '%s' --repeats 3", GPTC_EXE, cfg());
+  int code = tu_mpi_run(&r, NULL, "-np 2 '%s' bench --ranks --config '%s' --repeats 3", GPTC_EXE, cfg());
   ck_assert_msg(code == 0, "%s", r.err);
   ck_assert_msg(strstr(r.out, "| ranks | step ms | exchange ms | share | MB moved per rank per step | GB/s |"), "%s", r.out);
   const char *row = strstr(r.out, "\n| 2 | ");

@@ -20,28 +20,6 @@
 #include "testutil.h"
 #include "util.h"
 
-/* as test_mpi.c's: --allow-run-as-root for root, --oversubscribe for 3 ranks on 2 cores */
-static int mpi_run(tu_run_result *r, const char *fmt, ...) {
-  char launch[8192], cmd[16384], out[600], err[600];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(launch, sizeof launch, fmt, ap);
-  va_end(ap);
-  snprintf(out, sizeof out, "%s/.mpi-stdout", tu_tmpdir());
-  snprintf(err, sizeof err, "%s/.mpi-stderr", tu_tmpdir());
-  snprintf(cmd, sizeof cmd,
-           "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0\" LSAN_OPTIONS=suppressions='%s' "
-           "OMP_NUM_THREADS=1 timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe --bind-to none %s "
-           "</dev/null >%s 2>%s",
-           tu_src("tests/lsan-mpi.supp"), launch, out, err);
-  int st = system(cmd);
-  memset(r, 0, sizeof *r);
-  r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  if (util_read_file(out, &r->out, &r->out_len)) r->out = util_strdup("");
-  if (util_read_file(err, &r->err, &r->err_len)) r->err = util_strdup("");
-  ck_assert_msg(r->code != 124 && r->code != 137, "mpirun timed out: %s\n%s", launch, r->err);
-  return r->code;
-}
 
 static const char *cfg(void) { return tu_src("configs/tiny-test.lua"); }
 
@@ -62,64 +40,13 @@ static void single(const char *out, const char *args) {
 /* np ranks; the banner (stdout) is returned in *banner when asked */
 static void ranks(int np, const char *out, const char *args, char **banner) {
   tu_run_result r;
-  int code = mpi_run(&r, "-np %d '%s' train --config '%s' --out '%s' %s %s", np, GPTC_EXE, cfg(), out,
+  int code = tu_mpi_run(&r, NULL, "-np %d '%s' train --config '%s' --out '%s' %s %s", np, GPTC_EXE, cfg(), out,
                      banner ? "" : "--quiet", args);
   ck_assert_msg(code == 0, "%d ranks failed (%d): %s", np, code, r.err);
   if (banner) *banner = util_strdup(r.out);
   tu_run_free(&r);
 }
 
-/* The tensor bytes of a safetensors file, after its JSON header (which
- * holds the config: grad_accum differs between some of the runs). */
-static char *tensor_bytes(const char *run, const char *file, size_t *n) {
-  char path[1200], *data;
-  size_t len;
-  snprintf(path, sizeof path, "%s/%s", run, file);
-  ck_assert_msg(util_read_file(path, &data, &len) == 0, "%s", util_errmsg());
-  ck_assert_uint_ge(len, 8);
-  uint64_t h = 0;
-  for (int i = 7; i >= 0; i--) h = h << 8 | (uint8_t)data[i];
-  ck_assert_uint_le(8 + h, len);
-  *n = len - 8 - h;
-  char *t = malloc(*n + 1);
-  memcpy(t, data + 8 + h, *n);
-  free(data);
-  return t;
-}
-
-static void same_tensors(const char *a, const char *b, const char *file) {
-  size_t na, nb;
-  char *ta = tensor_bytes(a, file, &na), *tb = tensor_bytes(b, file, &nb);
-  ck_assert_uint_eq(na, nb);
-  ck_assert_uint_gt(na, 1000);
-  ck_assert_msg(!memcmp(ta, tb, na), "%s differs between %s and %s", file, a, b);
-  free(ta);
-  free(tb);
-}
-
-/* log.jsonl without timing and without the ranks/batch fields a job adds */
-static char *log_of(const char *run) {
-  char *l = tu_log_without_timing(run);
-  for (char *p; (p = strstr(l, ",\"ranks\":"));) {
-    char *e = strstr(p, ",\"batch\":");
-    ck_assert_ptr_nonnull(e);
-    e += 9;
-    while (*e >= '0' && *e <= '9') e++;
-    memmove(p, e, strlen(e) + 1);
-  }
-  return l;
-}
-
-static void same_run(const char *a, const char *b) {
-  same_tensors(a, b, "last.safetensors");
-  same_tensors(a, b, "last.opt.safetensors");
-  same_tensors(a, b, "best.safetensors");
-  char *la = log_of(a), *lb = log_of(b);
-  ck_assert_msg(strstr(la, "\"loss\":") && strstr(la, "val_loss_full"), "%s", la);
-  ck_assert_str_eq(la, lb);
-  free(la);
-  free(lb);
-}
 
 /* The banner's per-rank optimizer state: 2 moments x 4 bytes x the largest
  * of dist_shards' np shards of the n_params it names. */
@@ -251,7 +178,7 @@ START_TEST(two_ranks_zero_equals_unsharded) {
   ranks(2, b, DROP " --zero", &out);
   banner_bytes(out, 2);
   free(out);
-  same_run(a, b);
+  tu_same_run(a, b);
   /* the job's log records, ranks and batch included, are the same */
   char *la = tu_log_without_timing(a), *lb = tu_log_without_timing(b);
   ck_assert_msg(strstr(la, "\"ranks\":2,\"batch\":4"), "%s", la);
@@ -271,8 +198,8 @@ START_TEST(three_ranks_zero_equals_single) {
   ranks(3, b, DROP " --set train.grad_accum=2 --zero", &out);
   banner_bytes(out, 3);
   free(out);
-  same_run(c, b);
-  same_run(a, b);
+  tu_same_run(c, b);
+  tu_same_run(a, b);
 }
 END_TEST
 
@@ -284,8 +211,8 @@ START_TEST(resume_between_zero_and_single) {
   ranks(2, b, "--set drop_rate=0.1 --steps 2 --set train.grad_accum=2 --zero", NULL);
   single(b, "--set drop_rate=0.1 --steps 4 --set train.grad_accum=4 --resume");
   ranks(2, b, DROP " --set train.grad_accum=2 --resume --zero", NULL);
-  same_tensors(a, b, "last.safetensors");
-  same_tensors(a, b, "last.opt.safetensors");
+  tu_same_tensors(a, b, "last.safetensors");
+  tu_same_tensors(a, b, "last.opt.safetensors");
 }
 END_TEST
 
@@ -295,7 +222,7 @@ START_TEST(one_rank_zero_equals_single) {
   const char *a = dir("z1-single"), *b = dir("z1-on");
   single(a, DROP);
   ranks(1, b, DROP " --zero", NULL);
-  same_run(a, b);
+  tu_same_run(a, b);
 }
 END_TEST
 
@@ -303,7 +230,7 @@ END_TEST
 START_TEST(zero_on_one_rank_only) {
   tu_run_result r;
   const char *out = dir("z-mixed");
-  int code = mpi_run(&r, "-np 1 '%s' train --config '%s' --out '%s' --quiet --steps 1 --zero : -np 1 '%s' train "
+  int code = tu_mpi_run(&r, NULL, "-np 1 '%s' train --config '%s' --out '%s' --quiet --steps 1 --zero : -np 1 '%s' train "
                      "--config '%s' --out '%s' --quiet --steps 1", GPTC_EXE, cfg(), out, GPTC_EXE, cfg(), out);
   ck_assert_int_ne(code, 0);
   ck_assert_msg(strstr(r.err, "rank 1's options (SHA-256 of --out, --steps, --resume, --init, --zero, --set, --text) "

@@ -159,3 +159,84 @@ void tu_fake_cuda(const char *who) {
   setenv("FAKECUDA_SO_DIR", dir, 1);
   ready = 1;
 }
+
+/* ---- data-parallel runs (test_mpi.c, test_zero.c) ---------------------------------- */
+
+/* mpirun as root needs --allow-run-as-root; 3 ranks on 2 cores need
+ * --oversubscribe. `launch` is what follows mpirun's own options: "-np N
+ * EXE args" or an MPMD list "-np 1 EXE a : -np 1 EXE b" (EXE: gptc). */
+int tu_mpi_run(tu_run_result *r, const char *env, const char *fmt, ...) {
+  char launch[8192], cmd[16384], out[600], err[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(launch, sizeof launch, fmt, ap);
+  va_end(ap);
+  snprintf(out, sizeof out, "%s/.mpi-stdout", tu_tmpdir());
+  snprintf(err, sizeof err, "%s/.mpi-stderr", tu_tmpdir());
+  /* under build/test-asan.sh: OpenMPI's own allocations outlive MPI_Finalize;
+   * full stacks let tests/lsan-mpi.supp name its libraries (and only those) */
+  snprintf(cmd, sizeof cmd,
+           "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0\" LSAN_OPTIONS=suppressions='%s' %s "
+           "OMP_NUM_THREADS=1 timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe --bind-to none %s "
+           "</dev/null >%s 2>%s",
+           tu_src("tests/lsan-mpi.supp"), env ? env : "", launch, out, err);
+  int st = system(cmd);
+  memset(r, 0, sizeof *r);
+  r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  if (util_read_file(out, &r->out, &r->out_len)) r->out = util_strdup("");
+  if (util_read_file(err, &r->err, &r->err_len)) r->err = util_strdup("");
+  ck_assert_msg(r->code != 124 && r->code != 137, "mpirun timed out: %s\n%s", launch, r->err);
+  return r->code;
+}
+
+/* The tensor bytes of a safetensors file (after its JSON header): the
+ * header holds the config, whose grad_accum differs between the runs. */
+static char *tu_tensor_bytes(const char *run, const char *file, size_t *n) {
+  char path[1200], *data;
+  size_t len;
+  snprintf(path, sizeof path, "%s/%s", run, file);
+  ck_assert_msg(util_read_file(path, &data, &len) == 0, "%s", util_errmsg());
+  ck_assert_uint_ge(len, 8);
+  uint64_t h = 0;
+  for (int i = 7; i >= 0; i--) h = h << 8 | (uint8_t)data[i];
+  ck_assert_uint_le(8 + h, len);
+  *n = len - 8 - h;
+  char *t = malloc(*n + 1);
+  memcpy(t, data + 8 + h, *n);
+  free(data);
+  return t;
+}
+
+void tu_same_tensors(const char *a, const char *b, const char *file) {
+  size_t na, nb;
+  char *ta = tu_tensor_bytes(a, file, &na), *tb = tu_tensor_bytes(b, file, &nb);
+  ck_assert_uint_eq(na, nb);
+  ck_assert_uint_gt(na, 1000);
+  ck_assert_msg(!memcmp(ta, tb, na), "%s differs between %s and %s", file, a, b);
+  free(ta);
+  free(tb);
+}
+
+/* log.jsonl without timing and without the ranks/batch fields a job adds */
+static char *tu_log_of(const char *run) {
+  char *l = tu_log_without_timing(run);
+  for (char *p; (p = strstr(l, ",\"ranks\":"));) {
+    char *e = strstr(p, ",\"batch\":");
+    ck_assert_ptr_nonnull(e);
+    e += 9;
+    while (*e >= '0' && *e <= '9') e++;
+    memmove(p, e, strlen(e) + 1);
+  }
+  return l;
+}
+
+void tu_same_run(const char *a, const char *b) {
+  tu_same_tensors(a, b, "last.safetensors");
+  tu_same_tensors(a, b, "last.opt.safetensors");
+  tu_same_tensors(a, b, "best.safetensors");
+  char *la = tu_log_of(a), *lb = tu_log_of(b);
+  ck_assert_msg(strstr(la, "\"loss\":") && strstr(la, "val_loss_full"), "%s", la);
+  ck_assert_str_eq(la, lb);
+  free(la);
+  free(lb);
+}

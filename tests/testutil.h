@@ -52,4 +52,15 @@ void tu_fake_cuda(const char *who);
  * ($GPTC_TEST_EMULATOR=off: as if it could not). */
 const char *tu_fake_cuda_missing(void);
 
+/* mpirun with what this machine needs (--allow-run-as-root, --oversubscribe,
+ * one OpenMP thread per rank, a timeout; `env`: assignments put before it or
+ * NULL); `fmt` is what follows mpirun's options ("-np N EXE args" or an MPMD
+ * list). A timeout fails the test. Returns the exit status. */
+int tu_mpi_run(tu_run_result *r, const char *env, const char *fmt, ...);
+/* The tensor bytes (past the JSON header) of `file` in runs a and b are equal. */
+void tu_same_tensors(const char *a, const char *b, const char *file);
+/* Two runs are the same: last, last.opt and best tensors bitwise, and log.jsonl
+ * without timing and without a job's ranks/batch fields. */
+void tu_same_run(const char *a, const char *b);
+
 #endif

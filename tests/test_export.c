@@ -21,30 +21,6 @@ static char dir[1024], char_ckpt[1200], char_copy[1300], gpt2_ckpt[1200], char_e
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-/* Like tu_run, for any shell command. */
-static int xrun(tu_run_result *r, const char *input, const char *fmt, ...) {
-  char cmd[8192], full[12288], in[1100], out[1100], err[1100];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  snprintf(in, sizeof in, "%s/.xstdin.%d", dir, (int)getpid());
-  snprintf(out, sizeof out, "%s/.xstdout.%d", dir, (int)getpid());
-  snprintf(err, sizeof err, "%s/.xstderr.%d", dir, (int)getpid());
-  if (input) {
-    FILE *f = fopen(in, "wb");
-    ck_assert_ptr_nonnull(f);
-    fputs(input, f);
-    fclose(f);
-  }
-  snprintf(full, sizeof full, "( %s ) <%s >%s 2>%s", cmd, input ? in : "/dev/null", out, err);
-  int st = system(full);
-  memset(r, 0, sizeof *r);
-  r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  if (util_read_file(out, &r->out, &r->out_len)) r->out = util_strdup("");
-  if (util_read_file(err, &r->err, &r->err_len)) r->err = util_strdup("");
-  return r->code;
-}
 
 static char *sha256_file(const char *path) {
   char *data;
@@ -127,7 +103,7 @@ static size_t real_params(const char *ckpt, int *V) {
 
 static void check_info(const char *exe, const char *ckpt, const char *name, const char *tok, int step) {
   tu_run_result r;
-  ck_assert_int_eq(xrun(&r, NULL, "'%s' --info", exe), 0);
+  ck_assert_int_eq(tu_sh(&r, NULL, "'%s' --info", exe), 0);
   char want[256];
   const char *lines[7];
   char l0[128], l1[128], l2[128], l3[128], l4[128], l5[128];
@@ -154,22 +130,22 @@ END_TEST
 
 START_TEST(help_and_usage_errors) {
   tu_run_result r;
-  ck_assert_int_eq(xrun(&r, NULL, "'%s' --help", char_exe), 0);
+  ck_assert_int_eq(tu_sh(&r, NULL, "'%s' --help", char_exe), 0);
   ck_assert_msg(strstr(r.out, "usage: char-model [options] [PROMPT]"), "%s", r.out);
   const char *opts[] = {"--tokens N", "--temperature T", "--top-k K", "--seed S", "--threads N", "--info"};
   for (int i = 0; i < 6; i++) ck_assert_msg(strstr(r.out, opts[i]), "help lacks %s", opts[i]);
   tu_run_free(&r);
-  ck_assert_int_eq(xrun(&r, NULL, "'%s' --bogus", char_exe), 2);
+  ck_assert_int_eq(tu_sh(&r, NULL, "'%s' --bogus", char_exe), 2);
   ck_assert_msg(strstr(r.err, "char-model: unknown option '--bogus'"), "%s", r.err);
   tu_run_free(&r);
-  ck_assert_int_eq(xrun(&r, NULL, "'%s' --temp 0.5 x", char_exe), 2);
+  ck_assert_int_eq(tu_sh(&r, NULL, "'%s' --temp 0.5 x", char_exe), 2);
   ck_assert_msg(strstr(r.err, "char-model: unknown option '--temp' (did you mean '--temperature'?)"), "%s", r.err);
   tu_run_free(&r);
-  ck_assert_int_eq(xrun(&r, NULL, "'%s' --temperature -1 x", char_exe), 2);
+  ck_assert_int_eq(tu_sh(&r, NULL, "'%s' --temperature -1 x", char_exe), 2);
   ck_assert_msg(strstr(r.err, "--temperature"), "%s", r.err);
   tu_run_free(&r);
   /* a character the vocabulary lacks: one-line runtime error, exit 1 */
-  ck_assert_int_eq(xrun(&r, NULL, "'%s' 'zebra \xe2\x98\x83'", char_exe), 1);
+  ck_assert_int_eq(tu_sh(&r, NULL, "'%s' 'zebra \xe2\x98\x83'", char_exe), 1);
   ck_assert_msg(!strncmp(r.err, "char-model: ", 12) && strchr(r.err, '\n') == r.err + r.err_len - 1, "%s", r.err);
   tu_run_free(&r);
 }
@@ -191,7 +167,7 @@ static void check_same_text(const char *exe, const char *ckpt, const text_case *
       snprintf(pb, sizeof pb, "'%s'", cases[i].prompt);
     }
     ck_assert_msg(tu_run(&a, NULL, "sample --ckpt '%s' %s %s", ckpt, pa, cases[i].opts) == 0, "%s", a.err);
-    ck_assert_msg(xrun(&b, NULL, "'%s' %s %s", exe, pb, cases[i].opts) == 0, "%s", b.err);
+    ck_assert_msg(tu_sh(&b, NULL, "'%s' %s %s", exe, pb, cases[i].opts) == 0, "%s", b.err);
     ck_assert_msg(a.out_len > 1, "case %d: no text", i);
     ck_assert_msg(a.out_len == b.out_len && !memcmp(a.out, b.out, a.out_len),
                   "case %d (%s %s): gptc sample gave\n%s\nthe executable gave\n%s", i,
@@ -230,8 +206,8 @@ END_TEST
 
 START_TEST(prompt_from_stdin) {
   tu_run_result a, b;
-  ck_assert_int_eq(xrun(&a, NULL, "'%s' 'I had' --seed 8 --tokens 30", gpt2_exe), 0);
-  ck_assert_int_eq(xrun(&b, "I had", "'%s' --seed 8 --tokens 30", gpt2_exe), 0);
+  ck_assert_int_eq(tu_sh(&a, NULL, "'%s' 'I had' --seed 8 --tokens 30", gpt2_exe), 0);
+  ck_assert_int_eq(tu_sh(&b, "I had", "'%s' --seed 8 --tokens 30", gpt2_exe), 0);
   ck_assert_str_eq(a.out, b.out);
   ck_assert_int_eq(strncmp(a.out, "I had", 5), 0);
   tu_run_free(&a);
@@ -245,7 +221,7 @@ static double logits_diff(const char *exe, const char *ckpt, const char *prompt,
   char path[1200];
   snprintf(path, sizeof path, "%s/logits.%d", dir, (int)getpid());
   tu_run_result r;
-  ck_assert_msg(xrun(&r, NULL, "'%s' --dump-logits '%s' '%s'", exe, path, prompt) == 0, "%s", r.err);
+  ck_assert_msg(tu_sh(&r, NULL, "'%s' --dump-logits '%s' '%s'", exe, path, prompt) == 0, "%s", r.err);
   tu_run_free(&r);
   char *data;
   size_t len;
@@ -298,25 +274,25 @@ START_TEST(standalone) {
   /* no pcre2, lua or gptc library: only libc, libm and the OpenMP runtime */
   const char *exes[] = {char_exe, gpt2_exe};
   for (int i = 0; i < 2; i++) {
-    ck_assert_int_eq(xrun(&a, NULL, "ldd '%s'", exes[i]), 0);
+    ck_assert_int_eq(tu_sh(&a, NULL, "ldd '%s'", exes[i]), 0);
     ck_assert_msg(!strstr(a.out, "pcre") && !strstr(a.out, "lua") && !strstr(a.out, "gptc") &&
                       !strstr(a.out, "not found") && strstr(a.out, "libc.so"),
                   "%s", a.out);
     tu_run_free(&a);
     /* the weights start on a page boundary (mapped straight from the file) */
-    ck_assert_int_eq(xrun(&a, NULL, "nm '%s' | grep ' export_weights$'", exes[i]), 0);
+    ck_assert_int_eq(tu_sh(&a, NULL, "nm '%s' | grep ' export_weights$'", exes[i]), 0);
     ck_assert_msg(strtoull(a.out, NULL, 16) % 4096 == 0, "%s", a.out);
     tu_run_free(&a);
   }
   /* the checkpoint it came from deleted, empty environment, another cwd */
   ck_assert_int_eq(tu_run(&a, NULL, "sample --ckpt '%s' --prompt 'The ' --tokens 40 --seed 21", char_ckpt), 0);
   ck_assert_int_eq(unlink(char_copy), 0);
-  ck_assert_int_eq(xrun(&b, NULL, "cd / && env -i '%s' 'The ' --tokens 40 --seed 21", char_exe), 0);
+  ck_assert_int_eq(tu_sh(&b, NULL, "cd / && env -i '%s' 'The ' --tokens 40 --seed 21", char_exe), 0);
   ck_assert_str_eq(a.out, b.out);
   tu_run_free(&a);
   tu_run_free(&b);
   ck_assert_int_eq(tu_run(&a, NULL, "sample --ckpt '%s' --prompt 'I had' --tokens 20 --seed 22", gpt2_ckpt), 0);
-  ck_assert_int_eq(xrun(&b, NULL, "cd / && env -i '%s' 'I had' --tokens 20 --seed 22", gpt2_exe), 0);
+  ck_assert_int_eq(tu_sh(&b, NULL, "cd / && env -i '%s' 'I had' --tokens 20 --seed 22", gpt2_exe), 0);
   ck_assert_str_eq(a.out, b.out);
   tu_run_free(&a);
   tu_run_free(&b);
@@ -329,7 +305,7 @@ END_TEST
  * "gptc: " line containing `want`, no `out`, no temp directory left. */
 static void expect_fail(const char *prefix, const char *ckpt, const char *out, const char *want) {
   tu_run_result r;
-  int code = xrun(&r, NULL, "%s '%s' export --ckpt '%s' -o '%s'", prefix, GPTC_EXE, ckpt, out);
+  int code = tu_sh(&r, NULL, "%s '%s' export --ckpt '%s' -o '%s'", prefix, GPTC_EXE, ckpt, out);
   ck_assert_msg(code == 1, "exit %d for %s: %s", code, out, r.err);
   ck_assert_msg(!strncmp(r.err, "gptc: ", 6) && strchr(r.err, '\n') == r.err + r.err_len - 1,
                 "not one 'gptc: ' line: %s", r.err);
@@ -339,7 +315,7 @@ static void expect_fail(const char *prefix, const char *ckpt, const char *out, c
   ck_assert_msg(stat(out, &st) != 0 || S_ISDIR(st.st_mode), "%s was written", out);
   char bad[1100];
   snprintf(bad, sizeof bad, "%s/bad", dir);
-  ck_assert_int_eq(xrun(&r, NULL, "ls -A '%s' | grep -c gptc-export", bad), 1); /* no match */
+  ck_assert_int_eq(tu_sh(&r, NULL, "ls -A '%s' | grep -c gptc-export", bad), 1); /* no match */
   tu_run_free(&r);
 }
 
@@ -397,7 +373,7 @@ START_TEST(bad_input) {
   fputs("old", f);
   fclose(f);
   tu_run_result r;
-  ck_assert_int_eq(xrun(&r, NULL, "CC=/nonexistent/cc '%s' export --ckpt '%s' -o '%s'", GPTC_EXE, char_ckpt, out), 1);
+  ck_assert_int_eq(tu_sh(&r, NULL, "CC=/nonexistent/cc '%s' export --ckpt '%s' -o '%s'", GPTC_EXE, char_ckpt, out), 1);
   ck_assert_msg(strstr(r.err, "gptc: C compiler '/nonexistent/cc' does not run"), "%s", r.err);
   tu_run_free(&r);
   char *old;

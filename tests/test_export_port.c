@@ -37,23 +37,6 @@ static int can_chroot; /* root, or unshare -r works */
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-/* Like tu_run, for any shell command (stdin from /dev/null). */
-static int xrun(tu_run_result *r, const char *fmt, ...) {
-  char cmd[8192], full[12288], out[1100], err[1100];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  snprintf(out, sizeof out, "%s/.xstdout.%d", dir, (int)getpid());
-  snprintf(err, sizeof err, "%s/.xstderr.%d", dir, (int)getpid());
-  snprintf(full, sizeof full, "( %s ) </dev/null >%s 2>%s", cmd, out, err);
-  int st = system(full);
-  memset(r, 0, sizeof *r);
-  r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  if (util_read_file(out, &r->out, &r->out_len)) r->out = util_strdup("");
-  if (util_read_file(err, &r->err, &r->err_len)) r->err = util_strdup("");
-  return r->code;
-}
 
 /* The x86-64 levels this CPU runs, by the test's own cpuid (not the
  * executable's): the dispatcher must pick the widest of them. */
@@ -101,7 +84,7 @@ static void port_setup(void) {
  * `path`) and gptc's own compiled model, over every prompt token. */
 static double logits_diff(const char *cmd, const char *path) {
   tu_run_result r;
-  ck_assert_msg(xrun(&r, "%s", cmd) == 0, "%s: %s", cmd, r.err);
+  ck_assert_msg(tu_sh(&r, NULL, "%s", cmd) == 0, "%s: %s", cmd, r.err);
   tu_run_free(&r);
   char *data;
   size_t len;
@@ -139,11 +122,11 @@ static double logits_diff(const char *cmd, const char *path) {
 /* readelf's view: no program interpreter, no dynamic section at all. */
 static void check_static(const char *exe, const char *machine) {
   tu_run_result r;
-  ck_assert_int_eq(xrun(&r, "readelf -hlW '%s'", exe), 0);
+  ck_assert_int_eq(tu_sh(&r, NULL, "readelf -hlW '%s'", exe), 0);
   ck_assert_msg(strstr(r.out, machine), "%s is not %s:\n%s", exe, machine, r.out);
   ck_assert_msg(!strstr(r.out, "INTERP") && !strstr(r.out, "DYNAMIC"), "%s has a dynamic part:\n%s", exe, r.out);
   tu_run_free(&r);
-  ck_assert_int_eq(xrun(&r, "readelf -dW '%s'", exe), 0);
+  ck_assert_int_eq(tu_sh(&r, NULL, "readelf -dW '%s'", exe), 0);
   ck_assert_msg(!strstr(r.out, "NEEDED"), "%s needs a shared library:\n%s", exe, r.out);
   tu_run_free(&r);
 }
@@ -162,7 +145,7 @@ START_TEST(dispatch_picks_widest) {
     if (level_ok(i)) widest = i;
   ck_assert_msg(widest >= 0, "this host is below x86-64-v2: the suite assumes an x86-64-v2 CPU");
   tu_run_result r;
-  ck_assert_int_eq(xrun(&r, "env -i %s'%s' --info", PORT_TIMEOUT, port_exe), 0);
+  ck_assert_int_eq(tu_sh(&r, NULL, "env -i %s'%s' --info", PORT_TIMEOUT, port_exe), 0);
   char want[128];
   snprintf(want, sizeof want, "\nkernels: %s (", levels[widest]);
   ck_assert_msg(strstr(r.out, want), "--info lacks '%s':\n%s", want + 1, r.out);
@@ -171,18 +154,18 @@ START_TEST(dispatch_picks_widest) {
   ck_assert_msg(ms && strtod(ms + 10, NULL) >= 0, "--info lacks load_ms:\n%s", r.out);
   tu_run_free(&r);
   /* forced narrower: --info says so */
-  ck_assert_int_eq(xrun(&r, "env -i GPTC_KERNELS=x86-64-v2 %s'%s' --info", PORT_TIMEOUT, port_exe), 0);
+  ck_assert_int_eq(tu_sh(&r, NULL, "env -i GPTC_KERNELS=x86-64-v2 %s'%s' --info", PORT_TIMEOUT, port_exe), 0);
   ck_assert_msg(strstr(r.out, "\nkernels: x86-64-v2 (SSE4.2, 128-bit vectors), forced by GPTC_KERNELS"), "%s", r.out);
   tu_run_free(&r);
   /* a name it does not have: one line listing the ones it has */
-  ck_assert_int_eq(xrun(&r, "GPTC_KERNELS=avx9 %s'%s' x", PORT_TIMEOUT, port_exe), 1);
+  ck_assert_int_eq(tu_sh(&r, NULL, "GPTC_KERNELS=avx9 %s'%s' x", PORT_TIMEOUT, port_exe), 1);
   ck_assert_str_eq(r.err, "model: GPTC_KERNELS=avx9: not one of this executable's kernels (x86-64-v2, x86-64-v3, "
                           "x86-64-v4)\n");
   tu_run_free(&r);
   /* a level this CPU lacks (v4 on the AVX2 hosts this was written on): refused, not SIGILL */
   for (int i = 0; i < 3; i++)
     if (!level_ok(i)) {
-      ck_assert_int_eq(xrun(&r, "GPTC_KERNELS=%s %s'%s' x", levels[i], PORT_TIMEOUT, port_exe), 1);
+      ck_assert_int_eq(tu_sh(&r, NULL, "GPTC_KERNELS=%s %s'%s' x", levels[i], PORT_TIMEOUT, port_exe), 1);
       char line[256];
       snprintf(line, sizeof line, "model: GPTC_KERNELS=%s: this CPU does not support %s (", levels[i], levels[i]);
       ck_assert_msg(!strncmp(r.err, line, strlen(line)) && strchr(r.err, '\n') == r.err + r.err_len - 1, "%s",
@@ -201,7 +184,7 @@ START_TEST(variants_same_greedy_text) {
   for (int i = 0; i < 3; i++) {
     if (!level_ok(i)) continue;
     tu_run_result r;
-    ck_assert_int_eq(xrun(&r, "GPTC_KERNELS=%s %s'%s' '%s' --tokens 200 --temperature 0", levels[i], PORT_TIMEOUT,
+    ck_assert_int_eq(tu_sh(&r, NULL, "GPTC_KERNELS=%s %s'%s' '%s' --tokens 200 --temperature 0", levels[i], PORT_TIMEOUT,
                           port_exe, prompt),
                      0);
     ck_assert_msg(!strcmp(r.out, greedy), "%s greedy text:\n%s\ngptc sample:\n%s", levels[i], r.out, greedy);
@@ -223,12 +206,12 @@ END_TEST
 START_TEST(aarch64_same_greedy_text) {
   tu_run_result r;
   /* one thread: OpenMP's spinning workers are slow under emulation */
-  ck_assert_msg(xrun(&r, "%sqemu-aarch64-static '%s' '%s' --tokens 200 --temperature 0 --threads 1", PORT_TIMEOUT,
+  ck_assert_msg(tu_sh(&r, NULL, "%sqemu-aarch64-static '%s' '%s' --tokens 200 --temperature 0 --threads 1", PORT_TIMEOUT,
                      a64_exe, prompt) == 0,
                 "qemu-aarch64-static (build/setup.sh installs qemu-user-static): %s", r.err);
   ck_assert_msg(!strcmp(r.out, greedy), "aarch64 greedy text:\n%s\ngptc sample:\n%s", r.out, greedy);
   tu_run_free(&r);
-  ck_assert_int_eq(xrun(&r, "%sqemu-aarch64-static '%s' --info", PORT_TIMEOUT, a64_exe), 0);
+  ck_assert_int_eq(tu_sh(&r, NULL, "%sqemu-aarch64-static '%s' --info", PORT_TIMEOUT, a64_exe), 0);
   ck_assert_msg(strstr(r.out, "\nkernels: aarch64 (NEON, 128-bit vectors)\n"), "%s", r.out);
   tu_run_free(&r);
   char path[1200], cmd[4096];
@@ -240,11 +223,11 @@ START_TEST(aarch64_same_greedy_text) {
   /* --serve: with the arm64 libevent (libevent-dev:arm64, build/setup.sh)
    * the file serves, under qemu too; without it the file is made without the
    * server and says so */
-  xrun(&r, "aarch64-linux-gnu-gcc -print-file-name=libevent_core.a");
+  tu_sh(&r, NULL, "aarch64-linux-gnu-gcc -print-file-name=libevent_core.a");
   int have_event = r.out[0] == '/';
   tu_run_free(&r);
   if (have_event) {
-    ck_assert_msg(xrun(&r, "%ssh -c 'qemu-aarch64-static \"$0\" --serve --port 0 --threads 1 > \"$1\" & pid=$!; "
+    ck_assert_msg(tu_sh(&r, NULL, "%ssh -c 'qemu-aarch64-static \"$0\" --serve --port 0 --threads 1 > \"$1\" & pid=$!; "
                            "for i in $(seq 300); do p=$(sed -n \"s/^listening on http:.*:\\([0-9]*\\)$/\\1/p\" \"$1\"); "
                            "[ -n \"$p\" ] && break; sleep 0.1; done; curl -s --max-time 20 http://127.0.0.1:$p/health; "
                            "kill -TERM $pid; wait $pid' '%s' '%s/a64-serve.out'",
@@ -252,7 +235,7 @@ START_TEST(aarch64_same_greedy_text) {
                   "aarch64 --serve: %s", r.err);
     ck_assert_msg(!strcmp(r.out, "{\"status\":\"ok\"}"), "aarch64 --serve /health: '%s'", r.out);
   } else {
-    ck_assert_int_eq(xrun(&r, "%sqemu-aarch64-static '%s' --serve --port 0", PORT_TIMEOUT, a64_exe), 1);
+    ck_assert_int_eq(tu_sh(&r, NULL, "%sqemu-aarch64-static '%s' --serve --port 0", PORT_TIMEOUT, a64_exe), 1);
     ck_assert_msg(strstr(r.err, "--serve: this executable was exported for aarch64 without libevent"), "%s", r.err);
   }
   tu_run_free(&r);
@@ -271,14 +254,14 @@ START_TEST(empty_root) {
   snprintf(exe, sizeof exe, "%s/model", root);
   snprintf(pfile, sizeof pfile, "%s/prompt.txt", root);
   tu_run_result r;
-  ck_assert_int_eq(xrun(&r, "cp '%s' '%s' && printf '%%s' '%s' >'%s' && ls -A '%s' | wc -l", port_exe, exe, prompt,
+  ck_assert_int_eq(tu_sh(&r, NULL, "cp '%s' '%s' && printf '%%s' '%s' >'%s' && ls -A '%s' | wc -l", port_exe, exe, prompt,
                         pfile, root),
                    0);
   ck_assert_str_eq(r.out, "2\n");
   tu_run_free(&r);
   const char *ns = geteuid() == 0 ? "" : "\"$U\" -r ";
   /* the tools' paths are looked up before env -i empties PATH */
-  ck_assert_int_eq(xrun(&r,
+  ck_assert_int_eq(tu_sh(&r, NULL,
                         "C=$(command -v chroot) U=$(command -v unshare) T=$(command -v timeout) && "
                         "env -i \"$T\" 300 %s\"$C\" '%s' /model --tokens 200 --temperature 0 <'%s'",
                         ns, root, pfile),
@@ -287,7 +270,7 @@ START_TEST(empty_root) {
                 greedy);
   ck_assert_str_eq(r.err, "");
   tu_run_free(&r);
-  ck_assert_int_eq(xrun(&r, "C=$(command -v chroot) U=$(command -v unshare) && env -i %s\"$C\" '%s' /model --info",
+  ck_assert_int_eq(tu_sh(&r, NULL, "C=$(command -v chroot) U=$(command -v unshare) && env -i %s\"$C\" '%s' /model --info",
                         ns, root),
                    0);
   ck_assert_msg(strstr(r.out, "\nload_ms: "), "%s", r.out);
@@ -313,7 +296,7 @@ START_TEST(unknown_target_refused) {
     if (!level_ok(i)) {
       ck_assert_int_eq(tu_run(&r, NULL, "export --target %s --ckpt '%s' -o '%s'", levels[i], ckpt, out), 0);
       tu_run_free(&r);
-      ck_assert_int_eq(xrun(&r, "%s'%s' x", PORT_TIMEOUT, out), 1);
+      ck_assert_int_eq(tu_sh(&r, NULL, "%s'%s' x", PORT_TIMEOUT, out), 1);
       char line[256];
       snprintf(line, sizeof line, "never: this CPU does not support %s (", levels[i]);
       ck_assert_msg(!strncmp(r.err, line, strlen(line)) && strstr(r.err, "--target portable\n"), "%s", r.err);
@@ -350,7 +333,7 @@ START_TEST(aarch64_gpt2_pcre2) {
   free(params);
   gen_tensors_free(ts, nt);
   tu_run_result r;
-  xrun(&r, "aarch64-linux-gnu-gcc -print-file-name=libpcre2-8.a");
+  tu_sh(&r, NULL, "aarch64-linux-gnu-gcc -print-file-name=libpcre2-8.a");
   int have = r.out[0] == '/';
   tu_run_free(&r);
   int code = tu_run(&r, NULL, "export --target aarch64 --ckpt '%s' -o '%s'", g, out);
@@ -364,7 +347,7 @@ START_TEST(aarch64_gpt2_pcre2) {
     char want[512];
     snprintf(want, sizeof want, "%s", r.out);
     tu_run_free(&r);
-    ck_assert_msg(xrun(&r, "%sqemu-aarch64-static '%s' 'Hello, world! 123' --tokens 5 --temperature 0 --threads 1",
+    ck_assert_msg(tu_sh(&r, NULL, "%sqemu-aarch64-static '%s' 'Hello, world! 123' --tokens 5 --temperature 0 --threads 1",
                        PORT_TIMEOUT, out) == 0,
                   "%s", r.err);
     ck_assert_msg(!strcmp(r.out, want), "aarch64 gpt2 text '%s', gptc sample '%s'", r.out, want);

@@ -54,29 +54,50 @@ const char *tu_write(const char *name, const void *data, size_t len) {
 
 const char *tu_write_str(const char *name, const char *s) { return tu_write(name, s, strlen(s)); }
 
-int tu_run(tu_run_result *r, const char *input, const char *fmt, ...) {
-  char args[8192], cmd[16384];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(args, sizeof args, fmt, ap);
-  va_end(ap);
+/* Runs `shell` with `input` (NULL: /dev/null) on stdin, capturing stdout and
+ * stderr into r; the one runner under tu_run, tu_sh and tu_mpi_run. */
+static int tu_capture(tu_run_result *r, const char *input, const char *shell) {
   const char *d = tu_tmpdir();
   char in[600], out[600], err[600];
-  snprintf(in, sizeof in, "%s/.stdin", d);
-  snprintf(out, sizeof out, "%s/.stdout", d);
-  snprintf(err, sizeof err, "%s/.stderr", d);
+  snprintf(in, sizeof in, "%s/.stdin.%d", d, (int)getpid());
+  snprintf(out, sizeof out, "%s/.stdout.%d", d, (int)getpid());
+  snprintf(err, sizeof err, "%s/.stderr.%d", d, (int)getpid());
   if (input) {
     FILE *f = fopen(in, "wb");
+    ck_assert_msg(f != NULL, "cannot write %s", in);
     fputs(input, f);
     fclose(f);
   }
-  snprintf(cmd, sizeof cmd, "'%s' %s <%s >%s 2>%s", GPTC_EXE, args, input ? in : "/dev/null", out, err);
+  size_t n = strlen(shell) + 3 * sizeof out + 32;
+  char *cmd = malloc(n);
+  ck_assert_ptr_nonnull(cmd);
+  snprintf(cmd, n, "( %s ) <%s >%s 2>%s", shell, input ? in : "/dev/null", out, err);
   int st = system(cmd);
+  free(cmd);
   memset(r, 0, sizeof *r);
   r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   if (util_read_file(out, &r->out, &r->out_len)) r->out = util_strdup("");
   if (util_read_file(err, &r->err, &r->err_len)) r->err = util_strdup("");
   return r->code;
+}
+
+int tu_run(tu_run_result *r, const char *input, const char *fmt, ...) {
+  char args[8192], cmd[8400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  snprintf(cmd, sizeof cmd, "'%s' %s", GPTC_EXE, args);
+  return tu_capture(r, input, cmd);
+}
+
+int tu_sh(tu_run_result *r, const char *input, const char *fmt, ...) {
+  char cmd[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  return tu_capture(r, input, cmd);
 }
 
 void tu_run_free(tu_run_result *r) {
@@ -166,25 +187,18 @@ void tu_fake_cuda(const char *who) {
  * --oversubscribe. `launch` is what follows mpirun's own options: "-np N
  * EXE args" or an MPMD list "-np 1 EXE a : -np 1 EXE b" (EXE: gptc). */
 int tu_mpi_run(tu_run_result *r, const char *env, const char *fmt, ...) {
-  char launch[8192], cmd[16384], out[600], err[600];
+  char launch[8192], cmd[16384];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(launch, sizeof launch, fmt, ap);
   va_end(ap);
-  snprintf(out, sizeof out, "%s/.mpi-stdout", tu_tmpdir());
-  snprintf(err, sizeof err, "%s/.mpi-stderr", tu_tmpdir());
   /* under build/test-asan.sh: OpenMPI's own allocations outlive MPI_Finalize;
    * full stacks let tests/lsan-mpi.supp name its libraries (and only those) */
   snprintf(cmd, sizeof cmd,
            "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0\" LSAN_OPTIONS=suppressions='%s' %s "
-           "OMP_NUM_THREADS=1 timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe --bind-to none %s "
-           "</dev/null >%s 2>%s",
-           tu_src("tests/lsan-mpi.supp"), env ? env : "", launch, out, err);
-  int st = system(cmd);
-  memset(r, 0, sizeof *r);
-  r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  if (util_read_file(out, &r->out, &r->out_len)) r->out = util_strdup("");
-  if (util_read_file(err, &r->err, &r->err_len)) r->err = util_strdup("");
+           "OMP_NUM_THREADS=1 timeout -k 5 120 mpirun --allow-run-as-root --oversubscribe --bind-to none %s",
+           tu_src("tests/lsan-mpi.supp"), env ? env : "", launch);
+  tu_capture(r, NULL, cmd);
   ck_assert_msg(r->code != 124 && r->code != 137, "mpirun timed out: %s\n%s", launch, r->err);
   return r->code;
 }

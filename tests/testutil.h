@@ -21,6 +21,8 @@ typedef struct {
   size_t out_len, err_len;
 } tu_run_result;
 int tu_run(tu_run_result *r, const char *input, const char *fmt, ...);
+/* Like tu_run, for any shell command. */
+int tu_sh(tu_run_result *r, const char *input, const char *fmt, ...);
 void tu_run_free(tu_run_result *r);
 
 /* DIR/log.jsonl without its tokens_per_s fields (the only ones timing

@@ -57,7 +57,7 @@ static char *cmd_gen_summary(const cfg_t *cfg) {
   if (!L) return NULL;
   cfg_push(L, cfg);
   char *s = NULL;
-  if (lx_call(L, "emit", "summary", 1, 1) == 0) s = util_strdup(lua_tostring(L, -1));
+  if (lx_call(L, "cpu.emit", "summary", 1, 1) == 0) s = util_strdup(lua_tostring(L, -1));
   lua_close(L);
   return s;
 }

@@ -240,7 +240,7 @@ static int cpu_check_model(void *h, const char *so_path, void *ctx) {
 }
 
 /* ---- the model as separately compiled units ------------------------------------
- * Each kernel instance is its own translation unit (gen/emit.lua M.split),
+ * Each kernel instance is its own translation unit (gen/cpu/emit.lua M.split),
  * compiled to util_cache_dir()/obj/KEY.o with KEY = SHA-256(unit source,
  * compiler identity, CPU_OFLAGS, this CPU), so a config that keeps a
  * kernel's shapes reuses its object; the model's glue is one more unit.

@@ -1,5 +1,5 @@
 /* cuda: the CUDA side of gptc. Compiles a config's CUDA source (made by
- * gen.c's gen_cuda_source from gen/emit_cuda.lua) in-process with NVRTC
+ * gen.c's gen_cuda_source from gen/cuda/emit.lua) in-process with NVRTC
  * for the GPU's compute capability, one program per kernel (each CUBIN cached by content hash under
  * util_cache_dir()/cuda/, the missing ones compiled in parallel; docs/startup.md), loads them
  * through the CUDA driver API (libcuda.so.1, dlopen'ed at run time: gptc

@@ -1,5 +1,5 @@
 /* cuda_plan: see cuda.h. The launch plan at the end of a generated CUDA
- * source (gen/emit_cuda.lua writes it): parsed and checked against the
+ * source (gen/cuda/emit.lua writes it): parsed and checked against the
  * kernels the source defines. Needs no GPU and no NVRTC. */
 #include <stdio.h>
 #include <stdlib.h>

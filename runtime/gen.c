@@ -1,4 +1,4 @@
-/* gen: see gen.h. The Lua side (gen/shapes.lua, gen/emit.lua, gen/emit_cuda.lua, gen/bench.lua) does the work;
+/* gen: see gen.h. The Lua side (gen/shapes.lua, gen/cpu/emit.lua, gen/cuda/emit.lua, gen/bench.lua) does the work;
  * this file moves configs in and tensors and sources out. */
 #include "gen.h"
 
@@ -188,7 +188,7 @@ int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, ch
     if (!strcmp(device, "cuda")) return gen_cuda_source(cfg, NULL, src, len, hash);
     return util_err("device '%s' is not known (use cpu or cuda)", device);
   }
-  return gen_render(cfg, "emit", gen_cpu_opts, NULL, src, len, hash);
+  return gen_render(cfg, "cpu.emit", gen_cpu_opts, NULL, src, len, hash);
 }
 
 int gen_bench_source(const cfg_t *cfg, char **src, size_t *len, char hash[65]) {
@@ -205,7 +205,7 @@ void gen_units_free(gen_unit *units, int n) {
 }
 
 int gen_units(const cfg_t *cfg, char **src, size_t *len, char hash[65], gen_unit **units, int *n) {
-  return gen_units_render(cfg, "emit", gen_cpu_opts, NULL, 1, src, len, hash, units, n);
+  return gen_units_render(cfg, "cpu.emit", gen_cpu_opts, NULL, 1, src, len, hash, units, n);
 }
 
 int gen_units_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, int glue_header,
@@ -252,7 +252,7 @@ int gen_units_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, co
   return 0;
 }
 
-/* ---- CUDA sources (gen/emit_cuda.lua) ---- */
+/* ---- CUDA sources (gen/cuda/emit.lua) ---- */
 
 static void gen_cuda_opts_fill(lua_State *L, const void *arg) {
   const gen_cuda_opts *opts = arg;
@@ -263,12 +263,12 @@ static void gen_cuda_opts_fill(lua_State *L, const void *arg) {
 }
 
 int gen_cuda_source(const cfg_t *cfg, const gen_cuda_opts *opts, char **src, size_t *len, char hash[65]) {
-  return gen_render(cfg, "emit_cuda", gen_cuda_opts_fill, opts, src, len, hash);
+  return gen_render(cfg, "cuda.emit", gen_cuda_opts_fill, opts, src, len, hash);
 }
 
 int gen_cuda_units(const cfg_t *cfg, const gen_cuda_opts *opts, char **src, size_t *len, char hash[65],
                    gen_unit **units, int *n) {
-  if (gen_units_render(cfg, "emit_cuda", gen_cuda_opts_fill, opts, 0, src, len, hash, units, n)) return -1;
+  if (gen_units_render(cfg, "cuda.emit", gen_cuda_opts_fill, opts, 0, src, len, hash, units, n)) return -1;
   /* each unit is its own module: it carries its own content hash, which
    * the loaded module's gptc_source_hash must match */
   for (int i = 0; i < *n; i++) {

@@ -39,7 +39,7 @@ int gen_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const vo
  * hash (64 hex + NUL) is the content hash printed in its header. */
 int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, char hash[65]);
 
-/* One compilation unit of a model's C source (gen/emit.lua M.split). */
+/* One compilation unit of a model's C source (gen/cpu/emit.lua M.split). */
 typedef struct {
   char *name;  /* the kernel instance ("gemm_...", "attention_4x64", ...) or "model" */
   char *src;   /* a whole translation unit */
@@ -57,7 +57,7 @@ void gen_units_free(gen_unit *units, int n);
 int gen_units_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, int glue_header,
                      char **src, size_t *len, char hash[65], gen_unit **units, int *n);
 
-/* ---- CUDA sources (gen/emit_cuda.lua; no GPU, no NVRTC needed) ---- */
+/* ---- CUDA sources (gen/cuda/emit.lua; no GPU, no NVRTC needed) ---- */
 
 /* Variants for tests: the kernels' other code paths on small shapes. */
 typedef struct {
@@ -71,7 +71,7 @@ typedef struct {
  * malloc'ed, hash is the content hash printed in its header. */
 int gen_cuda_source(const cfg_t *cfg, const gen_cuda_opts *opts, char **src, size_t *len, char hash[65]);
 /* gen_cuda_source, and the same kernels as separate NVRTC programs
- * (gen/emit_cuda.lua M.split): one unit per kernel instance, named by it,
+ * (gen/cuda/emit.lua M.split): one unit per kernel instance, named by it,
  * and "optimizer" (AdamW, the gradient norm and the bf16 copy share the
  * tensor table: the one unit that depends on n_layers). A unit is
  * GPTC_SOURCE_HASH (of the rest) + the prelude + its kernels' text, exactly

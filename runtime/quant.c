@@ -125,7 +125,7 @@ int quant_infer_unit(const cfg_t *cfg, int quant, int vec_bytes, const char *suf
   lua_setfield(L, -2, "vec_bytes");
   lua_pushstring(L, quant_name(quant));
   lua_setfield(L, -2, "quant");
-  if (lx_call(L, "emit", "infer_body", 2, 1)) {
+  if (lx_call(L, "cpu.emit", "infer_body", 2, 1)) {
     util_err("the generator rejects this model: %s", util_errmsg());
     goto out;
   }

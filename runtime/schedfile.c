@@ -141,7 +141,7 @@ int sched_save(const sched_file *f) {
   util_buf b = {0};
   util_buf_printf(&b,
                   "# gptc %s: GEMM schedules measured by `gptc tune` on this host: %s, %d processors, %d-byte vectors.\n"
-                  "# One line a GEMM instance: its name, its schedule (fields: gen/schedule.lua; '-': the heuristic's),\n"
+                  "# One line a GEMM instance: its name, its schedule (fields: gen/cpu/schedule.lua; '-': the heuristic's),\n"
                   "# '#' and what was measured. Every schedule sums in the same order, so an edit changes speed, not results.\n",
                   GPTC_VERSION, cpu, omp_get_num_procs(), util_vec_bytes());
   for (int i = 0; i < f->n; i++)

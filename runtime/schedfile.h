@@ -6,7 +6,7 @@
  * generator uses and the gptc version. One line a GEMM instance, named as
  * in the generated source:
  *   gemm_256x2304x768_nt_bias mr=6 nv=2 mc=84 nc=256 kc=384 pack=0 unroll=1 # 1.23 ms, heuristic 1.41 ms
- * The schedule's fields and rules are gen/schedule.lua's ('-' instead of a
+ * The schedule's fields and rules are gen/cpu/schedule.lua's ('-' instead of a
  * schedule: measured no better than the heuristic, or not measured); '#'
  * starts a note. The file can be read and edited by hand: the generator
  * checks every schedule against the rules and falls back to the heuristic

@@ -1,5 +1,5 @@
 /* tune: `gptc tune`, the search for each GEMM instance's fastest schedule on
- * this host (gen/schedule.lua defines the schedules, gen/tune.lua renders
+ * this host (gen/cpu/schedule.lua defines the schedules, gen/tune.lua renders
  * the candidates, bench.c races them, schedfile.c keeps the winners).
  *
  * For each GEMM instance of a config's training step, largest share of the

@@ -104,10 +104,10 @@ START_TEST(emit_prepare) {
   lua_State *L = lx_new();
   ck_assert_ptr_nonnull(L);
   cfg_push(L, &cfg);
-  ck_assert_msg(lx_call(L, "emit", "body", 1, 1) == 0, "%s", util_errmsg());
+  ck_assert_msg(lx_call(L, "cpu.emit", "body", 1, 1) == 0, "%s", util_errmsg());
   const char *body = lua_tostring(L, -1); /* stays on the stack */
   cfg_push(L, &cfg);
-  ck_assert_msg(lx_call(L, "emit", "prepare", 1, 4) == 0, "%s", util_errmsg());
+  ck_assert_msg(lx_call(L, "cpu.emit", "prepare", 1, 4) == 0, "%s", util_errmsg());
   /* stack: body, S, env, ks, pass */
   ck_assert(lua_istable(L, -4) && lua_istable(L, -3) && lua_istable(L, -1));
   ck_assert_int_eq(lua_getfield(L, -3, "n_chunks"), LUA_TNUMBER);

@@ -103,7 +103,7 @@ static const fd_model *fd_load(int tied) {
   lua_pushboolean(Ls, tied);
   lua_setfield(Ls, -2, "pack_rows");
   lua_setfield(Ls, -2, "gemm_blocks");
-  ck_assert_msg(lx_call(Ls, "emit", "body", 2, 1) == 0, "%s", util_errmsg());
+  ck_assert_msg(lx_call(Ls, "cpu.emit", "body", 2, 1) == 0, "%s", util_errmsg());
   size_t n;
   const char *body = lua_tolstring(Ls, -1, &n);
   util_buf full = {0};

@@ -584,7 +584,7 @@ static void host_fill(lua_State *L, const void *arg) {
 /* The C source (header and body) of config c rendered for host h. */
 static char *render_for(const cfg_t *c, host_opts h, size_t *len) {
   char *src, hash[65];
-  ck_assert_msg(gen_render(c, "emit", host_fill, &h, &src, len, hash) == 0, "%s", util_errmsg());
+  ck_assert_msg(gen_render(c, "cpu.emit", host_fill, &h, &src, len, hash) == 0, "%s", util_errmsg());
   return src;
 }
 
@@ -629,7 +629,7 @@ START_TEST(processor_count_independence) {
 END_TEST
 
 /* Every GEMM schedule sums each element of C in the same order (its start,
- * then k = 0, 1, .. K-1: gen/schedule.lua), so forced schedules with other
+ * then k = 0, 1, .. K-1: gen/cpu/schedule.lua), so forced schedules with other
  * register blocks, K blocks (7 cuts K=384 into 55 blocks), tiles, packing
  * and unrolling give the heuristic's loss and gradients bit for bit: what
  * `gptc tune` picks changes speed, never results. */
@@ -682,7 +682,7 @@ static float ref_bf16(float x) {
   return x;
 }
 
-/* The GEMM's summation order, from its definition (gen/schedule.lua): each
+/* The GEMM's summation order, from its definition (gen/cpu/schedule.lua): each
  * element of C is its start (0, the bias, or C for +=) plus a(i,k) b(k,j) for
  * k = 0 .. K-1, one fused multiply-add each, the operands rounded to bf16 in a
  * bf16 model. Each plain GEMM instance of MID (fp32 and bf16, under a
@@ -798,7 +798,7 @@ START_TEST(schedule_rules) {
     char *src, hash[65];
     size_t len;
     host_opts h = {gen_vec_bytes(), 0, bad[i][0], 0};
-    ck_assert_int_ne(gen_render(&c, "emit", host_fill, &h, &src, &len, hash), 0);
+    ck_assert_int_ne(gen_render(&c, "cpu.emit", host_fill, &h, &src, &len, hash), 0);
     ck_assert_msg(strstr(util_errmsg(), bad[i][1]), "'%s': %s", bad[i][0], util_errmsg());
   }
 }

@@ -1,4 +1,4 @@
-/* The per-kernel compile cache (runtime/cpu.c cpu_load, gen/emit.lua
+/* The per-kernel compile cache (runtime/cpu.c cpu_load, gen/cpu/emit.lua
  * M.split) and `gptc gen --explain`: a config that changes only n_layers
  * compiles no kernel, one that changes emb_dim compiles exactly the units
  * --explain called new, a damaged object is rebuilt, and the linked units

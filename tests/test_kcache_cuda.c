@@ -1,5 +1,5 @@
 /* The per-kernel NVRTC cache of the CUDA backend (runtime/cuda.c
- * gen_cuda_units / cuda_dev_open_units, gen/emit_cuda.lua M.split) and
+ * gen_cuda_units / cuda_dev_open_units, gen/cuda/emit.lua M.split) and
  * `gptc gen --explain --device cuda`: each unit is the prelude and its
  * kernel exactly as in the whole source; a config that changes only
  * n_layers compiles no kernel program (only the optimizer's, which holds the

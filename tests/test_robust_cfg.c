@@ -96,7 +96,7 @@ START_TEST(cfg_geti_never_cuts) {
 END_TEST
 
 /* products of bounded fields: refused in floating point, before any size is
- * derived (the generator divided by a wrapped 0, "gen/emit.lua:38") */
+ * derived (the generator divided by a wrapped 0, "gen/cpu/emit.lua:38") */
 START_TEST(size_products_bounded) {
   expect_err("return { name = 't', emb_dim = 65536, n_heads = 1024, n_layers = 1024, context_length = 1048576,"
              " train = { batch_size = 65536, grad_accum = 65536 } }",

@@ -1,5 +1,5 @@
 /* The GEMMs with a fused GELU epilogue give, bit for bit, what the unfused ops
- * give: the k-order sum (gen/schedule.lua's order, one fmaf a k) followed by
+ * give: the k-order sum (gen/cpu/schedule.lua's order, one fmaf a k) followed by
  * the model's own GELU kernel (forward: G = GELU(C), C kept; backward: C =
  * sum * GELU'(X)). Forced schedules with edge strips (rows and columns short
  * of the register block, a scalar column tail) and many K blocks check that
@@ -62,7 +62,7 @@ static int check_config(const char *src_cfg, const char *schedule) {
   ck_assert_msg(cfg_load_string(src_cfg, "t.lua", &c) == 0, "%s", util_errmsg());
   char *src, hash[65];
   size_t len;
-  ck_assert_msg(gen_render(&c, "emit", host_fill, schedule, &src, &len, hash) == 0, "%s", util_errmsg());
+  ck_assert_msg(gen_render(&c, "cpu.emit", host_fill, schedule, &src, &len, hash) == 0, "%s", util_errmsg());
   if (schedule) ck_assert_msg(strstr(src, "(forced)"), "the header names the forced schedule %s", schedule);
   cpu_object obj;
   ck_assert_msg(cpu_build(src, len, "cpu", accept_any, NULL, &obj) == 0, "%s", util_errmsg());

@@ -1,5 +1,5 @@
 /* test_tune: `gptc tune` and the host's schedule file (runtime/tune.c,
- * runtime/schedfile.c, gen/schedule.lua) through the CLI, each test with
+ * runtime/schedfile.c, gen/cpu/schedule.lua) through the CLI, each test with
  * its own cache directory. That every schedule gives the same bits is
  * tests/test_gen.c's schedule_independence. */
 #include <stdio.h>

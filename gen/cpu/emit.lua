@@ -25,11 +25,11 @@
 -- columns); opts.export_kernels makes every kernel an exported symbol and
 -- opts.gemm_blocks = {MC, NC, KC, pack_rows} forces GEMM blocking and the
 -- copying of A's rows (both for tests); opts.schedule_all = "mr=4 kc=40 .."
--- forces one schedule (gen/schedule.lua) on every GEMM; opts.schedules =
+-- forces one schedule (gen/cpu/schedule.lua) on every GEMM; opts.schedules =
 -- { [instance name] = schedule string } holds the host's tuned ones
 -- (runtime/schedfile.h), opts.schedule_source where they came from.
 
-local schedule = require("schedule")
+local schedule = require("cpu.schedule")
 local shapes = require("shapes")
 local template = require("template")
 
@@ -648,6 +648,7 @@ local function schedule_lines(S, opts, cfg)
       o[#o + 1] = string.format(" *   %-" .. w .. "s  %s (%s)\n", e.k.fn, e.k.schedule, e.k.schedule_source)
     end
   end
+  -- the text names the file by its former path, gen/schedule.lua: generated sources stay byte-identical
   return " * GEMM schedules (gen/schedule.lua; `gptc tune` measures them on this host" ..
       (opts.schedule_source and (";\n *   " .. opts.schedule_source) or "") .. "):\n" .. table.concat(o)
 end

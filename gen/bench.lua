@@ -15,6 +15,7 @@
 --   sym(expr)            a run-time dimension (below), for tests
 
 local emit = require("cpu.emit")
+local layout = require("cpu.layout")
 local schedule = require("cpu.schedule")
 local shapes = require("shapes")
 local template = require("template")
@@ -124,14 +125,14 @@ generic["layernorm.c"] = {
   k = function(_, env) return { N = dim("N"), C = dim("C"), CW = env.VL } end,
 }
 
--- the scratch layout follows shapes.att_scratch, evaluated on symbols: the
+-- the scratch layout follows layout.att_scratch, evaluated on symbols: the
 -- thunk computes Tp, TS, S and S2 from B, T, C, H, hd
 generic["attention.c"] = {
   dims = { "B", "T", "C", "H", "hd" },
   derived = function()
     local d = { hd = dim("hd") }
-    local S_, Tp, TS = shapes.att_scratch(d, dim("T"))
-    return { { "Tp", Tp }, { "TS", TS }, { "S", S_ }, { "S2", shapes.att_grad_scratch(d, dim("T")) } }
+    local S_, Tp, TS = layout.att_scratch(d, dim("T"))
+    return { { "Tp", Tp }, { "TS", TS }, { "S", S_ }, { "S2", layout.att_grad_scratch(d, dim("T")) } }
   end,
   k = function(k)
     return { B = dim("B"), T = dim("T"), C = dim("C"), H = dim("H"), hd = dim("hd"), store = k.store,

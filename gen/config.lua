@@ -314,7 +314,7 @@ end
 -- since generating code or training on a GPU needs no such host memory.
 function M.check_memory(cfg, where)
   M.check_sizes(cfg, where)
-  local mem = require("shapes").derive(cfg).memory
+  local mem = require("cpu.layout").derive(cfg).memory
   local total = gptc.mem_total
   -- plus the input and target token batches (int32, grad_accum micro-batches)
   local need = mem.train_bytes + 8 * cfg.train.batch_size * cfg.train.max_length * cfg.train.grad_accum

@@ -1,11 +1,14 @@
 -- shapes: derives, in one place, every shape of a GPT-2 model from its
--- config: the dimensions, the parameter tensors (Hugging Face GPT-2 names and
--- layouts) and their offsets in the flat parameter buffer, every activation
--- buffer of the training and evaluation passes, the inference scratch and KV
--- cache, the op program with its loop bounds, and the memory totals.
+-- config that both devices share: the dimensions, the parameter tensors
+-- (Hugging Face GPT-2 names and layouts) and their offsets in the flat
+-- parameter buffer, the activation buffers every pass needs, the inference
+-- scratch and KV cache, and the op program with its loop bounds.
 --
--- The result is device-neutral: the C emitter, the CUDA emitter and the
--- runtime (through the generated tensor table and size fields) all read it.
+-- The result is device-neutral: it holds no device's buffers. A device's
+-- layout pass (gen/cpu/layout.lua, gen/cuda/layout.lua) lays the activations
+-- out with its own additions (what attention keeps for its backward, kernel
+-- scratch) through M.act_layouts, and the fusion pass (gen/fuse.lua) marks
+-- the op program; the emitters read both.
 
 local M = {}
 
@@ -124,13 +127,15 @@ local function place_layers(lay, L, specs)
   lay.n = base + inner * L
 end
 
-local function layer_specs(d, B, T, with_att)
+-- saved: the device's per-layer buffer { name, shape } that attention keeps
+-- for its backward (training only), placed right after qkv; nil for none
+local function layer_specs(d, B, T, saved)
   local Bs, Ts, Cs = { "B", B }, { "T", T }, { "C", d.C }
   local s = {
     { "ln1", { Bs, Ts, Cs } }, { "ln1_mean", { Bs, Ts } }, { "ln1_rstd", { Bs, Ts } },
     { "qkv", { Bs, Ts, { "3C", 3 * d.C } } },
   }
-  if with_att then s[#s + 1] = { "att", { Bs, { "H", d.H }, Ts, Ts } } end
+  if saved then s[#s + 1] = saved end
   for _, x in ipairs({
     { "atty", { Bs, Ts, Cs } }, { "res2", { Bs, Ts, Cs } },
     { "ln2", { Bs, Ts, Cs } }, { "ln2_mean", { Bs, Ts } }, { "ln2_rstd", { Bs, Ts } },
@@ -150,73 +155,52 @@ local function tail_specs(d, B, T)
   }
 end
 
--- Attention works on one (b, h) at a time, in blocks of up to ATT_ROWS query
--- or key rows, with K or V transposed (hd, Tp) and Tp = T rounded up to VEC
--- (a multiple of every register-block width). The forward's scratch: the
--- transpose, two (ATT_ROWS, Tp) blocks of weights, two (ATT_ROWS, hd) edge
--- tiles, and one row of dropout words (Tp + 128).
--- The transpose's rows are Tp + 16 apart: with a power-of-two-ish stride the
--- hd rows would fall into a few cache sets.
-M.VEC, M.ATT_ROWS = 32, 8
-function M.att_scratch(d, T)
-  local Tp = (T + M.VEC - 1) // M.VEC * M.VEC
-  local R = M.ATT_ROWS
-  return align(d.hd * (Tp + 16) + 2 * R * Tp + 2 * R * d.hd + Tp + 128), Tp, Tp + 16
-end
-
--- The backward's: the transpose, the weight gradients and the weights after
--- dropout (T, Tp) each, a (ATT_ROWS, Tp) block, the edge tiles, and the
--- dropout words.
-function M.att_grad_scratch(d, T)
-  local _, Tp = M.att_scratch(d, T)
-  local R = M.ATT_ROWS
-  return align(d.hd * (Tp + 16) + 2 * T * Tp + R * Tp + 2 * R * d.hd + Tp + 128)
-end
-
-local function place_att_scratch(lay, d, B, T, grad)
-  local S = grad and M.att_grad_scratch(d, T) or (M.att_scratch(d, T))
-  place(lay, "att_scratch", { { "B", B }, { "H", d.H }, { "S", S } })
-end
-
--- Training activations: everything the backward pass reads, per layer.
-local function train_acts(d)
-  local lay = new_layout("acts")
-  local B, T = d.B, d.T
-  place(lay, "encoded", { { "B", B }, { "T", T }, { "C", d.C } })
-  place_layers(lay, d.L, layer_specs(d, B, T, true))
-  for _, s in ipairs(tail_specs(d, B, T)) do place(lay, s[1], s[2]) end
-  place_att_scratch(lay, d, B, T)
-  return lay
-end
-
--- Evaluation activations: no backward, so the layers share one set of
--- buffers, the residual stream ping-pongs between two (x and res2), and the
--- attention weights are never stored.
-local function eval_acts(d)
-  local lay = new_layout("eval_acts")
-  local B, T = d.eval_B, d.eval_T
-  local x = place(lay, "res3", { { "B", B }, { "T", T }, { "C", d.C } })
-  lay.by.encoded = x
-  for _, s in ipairs(layer_specs(d, B, T, false)) do
-    if s[1] ~= "res3" then place(lay, s[1], s[2]) end
+-- The activation layouts of a device: `dev` holds its additions, each a
+-- function returning a buffer { name, shape } or nil:
+--   dev.saved(d)                 per layer of the training pass, after qkv:
+--                                what attention keeps for its backward
+--   dev.scratch(d, B, T, grad)   appended to each of the three layouts
+--                                (grad: the backward's)
+-- Returns the training activations (everything the backward reads, per
+-- layer), the evaluation activations and the backward scratch.
+function M.act_layouts(S, dev)
+  local d = S.dims
+  local function scratch(lay, B, T, grad)
+    local s = dev.scratch and dev.scratch(d, B, T, grad)
+    if s then place(lay, s[1], s[2]) end
   end
-  for _, s in ipairs(tail_specs(d, B, T)) do place(lay, s[1], s[2]) end
-  place_att_scratch(lay, d, B, T)
-  return lay
-end
+  -- training: layer l's block is contiguous (place_layers)
+  local acts = new_layout("acts")
+  local B, T = d.B, d.T
+  place(acts, "encoded", { { "B", B }, { "T", T }, { "C", d.C } })
+  place_layers(acts, d.L, layer_specs(d, B, T, dev.saved and dev.saved(d)))
+  for _, s in ipairs(tail_specs(d, B, T)) do place(acts, s[1], s[2]) end
+  scratch(acts, B, T)
 
--- Backward scratch at (B, T), shared by all layers.
-local function grad_acts(d)
-  local lay = new_layout("grad_acts")
+  -- evaluation: no backward, so the layers share one set of buffers, the
+  -- residual stream ping-pongs between two (x and res2), and attention
+  -- keeps nothing
+  local ev = new_layout("eval_acts")
+  B, T = d.eval_B, d.eval_T
+  local x = place(ev, "res3", { { "B", B }, { "T", T }, { "C", d.C } })
+  ev.by.encoded = x
+  for _, s in ipairs(layer_specs(d, B, T)) do
+    if s[1] ~= "res3" then place(ev, s[1], s[2]) end
+  end
+  for _, s in ipairs(tail_specs(d, B, T)) do place(ev, s[1], s[2]) end
+  scratch(ev, B, T)
+
+  -- backward scratch at (B, T), shared by all layers
+  local g = new_layout("grad_acts")
   local Bs, Ts, Cs = { "B", d.B }, { "T", d.T }, { "C", d.C }
-  place(lay, "dres", { Bs, Ts, Cs })
-  place(lay, "dln", { Bs, Ts, Cs })
-  place(lay, "dqkv", { Bs, Ts, { "3C", 3 * d.C } })
-  place(lay, "datty", { Bs, Ts, Cs })
-  place(lay, "dfch", { Bs, Ts, { "4C", 4 * d.C } })
-  place(lay, "dproj", { Bs, Ts, Cs })
-  place_att_scratch(lay, d, d.B, d.T, true)
-  return lay
+  place(g, "dres", { Bs, Ts, Cs })
+  place(g, "dln", { Bs, Ts, Cs })
+  place(g, "dqkv", { Bs, Ts, { "3C", 3 * d.C } })
+  place(g, "datty", { Bs, Ts, Cs })
+  place(g, "dfch", { Bs, Ts, { "4C", 4 * d.C } })
+  place(g, "dproj", { Bs, Ts, Cs })
+  scratch(g, d.B, d.T, true)
+  return acts, ev, g
 end
 
 -- Batch-1 inference scratch (one token).
@@ -257,9 +241,10 @@ local function program(d, cfg, mode)
   local x = { buf = "layer_in", grad = "dres" }
   layer[#layer + 1] = ln("ln1", x, "ln_1", true)
   layer[#layer + 1] = mm(buf("ln1", "dln"), buf("qkv", "dqkv"), "attn.c_attn", 3 * C, C, cfg.qkv_bias)
-  layer[#layer + 1] = { kind = "attention", qkv = buf("qkv", "dqkv"), att = train and buf("att") or nil,
-    out = buf("atty", "datty"), scratch = buf("att_scratch", "att_scratch"), B = B, T = T, H = d.H, hd = d.hd,
-    site = 1 }
+  -- what attention keeps for its backward and its scratch are the device's
+  -- (its layout pass adds them to this op)
+  layer[#layer + 1] = { kind = "attention", qkv = buf("qkv", "dqkv"), out = buf("atty", "datty"), B = B, T = T,
+    H = d.H, hd = d.hd, site = 1 }
   layer[#layer + 1] = mm(buf("atty", "datty"), buf("res2", "dproj"), "attn.c_proj", C, C, true)
   layer[#layer + 1] = { kind = "residual", x = x, out = buf("res2", "dres"), branch = "dproj", N = BT * C,
     shape = { { "B", B }, { "T", T }, { "C", C } }, site = 2 }
@@ -305,9 +290,6 @@ function M.derive(cfg)
   d.p = cfg.drop_rate
   local S = { dims = d, name = cfg.name, qkv_bias = cfg.qkv_bias, tie_embeddings = cfg.tie_embeddings }
   S.tensors, S.tensor, S.n_params, S.layer_stride = tensors(d, cfg)
-  S.acts = train_acts(d)
-  S.eval_acts = eval_acts(d)
-  S.grad_acts = grad_acts(d)
   S.infer_scratch = infer_scratch(d)
   S.kv = { shape = { { "L", d.L }, { "2", 2 }, { "ctx", d.ctx }, { "C", d.C } } }
   S.kv.numel = numel(S.kv.shape)
@@ -320,26 +302,10 @@ function M.derive(cfg)
     error(string.format("config '%s': attention weights of %d elements exceed the dropout counter range (2^34)",
       tostring(cfg.name), biggest), 0)
   end
-  local n_params = S.n_params
   local real_params = 0
   for _, t in ipairs(S.tensors) do real_params = real_params + t.numel end
   S.n_params_real = real_params
-  S.memory = {
-    params_bytes = 4 * n_params,
-    train_bytes = 4 * (4 * n_params + S.acts.n + S.grad_acts.n),
-    eval_bytes = 4 * (n_params + S.eval_acts.n),
-    infer_bytes = 4 * (n_params + S.kv.numel + S.infer_scratch.n),
-  }
   return S
-end
-
--- Buffer totals as the gptc_model size fields.
-function M.sizes(S)
-  return {
-    n_params = S.n_params, n_acts = S.acts.n, n_grad_acts = S.grad_acts.n, n_eval_acts = S.eval_acts.n,
-    n_kv = S.kv.numel, n_infer_scratch = S.infer_scratch.n,
-    logits_offset = S.acts.by.logits.offset, eval_logits_offset = S.eval_acts.by.logits.offset,
-  }
 end
 
 return M

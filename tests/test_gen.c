@@ -128,7 +128,7 @@ START_TEST(memory_estimate) {
   ck_assert_int_eq(cfg_load_file(tu_src("configs/shakespeare-char.lua"), &c), 0);
   c.vocab_size = 65;
   cfg_push(L, &c);
-  ck_assert_int_eq(lx_call(L, "shapes", "derive", 1, 1), 0);
+  ck_assert_int_eq(lx_call(L, "cpu.layout", "derive", 1, 1), 0);
   int S = lua_gettop(L);
   lua_getfield(L, S, "n_params");
   lua_Integer np = lua_tointeger(L, -1);

@@ -29,6 +29,7 @@
 -- { [instance name] = schedule string } holds the host's tuned ones
 -- (runtime/schedfile.h), opts.schedule_source where they came from.
 
+local layout = require("cpu.layout")
 local schedule = require("cpu.schedule")
 local shapes = require("shapes")
 local template = require("template")
@@ -72,7 +73,7 @@ local function base_env(S, opts, cfg)
     vec_bytes = vec_bytes, force_mr = opts.mr, force_nv = opts.nv,
     schedules = opts.schedules, schedule_all = opts.schedule_all,
     bf16 = cfg ~= nil and cfg.precision == "bf16",
-    ATT_ROWS = shapes.ATT_ROWS, TVEC = shapes.VEC,
+    ATT_ROWS = layout.ATT_ROWS, TVEC = layout.VEC,
     c_string = function(str) return (str:gsub('[\\"]', '\\%0'):gsub("[%c\128-\255]", function(c)
       return string.format("\\%03o", c:byte())
     end)) end,
@@ -293,10 +294,10 @@ local function forward_call(S, env, ks, P, op, train, in_layer)
     line("%s(%s, %s, %s, %s%s);", fn, P.act(op.out), P.act(op.inp), P.param(op.w, in_layer),
       op.bias and P.param(op.bias, in_layer) or "NULL", extra)
   elseif op.kind == "attention" then
-    local S_, Tp, TS = shapes.att_scratch(d, op.T)
+    local S_, Tp, TS = layout.att_scratch(d, op.T)
     k = use(ks, "attention.c", { fn = string.format("attention_%dx%d%s", op.B, op.T, op.att and "" or "_nostore"),
       B = op.B, T = op.T, H = op.H, hd = op.hd, C = d.C, store = op.att ~= nil, S = S_, Tp = Tp, TS = TS,
-      S2 = shapes.att_grad_scratch(d, op.T) }, train)
+      S2 = layout.att_grad_scratch(d, op.T) }, train)
     line("/* %s %s = causal attention over qkv%s */", op.out.buf, comment_shape(S, P.layout, op.out),
       op.att and (", weights in att " .. comment_shape(S, P.layout, op.att)) or "")
     line("%s_forward(%s, %s, %s, %s, rng, %s);", k.fn, P.act(op.out), op.att and P.act(op.att) or "NULL",
@@ -541,7 +542,7 @@ end
 -- shapes, the environment, every kernel instance the passes call (with the
 -- fusions decided) and the passes' source.
 local function prepare(cfg, opts)
-  local S = shapes.derive(cfg)
+  local S = layout.derive(cfg)
   local env = base_env(S, opts, cfg)
   local ks = new_kernels()
   local pass = passes(S, env, ks)
@@ -565,7 +566,7 @@ local function body(cfg, opts, units)
   end
   local tail = { render("optim.c", env), render("infer.c", infer_env(S, env)) }
   env.pass = pass
-  env.sizes = shapes.sizes(S)
+  env.sizes = layout.sizes(S)
   env.version = gptc.version
   tail[#tail + 1] = render("model.c", env)
   for _, t in ipairs(tail) do parts[#parts + 1] = t end
@@ -655,7 +656,7 @@ end
 
 function M.header(cfg, hash, opts)
   opts = opts or {}
-  local S = shapes.derive(cfg)
+  local S = layout.derive(cfg)
   local d = S.dims
   -- the name sits in a C comment: keep it from closing the comment
   local name = cfg.name:gsub("%*/", "* /")
@@ -675,7 +676,7 @@ end
 -- ---- readable summary ------------------------------------------------------------
 
 function M.summary(cfg)
-  local S = shapes.derive(cfg)
+  local S = layout.derive(cfg)
   local d = S.dims
   local o = {}
   local function p(fmt, ...) o[#o + 1] = string.format(fmt, ...) end

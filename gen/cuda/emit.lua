@@ -14,14 +14,10 @@
 -- opts.tile = 1..4 makes every GEMM use that block tile (TILES below). Tests
 -- use both to reach, on small models, code the shipped shapes take.
 --
--- Layouts: parameters, gradients and AdamW moments use the shapes' flat
--- layout unchanged (checkpoints and the CPU backend share it). Training
--- activations use the shapes' layout with one change: attention never
--- stores its (B, H, T, T) weights (the kernels are flash-style and recompute
--- them), so `att` is replaced by `att_lse` (B, H, T), the softmax
--- normalizers the backward needs. Kernel scratch (reduction partials, the
--- attention backward's row dots) lives in a separate `scratch` layout.
+-- Layouts: gen/cuda/layout.lua (the activations with att_lse, the kernel
+-- scratch, the inference buffers, the io slot).
 
+local layout = require("cuda.layout")
 local shapes = require("shapes")
 local template = require("template")
 
@@ -31,70 +27,11 @@ local TPL = "templates/cuda/"
 M.PLAN_VERSION = 1
 
 local function ceil_div(a, b) return (a + b - 1) // b end
-local function align(n) return ceil_div(n, shapes.ALIGN) * shapes.ALIGN end
 
 local function flit(x)
   local s = string.format("%.9g", x)
   if not s:find("[%.eEn]") then s = s .. ".0" end
   return s .. "f"
-end
-
--- ---- layouts ---------------------------------------------------------------------
-
--- Re-places a shapes layout's buffers in their order, replacing some
--- (`swap[name] = { new_name, shape }`) or leaving them out (`swap[name] =
--- false`: the CPU kernels' scratch). Runs of per-layer buffers stay one
--- per-layer block, as in gen/shapes.lua.
-local function relayout(name, src, swap, L)
-  local lay = { name = name, buffers = {}, by = {}, n = 0 }
-  local i = 1
-  local bufs = src.buffers
-  while i <= #bufs do
-    local b = bufs[i]
-    if swap[b.name] == false then
-      i = i + 1
-    elseif b.stride == 0 then
-      local nb = { name = b.name, shape = b.shape, numel = b.numel, offset = lay.n, stride = 0 }
-      lay.buffers[#lay.buffers + 1] = nb
-      lay.by[nb.name] = nb
-      lay.n = align(lay.n + nb.numel)
-      i = i + 1
-    else
-      local base, inner, run = lay.n, 0, {}
-      while i <= #bufs and bufs[i].stride > 0 do
-        local s = bufs[i]
-        local nm, shape = s.name, s.shape
-        if swap[nm] then nm, shape = swap[nm][1], swap[nm][2] end
-        if swap[nm] ~= false then
-          local n = 1
-          for _, d in ipairs(shape) do n = n * d[2] end
-          run[#run + 1] = { name = nm, shape = shape, numel = n, offset = base + inner, layers = L }
-          inner = align(inner + n)
-        end
-        i = i + 1
-      end
-      for _, nb in ipairs(run) do
-        nb.stride = inner
-        lay.buffers[#lay.buffers + 1] = nb
-        lay.by[nb.name] = nb
-      end
-      lay.n = base + inner * L
-    end
-  end
-  for k, v in pairs(src.by) do
-    if not lay.by[k] and swap[k] == nil then lay.by[k] = lay.by[v.name] end
-  end
-  return lay
-end
-
-local function new_layout(name) return { name = name, buffers = {}, by = {}, n = 0 } end
-
-local function place(lay, name, numel)
-  local b = { name = name, numel = numel, offset = lay.n, stride = 0 }
-  lay.buffers[#lay.buffers + 1] = b
-  lay.by[name] = b
-  lay.n = align(lay.n + numel)
-  return b
 end
 
 -- ---- kernel registry ---------------------------------------------------------------
@@ -606,14 +543,8 @@ local function make_env(S, cfg, opts)
   if d.hd > 256 then error(string.format("emit_cuda: head_dim %d exceeds 256 (inference attention)", d.hd), 0) end
   -- without dropout a residual's branch gradient is its output gradient
   if d.p == 0 then env.galias.dproj = "dres" end
-  env.acts = relayout("acts", S.acts, { att = { "att_lse", { { "B", d.B }, { "H", d.H }, { "T", d.T } } },
-    att_scratch = false }, d.L)
-  env.eval_acts = relayout("eval_acts", S.eval_acts, { att_scratch = false }, d.L)
-  env.grad_acts = relayout("grad_acts", S.grad_acts, { att_scratch = false }, d.L)
-  local BTmax = math.max(d.B * d.T, d.eval_B * d.eval_T)
-  env.io = { BTmax = BTmax, inputs = 0, targets = BTmax, order = 2 * BTmax, seg_start = 3 * BTmax,
-    seg_tok = 4 * BTmax + 1 }
-  env.io.slot = align(5 * BTmax + 1)
+  env.acts, env.eval_acts, env.grad_acts = layout.acts(S)
+  env.io = layout.io(d)
   local bq = attn_blocks(d.hd)
   function env.attn(kind, B, T, train, drop)
     local k = { kind = kind, B = B, T = T, H = d.H, hd = d.hd, C = d.C, BQ = bq, train = train, drop = drop }
@@ -645,25 +576,6 @@ local function make_env(S, cfg, opts)
       vec = vec, NV = ceil_div(C, 32 * vec), acc = acc, nargs = 6 }
   end
   return env
-end
-
--- Scratch: reduction partials and the attention backward's row dots. Sized
--- after the passes have registered their needs.
-local function scratch_layout(S, env, n_chunks)
-  local d = S.dims
-  local lay = new_layout("scratch")
-  place(lay, "att_d", d.B * d.H * d.T)
-  place(lay, "normpart", 2 * n_chunks) -- doubles
-  place(lay, "colpart", env.col_scratch)
-  return lay
-end
-
-local function infer_layout(S)
-  local lay = relayout("infer", S.infer_scratch, {}, 1)
-  place(lay, "ln_mean", 1)
-  place(lay, "ln_rstd", 1)
-  place(lay, "logits", S.dims.V)
-  return lay
 end
 
 -- ---- the plan as text -------------------------------------------------------------
@@ -725,8 +637,8 @@ local function build(cfg, opts)
   -- att_d and the norm partials first (their sizes are known), colpart last
   local n_chunks = 0
   for _, t in ipairs(S.tensors) do n_chunks = n_chunks + ceil_div(t.numel, CHUNK) end
-  env.scratch = scratch_layout(S, env, n_chunks)
-  env.infer = infer_layout(S)
+  env.scratch = layout.scratch(S, n_chunks, env.col_scratch)
+  env.infer = layout.infer(S)
   local progs = {
     { name = "train_forward", prog = forward_pass(S, env, ks, "train") },
     { name = "train_backward", prog = backward_pass(S, env, ks) },
@@ -737,7 +649,7 @@ local function build(cfg, opts)
   progs[#progs + 1] = { name = "adamw", prog = adam }
   progs[#progs + 1] = { name = "params_to_bf16", prog = conv }
   progs[#progs + 1] = { name = "infer", prog = infer_pass(S, env, ks) }
-  env.scratch = scratch_layout(S, env, n_chunks) -- colpart now has its final size (it is last)
+  env.scratch = layout.scratch(S, n_chunks, env.col_scratch) -- colpart now has its final size (it is last)
   local prelude = render(env, "prelude.cu")
   local kernels = {}
   for _, e in ipairs(ks.list) do kernels[#kernels + 1] = { fn = e.k.fn, tpl = e.tpl, text = render(env, e.tpl, e.k) } end

@@ -397,7 +397,7 @@ local function backward_recs(S, ks, op, in_layer)
       args = append(buf_args(2), "bench_rng", string.format("%d", shapes.site(op, 0))),
     } }
   elseif op.kind == "gelu" then
-    if op.fused then return {} end
+    if op.fused_bwd then return {} end
     error("bench: an unfused gelu in the training step has no benchmark record", 0)
   elseif op.kind == "loss" then
     local k = inst(string.format("crossentropy_%dx%d", op.M, op.V)).k

@@ -29,6 +29,7 @@
 -- { [instance name] = schedule string } holds the host's tuned ones
 -- (runtime/schedfile.h), opts.schedule_source where they came from.
 
+local fuse = require("fuse")
 local layout = require("cpu.layout")
 local schedule = require("cpu.schedule")
 local shapes = require("shapes")
@@ -387,7 +388,7 @@ local function backward_call(S, env, ks, P, op, in_layer)
       op.out.grad, op.out.grad)
     line("%s_backward(%s, %s, rng, %s);", k.fn, P.dact(op.branch), P.dact(op.out.grad), site_expr(op))
   elseif op.kind == "gelu" then
-    if op.fused then return out end
+    if op.fused_bwd then return out end
     local k = inst(string.format("gelu_%d", op.N))
     line("/* %s %s *= GELU'(%s) */", op.inp.grad, comment_shape(S, P.layout, op.inp.grad), op.inp.buf)
     line("%s_backward(%s, %s);", k.fn, P.dact(op.inp.grad), P.act(op.inp))
@@ -406,31 +407,6 @@ local function indent(lines, n)
   return table.concat(r, "\n")
 end
 
--- Elementwise ops fuse into the matmuls around them: a residual add into the
--- epilogue of the projection before it (forward only: its backward feeds
--- three kernels); GELU's forward into the epilogue of the matmul that
--- produces its input, its backward into the epilogue of the input-gradient
--- matmul of the op that consumes its output.
-local function mark_fusions(ops)
-  -- a residual add follows the projection that writes its branch in place
-  for i = 1, #ops - 1 do
-    local a, r = ops[i], ops[i + 1]
-    if a.kind == "matmul" and r.kind == "residual" and r.out.buf == a.out.buf then
-      a.residual = r
-      r.fused = true
-    end
-  end
-  for i = 1, #ops - 1 do
-    local a, g, c = ops[i], ops[i + 1], ops[i + 2]
-    if a.kind == "matmul" and g.kind == "gelu" and g.inp.buf == a.out.buf and c and c.kind == "matmul" and
-        c.inp.buf == g.out.buf and not c.wt then
-      a.gelu_out = g.out
-      c.gelu_grad_of = g.inp
-      g.fused = true
-    end
-  end
-end
-
 -- Renders the forward (and for training the backward) pass bodies.
 local function passes(S, env, ks)
   local d = S.dims
@@ -440,7 +416,6 @@ local function passes(S, env, ks)
   ks.bf16 = env.bf16
   for _, mode in ipairs({ "train", "eval" }) do
     local prog = mode == "train" and S.train or S.eval
-    mark_fusions(prog.layer)
     local P = pointers(S, mode)
     local train = mode == "train"
     local f = { pre = {}, layer = {}, post = {} }
@@ -538,11 +513,16 @@ local function render(name, env, k)
   return template.render(TPL .. name, env)
 end
 
+-- The generator's passes for the CPU, in order: the device-neutral shapes
+-- (gen/shapes.lua), the CPU's layouts (gen/cpu/layout.lua) and the fusion
+-- marks (gen/fuse.lua).
+local function fused_shapes(cfg) return fuse.run(layout.derive(cfg)) end
+
 -- The preparation step that emit's body and gen/bench.lua share: the
 -- shapes, the environment, every kernel instance the passes call (with the
--- fusions decided) and the passes' source.
+-- fusion marks of gen/fuse.lua) and the passes' source.
 local function prepare(cfg, opts)
-  local S = layout.derive(cfg)
+  local S = fused_shapes(cfg)
   local env = base_env(S, opts, cfg)
   local ks = new_kernels()
   local pass = passes(S, env, ks)
@@ -656,7 +636,7 @@ end
 
 function M.header(cfg, hash, opts)
   opts = opts or {}
-  local S = layout.derive(cfg)
+  local S = fused_shapes(cfg)
   local d = S.dims
   -- the name sits in a C comment: keep it from closing the comment
   local name = cfg.name:gsub("%*/", "* /")

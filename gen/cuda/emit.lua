@@ -6,7 +6,7 @@
 -- block at the end of the source, which runtime/cuda.c reads back. Source and
 -- plan are one text, so one content hash covers both.
 --
--- Entry points (called from runtime/cuda.c):
+-- Entry points (called from runtime/gen.c: gen_cuda_source, gen_cuda_units):
 --   body(cfg, opts)          the source below the header, plan included
 --   split(cfg, opts)         the body and its NVRTC programs, one per kernel
 --   header(cfg, hash, opts)  the header comment naming config, version, hash
@@ -17,6 +17,7 @@
 -- Layouts: gen/cuda/layout.lua (the activations with att_lse, the kernel
 -- scratch, the inference buffers, the io slot).
 
+local fuse = require("fuse")
 local layout = require("cuda.layout")
 local shapes = require("shapes")
 local template = require("template")
@@ -173,11 +174,11 @@ end
 
 local function desc_layer(l, s) return l and string.format("layer %d: %s", l, s) or s end
 
--- Emits the launches of forward op i of `ops` (layer l or nil); returns
--- the number of ops consumed (2 when the next op is fused into this one).
-local function forward_op(S, env, ks, P, prog, ops, i, l, train)
+-- Emits the launches of forward op `op` (of layer l or nil). An op the
+-- fusion pass (gen/fuse.lua) marked fused runs in the matmul before it.
+local function forward_op(S, env, ks, P, prog, op, l, train)
   local d = S.dims
-  local op, nxt = ops[i], ops[i + 1]
+  if op.fused then return end
   local drop = train and d.p > 0
   local site = l and op.site and shapes.site(op, l) or 0
   if op.kind == "embed" then
@@ -186,40 +187,37 @@ local function forward_op(S, env, ks, P, prog, ops, i, l, train)
     launch(prog, k, { ew_blocks(op.B * op.T * d.C), 1, 1 }, { 256, 1, 1 },
       { P.act(op.out, l), P.param("wte.weight"), P.param("wpe.weight"), "io+" .. env.io.inputs, drop and "micro" or nil },
       string.format("encoded %s = wte[inputs] + wpe[t]%s", P.shape("encoded"), drop and ", dropout (site 0)" or ""))
-    return 1
   elseif op.kind == "layernorm" then
     local k = use(ks, "layernorm.cu", env.ln_fwd(op.N, op.C))
     launch(prog, k, { ceil_div(op.N, 4), 1, 1 }, { 128, 1, 1 },
       { P.act(op.out, l), P.act(op.mean, l), P.act(op.rstd, l), P.act(op.inp, l), P.param(op.w, l), P.param(op.b, l) },
       desc_layer(l, string.format("%s %s = LayerNorm(%s)", op.out.buf, P.shape(op.out.buf), op.inp.buf)))
-    return 1
   elseif op.kind == "matmul" then
-    local epi, consumed, fused = "store", 1, ""
-    if env.fuse and nxt and nxt.kind == "gelu" and nxt.inp.buf == op.out.buf then
-      epi, consumed = "gelu", 2
-      fused = string.format(", %s = GELU(%s)", nxt.out.buf, op.out.buf)
-    elseif env.fuse and nxt and nxt.kind == "residual" and nxt.out.buf == op.out.buf then
-      epi, consumed = "residual", 2
-      fused = string.format(", then %s + %s", nxt.x.buf == "layer_in" and "x_in" or nxt.x.buf,
-        drop and "dropout (site " .. shapes.site(nxt, l) .. ")" or "it")
+    local epi, fused, r = "store", "", op.residual
+    if op.gelu_out then
+      epi = "gelu"
+      fused = string.format(", %s = GELU(%s)", op.gelu_out.buf, op.out.buf)
+    elseif r then
+      epi = "residual"
+      fused = string.format(", then %s + %s", r.x.buf == "layer_in" and "x_in" or r.x.buf,
+        drop and "dropout (site " .. shapes.site(r, l) .. ")" or "it")
     end
     local k = gemm(env, ks, { M = op.M, N = op.N, K = op.K, ta = false, tb = op.wt, epi = epi, bias = op.bias ~= nil,
       drop = epi == "residual" and drop, b_bf = true, desc = op.w .. " forward" })
     local args = { P.act(op.out, l) }
-    if epi == "gelu" then args[#args + 1] = P.act(nxt.out, l) end
+    if epi == "gelu" then args[#args + 1] = P.act(op.gelu_out, l) end
     args[#args + 1] = P.act(op.inp, l)
     args[#args + 1] = P.weight(op.w, l)
     if op.bias then args[#args + 1] = P.param(op.bias, l) end
     if epi == "residual" then
-      args[#args + 1] = P.act(nxt.x, l)
+      args[#args + 1] = P.act(r.x, l)
       if k.drop then
         args[#args + 1] = "micro"
-        args[#args + 1] = "#" .. shapes.site(nxt, l)
+        args[#args + 1] = "#" .. shapes.site(r, l)
       end
     end
     launch(prog, k, k.grid, k.block, args, desc_layer(l, string.format("%s %s = %s . %s%s%s%s", op.out.buf,
       P.shape(op.out.buf), op.inp.buf, op.w, op.wt and "^T" or "", op.bias and (" + " .. op.bias) or "", fused)))
-    return consumed
   elseif op.kind == "attention" then
     local k = use(ks, "attention.cu", env.attn("fwd", op.B, op.T, train, drop))
     local args = { P.act(op.out, l) }
@@ -231,7 +229,6 @@ local function forward_op(S, env, ks, P, prog, ops, i, l, train)
     end
     launch(prog, k, k.grid, k.block, args, desc_layer(l, string.format("%s %s = causal attention over qkv%s",
       op.out.buf, P.shape(op.out.buf), train and " (row softmax normalizers to att_lse)" or "")))
-    return 1
   elseif op.kind == "residual" then
     local k = use(ks, "elementwise.cu", { kind = "residual", fn = string.format("residual_%d%s", op.N,
       drop and "_drop" or ""), N = op.N, drop = drop, nargs = drop and 4 or 2 })
@@ -242,13 +239,11 @@ local function forward_op(S, env, ks, P, prog, ops, i, l, train)
     end
     launch(prog, k, { ew_blocks(op.N), 1, 1 }, { 256, 1, 1 }, args,
       desc_layer(l, string.format("%s = %s + dropout(%s)", op.out.buf, op.x.buf, op.out.buf)))
-    return 1
   elseif op.kind == "gelu" then
     local k = use(ks, "elementwise.cu", { kind = "gelu_fwd", fn = string.format("gelu_fwd_%d", op.N), N = op.N,
       nargs = 2 })
     launch(prog, k, { ew_blocks(op.N), 1, 1 }, { 256, 1, 1 }, { P.act(op.out, l), P.act(op.inp, l) },
       desc_layer(l, string.format("%s = GELU(%s)", op.out.buf, op.inp.buf)))
-    return 1
   elseif op.kind == "loss" then
     local k = use(ks, "loss.cu", { kind = "fwd", fn = string.format("xent_fwd_%dx%d", op.M, op.V), M = op.M, V = op.V,
       nargs = 4 })
@@ -258,9 +253,9 @@ local function forward_op(S, env, ks, P, prog, ops, i, l, train)
     local km = use(ks, "loss.cu", { kind = "mean", fn = string.format("xent_mean_%d", op.M), M = op.M, nargs = 3 })
     launch(prog, km, { 1, 1, 1 }, { 256, 1, 1 }, { "micro", P.act(op.losses, l), "io+" .. env.io.targets },
       "loss = mean of losses over targets >= 0")
-    return 1
+  else
+    error("emit_cuda: unknown op kind " .. tostring(op.kind), 0)
   end
-  error("emit_cuda: unknown op kind " .. tostring(op.kind), 0)
 end
 
 -- ---- backward ----------------------------------------------------------------------
@@ -286,11 +281,11 @@ local function colsum_launches(env, ks, prog, part_kind, rows, N, args_in, outs,
   launch(prog, kf, { ceil_div(N, 128), 1, 1 }, { 128, 1, 1 }, fa, desc .. " (partials added in order)")
 end
 
--- Emits the backward launches of op i (walking ops in reverse); returns how
--- many ops it consumed going backwards (2 when the op before is fused).
-local function backward_op(S, env, ks, P, prog, ops, i, l)
+-- Emits the backward launches of op `op` (of layer l or nil; the pass walks
+-- the ops in reverse). GELU's backward marked fused (gen/fuse.lua) runs in
+-- the epilogue of the next matmul's input-gradient GEMM.
+local function backward_op(S, env, ks, P, prog, op, l)
   local d = S.dims
-  local op, prev = ops[i], ops[i - 1]
   local drop = d.p > 0
   local site = l and op.site and shapes.site(op, l) or 0
   if op.kind == "loss" then
@@ -298,17 +293,14 @@ local function backward_op(S, env, ks, P, prog, ops, i, l)
       nargs = 4 })
     launch(prog, k, { op.M, 1, 1 }, { 256, 1, 1 }, { P.act(op.logits, l), P.act(op.lse, l), "io+" .. env.io.targets,
       "micro" }, "logits (B, T, V) -> d(loss_scale * mean loss)/d(logits), in place")
-    return 1
   elseif op.kind == "matmul" then
     local Mm, N, K = op.M, op.N, op.K
     local lw = l
-    local epi, consumed, extra = "store", 1, nil
-    if env.fuse and prev and prev.kind == "gelu" and prev.out.buf == op.inp.buf then
-      epi, consumed, extra = "gelu_bwd", 2, P.act(prev.inp, l)
-    end
+    local g = op.gelu_grad_of
+    local epi = g and "gelu_bwd" or "store"
     local dy = P.dact(op.out.grad, l)
-    local dx_desc = string.format("d%s = d%s . %s%s%s", epi == "gelu_bwd" and prev.inp.buf or op.inp.buf, op.out.buf,
-      op.w, op.wt and "" or "^T", epi == "gelu_bwd" and (" * GELU'(" .. prev.inp.buf .. ")") or "")
+    local dx_desc = string.format("d%s = d%s . %s%s%s", g and g.buf or op.inp.buf, op.out.buf,
+      op.w, op.wt and "" or "^T", g and (" * GELU'(" .. g.buf .. ")") or "")
     local kx, kw
     if op.wt then
       -- W (N, K): dx (M, K) = dy (M, N) . W; dW (N, K) += dy^T . x
@@ -324,7 +316,7 @@ local function backward_op(S, env, ks, P, prog, ops, i, l)
         " backward, weight gradient" })
     end
     local ax = { P.dact(op.inp.grad, l), dy, P.weight(op.w, lw) }
-    if extra then ax[#ax + 1] = extra end
+    if g then ax[#ax + 1] = P.act(g, l) end
     launch(prog, kx, kx.grid, kx.block, ax, desc_layer(l, dx_desc))
     if op.wt then
       launch(prog, kw, kw.grid, kw.block, { P.grad(op.w, lw), dy, P.act(op.inp, l) },
@@ -337,7 +329,6 @@ local function backward_op(S, env, ks, P, prog, ops, i, l)
       colsum_launches(env, ks, prog, "bias_part", Mm, N, { dy }, { P.grad(op.bias, l) },
         desc_layer(l, string.format("d%s += column sums of d%s", op.bias, op.out.buf)))
     end
-    return consumed
   elseif op.kind == "attention" then
     local dout, qkv = P.dact(op.out.grad, l), P.act(op.qkv, l)
     local dd = "scratch+" .. env.scratch.by.att_d.offset
@@ -355,7 +346,6 @@ local function backward_op(S, env, ks, P, prog, ops, i, l)
       launch(prog, kk, kk.grid, kk.block, a, desc_layer(l, kk == kkv and "dk, dv slices of dqkv (one block per key tile)"
         or "dq slice of dqkv (one block per query tile)"))
     end
-    return 1
   elseif op.kind == "residual" then
     if drop then
       local k = use(ks, "elementwise.cu", { kind = "dropout", fn = string.format("dropout_%d", op.N), N = op.N,
@@ -365,13 +355,12 @@ local function backward_op(S, env, ks, P, prog, ops, i, l)
         desc_layer(l, string.format("%s = dropout(%s) with the forward's mask; the skip path keeps %s", op.branch,
           op.out.grad, op.out.grad)))
     end
-    return 1
   elseif op.kind == "gelu" then
+    if op.fused_bwd then return end
     local k = use(ks, "elementwise.cu", { kind = "gelu_bwd", fn = string.format("gelu_bwd_%d", op.N), N = op.N,
       nargs = 2 })
     launch(prog, k, { ew_blocks(op.N), 1, 1 }, { 256, 1, 1 }, { P.dact(op.inp.grad, l),
       P.act(op.inp, l) }, desc_layer(l, string.format("d%s *= GELU'(%s)", op.inp.buf, op.inp.buf)))
-    return 1
   elseif op.kind == "layernorm" then
     local k = use(ks, "layernorm.cu", env.ln_bwd(op.N, op.C, op.dinp_acc))
     launch(prog, k, { ceil_div(op.N, 4), 1, 1 }, { 128, 1, 1 }, { P.dact(op.inp.grad, l), P.dact(op.out.grad, l),
@@ -381,7 +370,6 @@ local function backward_op(S, env, ks, P, prog, ops, i, l)
     colsum_launches(env, ks, prog, "ln_part", op.N, op.C, { P.dact(op.out.grad, l), P.act(op.inp, l),
       P.act(op.mean, l), P.act(op.rstd, l) }, { P.grad(op.w, l), P.grad(op.b, l) },
       desc_layer(l, string.format("d%s += sum of d%s * xhat, d%s += sum of d%s", op.w, op.out.buf, op.b, op.out.buf)))
-    return 1
   elseif op.kind == "embed" then
     local dres = P.dact(op.out.grad, l)
     if drop then
@@ -399,9 +387,9 @@ local function backward_op(S, env, ks, P, prog, ops, i, l)
     launch(prog, kt, { op.B * op.T, ceil_div(d.C, 128), 1 }, { 128, 1, 1 }, { P.grad("wte.weight"), dres,
       "io+" .. env.io.order, "io+" .. env.io.seg_start, "io+" .. env.io.seg_tok, "micro" },
       "dwte[token] += its rows of dres, one block per distinct token (segments sorted by the host)")
-    return 1
+  else
+    error("emit_cuda: unknown op kind " .. tostring(op.kind), 0)
   end
-  error("emit_cuda: unknown op kind " .. tostring(op.kind), 0)
 end
 
 -- ---- passes ----------------------------------------------------------------------
@@ -412,8 +400,7 @@ local function forward_pass(S, env, ks, mode)
   local p = mode == "train" and S.train or S.eval
   local train = mode == "train"
   local function run(ops, l)
-    local i = 1
-    while i <= #ops do i = i + forward_op(S, env, ks, P, prog, ops, i, l, train) end
+    for _, op in ipairs(ops) do forward_op(S, env, ks, P, prog, op, l, train) end
   end
   run(p.pre, nil)
   for l = 0, S.dims.L - 1 do run(p.layer, l) end
@@ -426,8 +413,7 @@ local function backward_pass(S, env, ks)
   local P = pointers(S, env, "train")
   local p = S.train
   local function run(ops, l)
-    local i = #ops
-    while i >= 1 do i = i - backward_op(S, env, ks, P, prog, ops, i, l) end
+    for i = #ops, 1, -1 do backward_op(S, env, ks, P, prog, ops[i], l) end
   end
   run(p.post, nil)
   for l = S.dims.L - 1, 0, -1 do run(p.layer, l) end
@@ -536,7 +522,7 @@ local function make_env(S, cfg, opts)
   local d = S.dims
   local env = {
     S = S, p = d.p, flit = flit, shape_str = shapes.shape_str, bf16 = cfg.precision == "bf16",
-    fuse = opts.fuse ~= false, tile = opts.tile, galias = {}, col_scratch = 1,
+    tile = opts.tile, galias = {}, col_scratch = 1,
     drop_threshold = string.format("%d", math.min(math.floor(d.p * 2 ^ 32 + 0.5), 2 ^ 32 - 1)),
   }
   env.bf16_mode = env.bf16
@@ -630,7 +616,10 @@ end
 -- their registration order (each { fn, tpl, text }) and the launch plan.
 local function build(cfg, opts)
   opts = opts or {}
-  local S = shapes.derive(cfg)
+  -- the generator's passes, in order: the device-neutral shapes, the fusion
+  -- marks (gen/fuse.lua; opts.fuse = false: none) and, in make_env and
+  -- below, the CUDA layouts (gen/cuda/layout.lua)
+  local S = fuse.run(shapes.derive(cfg), { enabled = opts.fuse ~= false })
   local env = make_env(S, cfg, opts)
   local ks = new_kernels()
   -- the scratch offsets are needed while the passes are emitted: place

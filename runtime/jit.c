@@ -97,6 +97,16 @@ static int jit_context(const char *s, size_t len) {
   return 0;
 }
 
+/* gcc's excerpt of the source under a diagnostic ("    2 |   return x;",
+ * "      |          ^"): it repeats the line the diagnostic names. */
+static int jit_excerpt(const char *s, size_t len) {
+  size_t k = 0;
+  while (k < len && s[k] == ' ') k++;
+  while (k < len && s[k] >= '0' && s[k] <= '9') k++;
+  while (k < len && s[k] == ' ') k++;
+  return k < len && s[k] == '|';
+}
+
 void jit_fold(const char *s, char *out, size_t n) {
   size_t o = 0;
   int lines = 0, leading = 1;
@@ -105,7 +115,7 @@ void jit_fold(const char *s, char *out, size_t n) {
     const char *e = strchr(s, '\n');
     size_t len = e ? (size_t)(e - s) : strlen(s);
     if (len && s[len - 1] == '\r') len--;
-    if (len && !(leading && jit_context(s, len))) {
+    if (len && !(leading && jit_context(s, len)) && !jit_excerpt(s, len)) {
       leading = 0;
       if (o) o += (size_t)snprintf(out + o, n - o, "; ");
       if (o < n) o += (size_t)snprintf(out + o, n - o, "%.*s", (int)len, s);

@@ -85,7 +85,8 @@ int jit_sh(const char *cmd, util_buf *out);
 /* A compiler's output as one line: gcc's leading context lines ("x.c: In
  * function 'f':", "In file included from ...") dropped, so the first line
  * kept is the first diagnostic ("x.c:3:5: error: ..."); then up to four
- * non-empty lines joined by "; ", cut to fit n. */
+ * non-empty lines joined by "; " (the source excerpts under gcc's
+ * diagnostics, "  2 |   return x;", left out), cut to fit n. */
 void jit_fold(const char *output, char *out, size_t n);
 /* util_err("WHAT with 'CC' failed (exit CODE): <folded output>"); -1. */
 int jit_failed(const char *what, const char *cc, int code, const char *output);

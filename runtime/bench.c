@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "gen.h"
+#include "jit.h"
 
 /* ---- machine ----------------------------------------------------------------- */
 
@@ -59,8 +60,10 @@ void bench_describe(bench_machine *m) {
   if (m->cores <= 0) m->cores = m->logical_cpus;
   m->threads = omp_get_max_threads();
   bench_isa(m->isa, &m->fma_lanes);
-  snprintf(m->cc, sizeof m->cc, "%s", cpu_compiler(m->compiler, sizeof m->compiler));
-  m->flags = cpu_flags();
+  const char *cc = jit_cc(0);
+  snprintf(m->cc, sizeof m->cc, "%s", cc);
+  jit_cc_id(cc, m->compiler, sizeof m->compiler);
+  m->flags = JIT_FLAGS_SO;
 }
 
 /* fp32 FMA peak: 12 independent accumulators per thread stay in registers

@@ -1,7 +1,9 @@
-/* cpu: see cpu.h. The cache key is the SHA-256 of the source, the compiler
- * identity and the flags, so a changed generator, compiler or flag set
- * never reuses a stale object; a compile goes to a temp name and is renamed
- * into place, so concurrent runs never see a partial file. */
+/* cpu: see cpu.h. The compiler, its flags and the cache key are jit.c's
+ * (the key hashes the source, the compiler identity and the flags, so a
+ * changed generator, compiler or flag set never reuses a stale object);
+ * this file decides what is compiled and where it is cached. A compile goes
+ * to a temp name and is renamed into place, so concurrent runs never see a
+ * partial file. */
 #include "cpu.h"
 
 #include <dlfcn.h>
@@ -10,76 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "gen.h"
+#include "jit.h"
 #include "util.h"
-
-/* No -ffast-math: NaN checks and exact IEEE behaviour matter. -fno-math-errno
- * only lets sqrt vectorize (errno is never read). */
-#if defined(__x86_64__)
-#define CPU_CFLAGS "-O3 -march=native -mprefer-vector-width=512 -fno-math-errno -fopenmp -fPIC"
-#else
-#define CPU_CFLAGS "-O3 -march=native -fno-math-errno -fopenmp -fPIC"
-#endif
-/* a whole source straight to a shared object; also the link of the units */
-#define CPU_FLAGS CPU_CFLAGS " -shared"
-/* one unit to an object: the same code generation flags as CPU_FLAGS */
-#define CPU_OFLAGS CPU_CFLAGS " -c"
-
-static const char *cpu_cc(void) {
-  const char *cc = getenv("CC");
-  return cc && *cc ? cc : GPTC_C_COMPILER_DEFAULT;
-}
-
-/* Runs `cmd` through the shell, capturing stdout and stderr together.
- * Returns the exit status (-1 if it could not run). */
-static int cpu_run(const char *cmd, util_buf *out) {
-  FILE *p = popen(cmd, "r");
-  if (!p) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-    if (out) util_buf_add(out, buf, n);
-  if (out) util_buf_add(out, "", 1);
-  int st = pclose(p);
-  return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-/* The first `max_lines` lines of `s`, newlines folded to "; ". */
-static void cpu_fold(const char *s, int max_lines, char *out, size_t n) {
-  size_t o = 0;
-  int lines = 0;
-  while (*s && lines < max_lines && o + 3 < n) {
-    const char *e = strchr(s, '\n');
-    size_t len = e ? (size_t)(e - s) : strlen(s);
-    if (len) {
-      if (o) o += (size_t)snprintf(out + o, n - o, "; ");
-      if (o < n) o += (size_t)snprintf(out + o, n - o, "%.*s", (int)len, s);
-      if (o >= n) o = n - 1;
-      lines++;
-    }
-    if (!e) break;
-    s = e + 1;
-  }
-  out[o < n ? o : n - 1] = 0;
-}
-
-/* `$CC --version`'s first line: the compiler identity in the cache key. A
- * compiler that does not run gets its error output instead; the compile
- * step then fails with a message naming the source. */
-static void cpu_compiler_id(const char *cc, char *id, size_t n) {
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "%s --version 2>&1", cc);
-  util_buf out = {0};
-  int rc = cpu_run(cmd, &out);
-  const char *text = out.data ? out.data : "";
-  const char *e = strchr(text, '\n');
-  snprintf(id, n, "%s%.*s", rc ? "unusable: " : "", (int)(e ? e - text : (long)strlen(text)), text);
-  util_buf_free(&out);
-}
 
 /* 1 when `path` is a whole 64-bit ELF object: every segment and the section
  * header table lie inside the file. dlopen maps a truncated object without
@@ -143,60 +81,26 @@ static int cpu_store(const char *tmp, const char *path) {
   return 0;
 }
 
-/* The error of a failed compile or link: its first lines of output. */
-static int cpu_failed(const char *what, const char *cc, int rc, const char *output) {
-  char folded[1024];
-  cpu_fold(output ? output : "", 4, folded, sizeof folded);
-  return util_err("%s with '%s' failed (exit %d): %s", what, cc, rc, folded[0] ? folded : "no output");
-}
-
 static int cpu_compile(const char *cc, const char *src_path, const char *so_path) {
   char tmp[4200], cmd[9000], what[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", so_path, (long)getpid());
-  snprintf(cmd, sizeof cmd, "%s %s -o '%s' '%s' -lm 2>&1", cc, CPU_FLAGS, tmp, src_path);
-  util_buf out = {0};
-  int rc = cpu_run(cmd, &out);
-  if (rc != 0) {
-    snprintf(what, sizeof what, "compiling %s", src_path);
-    cpu_failed(what, cc, rc, out.data);
-    util_buf_free(&out);
+  snprintf(cmd, sizeof cmd, "%s " JIT_FLAGS_SO " -o '%s' '%s' -lm", cc, tmp, src_path);
+  snprintf(what, sizeof what, "compiling %s", src_path);
+  if (jit_run(what, cc, cmd)) {
     unlink(tmp);
     return -1;
   }
-  util_buf_free(&out);
   return cpu_store(tmp, so_path);
-}
-
-const char *cpu_compiler(char *id, size_t n) {
-  const char *cc = cpu_cc();
-  cpu_compiler_id(cc, id, n);
-  return cc;
-}
-
-const char *cpu_flags(void) { return CPU_FLAGS; }
-
-/* SHA-256(src, compiler identity, flags, this CPU) as 64 hex digits. */
-static void cpu_key(const char *src, size_t len, const char *id, const char *flags, char key[65]) {
-  util_sha256 s;
-  uint8_t digest[32];
-  util_sha256_init(&s);
-  util_sha256_update(&s, src, len);
-  util_sha256_update(&s, "\n", 1);
-  util_sha256_update(&s, id, strlen(id));
-  util_sha256_update(&s, "\n", 1);
-  util_sha256_update(&s, flags, strlen(flags));
-  util_sha256_update(&s, "\n", 1);
-  util_cpu_id(&s);
-  util_sha256_final(&s, digest);
-  for (int i = 0; i < 32; i++) snprintf(key + 2 * i, 3, "%02x", digest[i]);
 }
 
 int cpu_build(const char *src, size_t len, const char *kind, cpu_check_fn check, void *ctx, cpu_object *obj) {
   memset(obj, 0, sizeof *obj);
   char id[256];
-  const char *cc = cpu_compiler(id, sizeof id);
+  const char *cc = jit_cc(0);
+  /* a compiler that does not run is named before anything is written */
+  if (jit_cc_id(cc, id, sizeof id)) return jit_cc_check(cc, 0);
   char key[65];
-  cpu_key(src, len, id, CPU_FLAGS, key);
+  jit_key(src, len, id, JIT_FLAGS_SO, key);
 
   char dir[4000];
   snprintf(dir, sizeof dir, "%s/%s", util_cache_dir(), kind);
@@ -242,7 +146,7 @@ static int cpu_check_model(void *h, const char *so_path, void *ctx) {
 /* ---- the model as separately compiled units ------------------------------------
  * Each kernel instance is its own translation unit (gen/cpu/emit.lua M.split),
  * compiled to util_cache_dir()/obj/KEY.o with KEY = SHA-256(unit source,
- * compiler identity, CPU_OFLAGS, this CPU), so a config that keeps a
+ * compiler identity, JIT_FLAGS_OBJ, this CPU: jit_key), so a config that keeps a
  * kernel's shapes reuses its object; the model's glue is one more unit.
  * The objects are linked into util_cache_dir()/cpu/MKEY.so, MKEY the hash
  * of the units' keys, so a warm start neither compiles nor links. The
@@ -276,6 +180,7 @@ typedef struct {
   char mkey[65];
   char cc_id[256];
   const char *cc;
+  int cc_bad; /* $CC does not run: the keys are computed, nothing can be compiled */
 } cpu_units;
 
 static void cpu_units_free(cpu_units *p) {
@@ -295,18 +200,19 @@ static int cpu_units_make(const cfg_t *cfg, cpu_units *p) {
     cpu_units_free(p);
     return -1;
   }
-  p->cc = cpu_compiler(p->cc_id, sizeof p->cc_id);
+  p->cc = jit_cc(0);
+  p->cc_bad = jit_cc_id(p->cc, p->cc_id, sizeof p->cc_id) != 0;
   char dir[4000];
   snprintf(dir, sizeof dir, "%s/obj", util_cache_dir());
   util_buf all = {0};
   util_buf_add(&all, "gptc model of units\n", 20);
   for (int i = 0; i < p->n; i++) {
-    cpu_key(p->u[i].src, p->u[i].len, p->cc_id, CPU_OFLAGS, p->key[i]);
+    jit_key(p->u[i].src, p->u[i].len, p->cc_id, JIT_FLAGS_OBJ, p->key[i]);
     snprintf(p->path[i], sizeof p->path[i], "%s/%s.o", dir, p->key[i]);
     util_buf_add(&all, p->key[i], 64);
     util_buf_add(&all, "\n", 1);
   }
-  cpu_key(all.data, all.len, p->cc_id, CPU_FLAGS, p->mkey);
+  jit_key(all.data, all.len, p->cc_id, JIT_FLAGS_SO, p->mkey);
   util_buf_free(&all);
   return 0;
 }
@@ -328,21 +234,17 @@ static int cpu_compile_units(const cpu_units *p, const int *todo) {
     while (!rc && running < max && next < p->n) {
       int i = next++;
       if (!todo[i]) continue;
-      char src_path[4200], tmp[4300], cmd[13000];
+      char src_path[4200], tmp[4300], log[4400], cmd[13000];
       snprintf(src_path, sizeof src_path, "%.*s.c", (int)strlen(p->path[i]) - 2, p->path[i]);
       if (util_write_file_atomic(src_path, p->u[i].src, p->u[i].len)) {
         rc = util_err("cannot write the generated source: %s", util_errmsg());
         break;
       }
-      /* the compiler's output goes to PATH.log.PID, read on failure */
+      /* the compiler's output goes to PATH.tmp.PID.log, read on failure */
       snprintf(tmp, sizeof tmp, "%s.tmp.%ld", p->path[i], (long)getpid());
-      snprintf(cmd, sizeof cmd, "exec %s %s -o '%s' '%s' >'%s.log' 2>&1", p->cc, CPU_OFLAGS, tmp, src_path, tmp);
-      fflush(NULL);
-      pid_t c = fork();
-      if (c == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-      }
+      snprintf(log, sizeof log, "%s.log", tmp);
+      snprintf(cmd, sizeof cmd, "%s " JIT_FLAGS_OBJ " -o '%s' '%s'", p->cc, tmp, src_path);
+      pid_t c = jit_spawn(cmd, log);
       if (c < 0) {
         rc = util_err("cannot start the compiler for %s", src_path);
         break;
@@ -355,26 +257,21 @@ static int cpu_compile_units(const cpu_units *p, const int *todo) {
     int done = 0;
     for (int i = 0; i < p->n && !done; i++) {
       if (!pid[i]) continue;
-      int st;
-      pid_t w = waitpid(pid[i], &st, WNOHANG);
-      if (w == 0) continue;
+      int code;
+      if (!jit_reap(pid[i], &code)) continue;
       done = 1;
       pid[i] = 0;
       running--;
       char tmp[4300], log[4400];
       snprintf(tmp, sizeof tmp, "%s.tmp.%ld", p->path[i], (long)getpid());
       snprintf(log, sizeof log, "%s.log", tmp);
-      int code = w < 0 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
       if (code == 0 && !rc) {
         if (cpu_store(tmp, p->path[i])) rc = -1;
       } else if (!rc) {
-        char *out = NULL, what[4400];
-        size_t n;
-        if (util_read_file(log, &out, &n)) out = NULL;
+        char what[4400];
         snprintf(what, sizeof what, "compiling kernel %s from %.*s.c", p->u[i].name, (int)strlen(p->path[i]) - 2,
                  p->path[i]);
-        rc = cpu_failed(what, p->cc, code, out);
-        free(out);
+        rc = jit_failed_log(what, p->cc, code, log);
       }
       unlink(tmp);
       unlink(log);
@@ -391,26 +288,22 @@ static int cpu_link(const cpu_units *p, const char *so_path) {
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", so_path, (long)getpid());
   util_buf cmd = {0};
   char head[4600];
-  int hn = snprintf(head, sizeof head, "%s %s -o '%s'", p->cc, CPU_FLAGS, tmp);
+  int hn = snprintf(head, sizeof head, "%s " JIT_FLAGS_SO " -o '%s'", p->cc, tmp);
   util_buf_add(&cmd, head, (size_t)hn);
   for (int i = 0; i < p->n; i++) {
     util_buf_add(&cmd, " '", 2);
     util_buf_add(&cmd, p->path[i], strlen(p->path[i]));
     util_buf_add(&cmd, "'", 1);
   }
-  util_buf_add(&cmd, " -lm 2>&1", 10); /* with the NUL */
-  util_buf out = {0};
-  int rc = cmd.data ? cpu_run(cmd.data, &out) : -1;
+  util_buf_add(&cmd, " -lm", 5); /* with the NUL */
+  char what[4300];
+  snprintf(what, sizeof what, "linking %s", so_path);
+  int rc = cmd.data ? jit_run(what, p->cc, cmd.data) : -1;
   util_buf_free(&cmd);
-  if (rc != 0) {
-    char what[4300];
-    snprintf(what, sizeof what, "linking %s", so_path);
-    cpu_failed(what, p->cc, rc, out.data);
-    util_buf_free(&out);
+  if (rc) {
     unlink(tmp);
     return -1;
   }
-  util_buf_free(&out);
   return cpu_store(tmp, so_path);
 }
 
@@ -462,7 +355,9 @@ int cpu_load(const cfg_t *cfg, cpu_module *mod) {
   if (!(util_file_exists(mod->so_path) && util_cache_verify(mod->so_path, NULL, NULL) == 0 &&
         cpu_open(mod->so_path, cpu_check_model, p.hash, &mod->handle) == 0)) {
     util_errclear();
-    int *todo = util_calloc((size_t)p.n, sizeof *todo, "unit list");
+    /* compiling or linking needs a compiler that runs: one clear line if not */
+    if (p.cc_bad) rc = jit_cc_check(p.cc, 0);
+    int *todo = rc ? NULL : util_calloc((size_t)p.n, sizeof *todo, "unit list");
     if (!todo) rc = -1;
     for (int i = 0; !rc && i < p.n; i++) {
       todo[i] = !cpu_unit_cached(p.path[i], 1);

@@ -39,15 +39,11 @@ typedef struct {
  * util_err rejects it (a rejected cached object is rebuilt once). */
 typedef int (*cpu_check_fn)(void *handle, const char *so_path, void *ctx);
 
-/* Compiles `src` with $CC and the JIT flags into util_cache_dir()/KIND/,
- * keyed by SHA-256(source, compiler identity, flags), or reuses the cached
+/* Compiles `src` with $CC and JIT_FLAGS_SO (jit.h) into util_cache_dir()/KIND/,
+ * keyed by jit_key (source, compiler identity, flags, CPU), or reuses the cached
  * object; dlopens it and runs `check` (may be NULL). -1 with util_err. */
 int cpu_build(const char *src, size_t len, const char *kind, cpu_check_fn check, void *ctx, cpu_object *obj);
 void cpu_object_close(cpu_object *obj);
-/* The compiler command ($CC or the default) and its identity line into id. */
-const char *cpu_compiler(char *id, size_t n);
-/* The flags every generated source is compiled with. */
-const char *cpu_flags(void);
 
 /* Generates cfg's source as units (one per kernel instance, and the glue),
  * compiles those not in util_cache_dir()/obj/ (in parallel, one compiler

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "gen.h"
+#include "jit.h"
 #include "util.h"
 
 /* The hash a unit's module must carry (its GPTC_SOURCE_HASH line). */
@@ -204,23 +205,15 @@ static int cuda_module_load(cuda_dev *d, cu_handle *mod, const void *image, cons
 
 /* The cache entry for `src` on a GPU of compute capability `cc`: the
  * target NVRTC builds for, and the paths of the module and of the source
- * kept next to it (NVRTC messages and -lineinfo name it). The key hashes
- * the source, the target, NVRTC's options and its version. Writes nothing. */
+ * kept next to it (NVRTC messages and -lineinfo name it). The key
+ * (jit_key_nvrtc) hashes the source, the target, NVRTC's options and its
+ * version. Writes nothing. */
 static int cuda_cache_key(const char *src, size_t len, int cc, char *arch, size_t arch_n, int *ptx, char key[65],
                           char *bin_path, char *src_path, size_t path_n) {
   char ver[64];
   if (cuda_nvrtc_target(cc, arch, arch_n, ptx)) return -1;
   cuda_nvrtc_version(ver, sizeof ver);
-  util_sha256 s;
-  uint8_t digest[32];
-  util_sha256_init(&s);
-  util_sha256_update(&s, src, len);
-  util_sha256_update(&s, "\n", 1);
-  util_sha256_update(&s, arch, strlen(arch));
-  for (int i = 0; cuda_nvrtc_options[i]; i++) util_sha256_update(&s, cuda_nvrtc_options[i], strlen(cuda_nvrtc_options[i]));
-  util_sha256_update(&s, ver, strlen(ver));
-  util_sha256_final(&s, digest);
-  for (int i = 0; i < 32; i++) snprintf(key + 2 * i, 3, "%02x", digest[i]);
+  jit_key_nvrtc(src, len, arch, ver, key);
   snprintf(bin_path, path_n, "%s/cuda/%s.%s", util_cache_dir(), key, *ptx ? "ptx" : "cubin");
   snprintf(src_path, path_n, "%s/cuda/%s.cu", util_cache_dir(), key);
   return 0;

@@ -121,8 +121,6 @@ int cuda_have_nvrtc(void);
  * printed to stderr. Caller frees *bin and *log. */
 int cuda_nvrtc_compile(const char *src, const char *path, const char *arch, int want_ptx, char **bin, size_t *bin_len,
                        char **log);
-/* The options gptc passes to NVRTC (besides the architecture). */
-extern const char *const cuda_nvrtc_options[];
 /* For the kernel cache (cuda.c): cuda_nvrtc_compile without util_err (the
  * message goes to `why`), safe from several threads at once; the target
  * for a GPU of compute capability cc (its own "sm_NN" CUBIN, or *ptx 1 and

@@ -1,7 +1,8 @@
 /* cuda_nvrtc: see cuda.h. In-process compilation of CUDA sources with
  * NVRTC, and the target and version that go into the kernel cache's key
  * (cuda.c); without NVRTC (GPTC_HAVE_NVRTC undefined) every call fails with
- * "built without CUDA support". */
+ * "built without CUDA support". NVRTC's options and the cache key are
+ * jit.c's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,13 +12,13 @@
 #endif
 
 #include "cuda.h"
+#include "jit.h"
 #include "util.h"
 
 /* ---- NVRTC ---------------------------------------------------------------------------- */
 
-/* -lineinfo maps SASS back to generated lines (profilers, compute-sanitizer);
- * no --use_fast_math: expf, sqrtf and the divisions stay IEEE */
-const char *const cuda_nvrtc_options[] = {"-lineinfo", "--std=c++17", NULL};
+/* the options besides the architecture are jit.c's (jit_nvrtc_options),
+ * as they are part of the cache key */
 
 #ifdef GPTC_HAVE_NVRTC
 int cuda_have_nvrtc(void) { return 1; }
@@ -40,7 +41,7 @@ int cuda_nvrtc_run(const char *src, const char *path, const char *arch, int want
   const char *opts[8];
   int n = 0;
   opts[n++] = archopt;
-  for (int i = 0; cuda_nvrtc_options[i]; i++) opts[n++] = cuda_nvrtc_options[i];
+  for (int i = 0; jit_nvrtc_options[i]; i++) opts[n++] = jit_nvrtc_options[i];
   r = nvrtcCompileProgram(prog, n, opts);
   size_t log_size = 0;
   char *text = NULL;
@@ -50,9 +51,12 @@ int cuda_nvrtc_run(const char *src, const char *path, const char *arch, int want
   }
   int rc = 0;
   if (r != NVRTC_SUCCESS) {
+    /* the whole log on stderr, its first error in the one-line message */
+    char folded[1024];
+    jit_fold(text ? text : "", folded, sizeof folded);
     if (text) fprintf(stderr, "%s", text);
-    snprintf(why, why_n, "compiling %s with NVRTC for %s failed (%s)%s", path, arch, nvrtcGetErrorString(r),
-             text ? "; the compiler's messages are above" : "");
+    snprintf(why, why_n, "compiling %s with NVRTC for %s failed (%s)%s%s", path, arch, nvrtcGetErrorString(r),
+             folded[0] ? ": " : "", folded);
     rc = -1;
   } else {
     size_t size = 0;

@@ -1,7 +1,7 @@
 /* export: see export.h. The Lua generator renders every source (the
  * inference step through emit.infer_body, the rest from templates/export/);
  * this file gathers the inputs into a temp directory next to the output,
- * runs the compiler there and renames the result into place. */
+ * runs the compiler there (jit.c) and renames the result into place. */
 #include "export.h"
 #include "export_target.h"
 
@@ -13,20 +13,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cfg.h"
 #include "ckpt.h"
 #include "embed.h"
 #include "gen.h"
+#include "jit.h"
 #include "lx.h"
 #include "quant.h"
 #include "tok.h"
 #include "util.h"
 
-/* The compiler flags of each target live in export_target.c: native has
- * cpu.c's code-generation flags without -fPIC -shared, so its inference
+/* The compiler, its flag sets (export_target.c's table names them) and its
+ * invocation are jit.c's. native has the host JIT's code-generation flags
+ * without -fPIC -shared, so its inference
  * step compiles to the same arithmetic as the JIT model `gptc sample` uses
  * and logits agree bit for bit; the other targets compile each kernel
  * variant for its own ISA level and everything else for the baseline.
@@ -84,45 +85,13 @@ static int export_shq(util_buf *b, const char *s) {
   return util_buf_add(b, "'", 1);
 }
 
-/* Runs `cmd` through the shell; `msg` gets its first output lines joined
- * by "; " (for one-line errors). Returns the exit status, -1 if it did not
- * run. */
-static int export_sh(const char *cmd, char *msg, size_t n) {
-  msg[0] = 0;
-  FILE *p = popen(cmd, "r");
-  if (!p) return -1;
-  char line[1024];
-  size_t o = 0;
-  int lines = 0;
-  while (fgets(line, sizeof line, p)) {
-    line[strcspn(line, "\r\n")] = 0;
-    if (!line[0] || lines == 3 || o + 3 >= n) continue;
-    o += (size_t)snprintf(msg + o, n - o, "%s%s", lines++ ? "; " : "", line);
-    if (o >= n) o = n - 1;
-  }
-  int st = pclose(p);
-  return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-/* Whether `cc` finds `lib` (a cross compiler looks in its own sysroot). */
-static int export_cc_has(const char *cc, const char *lib) {
-  char cmd[1200], msg[512];
-  snprintf(cmd, sizeof cmd, "%s -print-file-name=%s 2>&1", cc, lib);
-  return export_sh(cmd, msg, sizeof msg) == 0 && msg[0] == '/';
-}
-
 static int export_check_cc(export_job *j, const char *cc) {
-  char cmd[1200], msg[512];
-  snprintf(cmd, sizeof cmd, "%s --version 2>&1", cc);
-  int rc = export_sh(cmd, msg, sizeof msg);
-  if (rc)
-    return util_err("C compiler '%s' does not run (%s): install one or set %s", cc, msg[0] ? msg : "no output",
-                    j->target->cross_aarch64 ? "GPTC_CC_AARCH64 (Debian: gcc-aarch64-linux-gnu)" : "CC");
+  if (jit_cc_check(cc, j->target->cross_aarch64)) return -1;
   /* The host's libevent and libpcre2-8 are x86-64: a cross build needs the
    * target's. Without libevent the file is made without --serve (its
    * --serve says why); a gpt2 model cannot do without PCRE2. */
-  j->serve = !j->target->cross_aarch64 || export_cc_has(cc, "libevent_core.a");
-  if (!j->target->cross_aarch64 || !export_gpt2(j) || export_cc_has(cc, "libpcre2-8.a")) return 0;
+  j->serve = !j->target->cross_aarch64 || jit_cc_has(cc, "libevent_core.a");
+  if (!j->target->cross_aarch64 || !export_gpt2(j) || jit_cc_has(cc, "libpcre2-8.a")) return 0;
   return util_err("%s: --target %s with the gpt2 tokenizer needs PCRE2 for that architecture, and '%s' finds no "
                   "libpcre2-8.a (Debian: dpkg --add-architecture arm64; apt-get install libpcre2-dev:arm64)",
                   j->out, j->target->name, cc);
@@ -380,16 +349,14 @@ static int export_sources(export_job *j) {
 static int export_cc_run(const export_job *j, const char *cc, util_buf *args) {
   util_buf cmd = {0};
   int rc = util_buf_add(&cmd, "cd ", 3) || export_shq(&cmd, j->dir) || util_buf_add(&cmd, " && TMPDIR=", 11) ||
-           export_shq(&cmd, j->dir) || util_buf_printf(&cmd, " %s %s 2>&1", cc, args->data);
+           export_shq(&cmd, j->dir) || util_buf_printf(&cmd, " %s %s", cc, args->data);
   util_buf_free(args);
   if (rc) return util_buf_free(&cmd), -1;
-  char msg[1024];
-  int st = export_sh(cmd.data, msg, sizeof msg);
+  char what[4200];
+  snprintf(what, sizeof what, "%s: compiling the executable", j->out);
+  rc = jit_run(what, cc, cmd.data);
   util_buf_free(&cmd);
-  if (st != 0)
-    return util_err("%s: compiling the executable with '%s' failed (exit %d): %s", j->out, cc, st,
-                    msg[0] ? msg : "no output");
-  return 0;
+  return rc;
 }
 
 /* Each kernel variant on its own with its own -march (model<suffix>.o),
@@ -460,7 +427,7 @@ int export_program(const char *ckpt, const char *out, const char *target, int qu
   j.out = out;
   j.quant = quant;
   if (export_target_find(target, &j.target)) return -1;
-  const char *cc = export_target_cc(j.target);
+  const char *cc = jit_cc(j.target->cross_aarch64);
   char sha[65];
   int rc = -1;
   if (util_is_dir(out)) {

@@ -5,50 +5,44 @@
 #include "export_target.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "jit.h"
 #include "util.h"
 
-/* The flags every unit shares with the JIT's (cpu.c): no -ffast-math, no
- * errno from libm, OpenMP for the kernels' parallel loops. */
-#define TARGET_COMMON "-O3 -fno-math-errno -fopenmp"
-
+/* The flag strings are jit.h's (one definition each): JIT_FLAGS_COMMON
+ * plus the -march of the variant or the baseline. */
 #if defined(__x86_64__)
-#define TARGET_NATIVE_FLAGS TARGET_COMMON " -march=native -mprefer-vector-width=512"
 static const export_variant target_x86[] = {
-    {"x86-64-v2", "_v2", "SSE4.2, 128-bit vectors", "x86-64-v2", TARGET_COMMON " -march=x86-64-v2", 16},
-    {"x86-64-v3", "_v3", "AVX2+FMA, 256-bit vectors", "x86-64-v3", TARGET_COMMON " -march=x86-64-v3", 32},
-    {"x86-64-v4", "_v4", "AVX-512, 512-bit vectors", "x86-64-v4",
-     TARGET_COMMON " -march=x86-64-v4 -mprefer-vector-width=512", 64},
+    {"x86-64-v2", "_v2", "SSE4.2, 128-bit vectors", "x86-64-v2", JIT_FLAGS_X86_V2, 16},
+    {"x86-64-v3", "_v3", "AVX2+FMA, 256-bit vectors", "x86-64-v3", JIT_FLAGS_X86_V3, 32},
+    {"x86-64-v4", "_v4", "AVX-512, 512-bit vectors", "x86-64-v4", JIT_FLAGS_X86_V4, 64},
 };
-#else
-#define TARGET_NATIVE_FLAGS TARGET_COMMON " -march=native"
 #endif
 /* NEON is part of armv8-a: one variant runs on every aarch64 CPU. */
 static const export_variant target_a64[] = {
-    {"aarch64", "_a64", "NEON, 128-bit vectors", NULL, TARGET_COMMON " -march=armv8-a", 16},
+    {"aarch64", "_a64", "NEON, 128-bit vectors", NULL, JIT_FLAGS_A64, 16},
 };
 /* Today's export: everything -march=native, linked dynamically; the width
  * is filled in from the host (gen_vec_bytes) by export.c. */
 static const export_variant target_native[] = {
-    {"native", "_native", "-march=native of the exporting host", NULL, TARGET_NATIVE_FLAGS, 0},
+    {"native", "_native", "-march=native of the exporting host", NULL, JIT_FLAGS_NATIVE, 0},
 };
 
 static const export_target targets[] = {
 #if defined(__x86_64__)
-    {"portable", target_x86, 3, TARGET_COMMON " -march=x86-64", 1, 0},
-    {"native", target_native, 1, TARGET_NATIVE_FLAGS, 0, 0},
-    {"x86-64-v2", target_x86, 1, TARGET_COMMON " -march=x86-64", 1, 0},
-    {"x86-64-v3", target_x86 + 1, 1, TARGET_COMMON " -march=x86-64", 1, 0},
-    {"x86-64-v4", target_x86 + 2, 1, TARGET_COMMON " -march=x86-64", 1, 0},
-    {"aarch64", target_a64, 1, TARGET_COMMON " -march=armv8-a", 1, 1},
+    {"portable", target_x86, 3, JIT_FLAGS_X86_BASE, 1, 0},
+    {"native", target_native, 1, JIT_FLAGS_NATIVE, 0, 0},
+    {"x86-64-v2", target_x86, 1, JIT_FLAGS_X86_BASE, 1, 0},
+    {"x86-64-v3", target_x86 + 1, 1, JIT_FLAGS_X86_BASE, 1, 0},
+    {"x86-64-v4", target_x86 + 2, 1, JIT_FLAGS_X86_BASE, 1, 0},
+    {"aarch64", target_a64, 1, JIT_FLAGS_A64, 1, 1},
 #elif defined(__aarch64__)
-    {"portable", target_a64, 1, TARGET_COMMON " -march=armv8-a", 1, 0},
-    {"native", target_native, 1, TARGET_NATIVE_FLAGS, 0, 0},
-    {"aarch64", target_a64, 1, TARGET_COMMON " -march=armv8-a", 1, 0},
+    {"portable", target_a64, 1, JIT_FLAGS_A64, 1, 0},
+    {"native", target_native, 1, JIT_FLAGS_NATIVE, 0, 0},
+    {"aarch64", target_a64, 1, JIT_FLAGS_A64, 1, 0},
 #else
-    {"native", target_native, 1, TARGET_NATIVE_FLAGS, 0, 0},
+    {"native", target_native, 1, JIT_FLAGS_NATIVE, 0, 0},
 #endif
 };
 #define TARGET_N ((int)(sizeof targets / sizeof targets[0]))
@@ -69,10 +63,4 @@ int export_target_find(const char *name, const export_target **t) {
       return 0;
     }
   return util_err("--target '%s': not a target this gptc builds (valid: %s)", name, export_target_names());
-}
-
-const char *export_target_cc(const export_target *t) {
-  const char *cc = getenv(t->cross_aarch64 ? "GPTC_CC_AARCH64" : "CC");
-  if (cc && *cc) return cc;
-  return t->cross_aarch64 ? "aarch64-linux-gnu-gcc" : GPTC_C_COMPILER_DEFAULT;
 }

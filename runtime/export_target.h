@@ -25,16 +25,12 @@ typedef struct {
   int n_variants;
   const char *base_flags; /* flags of every unit that is not a kernel variant */
   int is_static;          /* -static: no shared library, no PT_INTERP */
-  int cross_aarch64;      /* compiled by the aarch64 cross compiler (on a non-aarch64 host) */
+  int cross_aarch64;      /* compiled by the aarch64 cross compiler (jit_cc(1), on a non-aarch64 host) */
 } export_target;
 
 /* The target called `name` (NULL: the default, portable); -1 with util_err
  * listing the valid names when there is none. */
 int export_target_find(const char *name, const export_target **t);
-
-/* The compiler for `t`: $CC, or for a cross target $GPTC_CC_AARCH64
- * (default aarch64-linux-gnu-gcc). */
-const char *export_target_cc(const export_target *t);
 
 /* "portable, native, x86-64-v2, ..." for help texts and errors. */
 const char *export_target_names(void);

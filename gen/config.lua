@@ -157,13 +157,20 @@ end
 -- The limits (memory cap, instruction budget) are the interpreter's, armed
 -- by the runtime before this runs (lx_sandbox in runtime/lx.c).
 function M.run(src, chunkname)
+  -- the config's own errors as one line that names the file: error("...", 0)
+  -- carries no position, and a message may hold line breaks
+  local function fail(msg)
+    msg = msg:gsub("[\r\n]+", " ")
+    if msg:sub(1, #chunkname + 1) ~= chunkname .. ":" then msg = chunkname .. ": " .. msg end
+    error(msg, 0)
+  end
   local fn, err = load(src, "=" .. chunkname, "t", sandbox(chunkname))
-  if not fn then error(err, 0) end
+  if not fn then fail(err) end
   local ok, t = pcall(fn)
   if not ok then
     -- never converted: a __tostring could loop or lie
     if type(t) ~= "string" then error(chunkname .. ": config raised an error that is not a string (" .. type(t) .. ")", 0) end
-    error(t, 0)
+    fail(t)
   end
   if type(t) ~= "table" then
     error(chunkname .. ": a config must return a table (got " .. type(t) .. ")", 0)

@@ -1,12 +1,12 @@
 /* cfg: model configs. A config is a Lua file returning a table; the schema,
- * defaults and rules live in gen/config.lua (one place), which this module
- * runs in the embedded interpreter and copies into a C struct. */
+ * defaults and rules live in gen/config.lua (one place), which the Lua
+ * bridge (gen.h, gen_cfg.c) runs in the embedded interpreter and copies
+ * into this C struct. */
 #ifndef GPTC_CFG_H
 #define GPTC_CFG_H
 
+#include <stddef.h>
 #include <stdint.h>
-
-#include <lua.h>
 
 enum { CFG_TOK_GPT2, CFG_TOK_CHAR, CFG_TOK_WORD };
 enum { CFG_FP32, CFG_BF16 };
@@ -17,7 +17,7 @@ enum { CFG_SAMPLE_WINDOWS, CFG_SAMPLE_RANDOM };
 
 /* The plain numeric fields, written once: X(KIND, name) with KIND I
  * (integer, an int), N (number, a double) or B (boolean, an int 0/1). The
- * struct members, the Lua -> C copy (cfg.c's cfg_read) and the C -> Lua
+ * struct members, the Lua -> C copy (gen_cfg.c's gen_cfg_from_table) and the C -> Lua
  * push (cfg_push, and through it cfg_serialize and cfg_field_json) are
  * derived from these lists, in this order; each field's rule, bounds and
  * default are gen/config.lua's. The fields with a representation of their
@@ -92,10 +92,11 @@ size_t cfg_tokens_per_step(const cfg_train *t);
 /* The resolved config as Lua source (re-loadable with cfg_load_string);
  * caller frees. Data paths are left out. */
 char *cfg_serialize(const cfg_t *cfg);
-/* Pushes the config as a Lua table (the generator's input). */
-void cfg_push(lua_State *L, const cfg_t *cfg);
 /* The schema with defaults, as text (`gptc help config`); caller frees. */
 char *cfg_describe(void);
-const char *cfg_tokenizer_name(int tok);
+/* "gpt2", "char" or "word" (inline: the bridge names tokenizers too, and calls nothing in cfg.c) */
+static inline const char *cfg_tokenizer_name(int tok) {
+  return tok == CFG_TOK_CHAR ? "char" : tok == CFG_TOK_WORD ? "word" : "gpt2";
+}
 
 #endif

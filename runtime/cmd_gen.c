@@ -1,7 +1,6 @@
 /* cmd_gen: `gptc gen`, writes the generated source of a config and a
  * readable summary of its shapes, so they can be read, diffed and
  * benchmarked outside gptc. */
-#include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +12,6 @@
 #include "cuda.h"
 #include "data.h"
 #include "gen.h"
-#include "lx.h"
 #include "util.h"
 
 static const cli_opt cmd_gen_opts[] = {
@@ -51,16 +49,6 @@ static const cli_spec cmd_gen_spec = {
     cmd_gen_opts,
     0,
 };
-
-static char *cmd_gen_summary(const cfg_t *cfg) {
-  lua_State *L = lx_new();
-  if (!L) return NULL;
-  cfg_push(L, cfg);
-  char *s = NULL;
-  if (lx_call(L, "cpu.emit", "summary", 1, 1) == 0) s = util_strdup(lua_tostring(L, -1));
-  lua_close(L);
-  return s;
-}
 
 /* --explain: the units and whether each is cached; compiles nothing. */
 static int cmd_gen_explain(const cfg_t *cfg) {
@@ -138,7 +126,7 @@ int cmd_gen(int argc, char **argv) {
   size_t len;
   char hash[65];
   if (gen_source(&cfg, device, &src, &len, hash)) return cli_fail();
-  char *summary = cmd_gen_summary(&cfg);
+  char *summary = gen_summary(&cfg);
   if (!summary) {
     free(src);
     return cli_fail();

@@ -8,7 +8,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +19,6 @@
 #include "embed.h"
 #include "gen.h"
 #include "jit.h"
-#include "lx.h"
 #include "quant.h"
 #include "tok.h"
 #include "util.h"
@@ -53,8 +51,7 @@ typedef struct {
   ckpt_meta meta;
   cfg_t cfg;
   char dir[4096]; /* the temp build directory, "" until created */
-  lua_State *L;
-  int env;   /* stack index of the templates' environment */
+  gen_env *env; /* the templates' environment */
   int serve; /* libevent links for this target: serve.c, else serve_none.c */
 } export_job;
 
@@ -191,101 +188,69 @@ static int export_weights(const export_job *j) {
 
 /* ---- the generator side -------------------------------------------------------- */
 
-static void export_setstr(lua_State *L, int t, const char *k, const char *v) {
-  lua_pushstring(L, v);
-  lua_setfield(L, t, k);
-}
-
-/* Pushes the templates' environment: the derived shapes S, the config
- * table, the generated inference step and what --info prints. */
+/* The templates' environment: the derived shapes S, the config table, the
+ * generated inference step and what --info prints. */
 static int export_env(export_job *j, const char *sha) {
-  lua_State *L = j->L;
-  cfg_push(L, &j->cfg);
-  int cfg = lua_gettop(L);
-  lua_newtable(L);
-  j->env = lua_gettop(L);
-  lua_pushvalue(L, cfg);
-  lua_setfield(L, j->env, "cfg");
-  lua_pushvalue(L, cfg);
-  if (lx_call(L, "shapes", "derive", 1, 1))
-    return util_err("%s: the generator rejects this model: %s", j->ckpt, util_errmsg());
-  lua_setfield(L, j->env, "S");
+  gen_env *e = j->env = gen_env_new(&j->cfg);
+  if (!e) return util_err("%s: the generator rejects this model: %s", j->ckpt, util_errmsg());
   const export_target *t = j->target;
-  lua_newtable(L);
   for (int i = 0; i < t->n_variants; i++) {
     const export_variant *v = &t->variants[i];
-    lua_newtable(L);
-    export_setstr(L, lua_gettop(L), "name", v->name);
-    export_setstr(L, lua_gettop(L), "suffix", v->suffix);
-    export_setstr(L, lua_gettop(L), "what", v->what);
-    export_setstr(L, lua_gettop(L), "flags", v->flags);
-    if (v->cpu_check) export_setstr(L, lua_gettop(L), "cpu_check", v->cpu_check);
-    lua_rawseti(L, -2, i + 1);
+    gen_env_append(e, "variants");
+    gen_env_item_str(e, "name", v->name);
+    gen_env_item_str(e, "suffix", v->suffix);
+    gen_env_item_str(e, "what", v->what);
+    gen_env_item_str(e, "flags", v->flags);
+    gen_env_item_str(e, "cpu_check", v->cpu_check);
   }
-  lua_setfield(L, j->env, "variants");
-  export_setstr(L, j->env, "target", t->name);
-  lua_pushboolean(L, t->variants[0].cpu_check != NULL);
-  lua_setfield(L, j->env, "x86");
-  export_setstr(L, j->env, "quant", quant_name(j->quant));
+  gen_env_str(e, "target", t->name);
+  gen_env_bool(e, "x86", t->variants[0].cpu_check != NULL);
+  gen_env_str(e, "quant", quant_name(j->quant));
   /* the weights section's size in bytes (data.S) */
   if (j->quant == QUANT_Q8) {
-    lua_pushvalue(L, cfg);
-    if (lx_call(L, "quant", "for_cfg", 1, 1)) return util_err("%s: q8 layout: %s", j->ckpt, util_errmsg());
-    lua_getfield(L, -1, "bytes");
-    lua_setfield(L, j->env, "weights_bytes");
-    lua_pop(L, 1);
+    gen_q8_layout q;
+    if (gen_q8_derive(&j->cfg, &q)) return util_err("%s: %s", j->ckpt, util_errmsg());
+    gen_env_int(e, "weights_bytes", (long long)q.bytes);
+    gen_q8_layout_free(&q);
   } else {
-    lua_getfield(L, j->env, "S");
-    lua_getfield(L, -1, "n_params");
-    lua_pushinteger(L, lua_tointeger(L, -1) * 4);
-    lua_setfield(L, j->env, "weights_bytes");
-    lua_pop(L, 2);
+    size_t n_params;
+    if (gen_n_params(&j->cfg, &n_params, NULL))
+      return util_err("%s: the generator rejects this model: %s", j->ckpt, util_errmsg());
+    gen_env_int(e, "weights_bytes", (long long)n_params * 4);
   }
 
   const char *base = strrchr(j->out, '/'), *cbase = strrchr(j->ckpt, '/');
   char step[32];
   snprintf(step, sizeof step, "%llu", (unsigned long long)j->meta.step);
-  export_setstr(L, j->env, "program", base ? base + 1 : j->out);
-  export_setstr(L, j->env, "ckpt_name", cbase ? cbase + 1 : j->ckpt);
-  export_setstr(L, j->env, "ckpt_sha256", sha);
-  export_setstr(L, j->env, "step", step);
-  export_setstr(L, j->env, "config", j->meta.config_src);
-  export_setstr(L, j->env, "version", GPTC_VERSION);
-  export_setstr(L, j->env, "tokenizer", cfg_tokenizer_name(j->cfg.tokenizer));
-  lua_pushinteger(L, j->cfg.tokenizer);
-  lua_setfield(L, j->env, "tok_kind");
+  gen_env_str(e, "program", base ? base + 1 : j->out);
+  gen_env_str(e, "ckpt_name", cbase ? cbase + 1 : j->ckpt);
+  gen_env_str(e, "ckpt_sha256", sha);
+  gen_env_str(e, "step", step);
+  gen_env_str(e, "config", j->meta.config_src);
+  gen_env_str(e, "version", GPTC_VERSION);
+  gen_env_str(e, "tokenizer", cfg_tokenizer_name(j->cfg.tokenizer));
+  gen_env_int(e, "tok_kind", j->cfg.tokenizer);
   static const struct {
     const char *name;
     int id;
   } kinds[] = {{"CFG_TOK_GPT2", CFG_TOK_GPT2}, {"CFG_TOK_CHAR", CFG_TOK_CHAR}, {"CFG_TOK_WORD", CFG_TOK_WORD}};
-  lua_newtable(L);
   for (int i = 0; i < 3; i++) {
-    lua_newtable(L);
-    export_setstr(L, lua_gettop(L), "enum", kinds[i].name);
-    export_setstr(L, lua_gettop(L), "name", cfg_tokenizer_name(kinds[i].id));
-    lua_pushinteger(L, kinds[i].id);
-    lua_setfield(L, -2, "id");
-    lua_rawseti(L, -2, i + 1);
+    gen_env_append(e, "tok_kinds");
+    gen_env_item_str(e, "enum", kinds[i].name);
+    gen_env_item_str(e, "name", cfg_tokenizer_name(kinds[i].id));
+    gen_env_item_int(e, "id", kinds[i].id);
   }
-  lua_setfield(L, j->env, "tok_kinds");
-  lua_newtable(L);
-  lua_setfield(L, j->env, "files");
   return 0;
 }
 
 /* Writes `data` as build-directory file emb_<i>.bin and lists it in
  * env.files under `name` (data.S embeds it, embed_index.c indexes it). */
 static int export_embed(export_job *j, const char *name, const char *data, size_t len) {
-  lua_State *L = j->L;
-  lua_getfield(L, j->env, "files");
-  int i = (int)lua_rawlen(L, -1) + 1;
   char file[32];
-  snprintf(file, sizeof file, "emb_%d.bin", i);
-  lua_newtable(L);
-  export_setstr(L, lua_gettop(L), "name", name);
-  export_setstr(L, lua_gettop(L), "path", file);
-  lua_rawseti(L, -2, i);
-  lua_pop(L, 1);
+  snprintf(file, sizeof file, "emb_%d.bin", gen_env_len(j->env, "files") + 1);
+  gen_env_append(j->env, "files");
+  gen_env_item_str(j->env, "name", name);
+  gen_env_item_str(j->env, "path", file);
   return export_write(j, file, data, len);
 }
 
@@ -301,16 +266,12 @@ static int export_tokenizer_files(export_job *j) {
 
 /* templates/export/`file` rendered into the build directory as `as`. */
 static int export_render(export_job *j, const char *file, const char *as) {
-  lua_State *L = j->L;
-  char name[128];
-  snprintf(name, sizeof name, EXPORT_TEMPLATES "%s", file);
-  lua_pushstring(L, name);
-  lua_pushvalue(L, j->env);
-  if (lx_call(L, "template", "render", 2, 1)) return -1;
+  char name[128], *s;
   size_t len;
-  const char *s = lua_tolstring(L, -1, &len);
+  snprintf(name, sizeof name, EXPORT_TEMPLATES "%s", file);
+  if (gen_env_render(j->env, name, &s, &len)) return -1;
   int rc = export_write(j, as, s, len);
-  lua_pop(L, 1);
+  free(s);
   return rc;
 }
 
@@ -435,7 +396,6 @@ int export_program(const char *ckpt, const char *out, const char *target, int qu
     goto done;
   }
   if (export_open(&j)) goto done;
-  if (!(j.L = lx_new())) goto done;
   if (export_check_cc(&j, cc) || export_sha256_file(ckpt, sha) || export_env(&j, sha)) goto done;
   if (export_mkdir(&j) || export_weights(&j) || export_tokenizer_files(&j) || export_sources(&j) ||
       export_compile(&j, cc))
@@ -450,7 +410,7 @@ int export_program(const char *ckpt, const char *out, const char *target, int qu
   rc = 0;
 done:
   if (j.dir[0]) export_rmdir(j.dir);
-  if (j.L) lua_close(j.L);
+  gen_env_free(j.env);
   ckpt_meta_free(&j.meta);
   return rc;
 }

@@ -1,5 +1,6 @@
-/* gen: see gen.h. The Lua side (gen/shapes.lua, gen/cpu/emit.lua, gen/cuda/emit.lua, gen/bench.lua) does the work;
- * this file moves configs in and tensors and sources out. */
+/* gen: see gen.h. The Lua side (gen/shapes.lua, gen/cpu/emit.lua, gen/cuda/emit.lua, gen/bench.lua, gen/tune.lua)
+ * does the work; this file moves configs in and tensors and sources out (gen_cfg.c: configs; gen_env.c: the q8
+ * layout, the inference step and the export templates). */
 #include "gen.h"
 
 #include <lauxlib.h>
@@ -29,7 +30,7 @@ int gen_tensors(const cfg_t *cfg, gptc_tensor **tensors, int *n, size_t *n_param
   lua_State *L = lx_new();
   if (!L) return -1;
   cfg_push(L, cfg);
-  if (lx_call(L, "shapes", "derive", 1, 1)) {
+  if (lx_call(L, GEN_MOD_SHAPES, "derive", 1, 1)) {
     lua_close(L);
     return -1;
   }
@@ -80,6 +81,33 @@ int gen_tensors(const cfg_t *cfg, gptc_tensor **tensors, int *n, size_t *n_param
   *tensors = ts;
   *n = count;
   return 0;
+}
+
+int gen_n_params(const cfg_t *cfg, size_t *n_params, size_t *n_params_real) {
+  lua_State *L = lx_new();
+  if (!L) return -1;
+  cfg_push(L, cfg);
+  int rc = lx_call(L, GEN_MOD_SHAPES, "derive", 1, 1);
+  static const char *const key[2] = {"n_params", "n_params_real"};
+  size_t *out[2] = {n_params, n_params_real};
+  for (int i = 0; i < 2 && rc == 0; i++) {
+    lua_getfield(L, -1, key[i]);
+    if (!lua_isinteger(L, -1)) rc = util_err("generator: shapes.derive gave no %s", key[i]);
+    else if (out[i]) *out[i] = (size_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_close(L);
+  return rc;
+}
+
+char *gen_summary(const cfg_t *cfg) {
+  lua_State *L = lx_new();
+  if (!L) return NULL;
+  cfg_push(L, cfg);
+  char *s = NULL;
+  if (lx_call(L, GEN_MOD_EMIT, "summary", 1, 1) == 0) s = util_strdup(lua_tostring(L, -1));
+  lua_close(L);
+  return s;
 }
 
 void gen_tensors_free(gptc_tensor *tensors, int n) {
@@ -188,11 +216,11 @@ int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, ch
     if (!strcmp(device, "cuda")) return gen_cuda_source(cfg, NULL, src, len, hash);
     return util_err("device '%s' is not known (use cpu or cuda)", device);
   }
-  return gen_render(cfg, "cpu.emit", gen_cpu_opts, NULL, src, len, hash);
+  return gen_render(cfg, GEN_MOD_EMIT, gen_cpu_opts, NULL, src, len, hash);
 }
 
 int gen_bench_source(const cfg_t *cfg, char **src, size_t *len, char hash[65]) {
-  return gen_render(cfg, "bench", gen_cpu_opts, NULL, src, len, hash);
+  return gen_render(cfg, GEN_MOD_BENCH, gen_cpu_opts, NULL, src, len, hash);
 }
 
 void gen_units_free(gen_unit *units, int n) {
@@ -205,7 +233,7 @@ void gen_units_free(gen_unit *units, int n) {
 }
 
 int gen_units(const cfg_t *cfg, char **src, size_t *len, char hash[65], gen_unit **units, int *n) {
-  return gen_units_render(cfg, "cpu.emit", gen_cpu_opts, NULL, 1, src, len, hash, units, n);
+  return gen_units_render(cfg, GEN_MOD_EMIT, gen_cpu_opts, NULL, 1, src, len, hash, units, n);
 }
 
 int gen_units_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, int glue_header,
@@ -263,12 +291,12 @@ static void gen_cuda_opts_fill(lua_State *L, const void *arg) {
 }
 
 int gen_cuda_source(const cfg_t *cfg, const gen_cuda_opts *opts, char **src, size_t *len, char hash[65]) {
-  return gen_render(cfg, "cuda.emit", gen_cuda_opts_fill, opts, src, len, hash);
+  return gen_render(cfg, GEN_MOD_EMIT_CUDA, gen_cuda_opts_fill, opts, src, len, hash);
 }
 
 int gen_cuda_units(const cfg_t *cfg, const gen_cuda_opts *opts, char **src, size_t *len, char hash[65],
                    gen_unit **units, int *n) {
-  if (gen_units_render(cfg, "cuda.emit", gen_cuda_opts_fill, opts, 0, src, len, hash, units, n)) return -1;
+  if (gen_units_render(cfg, GEN_MOD_EMIT_CUDA, gen_cuda_opts_fill, opts, 0, src, len, hash, units, n)) return -1;
   /* each unit is its own module: it carries its own content hash, which
    * the loaded module's gptc_source_hash must match */
   for (int i = 0; i < *n; i++) {
@@ -291,4 +319,67 @@ int gen_cuda_units(const cfg_t *cfg, const gen_cuda_opts *opts, char **src, size
     u->len += (size_t)hl;
   }
   return 0;
+}
+
+/* ---- gemm tuning (gen/tune.lua) ---- */
+
+int gen_tune_gemms(const cfg_t *cfg, gen_gemm **list, int *n) {
+  *list = NULL;
+  *n = 0;
+  lua_State *L = lx_new();
+  if (!L) return -1;
+  cfg_push(L, cfg);
+  lua_newtable(L);
+  gen_host_opts(L);
+  if (lx_call(L, GEN_MOD_TUNE, "gemms", 2, 1)) {
+    lua_close(L);
+    return -1;
+  }
+  int count = (int)lua_rawlen(L, -1);
+  gen_gemm *g = util_calloc((size_t)(count ? count : 1), sizeof *g, "tune list");
+  if (!g) {
+    lua_close(L);
+    return -1;
+  }
+  for (int i = 0; i < count; i++) {
+    lua_rawgeti(L, -1, i + 1);
+    lua_getfield(L, -1, "fn");
+    snprintf(g[i].fn, sizeof g[i].fn, "%s", lua_tostring(L, -1));
+    lua_getfield(L, -2, "calls");
+    g[i].calls = (int)lua_tointeger(L, -1);
+    lua_getfield(L, -3, "flops");
+    g[i].flops = lua_tonumber(L, -1);
+    lua_pop(L, 4);
+  }
+  lua_close(L);
+  *list = g;
+  *n = count;
+  return 0;
+}
+
+typedef struct {
+  const char *const *fns, *const *bases;
+  int n;
+} gen_tune_batch;
+
+/* the host's options plus opts.tune = { { fn, base }, ... } */
+static void gen_tune_fill(lua_State *L, const void *arg) {
+  const gen_tune_batch *b = arg;
+  gen_host_opts(L);
+  lua_newtable(L);
+  for (int i = 0; i < b->n; i++) {
+    lua_newtable(L);
+    lua_pushstring(L, b->fns[i]);
+    lua_setfield(L, -2, "fn");
+    lua_pushstring(L, b->bases[i]);
+    lua_setfield(L, -2, "base");
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "tune");
+}
+
+int gen_tune_source(const cfg_t *cfg, const char *const *fns, const char *const *bases, int n, char **src, size_t *len,
+                    char hash[65]) {
+  gen_tune_batch b = {fns, bases, n};
+  return gen_render(cfg, GEN_MOD_TUNE, gen_tune_fill, &b, src, len, hash);
 }

@@ -1,4 +1,6 @@
-/* lx: the embedded Lua interpreter that runs configs and the generator.
+/* lx: the embedded Lua interpreter that runs configs and the generator,
+ * and the Lua-side declarations of the bridge (gen.h). Only the bridge's
+ * files (gen*.c, lx.c, lit.c) and tests include this header.
  *
  * lx_new() opens the standard libraries and installs a package searcher so
  * `require "shapes"` finds gen/shapes.lua in the embedded files (or under
@@ -12,6 +14,19 @@
 #define GPTC_LX_H
 
 #include <lua.h>
+
+#include "gen.h"
+
+/* The generator's Lua modules (gen/NAME.lua), the one place the bridge
+ * spells their names. */
+#define GEN_MOD_CONFIG "config"
+#define GEN_MOD_SHAPES "shapes"
+#define GEN_MOD_TEMPLATE "template"
+#define GEN_MOD_EMIT "cpu.emit"       /* the CPU source: gen/cpu/emit.lua */
+#define GEN_MOD_EMIT_CUDA "cuda.emit" /* the CUDA source: gen/cuda/emit.lua */
+#define GEN_MOD_BENCH "bench"
+#define GEN_MOD_TUNE "tune"
+#define GEN_MOD_QUANT "quant"
 
 /* Every state has a memory cap (LX_GEN_MEM for the generator's own code). */
 #define LX_GEN_MEM ((size_t)1 << 30) /* gpt2-124m generates in under 40 MB */
@@ -36,5 +51,27 @@ int lx_call(lua_State *L, const char *module, const char *fn, int nargs, int nre
 /* lua_pcall of the function below `nargs` arguments, with lx_call's error
  * handling (one-line message, the limits named, no metamethods). */
 int lx_pcall(lua_State *L, int nargs, int nres);
+
+/* Pushes the config as a Lua table (the generator's input; gen_cfg.c). */
+void cfg_push(lua_State *L, const cfg_t *cfg);
+
+/* Sets the fields of the options table on the top of L's stack. */
+typedef void gen_opts_fn(lua_State *L, const void *arg);
+
+/* Sets the host's fields of the options table on the top of L's stack:
+ * real = "float", vec_bytes, threads (the processor count). */
+void gen_host_opts(lua_State *L);
+
+/* One generated source from gen/<module>.lua: header(cfg, hash, opts) ..
+ * body(cfg, opts), hash = SHA-256 of the body (a header that takes no opts
+ * ignores them). *src is malloc'ed. */
+int gen_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, char **src, size_t *len,
+               char hash[65]);
+
+/* gen_units for any module with a split(cfg, opts): glue_header 1 puts the
+ * header above the last unit (the CPU's glue), 0 leaves the units as the
+ * module returned them (the CUDA kernels: gen_cuda_units). */
+int gen_units_render(const cfg_t *cfg, const char *module, gen_opts_fn *fill, const void *arg, int glue_header,
+                     char **src, size_t *len, char hash[65], gen_unit **units, int *n);
 
 #endif

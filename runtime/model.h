@@ -3,11 +3,13 @@
  * The generator (gen/) derives every shape once and emits C that defines one
  * `gptc_model` (returned by `gptc_model_get`) whose tables and constants come
  * from that derivation: the runtime never recomputes a shape or an offset.
- * The generated source does not include this header: templates/cpu/prelude.c
- * carries a copy of these types (so compiling it needs no gptc headers), kept
- * in step by hand and guarded by abi_version.
+ * This text is the one copy of the ABI: gptc embeds this file and
+ * templates/cpu/prelude.c pastes it into every generated CPU source (so
+ * compiling one needs no gptc headers), after defining GPTC_REAL to its
+ * element type `real`; abi_version guards the layout.
  *
- * Buffers are flat float arrays owned by the runtime:
+ * Buffers are flat arrays of GPTC_REAL (float; double in a verification
+ * build, tests/test_fd.c) owned by the runtime:
  *   params, grads, adam_m, adam_v : n_params floats, laid out by `tensors`
  *   acts      : n_acts floats, every activation the backward pass needs at (B, T)
  *   grad_acts : n_grad_acts floats, backward scratch at (B, T)
@@ -24,6 +26,12 @@
 #include <stdint.h>
 
 #define GPTC_ABI_VERSION 1
+
+/* The buffers' element type: float unless the includer says otherwise (the
+ * generated prelude defines it to its `real`). */
+#ifndef GPTC_REAL
+#define GPTC_REAL float
+#endif
 
 typedef struct {
   const char *name;  /* Hugging Face GPT-2 name, e.g. "h.0.attn.c_attn.weight" */
@@ -68,26 +76,28 @@ typedef struct {
 
   /* Forward at (B, T). Returns the mean cross-entropy over targets >= 0
    * (0 when targets is NULL or all are ignored). */
-  float (*forward)(const float *params, float *acts, const int32_t *inputs, const int32_t *targets,
-                   gptc_rng rng);
+  GPTC_REAL (*forward)(const GPTC_REAL *params, GPTC_REAL *acts, const int32_t *inputs, const int32_t *targets,
+                       gptc_rng rng);
   /* Backward at (B, T), after forward with the same arguments. ACCUMULATES
    * loss_scale * d(mean loss)/d(params) into grads (loss_scale = 1/grad_accum
    * for accumulation). May overwrite acts. */
-  void (*backward)(const float *params, float *grads, float *acts, float *grad_acts, const int32_t *inputs,
-                   const int32_t *targets, gptc_rng rng, float loss_scale);
+  void (*backward)(const GPTC_REAL *params, GPTC_REAL *grads, GPTC_REAL *acts, GPTC_REAL *grad_acts,
+                   const int32_t *inputs, const int32_t *targets, gptc_rng rng, float loss_scale);
   /* Forward at (eval_B, eval_T), no dropout; returns the mean loss. */
-  float (*forward_eval)(const float *params, float *eval_acts, const int32_t *inputs, const int32_t *targets);
+  GPTC_REAL (*forward_eval)(const GPTC_REAL *params, GPTC_REAL *eval_acts, const int32_t *inputs,
+                            const int32_t *targets);
   /* Sum of squares of all grads (in double, fixed order). */
-  double (*grad_sq_norm)(const float *grads);
+  double (*grad_sq_norm)(const GPTC_REAL *grads);
   /* One AdamW step over every tensor; decay only where tensors[i].decay. */
-  void (*adamw)(float *params, const float *grads, float *m, float *v, gptc_adamw_args a);
+  void (*adamw)(GPTC_REAL *params, const GPTC_REAL *grads, GPTC_REAL *m, GPTC_REAL *v, gptc_adamw_args a);
   /* Batch-1 KV-cache inference: feeds `token` at position `pos`
    * (0 <= pos < context_length; positions < pos must already be cached) and
    * writes the (V) logits for the next token. */
-  void (*infer)(const float *params, float *kv, float *scratch, int token, int pos, float *logits);
+  void (*infer)(const GPTC_REAL *params, GPTC_REAL *kv, GPTC_REAL *scratch, int token, int pos, GPTC_REAL *logits);
   /* adamw on the elements [lo, hi) only, with m and v holding just those
    * (m[i - lo]): a rank's shard under ZeRO-1, bitwise adamw's values there */
-  void (*adamw_range)(float *params, const float *grads, float *m, float *v, gptc_adamw_args a, size_t lo, size_t hi);
+  void (*adamw_range)(GPTC_REAL *params, const GPTC_REAL *grads, GPTC_REAL *m, GPTC_REAL *v, gptc_adamw_args a,
+                      size_t lo, size_t hi);
 } gptc_model;
 
 typedef const gptc_model *(*gptc_model_get_fn)(void);

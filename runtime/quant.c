@@ -2,13 +2,11 @@
 #include "quant.h"
 
 #include <dlfcn.h>
-#include <lauxlib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gen.h"
-#include "lx.h"
 #include "util.h"
 
 int quant_parse(const char *opt, const char *s, int *quant) {
@@ -38,30 +36,22 @@ float quant_q8_block(const float *v, size_t vs, int n, int8_t *q, size_t qs) {
   return s;
 }
 
-/* ---- the layout (gen/quant.lua) ------------------------------------------------ */
+/* ---- the layout (gen/quant.lua, through gen_q8_derive) ---------------------------- */
 
-static size_t quant_field(lua_State *L, int t, const char *k) {
-  lua_getfield(L, t, k);
-  size_t v = (size_t)lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
-/* Pushes quant.for_cfg(cfg). */
-static int quant_layout(lua_State *L, const cfg_t *cfg) {
-  cfg_push(L, cfg);
-  if (lx_call(L, "quant", "for_cfg", 1, 1)) return util_err("q8 layout: %s", util_errmsg());
-  if (quant_field(L, -1, "block") != QUANT_BLOCK) return util_err("q8 layout: block size is not %d", QUANT_BLOCK);
+static int quant_layout(const cfg_t *cfg, gen_q8_layout *q) {
+  if (gen_q8_derive(cfg, q)) return -1;
+  if (q->block != QUANT_BLOCK) {
+    gen_q8_layout_free(q);
+    return util_err("q8 layout: block size is not %d", QUANT_BLOCK);
+  }
   return 0;
 }
 
-/* One matrix (a gen/quant.lua `mats` entry on the top of L's stack). */
-static void quant_matrix(lua_State *L, size_t panel, const float *params, unsigned char *blob) {
-  size_t src = quant_field(L, -1, "src"), K = quant_field(L, -1, "K"), N = quant_field(L, -1, "N");
-  size_t sk = quant_field(L, -1, "sk"), sn = quant_field(L, -1, "sn"), NB = quant_field(L, -1, "NB");
-  size_t NP = quant_field(L, -1, "NP");
-  float *s = (float *)(blob + quant_field(L, -1, "s_off"));   /* (NP, NB, panel) */
-  int8_t *q = (int8_t *)(blob + quant_field(L, -1, "q_off")); /* (NP, K, panel) */
+/* One matrix of the layout. */
+static void quant_matrix(const gen_q8_mat *m, size_t panel, const float *params, unsigned char *blob) {
+  size_t src = m->src, K = m->K, N = m->N, sk = m->sk, sn = m->sn, NB = m->NB, NP = m->NP;
+  float *s = (float *)(blob + m->s_off);   /* (NP, NB, panel) */
+  int8_t *q = (int8_t *)(blob + m->q_off); /* (NP, K, panel) */
   for (size_t p = 0; p < NP; p++)
     for (size_t c = 0; c < panel && p * panel + c < N; c++) {
       size_t n = p * panel + c;
@@ -75,85 +65,30 @@ static void quant_matrix(lua_State *L, size_t panel, const float *params, unsign
 
 int quant_q8_pack(const cfg_t *cfg, const float *params, unsigned char **blob, size_t *bytes) {
   *blob = NULL;
-  lua_State *L = lx_new();
-  if (!L) return -1;
-  int rc = -1;
-  if (quant_layout(L, cfg)) goto out;
-  int Q = lua_gettop(L);
-  size_t n = quant_field(L, Q, "bytes"), panel = quant_field(L, Q, "panel");
+  gen_q8_layout Q;
+  if (quant_layout(cfg, &Q)) return -1;
+  size_t n = Q.bytes;
   void *p = NULL;
   if (posix_memalign(&p, 64, n ? (n + 63) / 64 * 64 : 64)) {
-    util_err("out of memory: the q8 weights need %zu bytes", n);
-    goto out;
+    gen_q8_layout_free(&Q);
+    return util_err("out of memory: the q8 weights need %zu bytes", n);
   }
   unsigned char *b = p;
   memset(b, 0, n); /* the panels' padding columns read as zeros */
-  lua_getfield(L, Q, "copies");
-  for (int i = 1, c = (int)lua_rawlen(L, -1); i <= c; i++) {
-    lua_rawgeti(L, -1, i);
-    memcpy(b + quant_field(L, -1, "dst"), params + quant_field(L, -1, "src"), quant_field(L, -1, "n") * sizeof(float));
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  lua_getfield(L, Q, "mats");
-  for (int i = 1, c = (int)lua_rawlen(L, -1); i <= c; i++) {
-    lua_rawgeti(L, -1, i);
-    quant_matrix(L, panel, params, b);
-    lua_pop(L, 1);
-  }
+  for (int i = 0; i < Q.n_copies; i++)
+    memcpy(b + Q.copies[i].dst, params + Q.copies[i].src, Q.copies[i].n * sizeof(float));
+  for (int i = 0; i < Q.n_mats; i++) quant_matrix(&Q.mats[i], Q.panel, params, b);
+  gen_q8_layout_free(&Q);
   *blob = b;
   *bytes = n;
-  rc = 0;
-out:
-  lua_close(L);
-  return rc;
+  return 0;
 }
 
 /* ---- the inference unit ---------------------------------------------------------- */
 
 int quant_infer_unit(const cfg_t *cfg, int quant, int vec_bytes, const char *suffix, const char *flags, char **src,
                      size_t *len) {
-  *src = NULL;
-  lua_State *L = lx_new();
-  if (!L) return -1;
-  int rc = -1;
-  cfg_push(L, cfg);
-  lua_newtable(L);
-  lua_pushstring(L, "float");
-  lua_setfield(L, -2, "real");
-  lua_pushinteger(L, vec_bytes);
-  lua_setfield(L, -2, "vec_bytes");
-  lua_pushstring(L, quant_name(quant));
-  lua_setfield(L, -2, "quant");
-  if (lx_call(L, "cpu.emit", "infer_body", 2, 1)) {
-    util_err("the generator rejects this model: %s", util_errmsg());
-    goto out;
-  }
-  int body = lua_gettop(L);
-  lua_pushstring(L, "templates/export/model.c");
-  lua_newtable(L);
-  lua_pushvalue(L, body);
-  lua_setfield(L, -2, "infer_src");
-  lua_newtable(L);
-  lua_pushstring(L, suffix);
-  lua_setfield(L, -2, "suffix");
-  if (flags) {
-    lua_pushstring(L, flags);
-    lua_setfield(L, -2, "flags");
-  }
-  lua_setfield(L, -2, "variant");
-  lua_pushstring(L, GPTC_VERSION);
-  lua_setfield(L, -2, "version");
-  if (lx_call(L, "template", "render", 2, 1)) goto out;
-  size_t n;
-  const char *s = lua_tolstring(L, -1, &n);
-  if (!(*src = util_malloc(n + 1, "inference source"))) goto out;
-  memcpy(*src, s, n + 1);
-  *len = n;
-  rc = 0;
-out:
-  lua_close(L);
-  return rc;
+  return gen_infer_source(cfg, quant_name(quant), vec_bytes, suffix, flags, src, len);
 }
 
 /* ---- the JIT's q8 model ---------------------------------------------------------- */
@@ -162,11 +97,10 @@ int quant_model_open(const cfg_t *cfg, const float *params, quant_model *m) {
   memset(m, 0, sizeof *m);
   char *src = NULL;
   size_t len;
-  lua_State *L = lx_new();
-  if (!L) return -1;
-  int rc = quant_layout(L, cfg);
-  size_t n_kv = rc ? 0 : quant_field(L, -1, "n_kv"), n_scratch = rc ? 0 : quant_field(L, -1, "n_scratch");
-  lua_close(L);
+  gen_q8_layout Q;
+  int rc = quant_layout(cfg, &Q);
+  size_t n_kv = rc ? 0 : Q.n_kv, n_scratch = rc ? 0 : Q.n_scratch;
+  if (!rc) gen_q8_layout_free(&Q);
   if (rc || quant_q8_pack(cfg, params, &m->blob, &m->bytes) || quant_infer_unit(cfg, QUANT_Q8, gen_vec_bytes(), "", NULL, &src, &len))
     goto fail;
   m->kv = util_malloc(n_kv * sizeof(float) + 1, "KV cache");                /* (L, 2, ctx, C) */

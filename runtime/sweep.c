@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <lauxlib.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -17,8 +16,8 @@
 
 #include "cfg.h"
 #include "ckpt.h"
+#include "gen.h"
 #include "json.h"
-#include "lx.h"
 #include "plot.h"
 #include "train.h"
 #include "util.h"
@@ -190,16 +189,8 @@ static int sweep_plan(sweep_state *s) {
 
 /* Parameters of a model: gen/shapes.lua's count (no padding), -1 on error. */
 static long sweep_params_of(const cfg_t *c) {
-  lua_State *L = lx_new();
-  if (!L) return -1;
-  cfg_push(L, c);
-  long n = -1;
-  if (lx_call(L, "shapes", "derive", 1, 1) == 0) {
-    lua_getfield(L, -1, "n_params_real");
-    n = lua_isinteger(L, -1) ? (long)lua_tointeger(L, -1) : -1;
-  }
-  lua_close(L);
-  return n;
+  size_t n;
+  return gen_n_params(c, NULL, &n) ? -1 : (long)n;
 }
 
 static int sweep_cmp_double(const void *a, const void *b) {

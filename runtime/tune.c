@@ -1,7 +1,6 @@
 /* tune: see tune.h. */
 #include "tune.h"
 
-#include <lauxlib.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +8,6 @@
 
 #include "bench.h"
 #include "gen.h"
-#include "lx.h"
 #include "schedfile.h"
 #include "util.h"
 
@@ -36,57 +34,34 @@ static int tune_cmp(const void *a, const void *b) {
 static int tune_list(const cfg_t *cfg, tune_item **out, int *n) {
   *out = NULL;
   *n = 0;
-  lua_State *L = lx_new();
-  if (!L) return -1;
-  cfg_push(L, cfg);
-  lua_newtable(L);
-  gen_host_opts(L);
-  if (lx_call(L, "tune", "gemms", 2, 1)) {
-    lua_close(L);
-    return -1;
-  }
-  int count = (int)lua_rawlen(L, -1);
+  gen_gemm *g;
+  int count;
+  if (gen_tune_gemms(cfg, &g, &count)) return -1;
   tune_item *it = util_calloc((size_t)(count ? count : 1), sizeof *it, "tune list");
   if (!it) {
-    lua_close(L);
+    free(g);
     return -1;
   }
   for (int i = 0; i < count; i++) {
-    lua_rawgeti(L, -1, i + 1);
-    lua_getfield(L, -1, "fn");
-    snprintf(it[i].fn, sizeof it[i].fn, "%s", lua_tostring(L, -1));
-    lua_getfield(L, -2, "calls");
-    it[i].calls = (int)lua_tointeger(L, -1);
-    lua_getfield(L, -3, "flops");
-    it[i].flops = lua_tonumber(L, -1);
-    lua_pop(L, 4);
+    snprintf(it[i].fn, sizeof it[i].fn, "%s", g[i].fn);
+    it[i].calls = g[i].calls;
+    it[i].flops = g[i].flops;
   }
-  lua_close(L);
+  free(g);
   qsort(it, (size_t)count, sizeof *it, tune_cmp);
   *out = it;
   *n = count;
   return 0;
 }
 
-typedef struct {
-  tune_item *const *items;
-  int n;
-} tune_batch;
-
-/* the host's options plus opts.tune = { { fn, base }, ... } */
-static void tune_fill(lua_State *L, const void *arg) {
-  const tune_batch *b = arg;
-  gen_host_opts(L);
-  lua_newtable(L);
-  for (int i = 0; i < b->n; i++) {
-    lua_newtable(L);
-    lua_pushstring(L, b->items[i]->fn);
-    lua_setfield(L, -2, "fn");
-    lua_pushstring(L, b->items[i]->base);
-    lua_setfield(L, -2, "base");
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_setfield(L, -2, "tune");
+/* The candidates source for items[0..n): gen/tune.lua's, each searched from its base schedule. */
+static int tune_source(const cfg_t *cfg, tune_item *const *items, int n, char **src, size_t *len, char hash[65]) {
+  const char **fns = util_calloc((size_t)n + 1, 2 * sizeof *fns, "tune batch"); /* fns[n + 1 + i]: bases */
+  if (!fns) return -1;
+  for (int i = 0; i < n; i++) fns[i] = items[i]->fn, fns[n + 1 + i] = items[i]->base;
+  int rc = gen_tune_source(cfg, fns, fns + n + 1, n, src, len, hash);
+  free(fns);
+  return rc;
 }
 
 static int tune_by_median(const void *a, const void *b) {
@@ -147,10 +122,9 @@ fail:
 
 /* One batch: renders and compiles its candidates, races each item's. */
 static int tune_batch_run(const cfg_t *cfg, tune_item *const *items, int n, int round, FILE *pr) {
-  tune_batch b = {items, n};
   char *src, hash[65];
   size_t len;
-  if (gen_render(cfg, "tune", tune_fill, &b, &src, &len, hash)) return -1;
+  if (tune_source(cfg, items, n, &src, &len, hash)) return -1;
   cpu_object obj;
   const gptc_bench *bench;
   double t0 = util_now();
@@ -197,12 +171,11 @@ static int tune_precompile(const cfg_t *cfg, tune_item *const *const *batch, con
   int candidates = 0;
 #pragma omp parallel for num_threads(n) schedule(dynamic, 1) reduction(+ : candidates)
   for (int i = 0; i < n; i++) {
-    tune_batch b = {batch[i], len[i]};
     char *src, hash[65];
     size_t slen;
     cpu_object obj;
     const gptc_bench *bench;
-    int rc = gen_render(cfg, "tune", tune_fill, &b, &src, &slen, hash);
+    int rc = tune_source(cfg, batch[i], len[i], &src, &slen, hash);
     if (!rc) {
       rc = bench_open_source(src, slen, hash, &obj, &bench);
       free(src);

@@ -3,7 +3,12 @@
  * renders the kernels with element type double and exported kernel symbols
  * for a tiny config (V=11, C=8, H=2, L=2, T=7, B=2, qkv_bias on, dropout on),
  * tied and untied, with GEMM blocks smaller than the shapes; the test compiles
- * and loads that source itself. */
+ * and loads that source itself, through runtime/model.h's ABI with element
+ * type double: the text the generated prelude pastes (GPTC_REAL = real). */
+/* before any include: this file's gptc_model has double buffers (cpu.h sees
+ * it too; of cpu.h this file calls only cpu_set_threads) */
+#define GPTC_REAL double
+
 #include <dlfcn.h>
 #include <math.h>
 #include <stdarg.h>
@@ -16,48 +21,9 @@
 #include "cfg.h"
 #include "cpu.h"
 #include "lx.h"
+#include "model.h"
 #include "testutil.h"
 #include "util.h"
-
-/* The generated ABI with element type double (see templates/cpu/prelude.c). */
-typedef struct {
-  uint64_t seed, offset;
-  int train;
-} fd_rng;
-
-typedef struct {
-  const char *name;
-  int ndim;
-  int shape[2];
-  size_t offset, numel;
-  int decay;
-  float init_std, init_value;
-} fd_tensor;
-
-typedef struct {
-  float lr, beta1, beta2, eps, weight_decay, grad_scale;
-  int t;
-} fd_adamw_args;
-
-typedef struct {
-  int abi_version;
-  const char *config_name, *gen_version, *hash;
-  int vocab_size, emb_dim, n_heads, head_dim, n_layers, context_length;
-  int qkv_bias, tie_embeddings;
-  float drop_rate;
-  int B, T, eval_B, eval_T;
-  size_t n_params;
-  int n_tensors;
-  const fd_tensor *tensors;
-  size_t n_acts, n_grad_acts, n_eval_acts, n_kv, n_infer_scratch;
-  size_t logits_offset, eval_logits_offset;
-  double (*forward)(const double *, double *, const int32_t *, const int32_t *, fd_rng);
-  void (*backward)(const double *, double *, double *, double *, const int32_t *, const int32_t *, fd_rng, float);
-  double (*forward_eval)(const double *, double *, const int32_t *, const int32_t *);
-  double (*grad_sq_norm)(const double *);
-  void (*adamw)(double *, const double *, double *, double *, fd_adamw_args);
-  void (*infer)(const double *, double *, double *, int, int, double *);
-} fd_model;
 
 enum { V = 11, C = 8, H = 2, L = 2, T = 7, B = 2, CTX = 8, BT = B * T };
 
@@ -67,12 +33,12 @@ static const char *CFG =
     " train = { batch_size = 2, max_length = 7 } }";
 
 static void *fd_handle[2];
-static const fd_model *fd_models[2];
+static const gptc_model *fd_models[2];
 
 /* Renders the double-precision source for the config through the generator
  * (the same path gen_source takes, with opts.real = "double"), compiles it
  * and loads it. */
-static const fd_model *fd_load(int tied) {
+static const gptc_model *fd_load(int tied) {
   if (fd_models[tied]) return fd_models[tied];
   char src[1024];
   snprintf(src, sizeof src, CFG, tied ? "tied" : "untied", tied ? "true" : "false");
@@ -121,10 +87,10 @@ static const fd_model *fd_load(int tied) {
   ck_assert_msg(system(cmd) == 0, "compiling %s failed", cpath);
   fd_handle[tied] = dlopen(sopath, RTLD_NOW | RTLD_LOCAL);
   ck_assert_msg(fd_handle[tied] != NULL, "%s", dlerror());
-  const fd_model *(*get)(void) = (const fd_model *(*)(void))(uintptr_t)dlsym(fd_handle[tied], "gptc_model_get");
+  const gptc_model *(*get)(void) = (const gptc_model *(*)(void))(uintptr_t)dlsym(fd_handle[tied], "gptc_model_get");
   ck_assert_ptr_nonnull(get);
   fd_models[tied] = get();
-  ck_assert_int_eq(fd_models[tied]->abi_version, 1);
+  ck_assert_int_eq(fd_models[tied]->abi_version, GPTC_ABI_VERSION);
   return fd_models[tied];
 }
 
@@ -178,7 +144,7 @@ static void fd_check(const char *what, double *x, size_t n, const double *g, fd_
   }
 }
 
-static const fd_rng RNG_ON = {1234, 7, 1};
+static const gptc_rng RNG_ON = {1234, 7, 1};
 
 /* ---- LayerNorm ---- */
 typedef void (*ln_fwd_t)(double *, double *, double *, const double *, const double *, const double *);
@@ -273,11 +239,11 @@ START_TEST(op_matmul) {
 END_TEST
 
 /* ---- attention with dropout on the weights ---- */
-typedef void (*att_fwd_t)(double *, double *, const double *, double *, fd_rng, uint32_t);
-typedef void (*att_bwd_t)(double *, const double *, const double *, const double *, double *, fd_rng, uint32_t);
+typedef void (*att_fwd_t)(double *, double *, const double *, double *, gptc_rng, uint32_t);
+typedef void (*att_bwd_t)(double *, const double *, const double *, const double *, double *, gptc_rng, uint32_t);
 typedef struct {
   att_fwd_t fwd;
-  fd_rng rng;
+  gptc_rng rng;
   double qkv[BT * 3 * C], r[BT * C], out[BT * C], att[B * H * T * T], scratch[8192];
 } att_ctx;
 static double att_loss(void *p) {
@@ -348,8 +314,8 @@ START_TEST(op_gelu) {
 END_TEST
 
 /* ---- residual with dropout on the branch ---- */
-typedef void (*res_fwd_t)(double *, const double *, fd_rng, uint32_t);
-typedef void (*res_bwd_t)(double *, const double *, fd_rng, uint32_t);
+typedef void (*res_fwd_t)(double *, const double *, gptc_rng, uint32_t);
+typedef void (*res_bwd_t)(double *, const double *, gptc_rng, uint32_t);
 typedef struct {
   res_fwd_t fwd;
   double x[BT * C], branch[BT * C], r[BT * C], out[BT * C];
@@ -385,8 +351,8 @@ START_TEST(op_residual) {
 END_TEST
 
 /* ---- embeddings with dropout ---- */
-typedef void (*emb_fwd_t)(double *, const double *, const double *, const int32_t *, fd_rng);
-typedef void (*emb_bwd_t)(double *, double *, double *, const int32_t *, fd_rng);
+typedef void (*emb_fwd_t)(double *, const double *, const double *, const int32_t *, gptc_rng);
+typedef void (*emb_bwd_t)(double *, double *, double *, const int32_t *, gptc_rng);
 typedef struct {
   emb_fwd_t fwd;
   int32_t ids[BT];
@@ -461,10 +427,10 @@ END_TEST
 
 /* ---- the whole model ---- */
 typedef struct {
-  const fd_model *m;
+  const gptc_model *m;
   double *params, *acts;
   int32_t in[BT], tg[BT];
-  fd_rng rng;
+  gptc_rng rng;
 } model_ctx;
 static double model_loss(void *p) {
   model_ctx *c = p;
@@ -473,11 +439,11 @@ static double model_loss(void *p) {
 
 static void model_setup(model_ctx *c, int tied) {
   c->m = fd_load(tied);
-  const fd_model *m = c->m;
+  const gptc_model *m = c->m;
   c->params = calloc(m->n_params, sizeof(double));
   c->acts = calloc(m->n_acts, sizeof(double));
   for (int i = 0; i < m->n_tensors; i++) {
-    const fd_tensor *t = &m->tensors[i];
+    const gptc_tensor *t = &m->tensors[i];
     for (size_t j = 0; j < t->numel; j++)
       c->params[t->offset + j] = t->init_std > 0 ? 0.5 * fd_rand() : t->init_value + 0.3 * fd_rand();
   }
@@ -491,13 +457,13 @@ static void model_setup(model_ctx *c, int tied) {
 static void model_grad(int tied) {
   model_ctx c;
   model_setup(&c, tied);
-  const fd_model *m = c.m;
+  const gptc_model *m = c.m;
   double *grads = calloc(m->n_params, sizeof(double)), *ga = calloc(m->n_grad_acts, sizeof(double));
   double loss = model_loss(&c);
   ck_assert(isfinite(loss) && loss > 0);
   m->backward(c.params, grads, c.acts, ga, c.in, c.tg, c.rng, 1.0f);
   for (int i = 0; i < m->n_tensors; i++) {
-    const fd_tensor *t = &m->tensors[i];
+    const gptc_tensor *t = &m->tensors[i];
     char what[128];
     snprintf(what, sizeof what, "model d%s", t->name);
     fd_check(what, c.params + t->offset, t->numel, grads + t->offset, model_loss, &c);
@@ -529,7 +495,7 @@ START_TEST(eval_and_infer_match_forward) {
   for (int tied = 0; tied <= 1; tied++) {
     model_ctx c;
     model_setup(&c, tied);
-    const fd_model *m = c.m;
+    const gptc_model *m = c.m;
     ck_assert_int_eq(m->eval_T, CTX);
     c.rng.train = 0;
     model_loss(&c);

@@ -17,60 +17,13 @@ typedef {{real}} real;
 #define KERNEL static
 % end
 
-/* ---- ABI: the same layout as gptc's runtime/model.h (abi_version guards it) */
-#define GPTC_ABI_VERSION 1
-
-typedef struct {
-  const char *name;
-  int ndim;
-  int shape[2];
-  size_t offset;
-  size_t numel;
-  int decay;
-  float init_std;
-  float init_value;
-} gptc_tensor;
-
-typedef struct {
-  uint64_t seed;
-  uint64_t offset;
-  int train;
-} gptc_rng;
-
-typedef struct {
-  float lr, beta1, beta2, eps, weight_decay;
-  float grad_scale;
-  int t;
-} gptc_adamw_args;
-
+/* ---- ABI: gptc's runtime/model.h, pasted (its one text), over this source's `real` */
 % if real ~= "float" then
 /* Element type {{real}}: a verification build. Buffers and losses use `real`
  * instead of float; the layout is otherwise the ABI's. */
 % end
-typedef struct {
-  int abi_version;
-  const char *config_name, *gen_version, *hash;
-  int vocab_size, emb_dim, n_heads, head_dim, n_layers, context_length;
-  int qkv_bias, tie_embeddings;
-  float drop_rate;
-  int B, T;
-  int eval_B, eval_T;
-  size_t n_params;
-  int n_tensors;
-  const gptc_tensor *tensors;
-  size_t n_acts, n_grad_acts, n_eval_acts, n_kv, n_infer_scratch;
-  size_t logits_offset;
-  size_t eval_logits_offset;
-  real (*forward)(const real *params, real *acts, const int32_t *inputs, const int32_t *targets, gptc_rng rng);
-  void (*backward)(const real *params, real *grads, real *acts, real *grad_acts, const int32_t *inputs,
-                   const int32_t *targets, gptc_rng rng, float loss_scale);
-  real (*forward_eval)(const real *params, real *eval_acts, const int32_t *inputs, const int32_t *targets);
-  double (*grad_sq_norm)(const real *grads);
-  void (*adamw)(real *params, const real *grads, real *m, real *v, gptc_adamw_args a);
-  void (*infer)(const real *params, real *kv, real *scratch, int token, int pos, real *logits);
-  void (*adamw_range)(real *params, const real *grads, real *m, real *v, gptc_adamw_args a, size_t lo, size_t hi);
-} gptc_model;
-
+#define GPTC_REAL real
+{{gptc.read("runtime/model.h")}}
 /* ---- Philox4x32-10 (Salmon et al., SC'11) ------------------------------------
  * Dropout words come in blocks of 64 elements: element i of a site takes
  * word (i / 16) % 4 of philox(counter = {16 (i / 64) + i % 16, site,

@@ -64,6 +64,27 @@ typedef struct {
   /* the (B, T, V) logits of the last forward (eval: (eval_B, eval_T, V) of forward_eval) */
   int (*logits)(backend *b, int eval, float *out);
   void (*close)(backend *b);
+  /* ---- data-parallel (dist.c): vectors in the backend's own memory (host
+   * memory on the CPU, device addresses on a GPU, never dereferenced by the
+   * caller there), so the ordered reduction runs where the gradients are.
+   * Every op is in stream order on a GPU: a transport that shares the
+   * stream (backend.stream) sees their results. NULL: data-parallel
+   * training cannot run on this device. */
+  /* n zeroed floats (or bf16 halves, bytes = 2 n: `esize` 4 or 2) */
+  void *(*vec_alloc)(backend *b, size_t n, size_t esize, const char *what);
+  void (*vec_free)(backend *b, void *p);
+  /* dst[i] += src[i] for i in [0, n) (one fp32 add each: the order of a sum
+   * of several vectors is the order of the calls) */
+  int (*vec_add)(backend *b, float *dst, const float *src, size_t n);
+  /* dst[i] += float(src[i]): src (n) bf16 */
+  int (*vec_add_bf16)(backend *b, float *dst, const uint16_t *src, size_t n);
+  /* dst (n) bf16 = src rounded to nearest even (NaN stays NaN) */
+  int (*vec_to_bf16)(backend *b, uint16_t *dst, const float *src, size_t n);
+  /* dst (n) = float(src (n) bf16) */
+  int (*vec_from_bf16)(backend *b, float *dst, const uint16_t *src, size_t n);
+  int (*vec_zero)(backend *b, void *dst, size_t bytes);
+  /* bytes from backend memory src, or from the host when `host`, to dst */
+  int (*vec_copy)(backend *b, void *dst, const void *src, size_t bytes, int host);
 } backend_ops;
 
 struct backend {
@@ -81,6 +102,10 @@ struct backend {
   /* CPU: the gradient buffer (n_params) once BACKEND_TRAIN is allocated, for
    * dist.c's ordered reduction; NULL on a GPU */
   float *host_grads;
+  /* the gradient buffer (n_params) in the backend's memory, for the vec ops
+   * (the CPU: host_grads; CUDA: a device address) once BACKEND_TRAIN is allocated */
+  float *grads;
+  void *stream; /* CUDA: the training stream (a CUstream), for NCCL; NULL on the CPU */
   void *impl;
 };
 

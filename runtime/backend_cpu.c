@@ -39,7 +39,7 @@ static int backend_cpu_alloc(backend *b, int what) {
       return -1;
     b->host_m = c->adam_m;
     b->host_v = c->adam_v;
-    b->host_grads = c->grads;
+    b->host_grads = b->grads = c->grads;
   }
   if ((what & BACKEND_EVAL) && !c->eval_acts && !(c->eval_acts = backend_cpu_buf(m->n_eval_acts, "evaluation activations")))
     return -1;
@@ -158,6 +158,67 @@ static void backend_cpu_close(backend *b) {
   free(b);
 }
 
+/* ---- data-parallel vectors (backend.h): host memory, plain loops ---- */
+
+static void *backend_cpu_vec_alloc(backend *b, size_t n, size_t esize, const char *what) {
+  (void)b;
+  return util_calloc(n ? n : 1, esize, what);
+}
+
+static void backend_cpu_vec_free(backend *b, void *p) {
+  (void)b;
+  free(p);
+}
+
+static int backend_cpu_vec_add(backend *b, float *dst, const float *src, size_t n) {
+  (void)b;
+  for (size_t i = 0; i < n; i++) dst[i] += src[i];
+  return 0;
+}
+
+static float backend_cpu_bf16_f32(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+static int backend_cpu_vec_add_bf16(backend *b, float *dst, const uint16_t *src, size_t n) {
+  (void)b;
+  for (size_t i = 0; i < n; i++) dst[i] += backend_cpu_bf16_f32(src[i]);
+  return 0;
+}
+
+static int backend_cpu_vec_from_bf16(backend *b, float *dst, const uint16_t *src, size_t n) {
+  (void)b;
+  for (size_t i = 0; i < n; i++) dst[i] = backend_cpu_bf16_f32(src[i]);
+  return 0;
+}
+
+/* round to nearest even on the top 16 bits; a NaN stays a (quiet) NaN
+ * (the same rule as gptc_dist_to_bf16 in backend_cuda.c's kernels) */
+static int backend_cpu_vec_to_bf16(backend *b, uint16_t *dst, const float *src, size_t n) {
+  (void)b;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &src[i], sizeof u);
+    dst[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)(u >> 16 | 0x40) : (uint16_t)((u + 0x7fffu + (u >> 16 & 1)) >> 16);
+  }
+  return 0;
+}
+
+static int backend_cpu_vec_zero(backend *b, void *dst, size_t bytes) {
+  (void)b;
+  memset(dst, 0, bytes);
+  return 0;
+}
+
+static int backend_cpu_vec_copy(backend *b, void *dst, const void *src, size_t bytes, int host) {
+  (void)b, (void)host;
+  memmove(dst, src, bytes);
+  return 0;
+}
+
 static const backend_ops backend_cpu_ops = {
     .alloc = backend_cpu_alloc,
     .upload = backend_cpu_upload,
@@ -174,6 +235,14 @@ static const backend_ops backend_cpu_ops = {
     .infer = backend_cpu_infer,
     .logits = backend_cpu_logits,
     .close = backend_cpu_close,
+    .vec_alloc = backend_cpu_vec_alloc,
+    .vec_free = backend_cpu_vec_free,
+    .vec_add = backend_cpu_vec_add,
+    .vec_add_bf16 = backend_cpu_vec_add_bf16,
+    .vec_to_bf16 = backend_cpu_vec_to_bf16,
+    .vec_from_bf16 = backend_cpu_vec_from_bf16,
+    .vec_zero = backend_cpu_vec_zero,
+    .vec_copy = backend_cpu_vec_copy,
 };
 
 int backend_cpu_open(const cfg_t *cfg, backend **out) {

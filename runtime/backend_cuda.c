@@ -31,6 +31,7 @@ typedef struct {
   int graphs;           /* capture the step and inference as CUDA graphs */
   void *step_graph, *infer_graph;
   int step_graph_micro; /* the micro-batch count step_graph was captured for */
+  int dist_k;           /* plan index of gptc_dist_add (the dist kernels follow it); -1: none */
 } backend_cuda;
 
 static size_t backend_cuda_esize(int buf) {
@@ -128,6 +129,7 @@ static int backend_cuda_alloc(backend *b, int what) {
                    &c->alloc_acts))
       return -1;
     c->buf[CUDA_BUF_GRADS] = c->alloc_grads;
+    b->grads = (float *)(uintptr_t)c->alloc_grads;
     c->buf[CUDA_BUF_ADAM_M] = c->alloc_opt;
     c->buf[CUDA_BUF_ADAM_V] = c->alloc_opt + p->n_params * 4;
     c->buf[CUDA_BUF_ACTS] = c->alloc_acts;
@@ -380,6 +382,88 @@ static void backend_cuda_close(backend *b) {
   free(b);
 }
 
+/* ---- data-parallel vectors (backend.h): device memory, dist kernels ---- */
+
+/* The data-parallel kernels (cuda.h's cuda_dist_unit) in the plan, after
+ * the model's: c->dist_k + DIST_* */
+enum { DIST_ADD, DIST_ADD_BF16, DIST_TO_BF16, DIST_FROM_BF16 };
+
+static int backend_cuda_dist_plan(backend_cuda *c) {
+  cuda_kernel *k = util_realloc(c->plan.kernels, (size_t)(c->plan.n_kernels + CUDA_DIST_KERNELS) * sizeof *k,
+                                "kernel table");
+  if (!k) return -1;
+  c->plan.kernels = k;
+  c->dist_k = c->plan.n_kernels;
+  for (int i = 0; i < CUDA_DIST_KERNELS; i++) {
+    cuda_kernel *e = &k[c->plan.n_kernels++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", cuda_dist_kernels[i]);
+    e->nparams = 3, e->max_threads = 256;
+  }
+  return 0;
+}
+
+/* dst[i] op src[i] for i < n: kernel DIST_* over chunks of 2^30 elements
+ * (the kernels index with int); dsz, ssz: bytes per element of dst and src */
+static int backend_cuda_dist_run(backend *b, int kern, void *dst, size_t dsz, const void *src, size_t ssz, size_t n) {
+  backend_cuda *c = b->impl;
+  if (c->dist_k < 0)
+    return util_err("CUDA backend: the data-parallel kernels are not loaded (a whole-source test variant)");
+  const size_t chunk = (size_t)1 << 30;
+  for (size_t at = 0; at < n; at += chunk) {
+    int m = (int)(n - at < chunk ? n - at : chunk);
+    uint64_t pd = (uint64_t)(uintptr_t)dst + at * dsz, ps = (uint64_t)(uintptr_t)src + at * ssz;
+    void *params[3] = {&pd, &ps, &m};
+    unsigned grid[3] = {(unsigned)((m + 255) / 256), 1, 1}, block[3] = {256, 1, 1};
+    if (cuda_launch(c->dev, c->dist_k + kern, grid, block, params))
+      return util_err("%s: %s", cuda_dist_kernels[kern], util_errmsg());
+  }
+  return 0;
+}
+
+static void *backend_cuda_vec_alloc(backend *b, size_t n, size_t esize, const char *what) {
+  backend_cuda *c = b->impl;
+  cuda_ptr p = 0;
+  size_t bytes = (n ? n : 1) * esize;
+  if (cuda_alloc(c->dev, bytes, what, &p) || cuda_zero(c->dev, p, bytes)) {
+    if (p) cuda_free(c->dev, p);
+    return NULL;
+  }
+  return (void *)(uintptr_t)p;
+}
+
+static void backend_cuda_vec_free(backend *b, void *p) {
+  backend_cuda *c = b->impl;
+  cuda_free(c->dev, (cuda_ptr)(uintptr_t)p);
+}
+
+static int backend_cuda_vec_add(backend *b, float *dst, const float *src, size_t n) {
+  return backend_cuda_dist_run(b, DIST_ADD, dst, 4, src, 4, n);
+}
+
+static int backend_cuda_vec_add_bf16(backend *b, float *dst, const uint16_t *src, size_t n) {
+  return backend_cuda_dist_run(b, DIST_ADD_BF16, dst, 4, src, 2, n);
+}
+
+static int backend_cuda_vec_to_bf16(backend *b, uint16_t *dst, const float *src, size_t n) {
+  return backend_cuda_dist_run(b, DIST_TO_BF16, dst, 2, src, 4, n);
+}
+
+static int backend_cuda_vec_from_bf16(backend *b, float *dst, const uint16_t *src, size_t n) {
+  return backend_cuda_dist_run(b, DIST_FROM_BF16, dst, 4, src, 2, n);
+}
+
+static int backend_cuda_vec_zero(backend *b, void *dst, size_t bytes) {
+  backend_cuda *c = b->impl;
+  return cuda_zero(c->dev, (cuda_ptr)(uintptr_t)dst, bytes);
+}
+
+static int backend_cuda_vec_copy(backend *b, void *dst, const void *src, size_t bytes, int host) {
+  backend_cuda *c = b->impl;
+  return host ? cuda_upload(c->dev, (cuda_ptr)(uintptr_t)dst, src, bytes)
+              : cuda_copy(c->dev, (cuda_ptr)(uintptr_t)dst, (cuda_ptr)(uintptr_t)src, bytes);
+}
+
 static const backend_ops backend_cuda_ops = {
     .alloc = backend_cuda_alloc,
     .upload = backend_cuda_upload,
@@ -395,6 +479,14 @@ static const backend_ops backend_cuda_ops = {
     .infer = backend_cuda_infer,
     .logits = backend_cuda_logits,
     .close = backend_cuda_close,
+    .vec_alloc = backend_cuda_vec_alloc,
+    .vec_free = backend_cuda_vec_free,
+    .vec_add = backend_cuda_vec_add,
+    .vec_add_bf16 = backend_cuda_vec_add_bf16,
+    .vec_to_bf16 = backend_cuda_vec_to_bf16,
+    .vec_from_bf16 = backend_cuda_vec_from_bf16,
+    .vec_zero = backend_cuda_vec_zero,
+    .vec_copy = backend_cuda_vec_copy,
 };
 
 /* The buffers every op needs: parameters (and their bf16 copy), the
@@ -439,6 +531,7 @@ int backend_cuda_open_variant(const cfg_t *cfg, const gen_cuda_opts *gen, backen
   const char *g = getenv("GPTC_CUDA_GRAPHS");
   c->graphs = !(g && !strcmp(g, "0"));
   c->n_slots = cfg->train.grad_accum > 0 ? cfg->train.grad_accum : 1;
+  c->dist_k = -1;
   char *src = NULL;
   size_t len;
   char hash[65];
@@ -454,6 +547,7 @@ int backend_cuda_open_variant(const cfg_t *cfg, const gen_cuda_opts *gen, backen
   if (!rc) rc = gen_tensors(cfg, &c->tensors, &c->n_tensors, &n_params);
   if (!rc && n_params != c->plan.n_params)
     rc = util_err("CUDA plan: %zu parameters, the shapes say %zu", c->plan.n_params, n_params);
+  if (!rc && !whole) rc = cuda_dist_unit(&units, &n_units) || backend_cuda_dist_plan(c) ? -1 : 0;
   if (!rc) rc = whole ? cuda_dev_open(src, len, hash, &c->plan, &c->dev)
                       : cuda_dev_open_units(units, n_units, &c->plan, &c->dev);
   gen_units_free(units, n_units);
@@ -465,6 +559,7 @@ int backend_cuda_open_variant(const cfg_t *cfg, const gen_cuda_opts *gen, backen
   }
   const cuda_plan *p = &c->plan;
   snprintf(b->about, sizeof b->about, "cuda: %s", cuda_dev_about(c->dev));
+  b->stream = cuda_dev_stream(c->dev);
   b->vocab_size = p->V, b->context_length = p->ctx;
   b->B = p->B, b->T = p->T, b->eval_B = p->eval_B, b->eval_T = p->eval_T;
   b->n_params = p->n_params, b->n_tensors = c->n_tensors, b->tensors = c->tensors;

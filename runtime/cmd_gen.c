@@ -149,7 +149,11 @@ int cmd_gen(int argc, char **argv) {
     char wh[65];
     gen_unit *units;
     rc = gen_cuda_units(&cfg, NULL, &whole, &wl, wh, &units, &n_units);
-    if (!rc) {
+    if (!rc && cuda_dist_unit(&units, &n_units)) { /* what a run loads too */
+      free(whole);
+      gen_units_free(units, n_units);
+      rc = -1;
+    } else if (!rc) {
       free(whole);
       paths = util_calloc((size_t)n_units + 1, sizeof *paths, "unit list");
       fresh = util_calloc((size_t)n_units + 1, sizeof *fresh, "unit list");

@@ -18,6 +18,8 @@ static const cli_opt cmd_train_opts[] = {
     {"--device", "NAME", "cpu (default), cuda, or auto (cuda when a usable GPU is present)"},
     {"--no-tune", NULL, "do not measure GEMM schedules this host's file lacks (they keep the heuristic; see gptc tune)"},
     {"--zero", NULL, "under mpirun: each rank keeps the AdamW moments of its 1/N of the weights (ZeRO-1), bitwise the same run"},
+    {"--dist-grad", "TYPE", "under mpirun: fp32 (default) or bf16 gradients between ranks (half the bytes; deterministic, "
+                            "no longer bitwise one process's run)"},
     {"--quiet", NULL, "no progress output"},
     {NULL, NULL, NULL},
 };
@@ -33,9 +35,10 @@ static const cli_spec cmd_train_spec = {
     "(docs/validation.md; `gptc eval --split val` recomputes it). --set overrides config fields; the checkpoint\n"
     "stores the config with them. With --resume, a --set that changes the model's shape is refused; training\n"
     "fields (steps, lr, schedule, eval) may change and each change is printed and logged in log.jsonl.\n"
-    "Under an MPI launcher (mpirun -np N gptc train ...) it trains data-parallel on the CPU: N ranks x\n"
-    "grad_accum g give bit for bit one process's grad_accum N x g; rank 0 writes (docs/distributed.md).\n"
-    "--zero there shards the AdamW moments over the ranks (ZeRO-1): optimizer state per rank / N, same numbers.",
+    "Under an MPI launcher (mpirun -np N gptc train ...) it trains data-parallel, on the CPU (MPI) or with\n"
+    "--device cuda one rank per GPU (NCCL): N ranks x grad_accum g give bit for bit one process's grad_accum\n"
+    "N x g; rank 0 writes (docs/distributed.md). --zero there shards the AdamW moments over the ranks\n"
+    "(ZeRO-1, CPU): optimizer state per rank / N, same numbers.",
     cmd_train_opts, 0};
 
 int cmd_train(int argc, char **argv) {
@@ -56,6 +59,10 @@ int cmd_train(int argc, char **argv) {
   o.no_tune = cli_has(&a, "--no-tune");
   o.zero = cli_has(&a, "--zero");
   o.device = cli_get(&a, "--device");
+  const char *dg = cli_get(&a, "--dist-grad");
+  if (dg && strcmp(dg, "fp32") && strcmp(dg, "bf16"))
+    return cli_usage_err(&a, "option '--dist-grad' must be fp32 or bf16 (got '%s')", dg);
+  o.dist_bf16 = dg && !strcmp(dg, "bf16");
   if (o.device && strcmp(o.device, "cpu") && strcmp(o.device, "cuda") && strcmp(o.device, "auto"))
     return cli_usage_err(&a, "option '--device' must be cpu, cuda or auto (got '%s')", o.device);
   long v = 0;

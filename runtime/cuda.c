@@ -23,6 +23,60 @@ static int cuda_unit_hash(const char *src, char hash[65]) {
   return 0;
 }
 
+/* ---- the data-parallel kernels (cuda.h) ----------------------------------------------------
+ * dist.c's ordered sums on a GPU: one thread per element, so each element's
+ * sum is the same chain of fp32 adds in the same order as the CPU's loops.
+ * Not generated: they do not depend on the model, so every model shares one
+ * cached program. The kernels index with int: the caller launches chunks. */
+const char *const cuda_dist_kernels[CUDA_DIST_KERNELS] = {"gptc_dist_add", "gptc_dist_add_bf16", "gptc_dist_to_bf16",
+                                                          "gptc_dist_from_bf16"};
+
+static const char cuda_dist_src[] =
+    "typedef unsigned short bf16; /* raw bfloat16 bits */\n"
+    "extern \"C\" __device__ const unsigned gptc_abi[4] = {%d, %zu, %zu, 0};\n"
+    "extern \"C\" __device__ const char gptc_source_hash[65] = GPTC_SOURCE_HASH;\n"
+    "/* dst (n) += src (n) */\n"
+    "extern \"C\" __global__ void __launch_bounds__(256) gptc_dist_add(float *__restrict__ dst, const float *__restrict__ src, int n) {\n"
+    "  const int i = (int)(blockIdx.x * 256 + threadIdx.x);\n"
+    "  if (i < n) dst[i] += src[i];\n"
+    "}\n"
+    "/* dst (n) += float(src (n) bf16) */\n"
+    "extern \"C\" __global__ void __launch_bounds__(256) gptc_dist_add_bf16(float *__restrict__ dst, const bf16 *__restrict__ src, int n) {\n"
+    "  const int i = (int)(blockIdx.x * 256 + threadIdx.x);\n"
+    "  if (i < n) dst[i] += __uint_as_float((unsigned)src[i] << 16);\n"
+    "}\n"
+    "/* dst (n) bf16 = src (n) rounded to nearest even; a NaN stays a quiet NaN (backend_cpu.c's rule) */\n"
+    "extern \"C\" __global__ void __launch_bounds__(256) gptc_dist_to_bf16(bf16 *__restrict__ dst, const float *__restrict__ src, int n) {\n"
+    "  const int i = (int)(blockIdx.x * 256 + threadIdx.x);\n"
+    "  if (i >= n) return;\n"
+    "  const unsigned u = __float_as_uint(src[i]);\n"
+    "  dst[i] = (u & 0x7fffffffu) > 0x7f800000u ? (bf16)(u >> 16 | 0x40) : (bf16)((u + 0x7fffu + (u >> 16 & 1)) >> 16);\n"
+    "}\n"
+    "/* dst (n) = float(src (n) bf16) */\n"
+    "extern \"C\" __global__ void __launch_bounds__(256) gptc_dist_from_bf16(float *__restrict__ dst, const bf16 *__restrict__ src, int n) {\n"
+    "  const int i = (int)(blockIdx.x * 256 + threadIdx.x);\n"
+    "  if (i < n) dst[i] = __uint_as_float((unsigned)src[i] << 16);\n"
+    "}\n";
+
+int cuda_dist_unit(gen_unit **units, int *n) {
+  char body[sizeof cuda_dist_src + 64], h[65];
+  int bl = snprintf(body, sizeof body, cuda_dist_src, CUDA_ABI, sizeof(cuda_micro), sizeof(cuda_ctl));
+  util_sha256_hex(body, (size_t)bl, h);
+  size_t len = (size_t)bl + 200;
+  char *src = util_malloc(len, "CUDA data-parallel kernels"), *name = util_strdup("dist");
+  gen_unit *u = src && name ? util_realloc(*units, (size_t)(*n + 1) * sizeof *u, "CUDA kernel units") : NULL;
+  if (!u) {
+    free(src), free(name);
+    return -1;
+  }
+  *units = u;
+  /* the header gen_cuda_units gives every unit: its own content hash */
+  size_t sl = (size_t)snprintf(src, len, "/* gptc CUDA kernel unit dist (data-parallel sums, runtime/cuda.c) */\n"
+                                         "#define GPTC_SOURCE_HASH \"%s\"\n%s", h, body);
+  u[(*n)++] = (gen_unit){name, src, sl};
+  return 0;
+}
+
 /* ---- the driver API, dlopen'ed ------------------------------------------------------------
  * The driver's types, declared here: handles are opaque pointers, devices
  * and results ints, device addresses 64-bit. The entries are the ABI-stable
@@ -48,6 +102,7 @@ typedef void *cu_handle;
   X(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2", (cuda_ptr, const void *, size_t, cu_handle))                    \
   X(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", (void *, cuda_ptr, size_t, cu_handle))                          \
   X(cuMemsetD8Async, "cuMemsetD8Async", (cuda_ptr, unsigned char, size_t, cu_handle))                           \
+  X(cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2", (cuda_ptr, cuda_ptr, size_t, cu_handle))                         \
   X(cuModuleLoadData, "cuModuleLoadData", (cu_handle *, const void *))                                          \
   X(cuModuleUnload, "cuModuleUnload", (cu_handle))                                                              \
   X(cuModuleGetFunction, "cuModuleGetFunction", (cu_handle *, cu_handle, const char *))                         \
@@ -129,21 +184,29 @@ static int cuda_drv_load(void) {
   return 0;
 }
 
-/* GPU 0 and its compute capability (major * 10 + minor). */
+/* the GPU cuda_dev_start opens (cuda_use_device) */
+static int cuda_ordinal;
+
+void cuda_use_device(int ordinal) { cuda_ordinal = ordinal; }
+
+/* GPU cuda_ordinal and its compute capability (major * 10 + minor). */
 static int cuda_device(int *dev, int *cc, char *name, size_t name_len) {
   cu_result r;
   int count = 0, major = 0, minor = 0;
   if (CU_CHECK(cuda_drv.cuDeviceGetCount(&count), "cuDeviceGetCount")) return -1;
   if (count < 1) return util_err("the CUDA driver reports no GPU");
-  if (CU_CHECK(cuda_drv.cuDeviceGet(dev, 0), "cuDeviceGet") ||
+  if (cuda_ordinal >= count)
+    return util_err("GPU %d: the CUDA driver reports %d GPU%s on this machine (one rank per GPU: start at most %d "
+                    "ranks per machine)", cuda_ordinal, count, count == 1 ? "" : "s", count);
+  if (CU_CHECK(cuda_drv.cuDeviceGet(dev, cuda_ordinal), "cuDeviceGet") ||
       CU_CHECK(cuda_drv.cuDeviceGetAttribute(&major, CU_ATTR_CC_MAJOR, *dev), "cuDeviceGetAttribute") ||
       CU_CHECK(cuda_drv.cuDeviceGetAttribute(&minor, CU_ATTR_CC_MINOR, *dev), "cuDeviceGetAttribute") ||
       CU_CHECK(cuda_drv.cuDeviceGetName(name, (int)name_len, *dev), "cuDeviceGetName"))
     return -1;
   *cc = 10 * major + minor;
   if (*cc < 80)
-    return util_err("GPU 0 (%s) has compute capability %d.%d; the CUDA backend needs 8.0 or newer (TF32 and bf16 "
-                    "mma.sync)", name, major, minor);
+    return util_err("GPU %d (%s) has compute capability %d.%d; the CUDA backend needs 8.0 or newer (TF32 and bf16 "
+                    "mma.sync)", cuda_ordinal, name, major, minor);
   return 0;
 }
 
@@ -389,6 +452,10 @@ int cuda_explain(const cfg_t *cfg, int cc, cuda_unit_info **out, int *n) {
   int nu;
   if (gen_cuda_units(cfg, NULL, &src, &len, hash, &units, &nu)) return -1;
   free(src);
+  if (cuda_dist_unit(&units, &nu)) {
+    gen_units_free(units, nu);
+    return -1;
+  }
   cuda_unit_info *info = util_calloc((size_t)(nu ? nu : 1), sizeof *info, "unit list");
   int rc = info ? 0 : -1;
   for (int i = 0; !rc && i < nu; i++) {
@@ -597,6 +664,13 @@ int cuda_zero(cuda_dev *d, cuda_ptr p, size_t bytes) {
   cu_result r;
   return bytes ? CU_CHECK(cuda_drv.cuMemsetD8Async(p, 0, bytes, d->stream), "cuMemsetD8Async") : 0;
 }
+
+int cuda_copy(cuda_dev *d, cuda_ptr dst, cuda_ptr src, size_t bytes) {
+  cu_result r;
+  return bytes ? CU_CHECK(cuda_drv.cuMemcpyDtoDAsync(dst, src, bytes, d->stream), "cuMemcpyDtoDAsync") : 0;
+}
+
+void *cuda_dev_stream(const cuda_dev *d) { return d->stream; }
 
 int cuda_download(cuda_dev *d, void *dst, cuda_ptr src, size_t bytes) {
   cu_result r;

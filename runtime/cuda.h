@@ -131,6 +131,17 @@ int cuda_nvrtc_run(const char *src, const char *path, const char *arch, int want
 int cuda_nvrtc_target(int cc, char *arch, size_t n, int *ptx);
 void cuda_nvrtc_version(char *out, size_t n);
 
+/* ---- the data-parallel kernels (dist.h's sums on a GPU) ---- */
+
+/* gptc_dist_add (dst += src), gptc_dist_add_bf16 (dst += float(src bf16)),
+ * gptc_dist_to_bf16 (round to nearest even), gptc_dist_from_bf16; each
+ * (dst, src, int n), one thread per element, blocks of 256. */
+#define CUDA_DIST_KERNELS 4
+extern const char *const cuda_dist_kernels[CUDA_DIST_KERNELS];
+/* Appends their program (unit "dist", with its content hash) to the units
+ * of gen_cuda_units: a run, `gptc gen --compile` and --explain see the same list. */
+int cuda_dist_unit(gen_unit **units, int *n);
+
 /* ---- the driver ---- */
 
 /* 0 when a CUDA GPU this backend can use is present (the driver loads,
@@ -163,7 +174,7 @@ typedef struct {
 /* The units of cfg's CUDA source for compute capability cc (0: GPU 0's),
  * each with its key and whether it is cached; compiles and writes nothing. */
 int cuda_explain(const cfg_t *cfg, int cc, cuda_unit_info **units, int *n);
-/* Opens GPU 0 (primary context, one stream), then compiles `src` with
+/* Opens the GPU (0, or cuda_use_device's; primary context, one stream), then compiles `src` with
  * NVRTC for its architecture or loads the cached module, checks that the
  * module is the source with content hash `hash` and this ABI, and resolves
  * every kernel of `plan`. */
@@ -182,6 +193,13 @@ void cuda_free(cuda_dev *d, cuda_ptr p);
 /* Stream-ordered copies and fills; `src` may be reused on return. */
 int cuda_upload(cuda_dev *d, cuda_ptr dst, const void *src, size_t bytes);
 int cuda_zero(cuda_dev *d, cuda_ptr p, size_t bytes);
+/* device to device, stream-ordered */
+int cuda_copy(cuda_dev *d, cuda_ptr dst, cuda_ptr src, size_t bytes);
+/* The stream every launch and copy of d runs on (a CUstream: NCCL's too). */
+void *cuda_dev_stream(const cuda_dev *d);
+/* The GPU the next cuda_dev_open* opens (default 0): one rank per GPU
+ * under a launcher picks its local rank (dist.h). */
+void cuda_use_device(int ordinal);
 /* Waits for the stream, then copies to the host. */
 int cuda_download(cuda_dev *d, void *dst, cuda_ptr src, size_t bytes);
 int cuda_sync(cuda_dev *d);

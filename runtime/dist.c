@@ -21,6 +21,16 @@ int dist_env_size(void) {
   return getenv("PMIX_RANK") || getenv("PMI_RANK") ? 1 : 0;
 }
 
+/* The launcher's local rank (the GPU of this rank), where it says it. */
+static int dist_env_local_rank(void) {
+  static const char *const names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    const char *v = getenv(names[i]);
+    if (v && *v >= '0' && *v <= '9') return atoi(v);
+  }
+  return -1;
+}
+
 int dist_open(dist **out) {
   *out = NULL;
   if (!dist_env_size()) return 0;
@@ -47,6 +57,9 @@ int dist_open(dist **out) {
     free(d);
     return -1;
   }
+  /* the launcher's word first, else MPI's (ranks sharing this machine) */
+  int local = dist_env_local_rank();
+  if (local >= 0) d->local_rank = local;
   *out = d;
   return 0;
 }
@@ -68,31 +81,60 @@ void dist_shards(size_t n, int size, size_t *off) {
   off[size] = n;
 }
 
-int dist_bind(dist *d, size_t n) {
-  if (d->n == n && d->acc) return 0;
-  free(d->off), free(d->acc), free(d->recv), free(d->zm), free(d->zv);
-  d->off = NULL, d->acc = d->recv = d->zm = d->zv = NULL;
+int dist_backend_ok(const backend *b) {
+  const backend_ops *o = b->ops;
+  return b->grads && o->vec_alloc && o->vec_free && o->vec_add && o->vec_add_bf16 && o->vec_to_bf16 &&
+         o->vec_from_bf16 && o->vec_zero && o->vec_copy;
+}
+
+int dist_bind(dist *d, backend *b) {
+  size_t n = b->n_params;
+  if (d->b == b && d->n == n && d->acc) return 0;
+  dist_unbind(d);
+  if (!dist_backend_ok(b))
+    return util_err("data-parallel training: device %s cannot sum gradients where they are (no vector ops)", b->device);
+  const backend_ops *o = b->ops;
+  d->b = b;
   d->n = n;
   if (!(d->off = util_calloc((size_t)d->size + 1, sizeof *d->off, "shard table"))) return -1;
   dist_shards(n, d->size, d->off);
-  size_t mine = d->off[d->rank + 1] - d->off[d->rank], most = 0;
+  size_t mine = d->off[d->rank + 1] - d->off[d->rank], most = 0, es = d->grad16 ? 2 : 4;
   for (int r = 0; r < d->size; r++)
     if (d->off[r + 1] - d->off[r] > most) most = d->off[r + 1] - d->off[r];
   if (d->zero && (!(d->zm = util_calloc(mine ? mine : 1, sizeof(float), "AdamW first moments (this rank's shard)")) ||
                   !(d->zv = util_calloc(mine ? mine : 1, sizeof(float), "AdamW second moments (this rank's shard)"))))
     return -1;
-  if (!(d->acc = util_calloc(mine ? mine : 1, sizeof(float), "gradient shard")) ||
-      !(d->recv = util_calloc(d->size > 1 ? (size_t)d->size * (most ? most : 1) : 1, sizeof(float),
-                              "received gradient pieces")))
+  if (!(d->acc = o->vec_alloc(b, mine ? mine : 1, 4, "gradient shard")) ||
+      !(d->recv = o->vec_alloc(b, d->size > 1 ? (size_t)d->size * (most ? most : 1) : 1, es, "received gradient pieces")))
+    return -1;
+  if (d->grad16 && d->size > 1 && !(d->send16 = o->vec_alloc(b, n, 2, "bf16 gradients")))
     return -1;
   return 0;
+}
+
+void dist_unbind(dist *d) {
+  if (d->b) {
+    const backend_ops *o = d->b->ops;
+    if (d->acc) o->vec_free(d->b, d->acc);
+    if (d->recv) o->vec_free(d->b, d->recv);
+    if (d->send16) o->vec_free(d->b, d->send16);
+  }
+  free(d->off), free(d->zm), free(d->zv);
+  d->off = NULL, d->acc = d->zm = d->zv = NULL, d->recv = NULL, d->send16 = NULL;
+  d->b = NULL, d->n = 0;
+}
+
+double dist_step_bytes(const dist *d, int g) {
+  if (d->size < 2 || !d->off) return 0;
+  size_t mine = d->off[d->rank + 1] - d->off[d->rank];
+  return (d->grad16 ? 2.0 : 4.0) * (g + 1.0) * ((double)(d->n - mine) + (double)(d->size - 1) * (double)mine);
 }
 
 void dist_close(dist *d) {
   if (!d) return;
   dist_disarm(d);
+  dist_unbind(d);
   if (d->t && d->t->close) d->t->close(d);
-  free(d->off), free(d->acc), free(d->recv), free(d->zm), free(d->zv);
   free(d);
 }
 
@@ -188,49 +230,61 @@ int dist_step(dist *d, backend *b, const backend_step *s, double *loss, double *
   const backend_ops *o = b->ops;
   int size = d->size, rank = d->rank, g = s->n_micro, ng = size * g;
   size_t bt = (size_t)b->B * (size_t)b->T, n = b->n_params;
-  size_t lo = d->off[rank], sh = d->off[rank + 1] - lo;
-  float *grads = b->host_grads; // (n) this micro-batch's gradient, then the step's
+  size_t lo = d->off ? d->off[rank] : 0, sh = d->off ? d->off[rank + 1] - lo : 0, es = d->grad16 ? 2 : 4;
+  /* (in b's memory) grads: (n) this micro-batch's gradient, then the step's;
+   * acc: (sh) the sum of my shard; recv: (size, sh) the round's pieces */
+  float *grads = b->grads;
   *loss = 0, *norm = 0, *bad_rank = -1;
-  if (!grads) return util_err("data-parallel training needs the gradients on the host (device %s)", b->device);
-  if (d->n != n) return util_err("dist: bound to %zu parameters, the model has %zu", d->n, n);
+  if (d->b != b || d->n != n) return util_err("dist: not bound to this model (dist_bind)");
   double *mine = util_calloc((size_t)g + 1, sizeof(double), "step losses");        // (g + 1)
   double *all = util_calloc((size_t)size * (size_t)(g + 1), sizeof(double), "losses"); // (size, g + 1)
   int rc = -1;
   if (!mine || !all) goto out;
-  memset(d->acc, 0, (sh ? sh : 1) * sizeof(float));
+  if (o->vec_zero(b, d->acc, (sh ? sh : 1) * sizeof(float))) goto out;
   for (int k = 0; k < g; k++) {
     int j = dist_micro(rank, size, k);
     gptc_rng rng = {s->seed, s->offset + (uint64_t)j, s->dropout};
     const int32_t *in = s->inputs + (size_t)k * bt, *tg = s->targets + (size_t)k * bt;
     float l;
     if (o->zero_grads(b) || o->forward(b, in, tg, rng, &l) || o->backward(b, in, tg, rng, 1.0f / ng)) goto out;
-    if (d->nan_rank == rank && d->nan_step == (long)s->adamw.t) l = NAN, grads[0] = NAN;
+    if (d->nan_rank == rank && d->nan_step == (long)s->adamw.t) {
+      const float nan = NAN;
+      l = NAN;
+      if (o->vec_copy(b, grads, &nan, sizeof nan, 1)) goto out;
+    }
     mine[k] = l;
     if (size == 1) {
-      for (size_t i = 0; i < n; i++) d->acc[i] += grads[i];
+      if (o->vec_add(b, d->acc, grads, n)) goto out;
       continue;
     }
     /* the owner adds round k's pieces in rank order: global micro-batches
      * k*size + 0, k*size + 1, ... in turn, as one process would */
     double t0 = util_now();
+    if (d->grad16 && o->vec_to_bf16(b, d->send16, grads, n)) goto out;
     dist_arm(d, "exchanging gradients");
-    int e = d->t->exchange(d, grads, d->recv);
+    int e = d->t->exchange(d, d->grad16 ? (const void *)d->send16 : grads, d->recv, es);
     dist_disarm(d);
     d->comm_s += util_now() - t0;
     if (e) goto out;
     for (int q = 0; q < size; q++) {
-      const float *p = d->recv + (size_t)q * sh;
-      for (size_t i = 0; i < sh; i++) d->acc[i] += p[i];
+      const char *p = (const char *)d->recv + (size_t)q * sh * es;
+      if (d->grad16 ? o->vec_add_bf16(b, d->acc, (const uint16_t *)p, sh) : o->vec_add(b, d->acc, (const float *)p, sh))
+        goto out;
     }
   }
-  memcpy(grads + lo, d->acc, sh * sizeof(float));
+  /* my summed shard into the vector every rank gathers (bf16: the rounded
+   * sum, which the owner widens like every other rank) */
+  if (d->grad16 && size > 1 ? o->vec_to_bf16(b, d->send16 + lo, d->acc, sh)
+                            : o->vec_copy(b, grads + lo, d->acc, sh * sizeof(float), 0))
+    goto out;
   mine[g] = *stop_sig;
   double t0 = util_now();
   dist_arm(d, "gathering gradients and losses");
-  int e = size > 1 && (d->t->gather_shards(d, grads) || d->t->allgather(d, mine, (size_t)(g + 1) * sizeof(double), all));
+  int e = size > 1 && (d->t->gather_shards(d, d->grad16 ? (void *)d->send16 : grads, es) ||
+                       d->t->allgather(d, mine, (size_t)(g + 1) * sizeof(double), all));
   dist_disarm(d);
   d->comm_s += util_now() - t0;
-  if (e) goto out;
+  if (e || (d->grad16 && size > 1 && o->vec_from_bf16(b, grads, d->send16, n))) goto out;
   if (size == 1) memcpy(all, mine, (size_t)(g + 1) * sizeof(double));
   for (int j = 0; j < ng; j++) {
     float l = (float)all[(size_t)(j % size) * (size_t)(g + 1) + (size_t)(j / size)];
@@ -259,7 +313,7 @@ int dist_step(dist *d, backend *b, const backend_step *s, double *loss, double *
   if ((rc = o->adamw_range(b, a, lo, lo + sh, d->zm, d->zv)) || size == 1) goto out;
   t0 = util_now();
   dist_arm(d, "gathering the updated weights");
-  rc = d->t->gather_shards(d, b->host_params);
+  rc = d->t->gather_shards(d, b->host_params, sizeof(float));
   dist_disarm(d);
   d->comm_s += util_now() - t0;
 out:

@@ -19,6 +19,16 @@
  *   gradient, on every rank, identical);
  * - fault messages: which rank, and why (dist_fail, the watchdog).
  *
+ * The sums run where the gradients are, through the backend's vec ops
+ * (backend.h): host loops on the CPU, CUDA kernels on a GPU, in the same
+ * order; the transport moves the bytes (host memory for MPI, device
+ * memory for NCCL). With bf16 gradients (`--dist-grad bf16`) every piece
+ * travels as bf16 (rounded to nearest even), the owner adds the pieces in
+ * fp32 in the same order, and the summed shard travels back as bf16 too,
+ * which every rank (owner included) widens to fp32: the bytes moved halve,
+ * every rank still holds identical weights, and two runs are bitwise
+ * equal (no longer equal to one process, whose gradients never travel).
+ *
  * Without a launcher (no OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK ... in
  * the environment) dist_open gives NULL and nothing here runs: `gptc train`
  * is the single process it always was. */
@@ -36,11 +46,13 @@ typedef struct dist dist;
  * the same order) and returns 0, or -1 with util_err set. */
 typedef struct {
   const char *name; /* "MPI", "NCCL" */
-  /* send: the full (n) vector; piece q = [off[q], off[q+1]) goes to rank q.
-   * recv: (size, my shard) every rank's piece of my shard, in rank order */
-  int (*exchange)(dist *d, const float *send, float *recv);
-  /* buf: (n) on every rank; afterwards every shard holds its owner's values */
-  int (*gather_shards)(dist *d, float *buf);
+  /* send: the full (n) vector of `esize`-byte elements (4: fp32, 2: bf16);
+   * piece q = [off[q], off[q+1]) goes to rank q. recv: (size, my shard)
+   * every rank's piece of my shard, in rank order */
+  int (*exchange)(dist *d, const void *send, void *recv, size_t esize);
+  /* buf: (n) `esize`-byte elements on every rank; afterwards every shard
+   * holds its owner's values */
+  int (*gather_shards)(dist *d, void *buf, size_t esize);
   /* mine: (bytes) from this rank; all: (size, bytes) every rank's, in rank order */
   int (*allgather)(dist *d, const void *mine, size_t bytes, void *all);
   int (*barrier)(dist *d);
@@ -58,7 +70,12 @@ struct dist {
   void *impl;
   size_t n;                /* floats in the parameter vector (set by dist_bind) */
   size_t *off;             /* (size + 1) shard boundaries */
-  float *acc, *recv;       /* (my shard) sum; (size, max shard) received pieces */
+  /* in the bound backend's memory (dist_bind): */
+  backend *b;
+  float *acc;              /* (my shard) the ordered sum */
+  void *recv;              /* (size, max shard) received pieces, fp32 or bf16 */
+  uint16_t *send16;        /* (n) bf16: the pieces sent, then the gathered sums (grad16) */
+  int grad16;              /* gradients travel as bf16 (`gptc train --dist-grad bf16`) */
   double timeout_s;        /* per collective (GPTC_DIST_TIMEOUT, default 600 s) */
   /* fault injection for the tests (GPTC_DIST_NAN=RANK:STEP): that rank's
    * gradient and loss are NaN at that step (1-based); -1: none */
@@ -79,9 +96,16 @@ int dist_open(dist **out);
 /* The one-rank state a single process with grad_accum > 1 steps through
  * (no transport): its micro-batches are summed in the same order. */
 dist *dist_local(void);
-/* Sizes the buffers for a parameter vector of n floats. */
-int dist_bind(dist *d, size_t n);
+/* Sizes the buffers for b's parameter vector (b->n_params floats), in b's
+ * memory (its vec ops; set d->grad16 before). dist_unbind frees them: call
+ * it before b closes. */
+int dist_bind(dist *d, backend *b);
+void dist_unbind(dist *d);
 void dist_close(dist *d);
+/* Bytes this rank sends and receives in a step of g micro-batches: each
+ * round's exchange and the gather of the summed shards each move
+ * (n - mine) + (size - 1) mine elements of 4 bytes (2 with grad16). 0 on one rank. */
+double dist_step_bytes(const dist *d, int g);
 
 /* Shard boundaries of n floats over `size` ranks: off[0] = 0, off[size] = n,
  * the rest multiples of 16 in order. */
@@ -97,9 +121,11 @@ static inline int dist_micro(int rank, int size, int k) { return k * size + rank
  * identical on every rank. *stop_sig and *stop_rank: in: this rank's
  * pending signal (0: none); out: the first rank (in rank order) that has
  * one, and its signal. *bad_rank: the rank whose micro-batch loss was the
- * first non-finite one (-1: none). Needs the CPU backend's host buffers. */
+ * first non-finite one (-1: none). d must be bound to b (dist_bind). */
 int dist_step(dist *d, backend *b, const backend_step *s, double *loss, double *norm, int *stop_sig, int *stop_rank,
               int *bad_rank);
+/* The backend can run dist_step (it has the vec ops). */
+int dist_backend_ok(const backend *b);
 
 /* ZeRO-1: every rank's moment shards into rank 0's m and v (n floats
  * each; NULL on the other ranks), as one process holds them (checkpoints). */
@@ -130,7 +156,8 @@ void dist_fail(dist *d, const char *msg);
 /* Transports: dist_mpi.c and dist_nccl.c. */
 int dist_mpi_open(dist *d);
 /* NCCL over the ranks MPI started (rank 0's unique id shared through MPI):
- * replaces d's transport; buffers are then device pointers. */
-int dist_nccl_open(dist *d, int device);
+ * replaces d's transport; buffers are then device pointers, and NCCL's
+ * sends and receives run on `stream` (the backend's training stream). */
+int dist_nccl_open(dist *d, void *stream);
 
 #endif

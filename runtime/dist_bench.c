@@ -22,7 +22,7 @@ int dist_bench(const cfg_t *cfg, int repeats) {
   backend *b = NULL;
   int32_t *in = NULL, *tg = NULL; // (B, T) each: one micro-batch of seeded ids
   int rc = -1;
-  if (backend_cpu_open(cfg, &b) || b->ops->alloc(b, BACKEND_TRAIN) || dist_bind(d, b->n_params)) goto out;
+  if (backend_cpu_open(cfg, &b) || b->ops->alloc(b, BACKEND_TRAIN) || dist_bind(d, b)) goto out;
   train_init_tensors(b->tensors, b->n_tensors, b->n_params, b->host_params, cfg->train.seed);
   size_t bt = (size_t)b->B * (size_t)b->T;
   in = util_malloc(bt * sizeof *in, "bench inputs");
@@ -55,8 +55,7 @@ int dist_bench(const cfg_t *cfg, int repeats) {
   free(all);
   /* bytes this rank sends and receives per step: its pieces of the others'
    * shards and theirs of its own (exchange), then the shards (gather) */
-  size_t mine_n = d->off[d->rank + 1] - d->off[d->rank];
-  double moved = 4.0 * (2.0 * (double)(b->n_params - mine_n) + 2.0 * (double)(d->size - 1) * (double)mine_n);
+  double moved = dist_step_bytes(d, 1);
   if (d->rank == 0) {
     printf("gptc bench --ranks: %s | %.2fM parameters | %d ranks (%s) | batch %d x %d tokens per rank | %d steps\n",
            cfg->name, b->n_params / 1e6, d->size, d->t->name, b->B, b->T, n);
@@ -70,6 +69,7 @@ int dist_bench(const cfg_t *cfg, int repeats) {
 out:
   free(in);
   free(tg);
+  dist_unbind(d); /* its buffers are b's */
   backend_close(b);
   if (rc) dist_fail(d, util_errmsg());
   dist_close(d);

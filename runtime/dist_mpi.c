@@ -43,17 +43,22 @@ static int dist_mpi_counts(dist *d) {
   return 0;
 }
 
-static int dist_mpi_exchange(dist *d, const float *send, float *recv) {
+/* fp32, or bf16 moved as opaque 16-bit words (MPI never adds them) */
+static MPI_Datatype dist_mpi_type(size_t esize) { return esize == 2 ? MPI_UINT16_T : MPI_FLOAT; }
+
+static int dist_mpi_exchange(dist *d, const void *send, void *recv, size_t esize) {
   dist_mpi *m = d->impl;
   if (dist_mpi_counts(d)) return -1;
-  return dist_mpi_ok(MPI_Alltoallv(send, m->cnt, m->dsp, MPI_FLOAT, recv, m->rcnt, m->rdsp, MPI_FLOAT, MPI_COMM_WORLD),
+  MPI_Datatype t = dist_mpi_type(esize);
+  return dist_mpi_ok(MPI_Alltoallv(send, m->cnt, m->dsp, t, recv, m->rcnt, m->rdsp, t, MPI_COMM_WORLD),
                      "Alltoallv (gradient exchange)");
 }
 
-static int dist_mpi_gather(dist *d, float *buf) {
+static int dist_mpi_gather(dist *d, void *buf, size_t esize) {
   dist_mpi *m = d->impl;
   if (dist_mpi_counts(d)) return -1;
-  return dist_mpi_ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, m->cnt, m->dsp, MPI_FLOAT, MPI_COMM_WORLD),
+  return dist_mpi_ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, m->cnt, m->dsp, dist_mpi_type(esize),
+                                    MPI_COMM_WORLD),
                      "Allgatherv (gradient shards)");
 }
 

@@ -2,13 +2,11 @@
  * MPI starts the ranks and carries rank 0's NCCL unique id and the small
  * host-side collectives (losses, hashes, barriers, abort); NCCL moves the
  * gradient pieces between device buffers. libnccl.so.2 and libcuda.so.1
- * are dlopen'ed (GPTC_LIBNCCL overrides the former), so gptc starts and
- * trains on CPUs without them; the few NCCL types are declared here.
- *
- * Status (docs/distributed.md): the transport builds and links, and the
- * rank logic it serves (shards, order, faults) is dist.c's, tested on the
- * CPU through MPI; the CUDA backend does not yet hand its device gradients
- * to dist_step, so `gptc train --device cuda` under a launcher is refused. */
+ * are dlopen'ed (GPTC_LIBNCCL and GPTC_LIBCUDA override them), so gptc
+ * starts and trains on CPUs without them; the few NCCL types are declared
+ * here. NCCL only moves bytes (sends, receives, broadcasts, never a
+ * reduction): the sums are dist.c's, in its fixed order, on the GPU.
+ * Tested without a GPU through tests/gpu/emu/fakenccl.c (docs/gpu.md). */
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,7 +20,7 @@ typedef struct nccl_comm *nccl_comm; /* ncclComm_t */
 typedef struct {
   char internal[128]; /* NCCL_UNIQUE_ID_BYTES */
 } nccl_id;
-enum { NCCL_FLOAT32 = 7 }; /* ncclDataType_t ncclFloat32 */
+enum { NCCL_UINT8 = 1 }; /* ncclDataType_t ncclUint8: fp32 and bf16 alike travel as bytes */
 
 static struct {
   void *lib, *cuda;
@@ -42,7 +40,7 @@ typedef struct {
   const dist_transport *mpi; /* the host-side collectives */
   void *mpi_impl;
   nccl_comm comm;
-  void *stream; /* NULL: the default stream */
+  void *stream; /* the CUDA backend's training stream */
 } dist_nccl;
 
 static int dist_nccl_ok(nccl_result r, const char *op) {
@@ -55,10 +53,13 @@ static int dist_nccl_load(void) {
   if (!path || !*path) path = "libnccl.so.2";
   void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (!lib) return util_err("cannot load NCCL %s (%s): install NCCL or train on the CPU", path, dlerror());
-  void *cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  /* the driver the CUDA backend loaded (runtime/cuda.c) */
+  const char *drv = getenv("GPTC_LIBCUDA");
+  if (!drv || !*drv) drv = "libcuda.so.1";
+  void *cuda = dlopen(drv, RTLD_NOW | RTLD_LOCAL);
   if (!cuda) {
     dlclose(lib);
-    return util_err("NCCL needs the CUDA driver: cannot load libcuda.so.1 (%s)", dlerror());
+    return util_err("NCCL needs the CUDA driver: cannot load %s (%s)", drv, dlerror());
   }
   struct {
     void *lib;
@@ -93,13 +94,16 @@ static int dist_nccl_load(void) {
   } while (0)
 
 /* send, recv: device buffers as in dist_transport.exchange */
-static int dist_nccl_exchange(dist *d, const float *send, float *recv) {
+static int dist_nccl_exchange(dist *d, const void *send, void *recv, size_t es) {
   dist_nccl *n = d->impl;
   size_t mine = d->off[d->rank + 1] - d->off[d->rank];
+  const char *s = send;
+  char *r = recv;
   int rc = dist_nccl_ok(nccl.group_start(), "group start");
   for (int q = 0; rc == 0 && q < d->size; q++) {
-    rc = dist_nccl_ok(nccl.send(send + d->off[q], d->off[q + 1] - d->off[q], NCCL_FLOAT32, q, n->comm, n->stream), "send");
-    if (rc == 0) rc = dist_nccl_ok(nccl.recv(recv + (size_t)q * mine, mine, NCCL_FLOAT32, q, n->comm, n->stream), "recv");
+    rc = dist_nccl_ok(nccl.send(s + d->off[q] * es, (d->off[q + 1] - d->off[q]) * es, NCCL_UINT8, q, n->comm, n->stream),
+                      "send");
+    if (rc == 0) rc = dist_nccl_ok(nccl.recv(r + (size_t)q * mine * es, mine * es, NCCL_UINT8, q, n->comm, n->stream), "recv");
   }
   int end = dist_nccl_ok(nccl.group_end(), "group end (gradient exchange)");
   if (rc || end) return -1;
@@ -107,12 +111,13 @@ static int dist_nccl_exchange(dist *d, const float *send, float *recv) {
 }
 
 /* every shard broadcast by its owner, in one group */
-static int dist_nccl_gather(dist *d, float *buf) {
+static int dist_nccl_gather(dist *d, void *buf, size_t es) {
   dist_nccl *n = d->impl;
+  char *b = buf;
   int rc = dist_nccl_ok(nccl.group_start(), "group start");
   for (int q = 0; rc == 0 && q < d->size; q++)
-    rc = dist_nccl_ok(nccl.bcast(buf + d->off[q], buf + d->off[q], d->off[q + 1] - d->off[q], NCCL_FLOAT32, q, n->comm,
-                                 n->stream), "broadcast");
+    rc = dist_nccl_ok(nccl.bcast(b + d->off[q] * es, b + d->off[q] * es, (d->off[q + 1] - d->off[q]) * es, NCCL_UINT8, q,
+                                 n->comm, n->stream), "broadcast");
   int end = dist_nccl_ok(nccl.group_end(), "group end (shard gather)");
   if (rc || end) return -1;
   return nccl.sync(n->stream) ? util_err("NCCL shard gather: the stream failed") : 0;
@@ -147,8 +152,8 @@ static const dist_transport dist_nccl_transport = {
     NULL, /* gather0: ZeRO-1 runs on the CPU only so far */
 };
 
-int dist_nccl_open(dist *d, int device) {
-  (void)device; /* the caller made GPU `device` (the local rank) current before */
+int dist_nccl_open(dist *d, void *stream) {
+  /* the caller made GPU `local rank` current before (the CUDA backend's context) */
   if (!d->t || strcmp(d->t->name, "MPI")) return util_err("NCCL: the ranks must be started through MPI first");
   if (dist_nccl_load()) return -1;
   nccl_id id;
@@ -164,7 +169,7 @@ int dist_nccl_open(dist *d, int device) {
     free(n);
     return -1;
   }
-  n->mpi = d->t, n->mpi_impl = d->impl;
+  n->mpi = d->t, n->mpi_impl = d->impl, n->stream = stream;
   d->t = &dist_nccl_transport;
   d->impl = n;
   return 0;

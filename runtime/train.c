@@ -18,6 +18,7 @@
 
 #include "backend_cpu.h"
 #include "ckpt.h"
+#include "cuda.h"
 #include "data.h"
 #include "dist.h"
 #include "plot.h"
@@ -170,13 +171,15 @@ static void train_state_free(train_state *s) {
     free(s->adam_m);
     free(s->adam_v);
   }
+  /* (before the backend: dist's buffers are in its memory) */
+  if (s->acc != s->job) dist_close(s->acc); /* the job's own closes last, in train_run */
+  else if (s->job) dist_unbind(s->job);
   backend_close(s->be);
   free(s->inputs);
   free(s->targets);
   if (s->log) fclose(s->log);
   if (s->lock_fd >= 0) close(s->lock_fd); /* the run is over: another may start */
   util_buf_free(&s->resume_sets);
-  if (s->acc != s->job) dist_close(s->acc); /* the job's own closes last, in train_run */
 }
 
 /* "PATH (step N)" of the last checkpoint known to be finite, for messages. */
@@ -591,7 +594,12 @@ static int train_check_ranks(train_state *s, const train_opts *o) {
   util_sha256_hex(b.data ? b.data : "", b.len, opts);
   util_buf_free(&b);
   if (dist_check_same(s->job, "config (SHA-256 of the loaded config)", hash)) return -1;
-  return dist_check_same(s->job, "options (SHA-256 of --out, --steps, --resume, --init, --zero, --set, --text)", opts);
+  if (dist_check_same(s->job, "options (SHA-256 of --out, --steps, --resume, --init, --zero, --set, --text)", opts))
+    return -1;
+  /* one transport for the job: every rank on the same device, the same gradient type */
+  char dev[64];
+  snprintf(dev, sizeof dev, "%s/%s", o->device ? o->device : "cpu", o->dist_bf16 ? "bf16" : "fp32");
+  return dist_check_same(s->job, "--device/--dist-grad", dev);
 }
 
 static int train_setup(train_state *s, const train_opts *o) {
@@ -609,6 +617,9 @@ static int train_setup(train_state *s, const train_opts *o) {
   if (o->zero && !s->job)
     return util_err("--zero: shards the AdamW moments over the ranks of an MPI job: run it under mpirun -np N "
                     "(docs/distributed.md)");
+  if (o->dist_bf16 && !s->job)
+    return util_err("--dist-grad bf16: sets how gradients travel between the ranks of an MPI job: run it under mpirun "
+                    "-np N (docs/distributed.md)");
   if (o->resume && !util_file_exists(s->last_path))
     return util_err("%s: no checkpoint to resume from (train without --resume first)", s->last_path);
   /* under a launcher: the same config and options on every rank, then the
@@ -670,6 +681,8 @@ static int train_setup(train_state *s, const train_opts *o) {
   if (!o->no_tune && (!o->device || !strcmp(o->device, "cpu")) &&
       tune_ensure(c, TUNE_AUTO_BUDGET, o->quiet ? NULL : stderr))
     return -1;
+  /* one rank per GPU: this rank's is its local rank (on the CPU, unused) */
+  if (s->job) cuda_use_device(s->job->local_rank);
   if (backend_open(c, o->device, &s->be)) return -1;
   backend *m = s->be;
   /* --zero: the moments live in shards (dist.h), never whole on a rank */
@@ -739,15 +752,17 @@ static int train_setup(train_state *s, const train_opts *o) {
     if (dist_share0(s->job, "releasing the other ranks", text0, sizeof text0)) return -1;
   }
   if (s->job || tr->grad_accum > 1) {
-    /* the ordered sum over micro-batches (dist.h) on the CPU; a GPU keeps its own step */
-    if (!m->host_grads && s->job)
-      return util_err("--device %s: data-parallel training runs on the CPU only so far (docs/distributed.md)", m->device);
-    if (m->host_grads) {
-      if (!s->job && !(s->acc = dist_local())) return -1;
-      if (!s->acc) s->acc = s->job;
-      s->acc->zero = o->zero;
-      if (dist_bind(s->acc, m->n_params)) return -1;
-    }
+    /* the ordered sum over micro-batches (dist.h), where the gradients are */
+    if (!dist_backend_ok(m))
+      return util_err("--device %s: cannot sum gradients in order on this device (data-parallel training and "
+                      "grad_accum > 1 need it)", m->device);
+    /* a GPU's gradients travel over NCCL on its training stream (MPI keeps the small collectives) */
+    if (s->job && m->stream && dist_nccl_open(s->job, m->stream)) return -1;
+    if (!s->job && !(s->acc = dist_local())) return -1;
+    if (!s->acc) s->acc = s->job;
+    s->acc->zero = o->zero;
+    s->acc->grad16 = o->dist_bf16;
+    if (dist_bind(s->acc, m)) return -1;
   }
   if (o->zero) {
     if (!s->acc || !m->ops->adamw_range || s->adam_m)
@@ -835,9 +850,12 @@ int train_run(const train_opts *o) {
     else snprintf(per, sizeof per, "%zu batches/epoch", s.train_dl.n_batches);
     printf("gptc train: %s | %.2fM parameters | vocab %d | %zu train / %zu val tokens | %s | %s\n", c->name,
            n_real / 1e6, c->vocab_size, s.ds.n_train, s.ds.n_val, per, m->about);
-    if (s.job)
+    if (s.job) {
       printf("data-parallel: %d ranks (%s) | batch %d = %d ranks x batch_size %d x grad_accum %d\n", s.ranks,
              s.job->t->name, s.ranks * tr->batch_size * tr->grad_accum, s.ranks, tr->batch_size, tr->grad_accum);
+      printf("gradients between ranks: %s | %.0f bytes sent and received per step by rank 0\n",
+             s.job->grad16 ? "bf16" : "fp32", dist_step_bytes(s.job, tr->grad_accum));
+    }
     if (s.acc && s.acc->zero) {
       size_t most = 0; /* the largest shard: the optimizer state of the fullest rank */
       for (int r = 0; r < s.ranks; r++)

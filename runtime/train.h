@@ -27,6 +27,7 @@ typedef struct {
   const char *device; /* "cpu" (NULL), "cuda" or "auto" */
   int no_tune;        /* on the CPU, do not tune the GEMMs the host's schedule file lacks (tune.h) */
   int zero;           /* ZeRO-1 under a launcher: each rank keeps its shard of the AdamW moments (dist.h) */
+  int dist_bf16;      /* under a launcher: gradients travel between ranks as bf16 (dist.h, --dist-grad bf16) */
 } train_opts;
 
 int train_run(const train_opts *o);

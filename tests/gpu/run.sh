@@ -13,6 +13,10 @@
 #   bench     gptc against PyTorch (torch.compile, scaled_dot_product_attention):
 #             gpt2-124M ctx 1024 batch 16 in fp32/TF32 and bf16 (tokens/s, MFU),
 #             shakespeare-char-mid ms/step
+#   dist      data-parallel over real NCCL (mpirun, one rank per GPU): a 1-rank
+#             job with grad_accum 2 equals the single process bit for bit; with
+#             2+ GPUs, 2 ranks x grad_accum 1 equal 1 x 2 bit for bit, and bf16
+#             gradients run (needs mpirun and libnccl.so.2; not in the default list)
 #
 # Usage: sh tests/gpu/run.sh [STAGE...]   (default: every stage, in that order)
 # Environment: BUILD (where gptc and parity are; a prebuilt one from
@@ -142,6 +146,41 @@ print(statistics.median(r["tokens_per_s"] for r in rows[5:]))
 EOF
 }
 
+# the weights and log losses of two runs, compared (the headers name grad_accum: tensors only)
+same_run() {
+  python3 - "$1" "$2" <<'EOF'
+import json, struct, sys
+def tensors(d, f):
+    b = open(f"{d}/{f}", "rb").read()
+    return b[8 + struct.unpack("<Q", b[:8])[0]:]
+def losses(d):
+    return [(r["step"], r["loss"]) for r in map(json.loads, open(f"{d}/log.jsonl")) if "loss" in r]
+a, b = sys.argv[1:]
+ok = all(tensors(a, f) == tensors(b, f) for f in ("last.safetensors", "last.opt.safetensors")) and losses(a) == losses(b)
+print(f"{a} vs {b}: {'bitwise equal' if ok else 'DIFFER'}")
+sys.exit(0 if ok else 1)
+EOF
+}
+
+dist() {
+  out=$BUILD/dist
+  rm -rf "$out"
+  MPI="mpirun --allow-run-as-root --oversubscribe --bind-to none"
+  T="train --config $ROOT/configs/shakespeare-char.lua --device cuda --quiet --steps 20"
+  "$G" $T --set train.grad_accum=2 --out "$out/single2" || return 1
+  $MPI -np 1 "$G" $T --set train.grad_accum=2 --out "$out/nccl1" || return 1
+  same_run "$out/single2" "$out/nccl1" || return 1
+  gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+  [ "$gpus" -ge 2 ] || {
+    echo "1 GPU: the 2-rank checks need two (NCCL refuses two ranks on one GPU)"
+    return 0
+  }
+  $MPI -np 2 "$G" $T --set train.grad_accum=1 --out "$out/nccl2" || return 1
+  same_run "$out/single2" "$out/nccl2" || return 1
+  $MPI -np 2 "$G" $T --set train.grad_accum=1 --out "$out/nccl2-bf16" --dist-grad bf16 || return 1
+  tail -n 2 "$out/nccl2/log.jsonl" "$out/nccl2-bf16/log.jsonl"
+}
+
 bench() {
   rc=0
   out=$BUILD/bench
@@ -170,9 +209,9 @@ note "$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noh
 note ""
 for s in $STAGES; do
   case $s in
-  build | parity | golden | train | sanitize | bench) stage "$s" ;;
+  build | parity | golden | train | sanitize | bench | dist) stage "$s" ;;
   *)
-    echo "run.sh: unknown stage '$s' (build parity golden train sanitize bench)" >&2
+    echo "run.sh: unknown stage '$s' (build parity golden train sanitize bench dist)" >&2
     exit 2
     ;;
   esac

@@ -12,7 +12,8 @@
  * Build: cc -O2 -shared -fPIC -DEMU_HEADER='"/path/emu.h"' -o libcuda.so.1 fakecuda.c -ldl
  * Environment: GPTC_CACHE (where the sources are), FAKECUDA_CC (compute
  * capability, default 90), FAKECUDA_CXX (compiler, default c++),
- * FAKECUDA_MEM_LIMIT (device memory in bytes, default 80 GiB),
+ * FAKECUDA_MEM_LIMIT (device memory in bytes, default 80 GiB), FAKECUDA_DEVICES
+ * (GPUs reported, default 1),
  * FAKECUDA_SO_DIR (where the emulated modules are cached, an existing
  * directory; default $GPTC_CACHE/cuda, beside the sources). */
 #define _GNU_SOURCE
@@ -85,8 +86,14 @@ static CUresult fake_fail(CUresult r, const char *fmt, const char *arg) {
 
 CUresult cuInit(unsigned flags) { return flags ? E_INVALID_VALUE : OK; }
 CUresult cuDriverGetVersion(int *v) { *v = 13000; return OK; }
-CUresult cuDeviceGetCount(int *n) { *n = 1; return OK; }
-CUresult cuDeviceGet(int *d, int i) { *d = i; return i == 0 ? OK : E_INVALID_VALUE; }
+/* FAKECUDA_DEVICES: how many GPUs the fake reports (default 1; the
+ * data-parallel tests give each rank its own, all host memory) */
+static int fake_devices(void) {
+  const char *n = getenv("FAKECUDA_DEVICES");
+  return n && atoi(n) > 0 ? atoi(n) : 1;
+}
+CUresult cuDeviceGetCount(int *n) { *n = fake_devices(); return OK; }
+CUresult cuDeviceGet(int *d, int i) { *d = i; return i >= 0 && i < fake_devices() ? OK : E_INVALID_VALUE; }
 CUresult cuDeviceGetName(char *name, int len, int d) {
   (void)d;
   snprintf(name, (size_t)len, "gptc CUDA emulator (host)");
@@ -126,6 +133,12 @@ CUresult cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t n, void *s) 
   (void)s;
   if (fake_capturing) return fake_fail(E_CAPTURE, "%s", "a host copy inside stream capture");
   memcpy((void *)(uintptr_t)dst, src, n);
+  return OK;
+}
+CUresult cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t n, void *s) {
+  (void)s;
+  if (fake_capturing) return fake_fail(E_CAPTURE, "%s", "a device copy inside stream capture (not emulated)");
+  memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, n);
   return OK;
 }
 CUresult cuMemcpyDtoHAsync_v2(void *dst, uint64_t src, size_t n, void *s) {

@@ -120,7 +120,7 @@ static __attribute__((unused)) int amx_ready(void) {
  * nearest even). a: {{MR}} rows of bf16, k contiguous, lda apart; b: a pair panel
  * (kc2 / 2, {{NR}}, 2) bf16; k = kc (odd kc) is the layout's zero. The portable kernel:
  * every host runs it, and it is the reference the hardware kernels equal. */
-static __attribute__((noinline, unused)) void {{m.bf_portable}}(int kc, const uint16_t *restrict a, int lda,
+static __attribute__((noinline, unused)) void {{m.bf_portable}}_body(int kc, const uint16_t *restrict a, int lda,
                                              const uint16_t *restrict b, real *restrict c, int ldc, int mode,
                                              const real *restrict bias) {
 %     for i = 0, MR - 1 do
@@ -144,8 +144,8 @@ static __attribute__((noinline, unused)) void {{m.bf_portable}}(int kc, const ui
       memcpy(&w, a{{i}} + k, 4);
       const real ao = bits_f(w & 0xffff0000u), ae = bits_f(w << 16);
 %       for v = 0, NV - 1 do
-      c{{i}}_{{v}} = vftz(c{{i}}_{{v}} + ao * bo{{v}});
-      c{{i}}_{{v}} = vftz(c{{i}}_{{v}} + ae * be{{v}});
+      c{{i}}_{{v}} = BF16_FTZ(c{{i}}_{{v}} + ao * bo{{v}});
+      c{{i}}_{{v}} = BF16_FTZ(c{{i}}_{{v}} + ae * be{{v}});
 %       end
     }
 %     end
@@ -155,6 +155,13 @@ static __attribute__((noinline, unused)) void {{m.bf_portable}}(int kc, const ui
   vstore(c + {{i}} * (size_t)ldc + {{v * VL}}, c{{i}}_{{v}});
 %       end
 %     end
+}
+static __attribute__((noinline, unused)) void {{m.bf_portable}}(int kc, const uint16_t *restrict a, int lda,
+                                             const uint16_t *restrict b, real *restrict c, int ldc, int mode,
+                                             const real *restrict bias) {
+  BF16_FTZ_ON();
+  {{m.bf_portable}}_body(kc, a, lda, b, c, ldc, mode, bias);
+  BF16_FTZ_OFF();
 }
 %     if m.bf_path ~= "portable" then
 %       local fallback = m.bf_portable

@@ -336,6 +336,21 @@ GPTC_INLINE vreal vftz(vreal x) {
   const vbits tiny = (vbits)((u & 0x7f800000u) == 0);
   return (vreal)(u & (~tiny | 0x80000000u));
 }
+/* The portable bf16 kernel's flush of every FMA result (and DAZ on its inputs).
+ * On x86 the MXCSR does it in hardware, set by a caller around the kernel (its body is
+ * its own function, so no FMA of it moves outside the setting); elsewhere vftz per
+ * result. */
+#if defined(__x86_64__) || defined(__i386__)
+#define BF16_FTZ(x) (x)
+#define BF16_FTZ_ON()                                                                                              \
+  const unsigned bf16_csr = __builtin_ia32_stmxcsr();                                                              \
+  __builtin_ia32_ldmxcsr(bf16_csr | 0x8040u) /* FTZ (bit 15), DAZ (bit 6) */
+#define BF16_FTZ_OFF() __builtin_ia32_ldmxcsr(bf16_csr)
+#else
+#define BF16_FTZ(x) vftz(x)
+#define BF16_FTZ_ON() ((void)0)
+#define BF16_FTZ_OFF() ((void)0)
+#endif
 % end
 
 /* ---- reductions in a fixed order ---------------------------------------------

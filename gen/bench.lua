@@ -569,6 +569,8 @@ function M.body(cfg, opts)
   -- the pack buffers also hold the generic GEMM's blocks (rows of A copied)
   env.pack_a = math.max(ks.pack_a or 0, round_up(GBLOCK, env.MR) * (GBLOCK + env.APAD))
   env.pack_b = math.max(ks.pack_b or 0, round_up(GBLOCK, env.NR) * GBLOCK)
+  -- a bf16 model's bench also has fp32 GEMMs (the library's reference): both buffers
+  env.pack_fp32 = true
   env.micros = ks.micro.list
   -- gd's fields: every dim and derived value, in first-use order
   local fields, seen = {}, {}

@@ -34,6 +34,10 @@ typedef struct {
   const char *flags;       /* the JIT's flags */
   double fma_gflops;       /* measured fp32 FMA peak, every thread at once */
   double copy_gbs;         /* measured copy bandwidth, read + write */
+  /* measured bf16 peaks (bench_bf16.c), 0 where the CPU lacks the path and
+   * then why in *_why: vdpbf16ps (AVX512-BF16) and AMX's tdpbf16ps */
+  double bf16_dp_gflops, bf16_amx_gflops;
+  char bf16_dp_why[160], bf16_amx_why[160];
 } bench_machine;
 
 /* Fills everything but the two measurements (threads: the current OpenMP
@@ -42,6 +46,11 @@ void bench_describe(bench_machine *m);
 /* GFLOP/s of a register-resident FMA loop on every OpenMP thread (best of
  * seven), in the widest vector ISA the CPU has; *lanes gets its width. */
 double bench_fma_peak(int *lanes);
+/* The bf16 peaks (GFLOP/s, every OpenMP thread) of the paths this CPU has
+ * into m->bf16_*_gflops, why not into m->bf16_*_why for the others. */
+void bench_bf16_peaks(bench_machine *m);
+/* The machine line and, once measured, the peaks lines of bench_print. */
+void bench_print_machine(FILE *f, const bench_machine *m);
 /* GB/s (read + write) of copying `bytes` between two arrays, every OpenMP
  * thread a slice (best of five); -1 with util_err when out of memory. */
 int bench_copy_bw(size_t bytes, double *gbs);

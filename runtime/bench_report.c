@@ -133,16 +133,29 @@ static void bench_print_ops(FILE *f, const bench_report *r) {
 
 static double bench_mib(size_t bytes) { return (double)bytes / 1048576.0; }
 
-void bench_print(FILE *f, const bench_report *r) {
-  const cfg_t *c = r->cfg;
-  const bench_machine *m = &r->machine;
-  fprintf(f, "gptc bench: %s (V %d, C %d, H %d, L %d, B %d, T %d)\n", c->name, c->vocab_size, c->emb_dim,
-          c->n_heads, c->n_layers, c->train.batch_size, c->train.max_length);
+void bench_print_machine(FILE *f, const bench_machine *m) {
   fprintf(f, "machine: %s | %d cores, %d logical CPUs, %d thread%s used | %s | %s | gptc %s\n", m->cpu, m->cores,
           m->logical_cpus, m->threads, m->threads == 1 ? "" : "s", m->isa, m->compiler, GPTC_VERSION);
   if (m->fma_gflops > 0)
     fprintf(f, "peaks:   fp32 FMA %.1f GFLOP/s (%d-lane FMA loop, all threads), copy %.1f GB/s (read + write)\n",
             m->fma_gflops, m->fma_lanes, m->copy_gbs);
+  if (m->fma_gflops > 0) {
+    /* a why only where bench_bf16_peaks ran */
+    const char *dw = m->bf16_dp_why, *aw = m->bf16_amx_why;
+    if (m->bf16_dp_gflops > 0) fprintf(f, "         bf16 vdpbf16ps peak: %.1f GFLOP/s (all threads)\n", m->bf16_dp_gflops);
+    else fprintf(f, "         bf16 vdpbf16ps peak: not available on this CPU%s%s%s\n", *dw ? " (" : "", dw, *dw ? ")" : "");
+    if (m->bf16_amx_gflops > 0)
+      fprintf(f, "         bf16 AMX tdpbf16ps peak: %.1f GFLOP/s (16x32 tiles, all threads)\n", m->bf16_amx_gflops);
+    else fprintf(f, "         bf16 AMX tdpbf16ps peak: not available on this CPU%s%s%s\n", *aw ? " (" : "", aw, *aw ? ")" : "");
+  }
+}
+
+void bench_print(FILE *f, const bench_report *r) {
+  const cfg_t *c = r->cfg;
+  const bench_machine *m = &r->machine;
+  fprintf(f, "gptc bench: %s (V %d, C %d, H %d, L %d, B %d, T %d)\n", c->name, c->vocab_size, c->emb_dim,
+          c->n_heads, c->n_layers, c->train.batch_size, c->train.max_length);
+  bench_print_machine(f, m);
   if (r->n_ops > 0) {
     if (r->blas && r->blas->handle)
       fprintf(f, "library: %s cblas_sgemm (core %s, %d thread%s)\n", r->blas->name, r->blas->corename,
@@ -261,6 +274,8 @@ static void bench_json_machine(bench_jw *w, const bench_report *r) {
   bench_jstr(w, "gptc_version", GPTC_VERSION);
   bench_jnum(w, "fma_peak_gflops", m->fma_gflops);
   bench_jnum(w, "copy_gbs", m->copy_gbs);
+  bench_jnum(w, "bf16_vdpbf16ps_peak_gflops", m->bf16_dp_gflops > 0 ? m->bf16_dp_gflops : NAN);
+  bench_jnum(w, "bf16_amx_peak_gflops", m->bf16_amx_gflops > 0 ? m->bf16_amx_gflops : NAN);
   if (r->blas) {
     bench_jopen(w, "library", '{');
     bench_jbool(w, "available", r->blas->handle != NULL);

@@ -17,7 +17,9 @@
 #include "util.h"
 
 static const cli_opt cmd_bench_opts[] = {
-    {"--config", "FILE", "model config (.lua); required"},
+    {"--config", "FILE", "model config (.lua); required unless --peaks"},
+    {"--peaks", NULL, "only the machine's peaks: fp32 FMA, bf16 (vdpbf16ps, AMX tdpbf16ps: \"not available on this"
+                      " CPU\" where it lacks them) and the copy bandwidth"},
     CLI_OPT_SET,
     {"--device", "NAME", "cpu (default) or cuda (the training step only: the per-op part is CPU-only)"},
     {"--threads", "N", "CPU threads for the kernels and the library (default: all cores)"},
@@ -38,11 +40,12 @@ static const cli_opt cmd_bench_opts[] = {
 static const cli_spec cmd_bench_spec = {
     "gptc bench --config FILE [--set FIELD=VALUE]... [--device cpu|cuda] [--threads N] [--json OUT] [--chart OUT.svg] [--repeats N]\n"
     "                  [--cold] [--no-step] [--ops-only]\n"
+    "       gptc bench --peaks [--threads N]\n"
     "       mpirun -np N gptc bench --ranks --config FILE [--repeats N]",
-    "Measures this machine's fp32 FMA peak and copy bandwidth, then every kernel of the config's\n"
-    "training step in three variants: specialized (the model's own, shapes as literals), generic (the same\n"
-    "template with run-time shapes) and, for matmuls, OpenBLAS's cblas_sgemm (loaded at run time; n/a\n"
-    "when missing). Each variant runs once on the same seeded inputs and is checked against the generic\n"
+    "Measures this machine's fp32 FMA peak, its bf16 peaks (vdpbf16ps, AMX) where the CPU has them and the\n"
+    "copy bandwidth (--peaks: only these), then every kernel of the config's training step in three\n"
+    "variants: specialized (the model's own, shapes as literals), generic (the same template with run-time\n"
+    "shapes) and, for matmuls, OpenBLAS's cblas_sgemm (loaded at run time; n/a when missing). Each variant runs once on the same seeded inputs and is checked against the generic\n"
     "one (max |x - ref| / max |ref| <= 1e-4) before it is timed; a mismatch is reported and makes the\n"
     "exit status 1. Then whole training steps: ms/step, tokens/s, GFLOP/s, MFU and peak memory.",
     cmd_bench_opts,
@@ -76,14 +79,20 @@ static int cmd_bench_write(const char *path, int (*fn)(const bench_report *, uti
 
 static uint64_t cmd_bench_seed(const bench_report *r, int op) { return r->seed + (uint64_t)op * 0x9E3779B97F4A7C15ull; }
 
+/* The machine's peaks (fp32, bf16) and copy bandwidth into m. */
+static int cmd_bench_peaks(bench_machine *m) {
+  fprintf(stderr, "gptc bench: measuring the fp32 and bf16 peaks and the copy bandwidth\n");
+  m->fma_gflops = bench_fma_peak(&m->fma_lanes);
+  bench_bf16_peaks(m);
+  size_t bytes = (size_t)256 << 20, avail = util_mem_available();
+  if (avail / 8 < bytes) bytes = avail / 8;
+  return bench_copy_bw(bytes, &m->copy_gbs);
+}
+
 /* The per-op part: machine peaks, every op's own variants, then the
  * library's runs all together (bench.h: bench_op_lib says why). */
 static int cmd_bench_ops(const cfg_t *cfg, bench_report *r, bench_blas *blas, cpu_object *obj) {
-  fprintf(stderr, "gptc bench: measuring the fp32 FMA peak and the copy bandwidth\n");
-  r->machine.fma_gflops = bench_fma_peak(&r->machine.fma_lanes);
-  size_t bytes = (size_t)256 << 20, avail = util_mem_available();
-  if (avail / 8 < bytes) bytes = avail / 8;
-  if (bench_copy_bw(bytes, &r->machine.copy_gbs)) return -1;
+  if (cmd_bench_peaks(&r->machine)) return -1;
   const gptc_bench *b;
   if (bench_load(cfg, obj, &b)) return -1;
   r->hash = b->hash;
@@ -110,6 +119,17 @@ int cmd_bench(int argc, char **argv) {
   int code;
   if (cli_parse(&cmd_bench_spec, argc, argv, &a, &code)) return code;
   const char *path = cli_get(&a, "--config");
+  if (cli_has(&a, "--peaks")) {
+    long nt = 0;
+    if (path) return cli_usage_err(&a, "'--peaks' measures the machine only: it takes no '--config'");
+    if (cli_int(&a, "--threads", 1, 4096, &nt)) return 2;
+    cpu_set_threads((int)nt);
+    bench_machine m;
+    bench_describe(&m);
+    if (cmd_bench_peaks(&m)) return cli_fail();
+    bench_print_machine(stdout, &m);
+    return 0;
+  }
   if (!path || !path[0]) return cli_usage_err(&a, "option '--config FILE' is required");
   const char *device = cli_get(&a, "--device");
   if (!device) device = "cpu";

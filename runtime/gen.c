@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_bf16.h"
 #include "lx.h"
 #include "schedfile.h"
 #include "util.h"
@@ -123,6 +124,11 @@ void gen_host_opts(lua_State *L) {
   lua_setfield(L, -2, "vec_bytes");
   lua_pushinteger(L, omp_get_num_procs());
   lua_setfield(L, -2, "threads");
+  /* the bf16 GEMM path; a GPTC_BF16_PATH the CPU cannot run is the
+   * generator's error, raised only for a bf16 model */
+  const char *bf16 = cpu_bf16_path();
+  lua_pushstring(L, bf16 ? bf16 : util_errmsg());
+  lua_setfield(L, -2, bf16 ? "bf16_path" : "bf16_error");
 }
 
 /* The C emitters' options: the host's (gen_host_opts) and the GEMM

@@ -686,8 +686,8 @@ static float ref_bf16(float x) {
 
 /* The GEMM's summation order, from its definition (gen/cpu/schedule.lua): each
  * element of C is its start (0, the bias, or C for +=) plus a(i,k) b(k,j) for
- * k = 0 .. K-1, one fused multiply-add each, the operands rounded to bf16 in a
- * bf16 model. Each plain GEMM instance of MID (fp32 and bf16, under a
+ * k = 0 .. K-1, one fused multiply-add each; in a bf16 model the operands
+ * rounded to bf16 and k summed in pairs (k + 1, then k). Each plain GEMM instance of MID (fp32 and bf16, under a
  * forced schedule with K blocks of 40) equals that loop bit for bit. */
 START_TEST(gemm_sum_order) {
   ck_assert_msg(__builtin_cpu_supports("fma"), "this host has no FMA: the generated GEMMs contract a*b+c to it");
@@ -727,10 +727,15 @@ START_TEST(gemm_sum_order) {
       for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
           float r = acc ? C[(size_t)i * N + j] : bias_mode ? bias[j] : 0;
-          for (int k = 0; k < K; k++) {
-            float a = ta == 't' ? A[(size_t)k * M + i] : A[(size_t)i * K + k];
-            float b = tb == 't' ? B[(size_t)j * K + k] : B[(size_t)k * N + j];
-            r = bf ? fmaf(ref_bf16(a), ref_bf16(b), r) : fmaf(a, b, r);
+          /* bf16: each pair (k, k + 1) odd element first (the pair order, docs/bench-cpu.md;
+           * tests/test_bf16hw.c checks its flushes); no denormals here */
+          for (int k = 0; k < K; k += bf ? 2 : 1) {
+            for (int e = bf; e >= 0; e--) {
+              if (k + e >= K) continue;
+              float a = ta == 't' ? A[(size_t)(k + e) * M + i] : A[(size_t)i * K + k + e];
+              float b = tb == 't' ? B[(size_t)j * K + k + e] : B[(size_t)(k + e) * N + j];
+              r = bf ? fmaf(ref_bf16(a), ref_bf16(b), r) : fmaf(a, b, r);
+            }
           }
           R[(size_t)i * N + j] = r;
         }

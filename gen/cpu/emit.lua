@@ -74,6 +74,8 @@ local function base_env(S, opts, cfg)
     vec_bytes = vec_bytes, force_mr = opts.mr, force_nv = opts.nv,
     schedules = opts.schedules, schedule_all = opts.schedule_all,
     bf16 = cfg ~= nil and cfg.precision == "bf16",
+    -- the bf16 GEMMs' micro-kernel: portable, avx512bf16 or amx (runtime/cpu_bf16.c)
+    bf16_path = opts.bf16_path or "portable",
     ATT_ROWS = layout.ATT_ROWS, TVEC = layout.VEC,
     c_string = function(str) return (str:gsub('[\\"]', '\\%0'):gsub("[%c\128-\255]", function(c)
       return string.format("\\%03o", c:byte())
@@ -84,6 +86,9 @@ local function base_env(S, opts, cfg)
     drop_threshold = string.format("%d", math.min(math.floor(p * 2 ^ 32 + 0.5), 2 ^ 32 - 1)),
   }
   env.NR = env.NV * VL
+  if env.bf16 and opts.bf16_error then error(opts.bf16_error, 0) end
+  -- the bf16 pack layout's k granule: pairs, or AMX's 32 k a tile row
+  env.KP = env.bf16_path == "amx" and 32 or 2
   env.acc_list = function(i)
     local t = {}
     for v = 0, env.NV - 1 do t[#t + 1] = string.format("c%d_%d = {0}", i, v) end
@@ -128,6 +133,13 @@ local function micro(ks, env, mr, nv, unroll)
     local suffix = string.format("_%dx%d%s", mr, nv * env.VL, unroll > 1 and ("_u" .. unroll) or "")
     m = { MR = mr, NV = nv, NR = nv * env.VL, unroll = unroll, rows = "micro_kernel_rows" .. suffix,
       cols = "micro_kernel_cols" .. suffix, edge = string.format("edge_%dx%d", mr, nv * env.VL) }
+    if env.bf16 then
+      -- the bf16 pair kernels: the portable one always (the others' fallback);
+      -- the hardware's where the panel is whole 16-column (one zmm, one tile) blocks
+      m.bf = "micro_kernel_bf16" .. suffix
+      m.bf_portable = "micro_kernel_bf16_portable" .. suffix
+      m.bf_path = (env.bf16_path ~= "portable" and env.VL == 16 and m.NR % 16 == 0) and env.bf16_path or "portable"
+    end
     ks.micro.by[key] = m
     ks.micro.list[#ks.micro.list + 1] = m
   end
@@ -176,6 +188,9 @@ local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi, sched, 
   -- packed A: the A^T strips of a block, the rows of a block (stride KC +
   -- APAD) when they are copied, or else one edge strip; B: a block's panels
   local a_size = ta and round_up(k.MC, MR) * k.KC or (k.pack_rows and round_up(k.MC, MR) or MR) * (k.KC + env.APAD)
+  -- bf16: A's rows (stride kc rounded up to KP, + APAD) and B's pair panels, in bf16 elements
+  local KCP = env.bf16 and round_up(k.KC, env.KP) or k.KC
+  if env.bf16 then a_size = round_up(k.MC, MR) * (KCP + env.APAD) end
   -- A copied whole: when several tiles share a row block, a thread keeps the
   -- row block's packed K blocks and reuses them for its next tile of that row
   -- block instead of packing them again (up to A_WHOLE bytes a thread)
@@ -186,7 +201,7 @@ local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi, sched, 
   end
   use(ks, "gemm.c", k, false)
   -- its own packing buffers' sizes, for its compilation unit (split)
-  k.pack_a_size, k.pack_b_size = a_size, round_up(k.NC, NR) * k.KC
+  k.pack_a_size, k.pack_b_size = a_size, round_up(k.NC, NR) * KCP
   ks.pack_a = math.max(ks.pack_a or 0, a_size)
   ks.pack_b = math.max(ks.pack_b or 0, k.pack_b_size)
   return fn
@@ -634,6 +649,18 @@ local function schedule_lines(S, opts, cfg)
       (opts.schedule_source and (";\n *   " .. opts.schedule_source) or "") .. "):\n" .. table.concat(o)
 end
 
+-- The header's line naming a bf16 model's GEMM path (none for fp32).
+local BF16_PATHS = {
+  portable = "portable: bf16 pairs summed with fp32 vector FMAs",
+  avx512bf16 = "avx512bf16: vdpbf16ps",
+  amx = "amx: tdpbf16ps on 16x32 bf16 tiles, vdpbf16ps or portable if the tile state is refused",
+}
+local function bf16_line(cfg, opts)
+  if cfg.precision ~= "bf16" then return "" end
+  local path = opts.bf16_path or "portable"
+  return string.format(" * bf16 GEMM path %s (pair layout, docs/bench-cpu.md)\n", BF16_PATHS[path] or path)
+end
+
 function M.header(cfg, hash, opts)
   opts = opts or {}
   local S = fused_shapes(cfg)
@@ -645,12 +672,12 @@ function M.header(cfg, hash, opts)
  * V=%d C=%d H=%d head_dim=%d L=%d context_length=%d qkv_bias=%s tie_embeddings=%s drop_rate=%g
  * training shape B=%d T=%d, evaluation shape B=%d T=%d; %d parameters; element type %s
  * for a host with %d-byte vectors and %d processors (the GEMMs' register blocks and tiles)
-%s * content hash (SHA-256 of the source below this header):
+%s%s * content hash (SHA-256 of the source below this header):
  *   %s */
 #define GPTC_SOURCE_HASH "%s"
 ]], name, gptc.version, d.V, d.C, d.H, d.hd, d.L, d.ctx, tostring(cfg.qkv_bias), tostring(cfg.tie_embeddings),
     d.p, d.B, d.T, d.eval_B, d.eval_T, S.n_params_real, opts.real or "float", host_vec_bytes(opts),
-    host_threads(opts), schedule_lines(S, opts, cfg), hash, hash)
+    host_threads(opts), bf16_line(cfg, opts), schedule_lines(S, opts, cfg), hash, hash)
 end
 
 -- ---- readable summary ------------------------------------------------------------

@@ -15,7 +15,9 @@
 --   unroll   unroll of the micro-kernel's k loop (1 = as the compiler likes)
 -- Every schedule sums each element of C in the same order: its first value
 -- (0, the bias, or C itself for +=) and then a(i, k) b(k, j) for k = 0, 1, ..,
--- K-1, one fused multiply-add each. No field changes that order, so every
+-- K-1, one fused multiply-add each (bf16: k in pairs, k + 1 before k, each
+-- result flushed when denormal; docs/bench-cpu.md has each bf16 path's
+-- order, and its K blocks are even). No field changes that order, so every
 -- schedule gives the same bits (tests/test_gen.c checks it), whatever the
 -- host or the tuning.
 --
@@ -136,6 +138,8 @@ function M.check(p, h, s)
   out.mc = math.min(out.mc, round_up(p.M, out.mr))
   out.nc = math.min(out.nc, round_up(p.N, nr))
   out.kc = math.min(out.kc, p.K)
+  -- bf16 sums k in pairs (2j, 2j + 1): a K block must not split one
+  if p.bf16 and out.kc < p.K and out.kc % 2 == 1 then out.kc = out.kc + 1 end
   return out
 end
 

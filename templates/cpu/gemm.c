@@ -3,7 +3,10 @@
 % local mk = k.micro or mk
 % -- bf16: both operands rounded to bfloat16 as they are packed (A always packed)
 % local bf = k.bf16
-% local R, VR, COPY = bf and "bf16_round" or "", bf and "vbf16_round" or "", bf and "gemm_copy_bf16" or "gemm_copy"
+% local R, VR, COPY = "", "", "gemm_copy"
+% -- the pack buffers' element: bf16 bits in the pair layout, or reals
+% local EL = bf and "uint16_t" or "real"
+% local PA, PB = bf and "pack_a16" or "pack_a", bf and "pack_b16" or "pack_b"
 /* C ({{k.M}}, {{k.N}}) {{k.mode == "acc" and "+=" or "="}} {{k.ta and "A^T" or "A"}} . {{k.tb and "B^T" or "B"}}{{k.mode == "bias" and " + bias" or ""}} with K={{k.K}}: {{k.desc}}
  * A {{k.ta and "(K, M)" or "(M, K)"}} row stride {{k.lda}}, B {{k.tb and "(N, K)" or "(K, N)"}} row stride {{k.ldb}}; tiles {{k.MC}}x{{k.NC}}, K blocks of {{k.KC}}
 % if k.schedule then
@@ -53,9 +56,9 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
     const int fresh = pack_a_call != call || pack_a_row != ic;
     pack_a_call = call;
     pack_a_row = ic;
-    real *pb = pack_b;
+    {{EL}} *pb = {{PB}};
 % else
-    real *pa = pack_a, *pb = pack_b;
+    {{EL}} *pa = {{PA}}, *pb = {{PB}};
 % end
 % if k.epi == "colsum" then
     real colsum[{{k.NC}}];
@@ -70,8 +73,45 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
 % else
       const int mode = pc == 0 ? 0 : 1;
 % end
+% if bf then
+      /* kc2: kc rounded up to {{KP}}, the pair layout's k granule (k in [kc, kc2) is zero).
+       * B block (kc, nc) -> {{NR}}-column panels of k pairs in bf16, panel q at pb + q kc2:
+       * b(k, j) at (k / 2) * {{2 * NR}} + 2 j + k % 2, so the pair (k, k + 1) of a column is one
+       * 32-bit word and a pair row {{NR}} of them (vdpbf16ps's and tdpbf16ps's B); zero padded */
+      const int kc2 = (kc + {{KP - 1}}) / {{KP}} * {{KP}};
+%   if k.tb then
+      /* B^T's rows are B's columns, k contiguous */
+      for (int j = 0; j < (nc + {{NR - 1}}) / {{NR}} * {{NR}}; j++) {
+        uint16_t *bp = pb + (size_t)(j / {{NR}} * {{NR}}) * kc2 + 2 * (j % {{NR}});
+        if (j < nc) {
+          const real *src = B + (size_t)(jc + j) * {{k.ldb}} + pc;
+          for (int kk = 0; kk < kc2; kk++) bp[(size_t)(kk >> 1) * {{2 * NR}} + (kk & 1)] = kk < kc ? bf16_bits(src[kk]) : 0;
+        } else {
+          for (int kk = 0; kk < kc2; kk++) bp[(size_t)(kk >> 1) * {{2 * NR}} + (kk & 1)] = 0;
+        }
+      }
+%   else
+      /* row by row, so each row of B is read once, in order */
+      for (int kk = 0; kk < kc2; kk++) {
+        uint16_t *bp = pb + (size_t)(kk >> 1) * {{2 * NR}} + (kk & 1);
+        if (kk >= kc) {
+          for (int q = 0; q < nc; q += {{NR}})
+            for (int j = 0; j < {{NR}}; j++) bp[(size_t)q * kc2 + 2 * j] = 0;
+          continue;
+        }
+        const real *src = B + (size_t)(pc + kk) * {{k.ldb}} + jc;
+%     if k.epi == "colsum" then
+        if (ic == 0)
+          for (int j = 0; j < nc; j++) colsum[j] += src[j];
+%     end
+        for (int q = 0; q < nc; q += {{NR}}) {
+          uint16_t *d = bp + (size_t)q * kc2;
+          for (int j = 0; j < {{NR}}; j++) d[2 * j] = q + j < nc ? bf16_bits(src[q + j]) : 0;
+        }
+      }
+%   end
+% elseif k.tb then
       /* B block (kc, nc) -> {{NR}}-column panels (kc, {{NR}}), zero padded */
-% if k.tb then
       for (int q = 0; q < nc; q += {{NR}}) {
         real *bp = pb + (size_t)q * kc;
         const int nr = nc - q < {{NR}} ? nc - q : {{NR}};
@@ -97,6 +137,7 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
         }
       }
 % else
+      /* B block (kc, nc) -> {{NR}}-column panels (kc, {{NR}}), zero padded */
       /* row by row, so each row of B is read once, in order */
       for (int kk = 0; kk < kc; kk++) {
         const real *src = B + (size_t)(pc + kk) * {{k.ldb}} + jc;
@@ -117,20 +158,44 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
       }
 % end
 % if k.a_whole then
-      real *pa = pack_a + (size_t)(pc / {{k.KC}}) * {{k.a_block}};
+      {{EL}} *pa = {{PA}} + (size_t)(pc / {{k.KC}}) * {{k.a_block}};
 % end
-% if k.ta then
+% if bf then
+      /* A block (or A^T's) -> {{MR}}-row strips of bf16 rows, k contiguous (stride kc2 + {{APAD}}):
+       * a pair is one 32-bit word (vdpbf16ps's broadcast), 32 k a tile row (tileloadd);
+       * rows past mc and k past kc are zero */
+      const int lda = kc2 + {{APAD}};
+%   if k.a_whole then
+      if (fresh) {
+%   else
+      {
+%   end
+        const int mcr = (mc + {{MR - 1}}) / {{MR}} * {{MR}};
+%   if k.ta then
+        for (int kk = 0; kk < kc2; kk++) {
+          const real *src = A + (size_t)(pc + (kk < kc ? kk : 0)) * {{k.lda}} + ic;
+          for (int i = 0; i < mcr; i++) pa[(size_t)i * lda + kk] = kk < kc && i < mc ? bf16_bits(src[i]) : 0;
+        }
+%   else
+        for (int i = 0; i < mcr; i++) {
+          uint16_t *d = pa + (size_t)i * lda;
+          int kk = 0;
+          if (i < mc) {
+            const real *src = A + (size_t)(ic + i) * {{k.lda}} + pc;
+            for (; kk < kc; kk++) d[kk] = bf16_bits(src[kk]);
+          }
+          for (; kk < kc2; kk++) d[kk] = 0;
+        }
+%   end
+      }
+% elseif k.ta then
       /* A^T block -> {{MR}}-row strips (kc, {{MR}}), zero padded; row by row as B */
       for (int kk = 0; {{k.a_whole and "fresh && " or ""}}kk < kc; kk++) {
         const real *src = A + (size_t)(pc + kk) * {{k.lda}} + ic;
         for (int p = 0; p < mc; p += {{MR}}) {
           real *ap = pa + (size_t)p * kc + (size_t)kk * {{MR}};
           if (p + {{MR}} <= mc)
-%   if bf then
-            for (int i = 0; i < {{MR}}; i++) ap[i] = bf16_round(src[p + i]);
-%   else
             memcpy(ap, src + p, {{MR}} * sizeof(real));
-%   end
           else
             for (int i = 0; i < {{MR}}; i++) ap[i] = p + i < mc ? {{R}}(src[p + i]) : 0;
         }
@@ -165,7 +230,9 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
           const int mr = mc - p < {{MR}} ? mc - p : {{MR}};
           real *c = C + (size_t)(ic + p) * {{k.N}} + jc + q;
           const real *bb = {{k.mode == "bias" and "bias + jc + q" or "NULL"}};
-% if k.ta then
+% if bf then
+#define GEMM_STRIP(dst, ldc, m) {{mk.bf}}(kc, pa + (size_t)p * lda, lda, pb + (size_t)q * kc2, dst, ldc, m, bb)
+% elseif k.ta then
 #define GEMM_STRIP(dst, ldc, m) {{mk.cols}}(kc, pa + (size_t)p * kc, {{MR}}, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)
 % elseif k.pack_rows then
 #define GEMM_STRIP(dst, ldc, m) {{mk.rows}}(kc, pa + (size_t)p * lda, lda, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)

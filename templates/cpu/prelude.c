@@ -256,8 +256,9 @@ GPTC_INLINE real gelu_grad_r(real x) {
 
 /* ---- bf16 (precision = "bf16") ---------------------------------------------------
  * The GEMMs round both operands to bfloat16 as they pack them (round to nearest,
- * ties to even; a NaN stays a NaN) and multiply-add in fp32: the numbers are those of
- * a bf16 GEMM with fp32 accumulation, summed in the fp32 GEMM's k order. Weights,
+ * ties to even; a NaN stays a NaN; a bf16 denormal becomes a zero of its sign, as
+ * the hardware's DAZ reads it) into the pair layout (gemm.c) and multiply-add in
+ * fp32, each pair of k in the order vdpbf16ps sums it (gemm_kernel.c). Weights,
  * gradients, AdamW's moments and every other op stay fp32. */
 GPTC_INLINE float bf16_round(float x) {
   uint32_t u;
@@ -266,16 +267,43 @@ GPTC_INLINE float bf16_round(float x) {
   memcpy(&x, &u, 4);
   return x;
 }
-typedef uint32_t vbits __attribute__((vector_size({{VL * RSIZE}})));
-GPTC_INLINE vreal vbf16_round(vreal x) {
-  vbits u, r, nan;
-  memcpy(&u, &x, sizeof u);
-  nan = (vbits)((u & 0x7fffffffu) > 0x7f800000u);
-  r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  r = (r & ~nan) | ((u | 0x00400000u) & 0xffff0000u & nan);
-  memcpy(&x, &r, sizeof x);
+/* x as bf16 bits (the upper half of bf16_round(x)), denormals flushed */
+GPTC_INLINE uint16_t bf16_bits(float x) {
+  uint32_t u;
+  x = bf16_round(x);
+  memcpy(&u, &x, 4);
+  if (!(u & 0x7f800000u)) u &= 0x80000000u;
+  return (uint16_t)(u >> 16);
+}
+/* the float whose bits are u */
+GPTC_INLINE float bits_f(uint32_t u) {
+  float x;
+  memcpy(&x, &u, 4);
   return x;
 }
+typedef uint32_t vbits __attribute__((vector_size({{VL * RSIZE}})));
+/* x with each denormal lane a zero of its sign: the hardware's flush of a
+ * result (FTZ) and of an fp32 input (DAZ) */
+GPTC_INLINE vreal vftz(vreal x) {
+  const vbits u = (vbits)x;
+  const vbits tiny = (vbits)((u & 0x7f800000u) == 0);
+  return (vreal)(u & (~tiny | 0x80000000u));
+}
+/* The portable bf16 kernel's flush of every FMA result (and DAZ on its inputs).
+ * On x86 the MXCSR does it in hardware, set by a caller around the kernel (its body is
+ * its own function, so no FMA of it moves outside the setting); elsewhere vftz per
+ * result. */
+#if defined(__x86_64__) || defined(__i386__)
+#define BF16_FTZ(x) (x)
+#define BF16_FTZ_ON()                                                                                              \
+  const unsigned bf16_csr = __builtin_ia32_stmxcsr();                                                              \
+  __builtin_ia32_ldmxcsr(bf16_csr | 0x8040u) /* FTZ (bit 15), DAZ (bit 6) */
+#define BF16_FTZ_OFF() __builtin_ia32_ldmxcsr(bf16_csr)
+#else
+#define BF16_FTZ(x) vftz(x)
+#define BF16_FTZ_ON() ((void)0)
+#define BF16_FTZ_OFF() ((void)0)
+#endif
 % end
 
 /* ---- reductions in a fixed order ---------------------------------------------

@@ -19,6 +19,7 @@
 #include "cpu.h"
 #include "cpu_bf16.h"
 #include "gen.h"
+#include "lx.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -64,7 +65,7 @@ static char *render_for(const char *prec, host_opts h, size_t *len) {
   cfg_t c;
   load_cfg(prec, &c);
   char *src, hash[65];
-  ck_assert_msg(gen_render(&c, "emit", host_fill, &h, &src, len, hash) == 0, "%s", util_errmsg());
+  ck_assert_msg(gen_render(&c, GEN_MOD_EMIT, host_fill, &h, &src, len, hash) == 0, "%s", util_errmsg());
   return src;
 }
 

@@ -1,4 +1,4 @@
--- schedule: how each GEMM instance is blocked on a host. The one place that
+-- schedule: how each GEMM (and attention) instance is blocked on a host. The one place that
 -- knows the schedule's fields, their rules, today's heuristics and the
 -- variants `gptc tune` races (runtime/tune.c).
 --
@@ -26,6 +26,8 @@
 --   check(p, host, s)        s completed, clamped to the shape, or nil + why
 --   parse(str) / str(s)      "mr=6 nv=2 mc=192 nc=256 kc=384 pack=1 unroll=1"
 --   neighbours(p, host, s)   s and the variants one field away, for the tuner
+--   att_default(a), att_check(a, s), att_parse(str), att_str(s)
+--                            the same for an attention instance (below)
 
 local M = {}
 
@@ -144,19 +146,21 @@ function M.str(s)
 end
 
 -- "key=value ..." -> a table of integers, or nil and why.
-function M.parse(str)
+local function parse_fields(str, fields)
   local s, known = {}, {}
-  for _, f in ipairs(FIELDS) do known[f] = true end
+  for _, f in ipairs(fields) do known[f] = true end
   for word in str:gmatch("%S+") do
     local key, value = word:match("^(%a+)=(%d+)$")
     if not key then return nil, string.format("'%s' is not field=number", word) end
-    if not known[key] then return nil, string.format("'%s' is not a schedule field (%s)", key, table.concat(FIELDS, ", ")) end
+    if not known[key] then return nil, string.format("'%s' is not a schedule field (%s)", key, table.concat(fields, ", ")) end
     if s[key] then return nil, string.format("'%s' is given twice", key) end
     s[key] = math.tointeger(tonumber(value))
     if not s[key] then return nil, string.format("'%s' is too large", word) end
   end
   return s
 end
+
+function M.parse(str) return parse_fields(str, FIELDS) end
 
 -- The register blocks worth racing on a host: the accumulators fill most
 -- of the register file in different shapes (tall, square, wide).
@@ -208,5 +212,50 @@ function M.neighbours(p, h, s)
   add(with({ unroll = s.unroll == 1 and 4 or 1 }))
   return list
 end
+
+-- ---- attention ---------------------------------------------------------------
+-- The CPU attention of templates/cpu/attention.c (its blocked path: hd whole
+-- micro-kernel panels) works in blocks of MR query (or key) rows, MR the
+-- host's default register block. A problem a = { B, H, T, hd, MR, threads }
+-- ("attention_BxT", the instance's name) has the schedule
+--   qb   query blocks a task: a forward (and backward pass 1) task takes qb
+--        consecutive blocks of one head, so the head's K and V (transposed
+--        or in place) stay in L1/L2 from one block to the next
+--   kb   key blocks a task of the backward's pass 2 (dk, dv), likewise
+--        keeping the head's q and dout rows and its columns of ds in cache
+-- Each output row is still one micro-kernel call over its whole sum, in key
+-- (or query) order, whatever the task it falls in: every schedule gives the
+-- same bits (tests/test_attn_block.c).
+local ATT_FIELDS = { "qb", "kb" }
+
+-- Blocks of about 32 rows a task (a head's K^T block of that many columns and
+-- the weights fit L1 beside the micro-kernel's operands), fewer while that
+-- would leave under four tasks a thread.
+function M.att_default(a)
+  local nblk = ceil_div(a.T, a.MR)
+  local b = math.max(1, math.min(nblk, 32 // a.MR))
+  while b > 1 and a.B * a.H * ceil_div(nblk, b) < 4 * a.threads do b = b // 2 end
+  return { qb = b, kb = b }
+end
+
+-- s completed from the default and clamped to the shape (at most all of a
+-- head's blocks), or nil and why it breaks a rule.
+function M.att_check(a, s)
+  local d = M.att_default(a)
+  local nblk = ceil_div(a.T, a.MR)
+  local out = {}
+  for _, f in ipairs(ATT_FIELDS) do
+    local v = s[f]
+    if v == nil then v = d[f] end
+    if math.type(v) ~= "integer" then return nil, f .. " must be an integer" end
+    if v < 1 then return nil, f .. " must be at least 1" end
+    out[f] = math.min(v, nblk)
+  end
+  return out
+end
+
+function M.att_str(s) return string.format("qb=%d kb=%d", s.qb, s.kb) end
+
+function M.att_parse(str) return parse_fields(str, ATT_FIELDS) end
 
 return M

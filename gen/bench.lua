@@ -624,16 +624,60 @@ end
 -- opts.tune = { { fn = name, base = schedule string or "" }, ... }: the
 -- candidates are base (or the heuristic) and its neighbours (schedule.lua).
 
--- The GEMM instances of the training step: name, calls and flops per call.
+-- The GEMM and attention instances of the training step: name, calls and
+-- flops per call (an attention instance's forward and backward together).
 function M.gemms(cfg, opts)
   local o = {}
   for key, v in pairs(opts or {}) do o[key] = v end
   o.schedules = nil
-  local list = {}
-  for _, r in ipairs(M.ops(cfg, o)) do
+  local list, att = {}, {}
+  local _, _, ks, ops = prepare(cfg, o)
+  for _, r in ipairs(ops) do
     if r.gemm then list[#list + 1] = { fn = r.kernel, calls = r.calls, flops = r.flops } end
+    -- (the row path's, one task a head, has no schedule to tune)
+    if r.tpl == "attention.c" and ks.by[r.inst].k.blocked then
+      if not att[r.inst] then
+        att[r.inst] = { fn = r.inst, calls = r.calls, flops = 0 }
+        list[#list + 1] = att[r.inst]
+      end
+      att[r.inst].flops = att[r.inst].flops + r.flops
+    end
   end
   return list
+end
+
+-- An attention instance's candidate: the instance's k with schedule s and
+-- its own name; and the record of one training step's use of it: forward,
+-- then backward on the weights the forward kept (fn_step, below).
+local function att_candidate(k, s, suffix)
+  local c = {}
+  for key, v in pairs(k) do c[key] = v end
+  c.fn, c.qb, c.kb, c.schedule, c.schedule_source = k.fn .. suffix, s.qb, s.kb, schedule.att_str(s), "candidate"
+  return c
+end
+
+local function att_step(k)
+  return string.format([[
+/* %s's forward, then its backward (one training step's attention) */
+static void %s_step(real *out, real *att, const real *qkv, real *scratch, real *dqkv, const real *dout,
+                    gptc_rng rng, uint32_t site) {
+  %s_forward(out, att, qkv, scratch, rng, site);
+  %s_backward(dqkv, dout, qkv, att, scratch, rng, site);
+}
+]], k.fn, k.fn, k.fn, k.fn)
+end
+
+local function att_rec(fwd, k, bwd_flops)
+  local BTC = k.B * k.T * k.C
+  return {
+    kernel = k.fn, tpl = "attention.c", inst = k.fn, op = "attention", site = fwd.site, pass = "step",
+    calls = fwd.calls, what = "", desc = fwd.desc, flops = fwd.flops + bwd_flops, bytes = fwd.bytes,
+    compute_bound = 1,
+    bufs = { buf("out", BTC, "RANDN", true), buf("att", k.B * k.H * k.T * k.T, "RANDN", true),
+      buf("qkv", 3 * BTC), buf("scratch", k.B * k.H * math.max(k.S, k.S2), "ZERO"),
+      buf("dqkv", 3 * BTC, "RANDN", true), buf("dout", BTC) },
+    args = append(buf_args(6), "bench_rng", fwd.args[#fwd.args]),
+  }
 end
 
 function M.tune_body(cfg, opts)
@@ -645,8 +689,30 @@ function M.tune_body(cfg, opts)
   local want = {}
   for _, t in ipairs(o.tune or {}) do want[t.fn] = t.base or "" end
   local h = schedule.host(env)
-  local list, render_fns = {}, {}
+  local list, render_fns, att_parts = {}, {}, {}
+  local bwd_flops = {}
   for _, r in ipairs(ops) do
+    if r.tpl == "attention.c" and r.pass == "backward" then bwd_flops[r.inst] = r.flops end
+  end
+  for _, r in ipairs(ops) do
+    local abase = r.tpl == "attention.c" and r.pass == "forward" and want[r.inst]
+    if abase then
+      -- the heuristic instance and each candidate, run forward then backward
+      local k = ks.by[r.inst].k
+      local a = { B = k.B, H = k.H, T = k.T, hd = k.hd, MR = env.MR, threads = env.threads }
+      local b = abase ~= "" and schedule.att_parse(abase)
+      b = b and schedule.att_check(a, b) or schedule.att_default(a)
+      att_parts[#att_parts + 1] = emit.render("attention.c", env, k) .. "\n" .. att_step(k)
+      for i, s in ipairs(schedule.att_neighbours(a, b)) do
+        local kc = att_candidate(k, s, "_c" .. i)
+        kc.backward = true
+        att_parts[#att_parts + 1] = emit.render("attention.c", env, kc) .. "\n" .. att_step(kc)
+        local c = att_rec(r, k, bwd_flops[r.inst] or 0)
+        c.spec_fn, c.generic_kernel, c.what = kc.fn .. "_step", k.fn .. "_step", schedule.att_str(s)
+        c.dims, c.derived = {}, {}
+        list[#list + 1] = c
+      end
+    end
     local base = r.gemm and want[r.kernel]
     if base then
       local k = ks.by[r.kernel].k
@@ -673,6 +739,10 @@ function M.tune_body(cfg, opts)
     section("each GEMM instance on its heuristic schedule, then its candidates"),
   }
   for _, fn in ipairs(render_fns) do parts[#parts + 1] = emit.render("gemm.c", env, ks.by[fn].k) end
+  if #att_parts > 0 then
+    parts[#parts + 1] = section("each attention instance on its heuristic schedule, then its candidates")
+    for _, t in ipairs(att_parts) do parts[#parts + 1] = t end
+  end
   return finish(parts, env, cfg, list)
 end
 

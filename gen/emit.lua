@@ -73,7 +73,7 @@ local function base_env(S, opts, cfg)
     vec_bytes = vec_bytes, force_mr = opts.mr, force_nv = opts.nv,
     schedules = opts.schedules, schedule_all = opts.schedule_all, att_schedule = opts.att_schedule,
     bf16 = cfg ~= nil and cfg.precision == "bf16",
-    ATT_ROWS = shapes.ATT_ROWS, TVEC = shapes.VEC,
+    ATT_ROWS = shapes.ATT_ROWS,
     c_string = function(str) return (str:gsub('[\\"]', '\\%0'):gsub("[%c\128-\255]", function(c)
       return string.format("\\%03o", c:byte())
     end)) end,
@@ -318,9 +318,13 @@ local function forward_call(S, env, ks, P, op, train, in_layer)
     local fn = string.format("attention_%dx%d%s", op.B, op.T, op.att and "" or "_nostore")
     local s, source = att_schedule(env, fn, { B = op.B, H = op.H, T = op.T, hd = op.hd, MR = env.MR,
       threads = env.threads })
+    -- blocked: QK^T, PV and the backward products on the micro-kernel, which
+    -- needs hd whole NR-wide panels; else the row path, one task a head,
+    -- where the schedule does not apply
+    local blocked = op.hd % env.NR == 0 and env.MR <= shapes.ATT_ROWS and shapes.VEC % env.NR == 0
     k = use(ks, "attention.c", { fn = fn,
       B = op.B, T = op.T, H = op.H, hd = op.hd, C = d.C, store = op.att ~= nil, S = S_, Tp = Tp, TS = TS,
-      S2 = shapes.att_grad_scratch(d, op.T), qb = s.qb, kb = s.kb, schedule = schedule.att_str(s),
+      S2 = shapes.att_grad_scratch(d, op.T), blocked = blocked, qb = s.qb, kb = s.kb, schedule = schedule.att_str(s),
       schedule_source = source }, train)
     line("/* %s %s = causal attention over qkv%s */", op.out.buf, comment_shape(S, P.layout, op.out),
       op.att and (", weights in att " .. comment_shape(S, P.layout, op.att)) or "")
@@ -676,7 +680,10 @@ local function schedule_lines(S, opts, cfg)
   local a = {}
   for _, e in ipairs(ks.list) do
     if e.tpl == "attention.c" then
-      a[#a + 1] = string.format(" *   %-" .. w .. "s  %s (%s)\n", e.k.fn, e.k.schedule, e.k.schedule_source)
+      a[#a + 1] = string.format(" *   %-" .. w .. "s  %s\n", e.k.fn, e.k.blocked and
+        (e.k.schedule .. ", " .. e.k.schedule_source) or
+        string.format("none: row path (head_dim %d is no multiple of the %d-wide panels), one task a head", e.k.hd,
+          base_env(S, opts, cfg).NR))
     end
   end
   return " * GEMM schedules (gen/schedule.lua; `gptc tune` measures them on this host" ..

@@ -26,7 +26,7 @@
 --   check(p, host, s)        s completed, clamped to the shape, or nil + why
 --   parse(str) / str(s)      "mr=6 nv=2 mc=192 nc=256 kc=384 pack=1 unroll=1"
 --   neighbours(p, host, s)   s and the variants one field away, for the tuner
---   att_default(a), att_check(a, s), att_parse(str), att_str(s)
+--   att_default(a), att_check(a, s), att_parse(str), att_str(s), att_neighbours(a, s)
 --                            the same for an attention instance (below)
 
 local M = {}
@@ -252,6 +252,25 @@ function M.att_check(a, s)
     out[f] = math.min(v, nblk)
   end
   return out
+end
+
+-- s first, then the valid schedules one field away from it, for the tuner:
+-- qb or kb of 1, 2, 3, 4, 6, 8, 12 blocks or a whole head.
+function M.att_neighbours(a, s)
+  s = assert(M.att_check(a, s))
+  local list, seen = {}, {}
+  local function add(t)
+    local c = M.att_check(a, t)
+    if not c or seen[M.att_str(c)] then return end
+    seen[M.att_str(c)] = true
+    list[#list + 1] = c
+  end
+  add(s)
+  for _, v in ipairs({ 1, 2, 3, 4, 6, 8, 12, ceil_div(a.T, a.MR) }) do
+    add({ qb = v, kb = s.kb })
+    add({ qb = s.qb, kb = v })
+  end
+  return list
 end
 
 function M.att_str(s) return string.format("qb=%d kb=%d", s.qb, s.kb) end

@@ -112,7 +112,9 @@ static void run(const shape *s, const char *schedule, results *r) {
   ck_assert_ptr_nonnull(h);
   size_t n = strcspn(h, "\n");
   snprintf(r->header_line, sizeof r->header_line, "%.*s", (int)n, h);
-  ck_assert_msg(strstr(r->header_line, schedule ? "(forced)" : "(heuristic)"), "header: %s", r->header_line);
+  const int nr = 2 * gen_vec_bytes() / 4, blocked = (s->C / s->H) % nr == 0;
+  ck_assert_msg(strstr(r->header_line, !blocked ? "none: row path" : schedule ? ", forced" : ", heuristic"), "header: %s",
+                r->header_line);
   /* the scratch per head, forward and backward (their kernels' comments) */
   long S = after(src, "scratch (B, H, S="), S2 = after(src, "grad scratch (B, H, S=");
   ck_assert_msg(S > 0 && S2 > 0, "no scratch sizes in the source");
@@ -316,6 +318,56 @@ START_TEST(bad_schedule) {
 }
 END_TEST
 
+/* `gptc tune` races the attention schedules: tiny-test with head_dim 16 and
+ * T 64, where --min-mflops 1.2 leaves every GEMM out (at most 1.05 MFLOP a
+ * call) and only the attention (1.6 MFLOP forward and backward) is measured.
+ * Its candidates (att_neighbours) are compiled, checked bitwise against the
+ * heuristic and timed; the winner is one of them, gen uses it and the header
+ * says so. */
+START_TEST(tuner_picks_one) {
+  const char *cache = tu_write_str("keep", "");
+  char dir[1100], args[2048];
+  snprintf(dir, sizeof dir, "%s-cache", cache);
+  setenv("GPTC_CACHE", dir, 1);
+  unsetenv("GPTC_TUNE");
+  const char *set = "--set emb_dim=32 --set context_length=64 --set train.max_length=64 --set train.stride=64";
+  snprintf(args, sizeof args, "tune --config '%s' %s --rounds 1 --min-mflops 1.2", tu_src("configs/tiny-test.lua"),
+           set);
+  tu_run_result r;
+  ck_assert_msg(tu_run(&r, NULL, "%s", args) == 0, "%s", r.err);
+  /* every candidate reproduced the heuristic's bits (else a 'differs' line) */
+  ck_assert_msg(!strstr(r.err, "differs from the heuristic"), "%s", r.err);
+  int cands = 0;
+  const char *line = strstr(r.err, "attention_2x64 ");
+  ck_assert_msg(line && sscanf(line, "attention_2x64 %d candidates", &cands) == 1, "%s", r.err);
+  /* qb and kb of 1, 2, 3, 4, 6, 8 (and 11, a whole head: clamped) blocks of 6 (AVX2) or 8 rows */
+  ck_assert_msg(cands >= 9, "%d candidates: %s", cands, r.err);
+  char path[1024];
+  snprintf(path, sizeof path, "%s", r.out);
+  path[strcspn(path, "\n")] = 0;
+  tu_run_free(&r);
+  char *file;
+  size_t len;
+  ck_assert_int_eq(util_read_file(path, &file, &len), 0);
+  const char *e = strstr(file, "\nattention_2x64 ");
+  int qb = 0, kb = 0;
+  ck_assert_msg(e && sscanf(e, "\nattention_2x64 qb=%d kb=%d #", &qb, &kb) == 2, "%s", file);
+  ck_assert_msg(qb >= 1 && kb >= 1 && strstr(e, "heuristic"), "%s", e);
+  /* the GEMMs were left out, each with its reason */
+  ck_assert_msg(strstr(file, "below the 1.2e+06 worth timing"), "%s", file);
+  free(file);
+  snprintf(args, sizeof args, "gen --config '%s' %s -o '%s/gen'", tu_src("configs/tiny-test.lua"), set, dir);
+  ck_assert_msg(tu_run(&r, NULL, "%s", args) == 0, "%s", r.err);
+  tu_run_free(&r);
+  char src_path[1200], want[64];
+  snprintf(src_path, sizeof src_path, "%s/gen/model.c", dir);
+  ck_assert_int_eq(util_read_file(src_path, &file, &len), 0);
+  snprintf(want, sizeof want, "qb=%d kb=%d, tuned", qb, kb);
+  ck_assert_msg(strstr(file, want), "the header names the tuned schedule %s", want);
+  free(file);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("attn_block");
   TCase *tc = tcase_create("forced");
@@ -326,5 +378,9 @@ int main(void) {
   tcase_add_test(tc, head_dim_64);
   tcase_add_test(tc, bad_schedule);
   suite_add_tcase(s, tc);
+  TCase *tt = tcase_create("tune");
+  tcase_set_timeout(tt, 600);
+  tcase_add_test(tt, tuner_picks_one);
+  suite_add_tcase(s, tt);
   return tu_main(s);
 }

@@ -6,9 +6,9 @@
 % local scale = k.generic and ("(real)(1.0 / sqrt((double)" .. hd .. "))") or lit(1 / math.sqrt(hd))
 % local vec = not k.generic and hd % VL == 0 and hd // VL <= 8
 % local nvh = vec and hd // VL or 0
-% -- blocked: QK^T, PV and the backward products run on the GEMM micro-kernel
-% -- in blocks of MR query (or key) rows; it needs hd to be whole NR-wide panels
-% local blocked = not k.generic and hd % NR == 0 and MR <= ATT_ROWS and TVEC % NR == 0
+% -- blocked (gen/emit.lua decides): QK^T, PV and the backward products run on
+% -- the GEMM micro-kernel in blocks of MR query (or key) rows
+% local blocked = not k.generic and k.blocked
 % -- query (key) blocks of MR rows, and the groups of qb (kb) of them a task takes
 % local nblk = (T + MR - 1) // MR
 % local nqg, nkg = blocked and (nblk + k.qb - 1) // k.qb, blocked and (nblk + k.kb - 1) // k.kb
@@ -19,7 +19,7 @@
 % if blocked then
  * Blocks of {{MR}} query rows: the scores (MR, keys) = q rows . K^T and the output
  * (MR, hd) = weights . V rows run on the GEMM micro-kernel; softmax and dropout go row
- * by row in between. Schedule {{k.schedule}} ({{k.schedule_source}}; gen/schedule.lua): one task per
+ * by row in between. Schedule {{k.schedule}}, {{k.schedule_source}} (gen/schedule.lua): one task per
  * (b, h, group of {{k.qb}} consecutive query blocks), B x H x {{(T + MR - 1) // MR}} / {{k.qb}} tasks
  * so many cores have work, and a head's K and V stay in cache across the group's blocks;
  * the backward's key side likewise in groups of {{k.kb}} key blocks. A task's block buffers

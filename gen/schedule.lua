@@ -228,13 +228,16 @@ end
 -- same bits (tests/test_attn_block.c).
 local ATT_FIELDS = { "qb", "kb" }
 
--- Blocks of about 32 rows a task (a head's K^T block of that many columns and
--- the weights fit L1 beside the micro-kernel's operands), fewer while that
--- would leave under four tasks a thread.
+-- A whole head a task, halved while that would leave under four tasks a
+-- thread. Every block of a head reads all of the head's keys up to its own,
+-- so each extra group re-reads them from memory (the transposes of all heads,
+-- done first, are far beyond L2); only the balance between threads asks for
+-- smaller tasks (docs/bench-cpu.md, "Attention blocking": on mid, one thread,
+-- 1, 2, 3, 8 and all 43 blocks a task took 470, 318, 285, 195, 167 ms forward).
 function M.att_default(a)
   local nblk = ceil_div(a.T, a.MR)
-  local b = math.max(1, math.min(nblk, 32 // a.MR))
-  while b > 1 and a.B * a.H * ceil_div(nblk, b) < 4 * a.threads do b = b // 2 end
+  local b = nblk
+  while b > 1 and a.B * a.H * ceil_div(nblk, b) < 4 * a.threads do b = ceil_div(b, 2) end
   return { qb = b, kb = b }
 end
 

@@ -5,7 +5,8 @@
  * panel width), give the default schedule's forward and backward outputs bit
  * for bit, with dropout on and off; and the default equals the k-order
  * reference (one fmaf a key, in key order) for the sums the design fixes:
- * out = weights . V and dv = weights^T . dout. */
+ * out = weights . V and dv = weights^T . dout. `gptc tune` races the
+ * candidates and picks one, which gen then uses. */
 #include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>

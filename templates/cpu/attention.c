@@ -294,10 +294,11 @@ GPTC_INLINE void {{k.fn}}_row_backward(real *restrict dst, real *restrict wdt, r
 
 /* dqkv (B, T, 3C) = the gradients of q, k and v from dout (B, T, C), in three parallel
  * passes, each of whose tasks owns the rows it writes. V of every head is transposed first.
- * Pass 1, one task per (b, h, block of {{MR}} queries): the weight gradients (dout rows .
- * V^T on the micro-kernel), then row by row dropout and the softmax backward into ds
- * (T, Tp), the weights after dropout into wd (T, Tp), then dq = ds . K. Pass 2, one task
- * per (b, h, block of {{MR}} keys): dk = ds^T . q and dv = wd^T . dout, every sum in order.
+ * Pass 1, one task per (b, h, group of {{k.qb}} blocks of {{MR}} queries), block by block:
+ * the weight gradients (dout rows . V^T on the micro-kernel), then row by row dropout and
+ * the softmax backward into ds (T, Tp), the weights after dropout into wd (T, Tp), then
+ * dq = ds . K. Pass 2, one task per (b, h, group of {{k.kb}} blocks of {{MR}} keys):
+ * dk = ds^T . q and dv = wd^T . dout, every sum in order.
  * grad scratch (B, H, S={{k.S2}}): the transpose, ds and wd of each head; block buffers
  * per thread ({{k.fn}}_blk). */
 KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, const real *att, real *scratch,

@@ -30,7 +30,8 @@ static const cli_spec cmd_tune_spec = {
     "compiled, checked to give the heuristic's results bit for bit, and timed warm and cold. The winners\n"
     "go to $GPTC_CACHE/tune/<host>.txt (a readable file, keyed by CPU model, processor count, vector\n"
     "width and gptc version), which gen, train, eval, sample and bench use from then on; the generated\n"
-    "source's header names each GEMM's schedule and where it came from. train and bench tune the\n"
+    "source's header names each GEMM's schedule and where it came from. Attention instances likewise:\n"
+    "query and key blocks a task (qb, kb), timed as forward then backward. train and bench tune the\n"
     "instances missing from the file themselves, within 60 s (--no-tune, or GPTC_TUNE=off, skips that).",
     cmd_tune_opts,
     0,

@@ -49,7 +49,7 @@ int gen_cfg_check_memory(const cfg_t *cfg);
 char *gen_cfg_serialize(const cfg_t *cfg);
 char *gen_cfg_describe(void);
 
-/* `gptc gen`'s shapes.txt (gen/emit.lua's summary); caller frees. */
+/* `gptc gen`'s shapes.txt (gen/cpu/emit.lua's summary); caller frees. */
 char *gen_summary(const cfg_t *cfg);
 
 /* Renders the C source for `cfg` (device "cpu"). *src is malloc'ed;
@@ -112,7 +112,7 @@ int gen_tune_gemms(const cfg_t *cfg, gen_gemm **list, int *n);
 int gen_tune_source(const cfg_t *cfg, const char *const *fns, const char *const *bases, int n, char **src, size_t *len,
                     char hash[65]);
 
-/* ---- q8 weights and the inference step (gen/quant.lua, gen/emit.lua) ---- */
+/* ---- q8 weights and the inference step (gen/quant.lua, gen/cpu/emit.lua) ---- */
 
 /* The q8 weight blob's layout: what quant.c packs, in bytes and floats. */
 typedef struct {

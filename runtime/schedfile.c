@@ -40,8 +40,9 @@ static const char *sched_parse_line(const char *line, const char *end, sched_ent
   const char *body_end = hash ? hash : end;
   const char *sp = line;
   while (sp < body_end && *sp != ' ' && *sp != '\t') sp++;
-  if (!sched_copy(x->name, sizeof x->name, line, sp) || strncmp(x->name, "gemm_", 5))
-    return "the first word must be a GEMM instance's name (gemm_...)";
+  if (!sched_copy(x->name, sizeof x->name, line, sp) ||
+      (strncmp(x->name, "gemm_", 5) && strncmp(x->name, "attention_", 10)))
+    return "the first word must be a GEMM instance's name (gemm_...) or an attention instance's (attention_...)";
   for (const char *c = x->name; *c; c++)
     if (!(*c == '_' || (*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z')))
       return "an instance's name has only a-z, 0-9 and _";
@@ -141,7 +142,7 @@ int sched_save(const sched_file *f) {
   util_buf b = {0};
   util_buf_printf(&b,
                   "# gptc %s: GEMM schedules measured by `gptc tune` on this host: %s, %d processors, %d-byte vectors.\n"
-                  "# One line a GEMM instance: its name, its schedule (fields: gen/cpu/schedule.lua; '-': the heuristic's),\n"
+                  "# One line a GEMM or attention instance: its name, its schedule (fields: gen/cpu/schedule.lua; '-': the heuristic's),\n"
                   "# '#' and what was measured. Every schedule sums in the same order, so an edit changes speed, not results.\n",
                   GPTC_VERSION, cpu, omp_get_num_procs(), util_vec_bytes());
   for (int i = 0; i < f->n; i++)

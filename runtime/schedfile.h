@@ -3,9 +3,10 @@
  *
  * One small text file per host, $GPTC_CACHE/tune/<key>.txt, the key a hash
  * of the CPU (util_cpu_id), its processor count, the vector width the
- * generator uses and the gptc version. One line a GEMM instance, named as
- * in the generated source:
+ * generator uses and the gptc version. One line a GEMM (or attention)
+ * instance, named as in the generated source:
  *   gemm_256x2304x768_nt_bias mr=6 nv=2 mc=84 nc=256 kc=384 pack=0 unroll=1 # 1.23 ms, heuristic 1.41 ms
+ *   attention_64x256 qb=4 kb=4 # 410 ms, heuristic 432 ms
  * The schedule's fields and rules are gen/cpu/schedule.lua's ('-' instead of a
  * schedule: measured no better than the heuristic, or not measured); '#'
  * starts a note. The file can be read and edited by hand: the generator
@@ -17,7 +18,7 @@
 #include <stddef.h>
 
 typedef struct {
-  char name[96];   /* gemm_... */
+  char name[96];   /* gemm_... or attention_... */
   char sched[128]; /* "mr=6 nv=2 ...", or "-" */
   char note[160];
 } sched_entry;

@@ -264,7 +264,7 @@ int tune_run(const cfg_t *cfg, const tune_opts *o, tune_result *r) {
   }
   FILE *pr = o->progress;
   if (pr && m)
-    fprintf(pr, "gptc tune: %d of %d GEMM instances of %s to measure on this host; schedules go to %s\n", m, n,
+    fprintf(pr, "gptc tune: %d of %d GEMM and attention instances of %s to measure on this host; schedules go to %s\n", m, n,
             cfg->name, f.path);
   int rc = 0, procs = omp_get_num_procs();
   tune_item **sel = util_malloc((size_t)(m ? m : 1) * sizeof *sel, "tune");

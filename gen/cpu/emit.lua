@@ -27,7 +27,8 @@
 -- copying of A's rows (both for tests); opts.schedule_all = "mr=4 kc=40 .."
 -- forces one schedule (gen/cpu/schedule.lua) on every GEMM; opts.schedules =
 -- { [instance name] = schedule string } holds the host's tuned ones
--- (runtime/schedfile.h), opts.schedule_source where they came from.
+-- (runtime/schedfile.h), opts.schedule_source where they came from;
+-- opts.att_schedule = "qb=2 kb=3" forces one attention schedule (tests).
 
 local fuse = require("fuse")
 local layout = require("cpu.layout")
@@ -72,11 +73,11 @@ local function base_env(S, opts, cfg)
     -- host has only 16 vector registers
     MR = opts.mr or (vec_bytes >= 64 and 8 or 6), NV = opts.nv or 2, RSIZE = size, APAD = 16,
     vec_bytes = vec_bytes, force_mr = opts.mr, force_nv = opts.nv,
-    schedules = opts.schedules, schedule_all = opts.schedule_all,
+    schedules = opts.schedules, schedule_all = opts.schedule_all, att_schedule = opts.att_schedule,
     bf16 = cfg ~= nil and cfg.precision == "bf16",
     -- the bf16 GEMMs' micro-kernel: portable, avx512bf16 or amx (runtime/cpu_bf16.c)
     bf16_path = opts.bf16_path or "portable",
-    ATT_ROWS = layout.ATT_ROWS, TVEC = layout.VEC,
+    ATT_ROWS = layout.ATT_ROWS,
     c_string = function(str) return (str:gsub('[\\"]', '\\%0'):gsub("[%c\128-\255]", function(c)
       return string.format("\\%03o", c:byte())
     end)) end,
@@ -207,6 +208,26 @@ local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi, sched, 
   return fn
 end
 
+-- The schedule of attention instance fn (gen/cpu/schedule.lua): forced, the
+-- host's tuned one if it passes the rules, else the heuristic; and where it
+-- came from.
+local function att_schedule(env, fn, a)
+  if env.att_schedule then
+    local t, why = schedule.att_parse(env.att_schedule)
+    if t then t, why = schedule.att_check(a, t) end
+    if not t then error("emit: opts.att_schedule '" .. env.att_schedule .. "': " .. why, 0) end
+    return t, "forced"
+  end
+  local tuned = env.schedules and env.schedules[fn]
+  if tuned then
+    local t, why = schedule.att_parse(tuned)
+    if t then t, why = schedule.att_check(a, t) end
+    if t then return t, "tuned" end
+    return schedule.att_default(a), "heuristic; the tuned entry '" .. tuned .. "' was refused: " .. why
+  end
+  return schedule.att_default(a), "heuristic"
+end
+
 -- ---- passes --------------------------------------------------------------------
 
 -- Pointer expressions for one pass. Inside the layer loop, per-layer
@@ -311,9 +332,17 @@ local function forward_call(S, env, ks, P, op, train, in_layer)
       op.bias and P.param(op.bias, in_layer) or "NULL", extra)
   elseif op.kind == "attention" then
     local S_, Tp, TS = layout.att_scratch(d, op.T)
-    k = use(ks, "attention.c", { fn = string.format("attention_%dx%d%s", op.B, op.T, op.att and "" or "_nostore"),
+    local fn = string.format("attention_%dx%d%s", op.B, op.T, op.att and "" or "_nostore")
+    local s, source = att_schedule(env, fn, { B = op.B, H = op.H, T = op.T, hd = op.hd, MR = env.MR,
+      threads = env.threads })
+    -- blocked: QK^T, PV and the backward products on the micro-kernel, which
+    -- needs hd whole NR-wide panels; else the row path, one task a head,
+    -- where the schedule does not apply
+    local blocked = op.hd % env.NR == 0 and env.MR <= layout.ATT_ROWS and layout.VEC % env.NR == 0
+    k = use(ks, "attention.c", { fn = fn,
       B = op.B, T = op.T, H = op.H, hd = op.hd, C = d.C, store = op.att ~= nil, S = S_, Tp = Tp, TS = TS,
-      S2 = layout.att_grad_scratch(d, op.T) }, train)
+      S2 = layout.att_grad_scratch(d, op.T), blocked = blocked, qb = s.qb, kb = s.kb, schedule = schedule.att_str(s),
+      schedule_source = source }, train)
     line("/* %s %s = causal attention over qkv%s */", op.out.buf, comment_shape(S, P.layout, op.out),
       op.att and (", weights in att " .. comment_shape(S, P.layout, op.att)) or "")
     line("%s_forward(%s, %s, %s, %s, rng, %s);", k.fn, P.act(op.out), op.att and P.act(op.att) or "NULL",
@@ -628,8 +657,8 @@ function M.infer_body(cfg, opts)
   return render("prelude.c", env) .. "\n" .. render("infer.c", env)
 end
 
--- The header's list of GEMM schedules: each instance, its schedule and
--- where the schedule came from.
+-- The header's list of GEMM and attention schedules: each instance, its
+-- schedule and where the schedule came from.
 local function schedule_lines(S, opts, cfg)
   if (opts.real or "float") ~= "float" then return "" end
   local env = base_env(S, opts, cfg)
@@ -644,9 +673,18 @@ local function schedule_lines(S, opts, cfg)
       o[#o + 1] = string.format(" *   %-" .. w .. "s  %s (%s)\n", e.k.fn, e.k.schedule, e.k.schedule_source)
     end
   end
-  -- the text names the file by its former path, gen/schedule.lua: generated sources stay byte-identical
-  return " * GEMM schedules (gen/schedule.lua; `gptc tune` measures them on this host" ..
-      (opts.schedule_source and (";\n *   " .. opts.schedule_source) or "") .. "):\n" .. table.concat(o)
+  local a = {}
+  for _, e in ipairs(ks.list) do
+    if e.tpl == "attention.c" then
+      a[#a + 1] = string.format(" *   %-" .. w .. "s  %s\n", e.k.fn, e.k.blocked and
+        (e.k.schedule .. ", " .. e.k.schedule_source) or
+        string.format("none: row path (head_dim %d is no multiple of the %d-wide panels), one task a head", e.k.hd,
+          base_env(S, opts, cfg).NR))
+    end
+  end
+  return " * GEMM schedules (gen/cpu/schedule.lua; `gptc tune` measures them on this host" ..
+      (opts.schedule_source and (";\n *   " .. opts.schedule_source) or "") .. "):\n" .. table.concat(o) ..
+      " * attention schedules (query/key blocks a task, gen/cpu/schedule.lua):\n" .. table.concat(a)
 end
 
 -- The header's line naming a bf16 model's GEMM path (none for fp32).

@@ -1,4 +1,4 @@
--- schedule: how each GEMM instance is blocked on a host. The one place that
+-- schedule: how each GEMM (and attention) instance is blocked on a host. The one place that
 -- knows the schedule's fields, their rules, today's heuristics and the
 -- variants `gptc tune` races (runtime/tune.c).
 --
@@ -28,6 +28,8 @@
 --   check(p, host, s)        s completed, clamped to the shape, or nil + why
 --   parse(str) / str(s)      "mr=6 nv=2 mc=192 nc=256 kc=384 pack=1 unroll=1"
 --   neighbours(p, host, s)   s and the variants one field away, for the tuner
+--   att_default(a), att_check(a, s), att_parse(str), att_str(s), att_neighbours(a, s)
+--                            the same for an attention instance (below)
 
 local M = {}
 
@@ -148,19 +150,21 @@ function M.str(s)
 end
 
 -- "key=value ..." -> a table of integers, or nil and why.
-function M.parse(str)
+local function parse_fields(str, fields)
   local s, known = {}, {}
-  for _, f in ipairs(FIELDS) do known[f] = true end
+  for _, f in ipairs(fields) do known[f] = true end
   for word in str:gmatch("%S+") do
     local key, value = word:match("^(%a+)=(%d+)$")
     if not key then return nil, string.format("'%s' is not field=number", word) end
-    if not known[key] then return nil, string.format("'%s' is not a schedule field (%s)", key, table.concat(FIELDS, ", ")) end
+    if not known[key] then return nil, string.format("'%s' is not a schedule field (%s)", key, table.concat(fields, ", ")) end
     if s[key] then return nil, string.format("'%s' is given twice", key) end
     s[key] = math.tointeger(tonumber(value))
     if not s[key] then return nil, string.format("'%s' is too large", word) end
   end
   return s
 end
+
+function M.parse(str) return parse_fields(str, FIELDS) end
 
 -- The register blocks worth racing on a host: the accumulators fill most
 -- of the register file in different shapes (tall, square, wide).
@@ -212,5 +216,72 @@ function M.neighbours(p, h, s)
   add(with({ unroll = s.unroll == 1 and 4 or 1 }))
   return list
 end
+
+-- ---- attention ---------------------------------------------------------------
+-- The CPU attention of templates/cpu/attention.c (its blocked path: hd whole
+-- micro-kernel panels) works in blocks of MR query (or key) rows, MR the
+-- host's default register block. A problem a = { B, H, T, hd, MR, threads }
+-- ("attention_BxT", the instance's name) has the schedule
+--   qb   query blocks a task: a forward (and backward pass 1) task takes qb
+--        consecutive blocks of one head, so the head's K and V (transposed
+--        or in place) stay in L1/L2 from one block to the next
+--   kb   key blocks a task of the backward's pass 2 (dk, dv), likewise
+--        keeping the head's q and dout rows and its columns of ds in cache
+-- Each output row is still one micro-kernel call over its whole sum, in key
+-- (or query) order, whatever the task it falls in: every schedule gives the
+-- same bits (tests/test_attn_block.c).
+local ATT_FIELDS = { "qb", "kb" }
+
+-- A whole head a task, halved while that would leave under four tasks a
+-- thread. Every block of a head reads all of the head's keys up to its own,
+-- so each extra group re-reads them from memory (the transposes of all heads,
+-- done first, are far beyond L2); only the balance between threads asks for
+-- smaller tasks (docs/bench-cpu.md, "Attention blocking": on mid, one thread,
+-- 1, 2, 3, 8 and all 43 blocks a task took 470, 318, 285, 195, 167 ms forward).
+function M.att_default(a)
+  local nblk = ceil_div(a.T, a.MR)
+  local b = nblk
+  while b > 1 and a.B * a.H * ceil_div(nblk, b) < 4 * a.threads do b = ceil_div(b, 2) end
+  return { qb = b, kb = b }
+end
+
+-- s completed from the default and clamped to the shape (at most all of a
+-- head's blocks), or nil and why it breaks a rule.
+function M.att_check(a, s)
+  local d = M.att_default(a)
+  local nblk = ceil_div(a.T, a.MR)
+  local out = {}
+  for _, f in ipairs(ATT_FIELDS) do
+    local v = s[f]
+    if v == nil then v = d[f] end
+    if math.type(v) ~= "integer" then return nil, f .. " must be an integer" end
+    if v < 1 then return nil, f .. " must be at least 1" end
+    out[f] = math.min(v, nblk)
+  end
+  return out
+end
+
+-- s first, then the valid schedules one field away from it, for the tuner:
+-- qb or kb of 1, 2, 3, 4, 6, 8, 12 blocks or a whole head.
+function M.att_neighbours(a, s)
+  s = assert(M.att_check(a, s))
+  local list, seen = {}, {}
+  local function add(t)
+    local c = M.att_check(a, t)
+    if not c or seen[M.att_str(c)] then return end
+    seen[M.att_str(c)] = true
+    list[#list + 1] = c
+  end
+  add(s)
+  for _, v in ipairs({ 1, 2, 3, 4, 6, 8, 12, ceil_div(a.T, a.MR) }) do
+    add({ qb = v, kb = s.kb })
+    add({ qb = s.qb, kb = v })
+  end
+  return list
+end
+
+function M.att_str(s) return string.format("qb=%d kb=%d", s.qb, s.kb) end
+
+function M.att_parse(str) return parse_fields(str, ATT_FIELDS) end
 
 return M

@@ -6,9 +6,12 @@
 % local scale = k.generic and ("(real)(1.0 / sqrt((double)" .. hd .. "))") or lit(1 / math.sqrt(hd))
 % local vec = not k.generic and hd % VL == 0 and hd // VL <= 8
 % local nvh = vec and hd // VL or 0
-% -- blocked: QK^T, PV and the backward products run on the GEMM micro-kernel
-% -- in blocks of MR query (or key) rows; it needs hd to be whole NR-wide panels
-% local blocked = not k.generic and hd % NR == 0 and MR <= ATT_ROWS and TVEC % NR == 0
+% -- blocked (gen/cpu/emit.lua decides): QK^T, PV and the backward products run on
+% -- the GEMM micro-kernel in blocks of MR query (or key) rows
+% local blocked = not k.generic and k.blocked
+% -- query (key) blocks of MR rows, and the groups of qb (kb) of them a task takes
+% local nblk = (T + MR - 1) // MR
+% local nqg, nkg = blocked and (nblk + k.qb - 1) // k.qb, blocked and (nblk + k.kb - 1) // k.kb
 /* ---- causal self-attention: qkv (B={{B}}, T={{T}}, 3C={{C3}}) -> out (B={{B}}, T={{T}}, C={{C}}),
  * H={{H}} heads of hd={{hd}}; weights softmax(q.k / sqrt({{hd}})) over t2 <= t{{k.store and ", kept in att (B, H, T, T) for the backward" or ""}}.
  * Each (b, h) has its slice of scratch (B, H, S={{S}}): K or V of the head transposed
@@ -16,8 +19,11 @@
 % if blocked then
  * Blocks of {{MR}} query rows: the scores (MR, keys) = q rows . K^T and the output
  * (MR, hd) = weights . V rows run on the GEMM micro-kernel; softmax and dropout go row
- * by row in between. One task per (b, h, block): B x H x T / {{MR}} tasks, so many cores
- * have work; a task's block buffers are its thread's.
+ * by row in between. Schedule {{k.schedule}}, {{k.schedule_source}} (gen/cpu/schedule.lua): one task per
+ * (b, h, group of {{k.qb}} consecutive query blocks), B x H x {{(T + MR - 1) // MR}} / {{k.qb}} tasks
+ * so many cores have work, and a head's K and V stay in cache across the group's blocks;
+ * the backward's key side likewise in groups of {{k.kb}} key blocks. A task's block buffers
+ * are its thread's.
 % else
  * One task per (b, h).
  * Row by row ({{hd}} is no multiple of the {{NR}}-wide GEMM panels): a row's scores are
@@ -169,14 +175,14 @@ KERNEL void {{k.fn}}_forward(real *out, real *att, const real *qkv, real *scratc
 % if not k.store then
   (void)att;
 % end
-  /* K of every head transposed first; then one task per (b, h, block of {{MR}} queries),
-   * {{B * H * ((T + MR - 1) // MR)}} in all so every core has work, the longest (last) blocks first */
+  /* K of every head transposed first; then one task per (b, h, group of {{k.qb}} blocks of
+   * {{MR}} queries), {{B * H * nqg}} in all so every core has work, the longest (last) groups first */
 #pragma omp parallel for schedule(static)
   for (int bh = 0; bh < {{B * H}}; bh++)
     {{k.fn}}_transpose(scratch + (size_t)bh * {{S}}, qkv + (size_t)(bh / {{H}}) * {{T * C3}} + bh % {{H}} * {{hd}} + {{C}});
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int task = 0; task < {{B * H * ((T + MR - 1) // MR)}}; task++) {
-    const int bh = task % {{B * H}}, t0 = ({{(T + MR - 1) // MR - 1}} - task / {{B * H}}) * {{MR}};
+  for (int task = 0; task < {{B * H * nqg}}; task++) {
+    const int bh = task % {{B * H}}, g0 = ({{nqg - 1}} - task / {{B * H}}) * {{k.qb * MR}};
     const int b = bh / {{H}}, h = bh % {{H}};
     const real *base = qkv + (size_t)b * {{T * C3}} + h * {{hd}};
     const real *kt = scratch + (size_t)bh * {{S}};        /* (hd, Tp), rows {{TS}} apart */
@@ -185,7 +191,7 @@ KERNEL void {{k.fn}}_forward(real *out, real *att, const real *qkv, real *scratc
     real *qb = pw + {{ATT_ROWS * Tp}};                    /* ({{MR}}, hd) edge rows of q */
     real *ob = qb + {{ATT_ROWS * hd}};                    /* ({{MR}}, hd) edge rows of the output */
     uint32_t *bits = (uint32_t *)(ob + {{ATT_ROWS * hd}});  /* (Tp + 128) */
-    {
+    for (int t0 = g0; t0 < g0 + {{k.qb * MR}} && t0 < {{T}}; t0 += {{MR}}) {
       const int r = {{T}} - t0 < {{MR}} ? {{T}} - t0 : {{MR}}, kc = t0 + r;
       const real *qa = base + (size_t)t0 * {{C3}};
       int lda = {{C3}};
@@ -288,10 +294,11 @@ GPTC_INLINE void {{k.fn}}_row_backward(real *restrict dst, real *restrict wdt, r
 
 /* dqkv (B, T, 3C) = the gradients of q, k and v from dout (B, T, C), in three parallel
  * passes, each of whose tasks owns the rows it writes. V of every head is transposed first.
- * Pass 1, one task per (b, h, block of {{MR}} queries): the weight gradients (dout rows .
- * V^T on the micro-kernel), then row by row dropout and the softmax backward into ds
- * (T, Tp), the weights after dropout into wd (T, Tp), then dq = ds . K. Pass 2, one task
- * per (b, h, block of {{MR}} keys): dk = ds^T . q and dv = wd^T . dout, every sum in order.
+ * Pass 1, one task per (b, h, group of {{k.qb}} blocks of {{MR}} queries), block by block:
+ * the weight gradients (dout rows . V^T on the micro-kernel), then row by row dropout and
+ * the softmax backward into ds (T, Tp), the weights after dropout into wd (T, Tp), then
+ * dq = ds . K. Pass 2, one task per (b, h, group of {{k.kb}} blocks of {{MR}} keys):
+ * dk = ds^T . q and dv = wd^T . dout, every sum in order.
  * grad scratch (B, H, S={{k.S2}}): the transpose, ds and wd of each head; block buffers
  * per thread ({{k.fn}}_blk). */
 KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, const real *att, real *scratch,
@@ -303,10 +310,10 @@ KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, con
 #pragma omp parallel for schedule(static)
   for (int bh = 0; bh < {{B * H}}; bh++)
     {{k.fn}}_transpose(scratch + (size_t)bh * {{k.S2}}, qkv + (size_t)(bh / {{H}}) * {{T * C3}} + bh % {{H}} * {{hd}} + {{2 * C}});
-  /* pass 1: the longest (last) query blocks first */
+  /* pass 1: groups of {{k.qb}} query blocks, the longest (last) first */
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int task = 0; task < {{B * H * ((T + MR - 1) // MR)}}; task++) {
-    const int bh = task % {{B * H}}, t0 = ({{(T + MR - 1) // MR - 1}} - task / {{B * H}}) * {{MR}};
+  for (int task = 0; task < {{B * H * nqg}}; task++) {
+    const int bh = task % {{B * H}}, g0 = ({{nqg - 1}} - task / {{B * H}}) * {{k.qb * MR}};
     const int b = bh / {{H}}, h = bh % {{H}};
     const real *base = qkv + (size_t)b * {{T * C3}} + h * {{hd}};
     const real *dyb = dout + (size_t)b * {{T * C}} + h * {{hd}};
@@ -320,7 +327,7 @@ KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, con
 %   if p > 0 then
     uint32_t *bits = (uint32_t *)(ob + {{ATT_ROWS * hd}}); /* (Tp + 128) */
 %   end
-    {
+    for (int t0 = g0; t0 < g0 + {{k.qb * MR}} && t0 < {{T}}; t0 += {{MR}}) {
       const int r = {{T}} - t0 < {{MR}} ? {{T}} - t0 : {{MR}}, kc = t0 + r;
       const real *ya = dyb + (size_t)t0 * {{C}};
       int lda = {{C}};
@@ -351,10 +358,10 @@ KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, con
     }
   }
   /* pass 2: dk rows k0.. = sum over t >= k0 of ds[t][key] q[t]; dv likewise with wd and
-   * dout; the longest (first) key blocks first */
+   * dout; groups of {{k.kb}} key blocks, the longest (first) first */
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int task = 0; task < {{B * H * ((T + MR - 1) // MR)}}; task++) {
-    const int bh = task % {{B * H}}, k0 = task / {{B * H}} * {{MR}};
+  for (int task = 0; task < {{B * H * nkg}}; task++) {
+    const int bh = task % {{B * H}}, g0 = task / {{B * H}} * {{k.kb * MR}};
     const int b = bh / {{H}}, h = bh % {{H}};
     const real *base = qkv + (size_t)b * {{T * C3}} + h * {{hd}};
     const real *dyb = dout + (size_t)b * {{T * C}} + h * {{hd}};
@@ -362,19 +369,21 @@ KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, con
     const real *ds = scratch + (size_t)bh * {{k.S2}} + {{hd * TS}}; /* (T, Tp) */
     const real *wd = ds + {{T * Tp}};                                /* (T, Tp) */
     real *ob = {{k.fn}}_blk + {{2 * ATT_ROWS * Tp + ATT_ROWS * hd}};  /* ({{MR}}, hd) */
-    const int r = {{T}} - k0 < {{MR}} ? {{T}} - k0 : {{MR}}, kc = {{T}} - k0;
-    real *dk = dbase + (size_t)k0 * {{C3}} + {{C}}, *dv = dk + {{C}};
-    for (int cb = 0; cb < {{hd}}; cb += {{NR}}) {
-      const real *qrows = base + (size_t)k0 * {{C3}} + cb, *yrows = dyb + (size_t)k0 * {{C}} + cb;
-      const real *da = ds + (size_t)k0 * {{Tp}} + k0, *wa = wd + (size_t)k0 * {{Tp}} + k0;
-      if (r == {{MR}}) {
-        {{mk.cols}}(kc, da, {{Tp}}, qrows, {{C3}}, dk + cb, {{C3}}, 0, NULL);
-        {{mk.cols}}(kc, wa, {{Tp}}, yrows, {{C}}, dv + cb, {{C3}}, 0, NULL);
-      } else {
-        {{mk.cols}}(kc, da, {{Tp}}, qrows, {{C3}}, ob + cb, {{hd}}, 0, NULL);
-        for (int i = 0; i < r; i++) memcpy(dk + (size_t)i * {{C3}} + cb, ob + i * {{hd}} + cb, {{NR}} * sizeof(real));
-        {{mk.cols}}(kc, wa, {{Tp}}, yrows, {{C}}, ob + cb, {{hd}}, 0, NULL);
-        for (int i = 0; i < r; i++) memcpy(dv + (size_t)i * {{C3}} + cb, ob + i * {{hd}} + cb, {{NR}} * sizeof(real));
+    for (int k0 = g0; k0 < g0 + {{k.kb * MR}} && k0 < {{T}}; k0 += {{MR}}) {
+      const int r = {{T}} - k0 < {{MR}} ? {{T}} - k0 : {{MR}}, kc = {{T}} - k0;
+      real *dk = dbase + (size_t)k0 * {{C3}} + {{C}}, *dv = dk + {{C}};
+      for (int cb = 0; cb < {{hd}}; cb += {{NR}}) {
+        const real *qrows = base + (size_t)k0 * {{C3}} + cb, *yrows = dyb + (size_t)k0 * {{C}} + cb;
+        const real *da = ds + (size_t)k0 * {{Tp}} + k0, *wa = wd + (size_t)k0 * {{Tp}} + k0;
+        if (r == {{MR}}) {
+          {{mk.cols}}(kc, da, {{Tp}}, qrows, {{C3}}, dk + cb, {{C3}}, 0, NULL);
+          {{mk.cols}}(kc, wa, {{Tp}}, yrows, {{C}}, dv + cb, {{C3}}, 0, NULL);
+        } else {
+          {{mk.cols}}(kc, da, {{Tp}}, qrows, {{C3}}, ob + cb, {{hd}}, 0, NULL);
+          for (int i = 0; i < r; i++) memcpy(dk + (size_t)i * {{C3}} + cb, ob + i * {{hd}} + cb, {{NR}} * sizeof(real));
+          {{mk.cols}}(kc, wa, {{Tp}}, yrows, {{C}}, ob + cb, {{hd}}, 0, NULL);
+          for (int i = 0; i < r; i++) memcpy(dv + (size_t)i * {{C3}} + cb, ob + i * {{hd}} + cb, {{NR}} * sizeof(real));
+        }
       }
     }
   }

@@ -2,7 +2,7 @@
  * C (M, N) = op(A) (M, K) . op(B) (K, N), blocked after Goto & van de Geijn. A
  * thread owns each C tile of at most MC x NC whole and walks K in KC blocks in
  * order, so every element of C is summed in the same order whatever the
- * thread count, tile size or K block (gen/schedule.lua). Each K block of B is
+ * thread count, tile size or K block (gen/cpu/schedule.lua). Each K block of B is
  * packed into zero-padded NR-column panels (a transpose for B^T); A^T into
  * MR-row strips; rows of A are read in place unless their stride would crowd
  * them into too few cache sets, then copied with a padded stride. Edge strips

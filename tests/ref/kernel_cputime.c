@@ -45,6 +45,21 @@ static int cmp(const void *a, const void *b) {
            t[R / 2] * 1e3, (flops) / t[0] * 1e-9);                                                       \
   } while (0)
 
+#ifdef MID
+/* MID: only the attention of the mid recipe (configs/shakespeare-char-mid.lua: B 64, T 256, C 384,
+ * H 6, hd 64), the largest gap to the peak on the AVX2 host (docs/bench-cpu.md) */
+int main(void) {
+  /* qkv (64, 256, 1152), out (64, 256, 384), att (384, 256, 256), scratch (384, S2 <= 160000) */
+  float *qkv = buf(64 * 256 * 1152, 7, 1), *out = buf(64 * 256 * 384, 8, 1), *att = buf(384 * 256 * 256, 9, 1);
+  float *scr = buf(384 * 160000, 10, 1), *dq = buf(64 * 256 * 1152, 11, 1), *dout = buf(64 * 256 * 384, 12, 1);
+  gptc_rng rng;
+  memset(&rng, 0, sizeof rng);
+  TIME("attention_64x256_forward", 4.0 * 384 * 256 * 257 / 2 * 64, attention_64x256_forward(out, att, qkv, scr, rng, 1));
+  TIME("attention_64x256_backward", 8.0 * 384 * 256 * 257 / 2 * 64,
+       attention_64x256_backward(dq, dout, qkv, att, scr, rng, 1));
+  return 0;
+}
+#else
 int main(void) {
   /* A (768, 512) scaled so the GEMM outputs are about N(0, 1), as GELU's inputs in training */
   float *A = buf(768 * 512, 1, 0.25f), *B = buf(512 * 512, 2, 1), *bias = buf(512, 3, 1);
@@ -64,3 +79,4 @@ int main(void) {
        attention_12x64_backward(dq, dout, qkv, att, scr, rng, 1));
   return 0;
 }
+#endif

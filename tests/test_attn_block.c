@@ -1,0 +1,387 @@
+/* The CPU attention's schedule (gen/cpu/schedule.lua att_*: qb query blocks a
+ * forward / backward-pass-1 task, kb key blocks a pass-2 task) moves work
+ * between tasks and nothing else: forced schedules, edge shapes included
+ * (T no multiple of the block, T = 1, head_dim no multiple of the vector or
+ * panel width), give the default schedule's forward and backward outputs bit
+ * for bit, with dropout on and off; and the default equals the k-order
+ * reference (one fmaf a key, in key order) for the sums the design fixes:
+ * out = weights . V and dv = weights^T . dout. `gptc tune` races the
+ * candidates and picks one, which gen then uses. */
+#include <dlfcn.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "cpu.h"
+#include "gen.h"
+#include "lx.h"
+#include "testutil.h"
+#include "util.h"
+
+/* gptc_rng of templates/cpu/prelude.c, passed by value to the kernels */
+typedef struct {
+  uint64_t seed;
+  uint64_t offset;
+  int train;
+} rng_t;
+typedef void (*att_fwd_fn)(float *out, float *att, const float *qkv, float *scratch, rng_t rng, uint32_t site);
+typedef void (*att_bwd_fn)(float *dqkv, const float *dout, const float *qkv, const float *att, float *scratch,
+                           rng_t rng, uint32_t site);
+
+/* The host a source is rendered for: one attention schedule forced (NULL:
+ * the heuristic), every kernel exported. */
+static void host_fill(lua_State *L, const void *arg) {
+  const char *schedule = arg;
+  lua_pushstring(L, "float");
+  lua_setfield(L, -2, "real");
+  lua_pushinteger(L, gen_vec_bytes());
+  lua_setfield(L, -2, "vec_bytes");
+  if (schedule) {
+    lua_pushstring(L, schedule);
+    lua_setfield(L, -2, "att_schedule");
+  }
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "export_kernels");
+}
+
+static int accept_any(void *h, const char *so_path, void *ctx) {
+  (void)h, (void)so_path, (void)ctx;
+  return 0;
+}
+
+/* n values in [-2, 2) from a seeded LCG */
+static float *seeded(size_t n, uint64_t x) {
+  float *v = malloc(n * sizeof *v);
+  ck_assert_ptr_nonnull(v);
+  for (size_t i = 0; i < n; i++) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    v[i] = (float)((double)(x >> 40) / (double)(1ull << 22)) - 2.0f;
+  }
+  return v;
+}
+
+/* n NaNs: scratch and outputs start as garbage, so a value read before it is
+ * written, or an output left unwritten, shows */
+static float *nans(size_t n) {
+  float *v = malloc(n * sizeof *v);
+  ck_assert_ptr_nonnull(v);
+  for (size_t i = 0; i < n; i++) v[i] = NAN;
+  return v;
+}
+
+typedef struct {
+  int B, T, C, H;
+  double p; /* drop_rate */
+} shape;
+
+/* One run's results: out (B, T, C) and att (B, H, T, T) of the forward,
+ * dqkv (B, T, 3C) of the backward, for rng.train 0 and 1 */
+typedef struct {
+  float *out[2], *att[2], *dqkv[2];
+  char header_line[256]; /* the attention schedule line of the source's header */
+} results;
+
+/* the number after `key` in src (a "S=123" comment), or 0 */
+static long after(const char *src, const char *key) {
+  const char *p = strstr(src, key);
+  return p ? strtol(p + strlen(key), NULL, 10) : 0;
+}
+
+static void run(const shape *s, const char *schedule, results *r) {
+  char text[512];
+  snprintf(text, sizeof text,
+           "return { name = 'att', tokenizer = 'char', vocab_size = 30, emb_dim = %d, n_heads = %d, n_layers = 1,"
+           " context_length = %d, drop_rate = %g, qkv_bias = false, train = { batch_size = %d, max_length = %d } }",
+           s->C, s->H, s->T, s->p, s->B, s->T);
+  cfg_t c;
+  ck_assert_msg(cfg_load_string(text, "t.lua", &c) == 0, "%s", util_errmsg());
+  char *src, hash[65];
+  size_t len;
+  gen_unit *units;
+  int nu;
+  ck_assert_msg(gen_units_render(&c, GEN_MOD_EMIT, host_fill, schedule, 1, &src, &len, hash, &units, &nu) == 0, "%s",
+                util_errmsg());
+  /* the header names the instance's schedule and where it came from */
+  char fn[64];
+  snprintf(fn, sizeof fn, "attention_%dx%d", s->B, s->T);
+  const char *h = strstr(src, " * attention schedules");
+  ck_assert_ptr_nonnull(h);
+  h = strstr(h, fn);
+  ck_assert_ptr_nonnull(h);
+  size_t n = strcspn(h, "\n");
+  snprintf(r->header_line, sizeof r->header_line, "%.*s", (int)n, h);
+  const int nr = 2 * gen_vec_bytes() / 4, blocked = (s->C / s->H) % nr == 0;
+  ck_assert_msg(strstr(r->header_line, !blocked ? "none: row path" : schedule ? ", forced" : ", heuristic"), "header: %s",
+                r->header_line);
+  /* the scratch per head, forward and backward (their kernels' comments) */
+  long S = after(src, "scratch (B, H, S="), S2 = after(src, "grad scratch (B, H, S=");
+  ck_assert_msg(S > 0 && S2 > 0, "no scratch sizes in the source");
+  /* only the attention instance's own compilation unit (gen/cpu/emit.lua M.split: the
+   * prelude, the micro-kernel and the kernel), compiled as gptc compiles it */
+  const gen_unit *u = NULL;
+  for (int i = 0; i < nu; i++)
+    if (!strcmp(units[i].name, fn)) u = &units[i];
+  ck_assert_msg(u != NULL, "no compilation unit %s", fn);
+  cpu_object obj;
+  ck_assert_msg(cpu_build(u->src, u->len, "cpu", accept_any, NULL, &obj) == 0, "%s", util_errmsg());
+  char name[96];
+  snprintf(name, sizeof name, "%s_forward", fn);
+  att_fwd_fn fwd = (att_fwd_fn)(uintptr_t)dlsym(obj.handle, name);
+  snprintf(name, sizeof name, "%s_backward", fn);
+  att_bwd_fn bwd = (att_bwd_fn)(uintptr_t)dlsym(obj.handle, name);
+  ck_assert_msg(fwd && bwd, "%s_forward or _backward not exported", fn);
+  size_t BT = (size_t)s->B * s->T, nsc = (size_t)s->B * s->H * (size_t)(S > S2 ? S : S2);
+  float *qkv = seeded(BT * 3 * s->C, 1), *dout = seeded(BT * s->C, 2);
+  for (int train = 0; train < 2; train++) {
+    rng_t rng = { 7, 3, train };
+    float *scr = nans(nsc);
+    r->out[train] = nans(BT * s->C);
+    r->att[train] = nans((size_t)s->B * s->H * s->T * s->T);
+    r->dqkv[train] = nans(BT * 3 * s->C);
+    fwd(r->out[train], r->att[train], qkv, scr, rng, 5);
+    free(scr);
+    scr = nans(nsc);
+    bwd(r->dqkv[train], dout, qkv, r->att[train], scr, rng, 5);
+    free(scr);
+  }
+  free(qkv), free(dout), free(src);
+  gen_units_free(units, nu);
+  cpu_object_close(&obj);
+}
+
+static void results_free(results *r) {
+  for (int i = 0; i < 2; i++) free(r->out[i]), free(r->att[i]), free(r->dqkv[i]);
+}
+
+static void same(const float *a, const float *b, size_t n, const char *what, const char *sched, int train) {
+  for (size_t i = 0; i < n; i++)
+    ck_assert_msg(memcmp(&a[i], &b[i], 4) == 0, "%s [%s, train %d]: [%zu] = %.9g, the default's %.9g", what, sched,
+                  train, i, a[i], b[i]);
+}
+
+/* The default against the reference (rng.train 0: no dropout): att rows a
+ * causal softmax (zero past t), out and dv the k-order fmaf sums of the
+ * kernel's own weights (bitwise, blocked path only: the row path pairs its
+ * terms), dq and dk the softmax backward in double (to 1e-4). */
+static void reference(const shape *s, const results *r, int blocked) {
+  const int B = s->B, T = s->T, C = s->C, H = s->H, hd = C / H, C3 = 3 * C;
+  const float *qkv0 = seeded((size_t)B * T * C3, 1), *dout0 = seeded((size_t)B * T * C, 2);
+  const float *att = r->att[0], *out = r->out[0], *dqkv = r->dqkv[0];
+  double *ds = malloc((size_t)T * T * sizeof *ds);
+  ck_assert_ptr_nonnull(ds);
+  const double scale = 1 / sqrt((double)hd);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      const float *q = qkv0 + (size_t)b * T * C3 + h * hd, *k = q + C, *v = q + 2 * C;
+      const float *dy = dout0 + (size_t)b * T * C + h * hd, *w = att + ((size_t)b * H + h) * T * T;
+      for (int t = 0; t < T; t++) {
+        double mx = -INFINITY, sum = 0, sc[T];
+        for (int t2 = 0; t2 <= t; t2++) {
+          double a = 0;
+          for (int d = 0; d < hd; d++) a += (double)q[(size_t)t * C3 + d] * k[(size_t)t2 * C3 + d];
+          sc[t2] = a * scale;
+          mx = fmax(mx, sc[t2]);
+        }
+        for (int t2 = 0; t2 <= t; t2++) sum += exp(sc[t2] - mx);
+        for (int t2 = 0; t2 < T; t2++) {
+          const float got = w[(size_t)t * T + t2];
+          if (t2 > t) ck_assert_msg(got == 0, "att (%d, %d, %d, %d) = %g past t", b, h, t, t2, got);
+          else
+            ck_assert_msg(fabs(got - exp(sc[t2] - mx) / sum) < 1e-6, "att (%d, %d, %d, %d) = %.9g, softmax %.9g",
+                          b, h, t, t2, got, exp(sc[t2] - mx) / sum);
+        }
+        /* out row t: sum over t2 <= t of w[t2] v[t2], in key order */
+        for (int d = 0; d < hd; d++) {
+          float o = 0;
+          for (int t2 = 0; t2 <= t; t2++) o = fmaf(w[(size_t)t * T + t2], v[(size_t)t2 * C3 + d], o);
+          const float got = out[((size_t)b * T + t) * C + h * hd + d];
+          if (blocked)
+            ck_assert_msg(memcmp(&got, &o, 4) == 0, "out (%d, %d, %d) = %.9g, the k-order sum %.9g", b, t, h * hd + d,
+                          got, o);
+          else
+            ck_assert_msg(fabsf(got - o) <= 1e-5f * (1 + fabsf(o)), "out (%d, %d, %d) = %.9g, the sum %.9g", b, t,
+                          h * hd + d, got, o);
+        }
+        /* ds row t: w (dw - w.dw) scale, dw = dy . v */
+        double dw[T], wdw = 0;
+        for (int t2 = 0; t2 <= t; t2++) {
+          dw[t2] = 0;
+          for (int d = 0; d < hd; d++) dw[t2] += (double)dy[(size_t)t * C + d] * v[(size_t)t2 * C3 + d];
+          wdw += w[(size_t)t * T + t2] * dw[t2];
+        }
+        for (int t2 = 0; t2 < T; t2++) ds[(size_t)t * T + t2] = t2 <= t ? w[(size_t)t * T + t2] * (dw[t2] - wdw) * scale : 0;
+      }
+      const float *dq = dqkv + (size_t)b * T * C3 + h * hd, *dk = dq + C, *dv = dq + 2 * C;
+      for (int t = 0; t < T; t++)
+        for (int d = 0; d < hd; d++) {
+          double rq = 0, rk = 0;
+          float rv = 0;
+          for (int t2 = 0; t2 <= t; t2++) rq += ds[(size_t)t * T + t2] * k[(size_t)t2 * C3 + d];
+          /* dk, dv row t (as a key): sums over the queries t' >= t, in query order */
+          for (int t1 = t; t1 < T; t1++) {
+            rk += ds[(size_t)t1 * T + t] * q[(size_t)t1 * C3 + d];
+            rv = fmaf(w[(size_t)t1 * T + t], dy[(size_t)t1 * C + d], rv);
+          }
+          const float gq = dq[(size_t)t * C3 + d], gk = dk[(size_t)t * C3 + d], gv = dv[(size_t)t * C3 + d];
+          ck_assert_msg(fabs(gq - rq) <= 1e-4 * (1 + fabs(rq)), "dq (%d, %d, %d) = %.9g, reference %.9g", b, t, h * hd + d,
+                        gq, rq);
+          ck_assert_msg(fabs(gk - rk) <= 1e-4 * (1 + fabs(rk)), "dk (%d, %d, %d) = %.9g, reference %.9g", b, t, h * hd + d,
+                        gk, rk);
+          if (blocked)
+            ck_assert_msg(memcmp(&gv, &rv, 4) == 0, "dv (%d, %d, %d) = %.9g, the k-order sum %.9g", b, t, h * hd + d, gv,
+                          rv);
+          else
+            ck_assert_msg(fabsf(gv - rv) <= 1e-5f * (1 + fabsf(rv)), "dv (%d, %d, %d) = %.9g, the sum %.9g", b, t,
+                          h * hd + d, gv, rv);
+        }
+    }
+  free(ds), free((void *)qkv0), free((void *)dout0);
+}
+
+/* Forced schedules against the default, then the default against the reference */
+static void check_shape(const shape *s) {
+  static const char *const forced[] = {
+      "qb=1 kb=1",      /* one block a task: the old split */
+      "qb=2 kb=3",      /* groups that end short of T */
+      "qb=1000 kb=7",   /* a whole head a task (clamped) */
+  };
+  results def;
+  run(s, NULL, &def);
+  const size_t BT = (size_t)s->B * s->T, natt = (size_t)s->B * s->H * s->T * s->T;
+  for (size_t f = 0; f < sizeof forced / sizeof *forced; f++) {
+    results r;
+    run(s, forced[f], &r);
+    for (int train = 0; train < (s->p > 0 ? 2 : 1); train++) {
+      same(r.out[train], def.out[train], BT * s->C, "out", forced[f], train);
+      same(r.att[train], def.att[train], natt, "att", forced[f], train);
+      same(r.dqkv[train], def.dqkv[train], BT * 3 * s->C, "dqkv", forced[f], train);
+    }
+    results_free(&r);
+  }
+  /* the blocked path needs head_dim a whole number of the micro-kernel's
+   * panels: NR = 2 vectors (16 floats with AVX2, 32 with AVX-512) */
+  const int hd = s->C / s->H, nr = 2 * gen_vec_bytes() / 4;
+  reference(s, &def, hd % nr == 0);
+  results_free(&def);
+}
+
+/* T 37: no multiple of the 6- or 8-row blocks; head_dim 32; dropout 0.1 (on
+ * and off) */
+START_TEST(odd_T_dropout) {
+  shape s = { 2, 37, 64, 2, 0.1 };
+  check_shape(&s);
+}
+END_TEST
+
+/* T = 1: one query, one key, one partial block */
+START_TEST(one_position) {
+  shape s = { 3, 1, 64, 2, 0.0 };
+  check_shape(&s);
+}
+END_TEST
+
+/* head_dim 12: no multiple of 8, so the row path (one task a head) */
+START_TEST(head_dim_12) {
+  shape s = { 2, 20, 36, 3, 0.1 };
+  check_shape(&s);
+}
+END_TEST
+
+/* head_dim 64 (mid's) over 4 panels, T 64 */
+START_TEST(head_dim_64) {
+  shape s = { 2, 64, 128, 2, 0.0 };
+  check_shape(&s);
+}
+END_TEST
+
+/* A schedule that breaks a rule is refused with the field and the rule. */
+START_TEST(bad_schedule) {
+  cfg_t c;
+  ck_assert_msg(cfg_load_string("return { name = 'att', tokenizer = 'char', vocab_size = 30, emb_dim = 64, n_heads = 2,"
+                                " n_layers = 1, context_length = 16, train = { batch_size = 2, max_length = 16 } }",
+                                "t.lua", &c) == 0,
+                "%s", util_errmsg());
+  static const char *const bad[][2] = {
+      { "qb=0", "qb must be at least 1" },
+      { "mr=6", "'mr' is not a schedule field (qb, kb)" },
+      { "qb=2 qb=3", "'qb' is given twice" },
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    char *src, hash[65];
+    size_t len;
+    ck_assert_int_ne(gen_render(&c, GEN_MOD_EMIT, host_fill, bad[i][0], &src, &len, hash), 0);
+    (void)src, (void)len;
+    ck_assert_msg(strstr(util_errmsg(), bad[i][1]), "'%s': %s", bad[i][0], util_errmsg());
+  }
+}
+END_TEST
+
+/* `gptc tune` races the attention schedules: tiny-test with head_dim 16 and
+ * T 64, where --min-mflops 1.2 leaves every GEMM out (at most 1.05 MFLOP a
+ * call) and only the attention (1.6 MFLOP forward and backward) is measured.
+ * Its candidates (att_neighbours) are compiled, checked bitwise against the
+ * heuristic and timed; the winner is one of them, gen uses it and the header
+ * says so. */
+START_TEST(tuner_picks_one) {
+  const char *cache = tu_write_str("keep", "");
+  char dir[1100], args[2048];
+  snprintf(dir, sizeof dir, "%s-cache", cache);
+  setenv("GPTC_CACHE", dir, 1);
+  unsetenv("GPTC_TUNE");
+  const char *set = "--set emb_dim=32 --set context_length=64 --set train.max_length=64 --set train.stride=64";
+  snprintf(args, sizeof args, "tune --config '%s' %s --rounds 1 --min-mflops 1.2", tu_src("configs/tiny-test.lua"),
+           set);
+  tu_run_result r;
+  ck_assert_msg(tu_run(&r, NULL, "%s", args) == 0, "%s", r.err);
+  /* every candidate reproduced the heuristic's bits (else a 'differs' line) */
+  ck_assert_msg(!strstr(r.err, "differs from the heuristic"), "%s", r.err);
+  int cands = 0;
+  const char *line = strstr(r.err, "attention_2x64 ");
+  ck_assert_msg(line && sscanf(line, "attention_2x64 %d candidates", &cands) == 1, "%s", r.err);
+  /* qb and kb of 1, 2, 3, 4, 6, 8 (and 11, a whole head: clamped) blocks of 6 (AVX2) or 8 rows */
+  ck_assert_msg(cands >= 9, "%d candidates: %s", cands, r.err);
+  char path[1024];
+  snprintf(path, sizeof path, "%s", r.out);
+  path[strcspn(path, "\n")] = 0;
+  tu_run_free(&r);
+  char *file;
+  size_t len;
+  ck_assert_int_eq(util_read_file(path, &file, &len), 0);
+  const char *e = strstr(file, "\nattention_2x64 ");
+  int qb = 0, kb = 0;
+  ck_assert_msg(e && sscanf(e, "\nattention_2x64 qb=%d kb=%d #", &qb, &kb) == 2, "%s", file);
+  ck_assert_msg(qb >= 1 && kb >= 1 && strstr(e, "heuristic"), "%s", e);
+  /* the GEMMs were left out, each with its reason */
+  ck_assert_msg(strstr(file, "below the 1.2e+06 worth timing"), "%s", file);
+  free(file);
+  snprintf(args, sizeof args, "gen --config '%s' %s -o '%s/gen'", tu_src("configs/tiny-test.lua"), set, dir);
+  ck_assert_msg(tu_run(&r, NULL, "%s", args) == 0, "%s", r.err);
+  tu_run_free(&r);
+  char src_path[1200], want[64];
+  snprintf(src_path, sizeof src_path, "%s/gen/model.c", dir);
+  ck_assert_int_eq(util_read_file(src_path, &file, &len), 0);
+  snprintf(want, sizeof want, "qb=%d kb=%d, tuned", qb, kb);
+  ck_assert_msg(strstr(file, want), "the header names the tuned schedule %s", want);
+  free(file);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("attn_block");
+  TCase *tc = tcase_create("forced");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, odd_T_dropout);
+  tcase_add_test(tc, one_position);
+  tcase_add_test(tc, head_dim_12);
+  tcase_add_test(tc, head_dim_64);
+  tcase_add_test(tc, bad_schedule);
+  suite_add_tcase(s, tc);
+  TCase *tt = tcase_create("tune");
+  tcase_set_timeout(tt, 600);
+  tcase_add_test(tt, tuner_picks_one);
+  suite_add_tcase(s, tt);
+  return tu_main(s);
+}

@@ -19,6 +19,7 @@
 #include "cpu.h"
 #include "cpu_bf16.h"
 #include "gen.h"
+#include "jit.h"
 #include "lx.h"
 #include "testutil.h"
 #include "util.h"
@@ -272,8 +273,7 @@ END_TEST
 START_TEST(hw_sources_compile) {
   static const char *const paths[] = {"avx512bf16", "amx"};
   static const char *const insn[] = {"_mm512_dpbf16_ps(", "_tile_dpbf16ps("};
-  char id[512];
-  const char *cc = cpu_compiler(id, sizeof id);
+  const char *cc = jit_cc(0);
   for (int p = 0; p < 2; p++) {
     size_t len;
     char *src = render_for("bf16", (host_opts){64, paths[p], NULL}, &len);

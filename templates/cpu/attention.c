@@ -345,13 +345,22 @@ KERNEL void {{k.fn}}_backward(real *dqkv, const real *dout, const real *qkv, con
         {{k.fn}}_row_backward(ds + (size_t)t * {{Tp}}, wd + (size_t)t * {{Tp}}, dwb + i * {{Tp}},
                               att + ((size_t)bh * {{T}} + t) * {{T}}, t, bh, rng, site, {{p > 0 and "bits" or "NULL"}});
       }
-      /* dq rows = ds rows . K rows (ds rows past T are scratch: their results are dropped) */
+      /* dq rows = ds rows . K rows. The micro-kernel reads {{MR}} rows: in the last, partial
+       * block the rows past T would be wd's first rows, which another task of this head
+       * may be writing, so those rows are read from a zero-padded copy in dwb (free once
+       * the row backward above is done); each row's sum is its own, so the bits are the same */
+      const real *dsa = ds + (size_t)t0 * {{Tp}};
+      if (r < {{MR}}) {
+        for (int i = 0; i < {{MR}}; i++)
+          for (int t2 = 0; t2 < kc; t2++) dwb[i * {{Tp}} + t2] = i < r ? dsa[(size_t)i * {{Tp}} + t2] : 0;
+        dsa = dwb;
+      }
       real *dq = dbase + (size_t)t0 * {{C3}};
       for (int cb = 0; cb < {{hd}}; cb += {{NR}}) {
         if (r == {{MR}})
-          {{mk.rows}}(kc, ds + (size_t)t0 * {{Tp}}, {{Tp}}, base + {{C}} + cb, {{C3}}, dq + cb, {{C3}}, 0, NULL);
+          {{mk.rows}}(kc, dsa, {{Tp}}, base + {{C}} + cb, {{C3}}, dq + cb, {{C3}}, 0, NULL);
         else
-          {{mk.rows}}(kc, ds + (size_t)t0 * {{Tp}}, {{Tp}}, base + {{C}} + cb, {{C3}}, ob + cb, {{hd}}, 0, NULL);
+          {{mk.rows}}(kc, dsa, {{Tp}}, base + {{C}} + cb, {{C3}}, ob + cb, {{hd}}, 0, NULL);
       }
       if (r < {{MR}})
         for (int i = 0; i < r; i++) memcpy(dq + (size_t)i * {{C3}}, ob + i * {{hd}}, {{hd}} * sizeof(real));

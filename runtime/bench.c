@@ -114,9 +114,12 @@ double bench_fma_peak(int *lanes) {
   if (*lanes == 16) fn = bench_fma512;
   else if (*lanes == 8) fn = bench_fma256;
 #endif
+  return bench_loop_gflops(fn, 20000000, 2.0 * 12 * *lanes);
+}
+
+double bench_loop_gflops(float (*fn)(long), long iters, double flops_per_iter) {
   /* short runs, best of several: on a shared machine one of them likely
    * runs undisturbed */
-  long iters = 20000000;
   double best = 0;
   for (int rep = 0; rep < 7; rep++) {
     float sink = 0;
@@ -124,7 +127,7 @@ double bench_fma_peak(int *lanes) {
 #pragma omp parallel reduction(+ : sink)
     sink += fn(iters);
     t = util_now() - t;
-    double gf = 2.0 * 12 * *lanes * (double)iters * omp_get_max_threads() / t / 1e9;
+    double gf = flops_per_iter * (double)iters * omp_get_max_threads() / t / 1e9;
     if (gf > best) best = gf;
     if (sink == 42) fputc(' ', stderr); /* keeps the result alive */
   }

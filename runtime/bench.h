@@ -46,6 +46,9 @@ void bench_describe(bench_machine *m);
 /* GFLOP/s of a register-resident FMA loop on every OpenMP thread (best of
  * seven), in the widest vector ISA the CPU has; *lanes gets its width. */
 double bench_fma_peak(int *lanes);
+/* GFLOP/s of fn(iters) run on every thread at once, best of seven runs;
+ * fn returns a value that keeps its work alive (the peak loops) */
+double bench_loop_gflops(float (*fn)(long), long iters, double flops_per_iter);
 /* The bf16 peaks (GFLOP/s, every OpenMP thread) of the paths this CPU has
  * into m->bf16_*_gflops, why not into m->bf16_*_why for the others. */
 void bench_bf16_peaks(bench_machine *m);

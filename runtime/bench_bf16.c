@@ -1,15 +1,11 @@
 /* bench_bf16: the bf16 peaks `gptc bench` reports beside the fp32 one: a
  * vdpbf16ps loop (AVX512-BF16) and an AMX tdpbf16ps tile loop, each on every
- * OpenMP thread, best of several short runs, for the paths this CPU has
+ * OpenMP thread, best of several short runs (bench_loop_gflops), for the paths this CPU has
  * (runtime/cpu_bf16.h asks cpuid, XCR0 and, for AMX, arch_prctl). */
-#include <omp.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <string.h>
 
 #include "bench.h"
 #include "cpu_bf16.h"
-#include "util.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -64,32 +60,16 @@ __attribute__((target("amx-tile,amx-bf16"))) static float bench_amx_loop(long it
 }
 #endif
 
-/* GFLOP/s of fn on every thread, best of seven runs of iters */
-static double bench_bf16_best(float (*fn)(long), long iters, double flops_per_iter) {
-  double best = 0;
-  for (int rep = 0; rep < 7; rep++) {
-    float sink = 0;
-    double t = util_now();
-#pragma omp parallel reduction(+ : sink)
-    sink += fn(iters);
-    t = util_now() - t;
-    double gf = flops_per_iter * (double)iters * omp_get_max_threads() / t / 1e9;
-    if (gf > best) best = gf;
-    if (sink == 42) fputc(' ', stderr); /* keeps the result alive */
-  }
-  return best;
-}
-
 void bench_bf16_peaks(bench_machine *m) {
   m->bf16_dp_gflops = m->bf16_amx_gflops = 0;
   if (cpu_bf16_has("avx512bf16", m->bf16_dp_why, sizeof m->bf16_dp_why) == 1) {
 #if defined(__x86_64__)
-    m->bf16_dp_gflops = bench_bf16_best(bench_dp_loop, 10000000, 12.0 * 16 * 4);
+    m->bf16_dp_gflops = bench_loop_gflops(bench_dp_loop, 10000000, 12.0 * 16 * 4);
 #endif
   }
   if (cpu_bf16_has("amx", m->bf16_amx_why, sizeof m->bf16_amx_why) == 1) {
 #if defined(__x86_64__)
-    m->bf16_amx_gflops = bench_bf16_best(bench_amx_loop, 1000000, 4.0 * 16 * 16 * 32 * 2);
+    m->bf16_amx_gflops = bench_loop_gflops(bench_amx_loop, 1000000, 4.0 * 16 * 16 * 32 * 2);
 #endif
   }
 }

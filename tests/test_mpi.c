@@ -452,28 +452,20 @@ START_TEST(bench_ranks) {
 }
 END_TEST
 
-/* one tcase each, so CK_RUN_CASE can pick one */
-static void add(Suite *s, const char *name, const TTest *t) {
-  TCase *tc = tcase_create(name);
-  tcase_set_timeout(tc, 300);
-  tcase_add_test(tc, t);
-  suite_add_tcase(s, tc);
-}
-
 int main(void) {
   Suite *s = suite_create("mpi");
-  add(s, "shards", shards_and_assignment);
-  add(s, "no_mpi", no_launcher_no_mpi);
-  add(s, "bench", bench_ranks);
-  add(s, "two_ranks", two_ranks_equal_accum_two);
-  add(s, "three_ranks", three_ranks_accum_two_equal_accum_six);
-  add(s, "resume", resume_across_rank_counts);
-  add(s, "writes", rank0_writes_and_builds_the_cache_once);
-  add(s, "config_differs", config_differs);
-  add(s, "text_differs", text_differs);
-  add(s, "nan", nan_on_one_rank);
-  add(s, "sigint", sigint_to_one_rank);
-  add(s, "dies", rank_dies);
-  add(s, "hangs", rank_hangs);
+  tu_add_case(s, "shards", shards_and_assignment, 300);
+  tu_add_case(s, "no_mpi", no_launcher_no_mpi, 300);
+  tu_add_case(s, "bench", bench_ranks, 300);
+  tu_add_case(s, "two_ranks", two_ranks_equal_accum_two, 300);
+  tu_add_case(s, "three_ranks", three_ranks_accum_two_equal_accum_six, 300);
+  tu_add_case(s, "resume", resume_across_rank_counts, 300);
+  tu_add_case(s, "writes", rank0_writes_and_builds_the_cache_once, 300);
+  tu_add_case(s, "config_differs", config_differs, 300);
+  tu_add_case(s, "text_differs", text_differs, 300);
+  tu_add_case(s, "nan", nan_on_one_rank, 300);
+  tu_add_case(s, "sigint", sigint_to_one_rank, 300);
+  tu_add_case(s, "dies", rank_dies, 300);
+  tu_add_case(s, "hangs", rank_hangs, 300);
   return tu_main(s);
 }

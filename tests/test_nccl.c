@@ -355,16 +355,9 @@ START_TEST(bf16_gradients_nccl) {
 }
 END_TEST
 
-static void add(Suite *s, const char *name, const TTest *t) {
-  TCase *tc = tcase_create(name);
-  tcase_set_timeout(tc, 300);
-  tcase_add_test(tc, t);
-  suite_add_tcase(s, tc);
-}
-
 int main(void) {
   Suite *s = suite_create("nccl");
-  add(s, "bf16_cpu", bf16_gradients_cpu);
+  tu_add_case(s, "bf16_cpu", bf16_gradients_cpu, 300);
   const char *missing = tu_fake_cuda_missing();
   if (!missing) missing = mpicc_missing();
 #ifndef GPTC_HAVE_NVRTC
@@ -375,12 +368,12 @@ int main(void) {
     snprintf(why, sizeof why, "the emulated GPU cases cannot run: %s", missing);
     tu_skip("test_nccl", "nccl", why);
   } else {
-    add(s, "kernels", dist_kernels);
-    add(s, "two_ranks", two_ranks_equal_accum_two);
-    add(s, "three_ranks", three_ranks_equal_accum_three);
-    add(s, "faults", faults);
-    add(s, "no_nccl", no_nccl);
-    add(s, "bf16_nccl", bf16_gradients_nccl);
+    tu_add_case(s, "kernels", dist_kernels, 300);
+    tu_add_case(s, "two_ranks", two_ranks_equal_accum_two, 300);
+    tu_add_case(s, "three_ranks", three_ranks_equal_accum_three, 300);
+    tu_add_case(s, "faults", faults, 300);
+    tu_add_case(s, "no_nccl", no_nccl, 300);
+    tu_add_case(s, "bf16_nccl", bf16_gradients_nccl, 300);
   }
   return tu_main(s);
 }

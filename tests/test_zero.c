@@ -252,22 +252,15 @@ START_TEST(zero_needs_a_launcher) {
 }
 END_TEST
 
-static void add(Suite *s, const char *name, const TTest *t) {
-  TCase *tc = tcase_create(name);
-  tcase_set_timeout(tc, 300);
-  tcase_add_test(tc, t);
-  suite_add_tcase(s, tc);
-}
-
 int main(void) {
   Suite *s = suite_create("zero");
-  add(s, "range", range_pieces_equal_whole_update);
-  add(s, "moments_range", moments_range_equals_whole);
-  add(s, "needs_launcher", zero_needs_a_launcher);
-  add(s, "one_rank", one_rank_zero_equals_single);
-  add(s, "mixed", zero_on_one_rank_only);
-  add(s, "two_ranks", two_ranks_zero_equals_unsharded);
-  add(s, "three_ranks", three_ranks_zero_equals_single);
-  add(s, "resume", resume_between_zero_and_single);
+  tu_add_case(s, "range", range_pieces_equal_whole_update, 300);
+  tu_add_case(s, "moments_range", moments_range_equals_whole, 300);
+  tu_add_case(s, "needs_launcher", zero_needs_a_launcher, 300);
+  tu_add_case(s, "one_rank", one_rank_zero_equals_single, 300);
+  tu_add_case(s, "mixed", zero_on_one_rank_only, 300);
+  tu_add_case(s, "two_ranks", two_ranks_zero_equals_unsharded, 300);
+  tu_add_case(s, "three_ranks", three_ranks_zero_equals_single, 300);
+  tu_add_case(s, "resume", resume_between_zero_and_single, 300);
   return tu_main(s);
 }

@@ -127,6 +127,13 @@ int tu_main_suites(Suite *const *s, int n) {
 
 int tu_main(Suite *s) { return tu_main_suites(&s, 1); }
 
+void tu_add_case(Suite *s, const char *name, const TTest *t, double timeout_s) {
+  TCase *tc = tcase_create(name);
+  tcase_set_timeout(tc, timeout_s);
+  tcase_add_test(tc, t);
+  suite_add_tcase(s, tc);
+}
+
 char *tu_log_without_timing(const char *dir) {
   char path[4200], *data;
   size_t len;

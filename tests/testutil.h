@@ -32,6 +32,9 @@ char *tu_log_without_timing(const char *dir);
 /* Runs a suite and returns the process exit code: 0 if all passed, 1 if
  * one failed, else TU_SKIPPED when tu_skip left out a suite that was to run. */
 int tu_main(Suite *s);
+/* Adds test t to s as a tcase of its own, named name (so CK_RUN_CASE can pick
+ * it), with a timeout of timeout_s seconds. */
+void tu_add_case(Suite *s, const char *name, const TTest *t, double timeout_s);
 /* The same for several suites (CK_RUN_SUITE picks one: CMakeLists.txt
  * makes each its own ctest entry when the file has a ctest: suites line). */
 int tu_main_suites(Suite *const *s, int n);

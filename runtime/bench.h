@@ -194,12 +194,30 @@ typedef struct {
   size_t rss_bytes;             /* the process's RSS high-water after the steps */
   int have_model_bytes;         /* the model's accounting (CPU) */
   size_t params_bytes, grads_bytes, moments_bytes, acts_bytes;
+  /* the step profile (profile on, CPU): per call site kind, per step */
+  int n_prof;
+  struct bench_prof_row {
+    char pass[12];   /* forward, backward or update */
+    char fn[116];    /* the kernel (or gptc_adamw, gptc_grad_sq_norm) */
+    double seconds, calls;
+  } *prof;           /* malloc'ed: bench_step_free */
+  double prof_step_s; /* the profiled steps' mean wall time */
 } bench_step_result;
 
 /* Opens a backend for cfg on `device` (cpu or cuda), fills the parameters
  * and random token batches from `seed` and times whole training steps
  * (zero grads, forward and backward per micro-batch, norm, clipping, AdamW). */
 int bench_step(const cfg_t *cfg, const char *device, uint64_t seed, const bench_timing *t, bench_step_result *r);
+/* With profile set (device cpu), the same steps run a source with timing
+ * marks between its kernel calls (gen_set_profile) and r->prof gets, per
+ * step, the time between each mark and the one before it by call site
+ * kind: where a real step's time goes, kernels at the temperature the step
+ * leaves their data. The timed steps' mean wall time is prof_step_s; what
+ * the marks do not cover (zeroing gradients, the runtime between passes)
+ * is its remainder. */
+int bench_step_profiled(const cfg_t *cfg, const char *device, uint64_t seed, const bench_timing *t, int profile,
+                        bench_step_result *r);
+void bench_step_free(bench_step_result *r);
 
 /* ---- the report ------------------------------------------------------------------ */
 

@@ -150,6 +150,91 @@ void bench_print_machine(FILE *f, const bench_machine *m) {
   }
 }
 
+/* ---- the step profile ------------------------------------------------------------------- */
+
+/* the per-op table's op for a profile row (same kernel and pass), or NULL */
+static const bench_op_result *bench_prof_op(const bench_report *r, const struct bench_prof_row *p) {
+  for (int i = 0; i < r->n_ops; i++)
+    if (!strcmp(r->ops[i].op->kernel, p->fn) && !strcmp(r->ops[i].op->pass, p->pass)) return &r->ops[i];
+  return NULL;
+}
+
+/* the rows by time, longest first (insertion sort: a few dozen rows) */
+static int *bench_prof_order(const bench_step_result *s) {
+  int *o = malloc(sizeof *o * (size_t)(s->n_prof ? s->n_prof : 1));
+  if (!o) return NULL;
+  for (int i = 0; i < s->n_prof; i++) {
+    int j = i;
+    for (; j > 0 && s->prof[o[j - 1]].seconds < s->prof[i].seconds; j--) o[j] = o[j - 1];
+    o[j] = i;
+  }
+  return o;
+}
+
+/* "matmul" for gemm_..., else the kernel name up to its first '_' */
+static void bench_prof_kind(const char *fn, char *out, size_t cap) {
+  if (!strncmp(fn, "gemm_", 5)) snprintf(out, cap, "matmul");
+  else if (!strncmp(fn, "gptc_", 5)) snprintf(out, cap, "%s", fn + 5);
+  else snprintf(out, cap, "%.*s", (int)strcspn(fn, "_"), fn);
+}
+
+static void bench_print_profile(FILE *f, const bench_report *r) {
+  const bench_step_result *s = &r->step;
+  int *o = bench_prof_order(s);
+  if (!o) return;
+  double step = s->prof_step_s, marked = 0;
+  int w = 6;
+  for (int i = 0; i < s->n_prof; i++) {
+    marked += s->prof[i].seconds;
+    if ((int)strlen(s->prof[i].fn) > w) w = (int)strlen(s->prof[i].fn);
+  }
+  fprintf(f, "\nprofile: the profiled steps' time by call site (a timing mark after every kernel call; %.2f ms a "
+             "step,\n         the mean of the timed steps; rest: outside the marks, e.g. zeroing gradients); isolated: the per-op table's specialized ms a call\n",
+          step * 1e3);
+  fprintf(f, "%-8s  %-*s  %5s  %9s  %9s  %6s  %9s  %s\n", "pass", w, "kernel", "calls", "ms/step", "ms/call", "share",
+          "isolated", "in step / isolated");
+  for (int k = 0; k < s->n_prof; k++) {
+    const struct bench_prof_row *p = &s->prof[o[k]];
+    if (p->calls <= 0) continue;
+    double call = p->seconds / p->calls;
+    fprintf(f, "%-8s  %-*s  %5.0f  %9.3f  %9.4f  %5.1f%%", p->pass, w, p->fn, p->calls, p->seconds * 1e3, call * 1e3,
+            step > 0 ? 100 * p->seconds / step : 0.0);
+    const bench_op_result *op = bench_prof_op(r, p);
+    if (op && op->v[BENCH_SPEC].status == BENCH_OK && op->v[BENCH_SPEC].t.median > 0)
+      fprintf(f, "  %9.4f  %.2fx\n", op->v[BENCH_SPEC].t.median * 1e3, call / op->v[BENCH_SPEC].t.median);
+    else
+      fprintf(f, "  %9s\n", "-");
+  }
+  fprintf(f, "%-8s  %-*s  %5s  %9.3f  %9s  %5.1f%%\n", "rest", w, "(outside the marks)",
+          "", (step - marked) * 1e3, "", step > 0 ? 100 * (step - marked) / step : 0.0);
+  /* by kind, largest first */
+  char kinds[16][24];
+  double ks[16];
+  int nk = 0;
+  for (int i = 0; i < s->n_prof; i++) {
+    char k[24];
+    bench_prof_kind(s->prof[i].fn, k, sizeof k);
+    int j = 0;
+    while (j < nk && strcmp(kinds[j], k)) j++;
+    if (j == nk) {
+      if (nk == 16) continue;
+      snprintf(kinds[nk], sizeof kinds[nk], "%s", k);
+      ks[nk++] = 0;
+    }
+    ks[j] += s->prof[i].seconds;
+  }
+  fprintf(f, "by kind:");
+  for (int n = 0; n < nk; n++) {
+    int b = -1;
+    for (int j = 0; j < nk; j++)
+      if (ks[j] >= 0 && (b < 0 || ks[j] > ks[b])) b = j;
+    fprintf(f, "%s %s %.1f%%", n ? "," : "", kinds[b], step > 0 ? 100 * ks[b] / step : 0.0);
+    ks[b] = -1;
+  }
+  fprintf(f, ", rest %.1f%%\n", step > 0 ? 100 * (step - marked) / step : 0.0);
+  free(o);
+}
+
 void bench_print(FILE *f, const bench_report *r) {
   const cfg_t *c = r->cfg;
   const bench_machine *m = &r->machine;
@@ -197,6 +282,7 @@ void bench_print(FILE *f, const bench_report *r) {
               bench_mib(s->params_bytes), bench_mib(s->grads_bytes), bench_mib(s->moments_bytes),
               bench_mib(s->acts_bytes));
     fprintf(f, "\n");
+    if (s->n_prof) bench_print_profile(f, r);
   }
   if (r->note) fprintf(f, "%s\n", r->note);
   int bad = bench_mismatches(r);
@@ -363,6 +449,25 @@ static void bench_json_step(bench_jw *w, const bench_report *r) {
     bench_jclose(w, '}');
   }
   if (r->n_ops > 0) bench_jnum(w, "ops_ms", bench_ops_total(r) * 1e3);
+  if (s->n_prof) {
+    bench_jopen(w, "profile", '{');
+    bench_jnum(w, "ms_per_step", s->prof_step_s * 1e3);
+    bench_jopen(w, "sites", '[');
+    double marked = 0;
+    for (int i = 0; i < s->n_prof; i++) {
+      const struct bench_prof_row *p = &s->prof[i];
+      marked += p->seconds;
+      bench_jopen(w, NULL, '{');
+      bench_jstr(w, "pass", p->pass);
+      bench_jstr(w, "kernel", p->fn);
+      bench_jnum(w, "calls_per_step", p->calls);
+      bench_jnum(w, "ms_per_step", p->seconds * 1e3);
+      bench_jclose(w, '}');
+    }
+    bench_jclose(w, ']');
+    bench_jnum(w, "rest_ms_per_step", (s->prof_step_s - marked) * 1e3);
+    bench_jclose(w, '}');
+  }
   bench_jclose(w, '}');
 }
 

@@ -1,17 +1,23 @@
 /* bench_step: whole training steps through a backend (backend.h), the way
  * `gptc train` runs them (train.c), on random weights and token batches:
  * what the per-op numbers add up to, with the overheads between kernels. */
+#include <dlfcn.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "backend.h"
 #include "backend_cpu.h"
 #include "bench.h"
+#include "gen.h"
 
 /* a few distinct batches, so no step sees the same tokens as the last */
 #define BENCH_STEP_BATCHES 4
+
+/* the profiled source's table (templates/cpu/model.c) */
+typedef int (*bench_prof_table_fn)(const char *const **names, double **seconds, long **calls);
 
 typedef struct {
   backend *b;
@@ -21,7 +27,26 @@ typedef struct {
   long step;
   double loss;
   int failed;
+  /* profiling: counters cleared once the warm-up steps have run */
+  bench_prof_table_fn prof;
+  long warmup, timed;
+  double wall;
 } bench_step_ctx;
+
+static double bench_step_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void bench_prof_clear(bench_prof_table_fn f) {
+  const char *const *names;
+  double *sec;
+  long *calls;
+  int n = f(&names, &sec, &calls);
+  memset(sec, 0, (size_t)n * sizeof *sec);
+  memset(calls, 0, (size_t)n * sizeof *calls);
+}
 
 static void bench_step_run(void *p, int variant) {
   (void)variant;
@@ -35,7 +60,13 @@ static void bench_step_run(void *p, int variant) {
                       1.0f, (int)c->step + 1},
                      tr->grad_clip};
   double norm;
+  if (c->prof && c->step == c->warmup) bench_prof_clear(c->prof);
+  double t0 = c->prof ? bench_step_now() : 0;
   if (c->b->ops->train_step(c->b, &st, &c->loss, &norm)) c->failed = 1;
+  if (c->prof && c->step >= c->warmup) {
+    c->wall += bench_step_now() - t0;
+    c->timed++;
+  }
   c->step++;
 }
 
@@ -54,12 +85,57 @@ static void bench_step_params(const backend *b, float *params, uint64_t seed) {
   }
 }
 
+/* r->prof from the model's table, per timed step */
+static int bench_prof_collect(bench_step_ctx *c, bench_step_result *r) {
+  const char *const *names;
+  double *sec;
+  long *calls;
+  int n = c->prof(&names, &sec, &calls);
+  if (!c->timed) return util_err("profile: no step was timed");
+  if (!(r->prof = util_calloc((size_t)n, sizeof *r->prof, "the step profile"))) return -1;
+  for (int i = 0; i < n; i++) {
+    struct bench_prof_row *p = &r->prof[i];
+    const char *sp = strchr(names[i], ' ');
+    snprintf(p->pass, sizeof p->pass, "%.*s", sp ? (int)(sp - names[i]) : 0, names[i]);
+    snprintf(p->fn, sizeof p->fn, "%s", sp ? sp + 1 : names[i]);
+    p->seconds = sec[i] / (double)c->timed;
+    p->calls = (double)calls[i] / (double)c->timed;
+  }
+  r->n_prof = n;
+  r->prof_step_s = c->wall / (double)c->timed;
+  return 0;
+}
+
+void bench_step_free(bench_step_result *r) {
+  free(r->prof);
+  r->prof = NULL;
+  r->n_prof = 0;
+}
+
 int bench_step(const cfg_t *cfg, const char *device, uint64_t seed, const bench_timing *t, bench_step_result *r) {
+  return bench_step_profiled(cfg, device, seed, t, 0, r);
+}
+
+int bench_step_profiled(const cfg_t *cfg, const char *device, uint64_t seed, const bench_timing *t, int profile,
+                        bench_step_result *r) {
   memset(r, 0, sizeof *r);
   bench_step_ctx c = {0};
   c.cfg = cfg;
-  if (backend_open(cfg, device, &c.b)) return -1;
+  if (profile && strcmp(device, "cpu")) return util_err("the step profile is for --device cpu (got '%s')", device);
+  gen_set_profile(profile);
+  int opened = backend_open(cfg, device, &c.b);
+  gen_set_profile(0);
+  if (opened) return -1;
   backend *b = c.b;
+  if (profile) {
+    const cpu_module *mod = backend_cpu_module(b);
+    c.prof = mod ? (bench_prof_table_fn)dlsym(mod->handle, "gptc_prof_table") : NULL;
+    if (!c.prof) {
+      backend_close(b);
+      return util_err("profile: the compiled model has no gptc_prof_table (not a profiled source)");
+    }
+    c.warmup = t->warmup;
+  }
   float *host = NULL;
   int rc = -1;
   if (b->ops->alloc(b, BACKEND_TRAIN)) goto done;
@@ -81,6 +157,7 @@ int bench_step(const cfg_t *cfg, const char *device, uint64_t seed, const bench_
 
   if (bench_time(1, bench_step_run, NULL, &c, t, &r->t)) goto done;
   if (c.failed) goto done;
+  if (c.prof && bench_prof_collect(&c, r)) goto done;
   r->ran = 1;
   snprintf(r->device, sizeof r->device, "%s", b->device);
   snprintf(r->about, sizeof r->about, "%.255s", b->about);

@@ -29,6 +29,9 @@ static const cli_opt cmd_bench_opts[] = {
     {"--cold", NULL, "evict the caches before each timed op run: inputs come from memory, as in a step whose"
                      " data outgrow the caches (default: warm, from the previous run)"},
     {"--no-step", NULL, "skip the end-to-end training steps"},
+    {"--profile", NULL, "cpu: the steps run a source with a timing mark after every kernel call, and a table says "
+                        "where a real step's time goes: each kernel's ms a step and share, beside its isolated time "
+                        "(docs/bench-cpu.md, \"The step profile\")"},
     {"--ops-only", NULL, "the per-op benchmarks only (the same as --no-step)"},
     {"--vocab-size", "N", "vocabulary size for char/word configs (default: derived from the config's text)"},
     {"--no-tune", NULL, "do not measure GEMM schedules this host's file lacks (see gptc tune)"},
@@ -39,7 +42,7 @@ static const cli_opt cmd_bench_opts[] = {
 
 static const cli_spec cmd_bench_spec = {
     "gptc bench --config FILE [--set FIELD=VALUE]... [--device cpu|cuda] [--threads N] [--json OUT] [--chart OUT.svg] [--repeats N]\n"
-    "                  [--cold] [--no-step] [--ops-only]\n"
+    "                  [--cold] [--no-step] [--ops-only] [--profile]\n"
     "       gptc bench --peaks [--threads N]\n"
     "       mpirun -np N gptc bench --ranks --config FILE [--repeats N]",
     "Measures this machine's fp32 FMA peak, its bf16 peaks (vdpbf16ps, AMX) where the CPU has them and the\n"
@@ -144,6 +147,9 @@ int cmd_bench(int argc, char **argv) {
   const char *json = cli_get(&a, "--json"), *chart = cli_get(&a, "--chart");
   if (cuda && no_step)
     return cli_usage_err(&a, "'--device cuda' runs only the training step; '--no-step'/'--ops-only' leave nothing");
+  int profile = cli_has(&a, "--profile");
+  if (profile && cuda) return cli_usage_err(&a, "'--profile' times the CPU step's kernels; it is for --device cpu");
+  if (profile && no_step) return cli_usage_err(&a, "'--profile' profiles the training step; '--no-step'/'--ops-only' skip it");
   if (cuda && chart) return cli_usage_err(&a, "'--chart' charts the per-op benchmarks, which run on the CPU only");
   if ((json && cmd_bench_writable("--json", json)) || (chart && cmd_bench_writable("--chart", chart)))
     return cli_fail();
@@ -178,7 +184,7 @@ int cmd_bench(int argc, char **argv) {
    * not the copy-bandwidth arrays' or the op buffers' */
   if (!no_step) {
     fprintf(stderr, "gptc bench: timing training steps (%s)\n", device);
-    rc = bench_step(&cfg, device, r.seed, &r.step_timing, &r.step);
+    rc = bench_step_profiled(&cfg, device, r.seed, &r.step_timing, profile, &r.step);
   }
   if (!rc && !cuda) rc = cmd_bench_ops(&cfg, &r, &blas, &obj);
   if (cuda) r.note = "per-op benchmarks: CPU only (run with --device cpu); the step above ran on the GPU";
@@ -195,6 +201,7 @@ int cmd_bench(int argc, char **argv) {
   int bad = bench_mismatches(&r);
   for (int i = 0; i < r.n_ops; i++) bench_op_free(&r.ops[i]);
   free(r.ops);
+  bench_step_free(&r.step);
   bench_blas_close(&blas);
   cpu_object_close(&obj);
   if (rc) return cli_fail();

@@ -24,6 +24,8 @@ static const cli_opt cmd_gen_opts[] = {
     {"--precision", "P", "fp32 or bf16 (default: the config's)"},
     {"--compile", "ARCH", "with --device cuda: also compile the kernels for GPU architecture ARCH (sm_80, sm_90, ...) "
                           "into the kernel cache, so a run on such a GPU loads them without compiling"},
+    {"--profile", NULL, "cpu: the source `gptc bench --profile` runs: a timing mark after every kernel call of the "
+                        "training passes (docs/bench.md, \"The step profile\"); the kernels are unchanged"},
     {"--explain", NULL, "list the config's compilation units (cpu: each kernel instance and the model's glue; "
                         "cuda: each kernel's NVRTC program, for GPU 0's architecture or --compile's), each with "
                         "its cache key and whether it is cached or new; compiles nothing and writes no files "
@@ -32,7 +34,7 @@ static const cli_opt cmd_gen_opts[] = {
 };
 
 static const cli_spec cmd_gen_spec = {
-    "gptc gen --config FILE [--set FIELD=VALUE]... -o DIR [--device cpu|cuda] [--vocab-size N] [--precision fp32|bf16] [--compile sm_NN]\n"
+    "gptc gen --config FILE [--set FIELD=VALUE]... -o DIR [--device cpu|cuda] [--vocab-size N] [--precision fp32|bf16] [--compile sm_NN] [--profile]\n"
     "       gptc gen --config FILE [--set FIELD=VALUE]... --explain [--device cpu|cuda] [--compile sm_NN] [--vocab-size N] [--precision fp32|bf16]",
     "Derives every shape of the config's model and writes DIR/model.c, the shape-specialized\n"
     "source that gptc compiles for training (forward, backward, AdamW, evaluation, KV-cache\n"
@@ -103,6 +105,8 @@ int cmd_gen(int argc, char **argv) {
   const char *prec = cli_get(&a, "--precision");
   if (prec && strcmp(prec, "fp32") && strcmp(prec, "bf16"))
     return cli_usage_err(&a, "option '--precision' must be fp32 or bf16 (got '%s')", prec);
+  int profile = cli_has(&a, "--profile");
+  if (profile && strcmp(device, "cpu")) return cli_usage_err(&a, "option '--profile' is for --device cpu");
   const char *arch = cli_get(&a, "--compile");
   int cc = 0;
   if (arch) {
@@ -120,6 +124,7 @@ int cmd_gen(int argc, char **argv) {
   if (vocab ? cfg_set_vocab(&cfg, (int)vocab) : data_derive_vocab(&cfg)) return cli_fail();
 
   if (prec) cfg.precision = strcmp(prec, "bf16") ? CFG_FP32 : CFG_BF16;
+  gen_set_profile(profile);
   if (explain) return strcmp(device, "cuda") ? cmd_gen_explain(&cfg) : cmd_gen_explain_cuda(&cfg, cc);
 
   char *src;

@@ -131,12 +131,19 @@ void gen_host_opts(lua_State *L) {
   lua_setfield(L, -2, bf16 ? "bf16_path" : "bf16_error");
 }
 
+static int gen_profile_on;
+void gen_set_profile(int on) { gen_profile_on = on; }
+
 /* The C emitters' options: the host's (gen_host_opts) and the GEMM
  * schedules `gptc tune` measured on it (schedfile.h), by instance name. A
  * file that cannot be read leaves the heuristics, with a warning. */
 static void gen_cpu_opts(lua_State *L, const void *arg) {
   (void)arg;
   gen_host_opts(L);
+  if (gen_profile_on) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "profile");
+  }
   sched_file f;
   if (sched_load(&f)) {
     fprintf(stderr, "gptc: %s (the GEMMs keep their heuristic schedules)\n", util_errmsg());

@@ -52,6 +52,11 @@ char *gen_cfg_describe(void);
 /* `gptc gen`'s shapes.txt (gen/cpu/emit.lua's summary); caller frees. */
 char *gen_summary(const cfg_t *cfg);
 
+/* From now on the C sources (gen_source, gen_units) carry the step
+ * profile's timing marks (on 1) or not (0, the default): `gptc bench
+ * --profile`, `gptc gen --profile`; templates/cpu/model.c. */
+void gen_set_profile(int on);
+
 /* Renders the C source for `cfg` (device "cpu"). *src is malloc'ed;
  * hash (64 hex + NUL) is the content hash printed in its header. */
 int gen_source(const cfg_t *cfg, const char *device, char **src, size_t *len, char hash[65]);

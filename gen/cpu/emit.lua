@@ -82,6 +82,7 @@ local function base_env(S, opts, cfg)
       return string.format("\\%03o", c:byte())
     end)) end,
     export_kernels = opts.export_kernels and true or false,
+    profile = opts.profile and true or false,
     gemm_blocks = opts.gemm_blocks,
     threads = host_threads(opts),
     drop_threshold = string.format("%d", math.min(math.floor(p * 2 ^ 32 + 0.5), 2 ^ 32 - 1)),
@@ -458,6 +459,26 @@ local function passes(S, env, ks)
   -- the host's default micro-kernel, which attention also runs on
   env.mk = micro(ks, env, env.MR, env.NV, 1)
   ks.bf16 = env.bf16
+  -- `gptc bench --profile` (opts.profile): a prof_mark(id) after each
+  -- kernel call of the training passes adds the time since the previous mark
+  -- to the call site's kernel (templates/cpu/model.c); the calls themselves
+  -- are the same text as without it
+  local prof = env.profile and { list = {}, by = {} } or nil
+  res.prof = prof
+  local function emit(dst, lines, pass)
+    for _, l in ipairs(lines) do
+      dst[#dst + 1] = l
+      local fn = prof and pass and (l:match("^([%w_]+)%(") or l:match("^if %b() [%w_]+ = ([%w_]+)%("))
+      if fn then
+        local key = pass .. " " .. fn
+        if not prof.by[key] then
+          prof.list[#prof.list + 1] = { pass = pass, fn = fn }
+          prof.by[key] = #prof.list - 1
+        end
+        dst[#dst + 1] = string.format("prof_mark(%d);", prof.by[key])
+      end
+    end
+  end
   for _, mode in ipairs({ "train", "eval" }) do
     local prog = mode == "train" and S.train or S.eval
     local P = pointers(S, mode)
@@ -465,7 +486,8 @@ local function passes(S, env, ks)
     local f = { pre = {}, layer = {}, post = {} }
     for _, part in ipairs({ "pre", "layer", "post" }) do
       for _, op in ipairs(prog[part]) do
-        for _, l in ipairs(forward_call(S, env, ks, P, op, train, part == "layer")) do f[part][#f[part] + 1] = l end
+        local lines = forward_call(S, env, ks, P, op, train, part == "layer")
+        if train then emit(f[part], lines, "forward") else emit(f[part], lines, nil) end
       end
     end
     res[mode] = { pre = indent(f.pre, 2), layer = indent(f.layer, 4), post = indent(f.post, 2) }
@@ -473,9 +495,7 @@ local function passes(S, env, ks)
       local b = { pre = {}, layer = {}, post = {} }
       for _, part in ipairs({ "post", "layer", "pre" }) do
         local ops = prog[part]
-        for i = #ops, 1, -1 do
-          for _, l in ipairs(backward_call(S, env, ks, P, ops[i], part == "layer")) do b[part][#b[part] + 1] = l end
-        end
+        for i = #ops, 1, -1 do emit(b[part], backward_call(S, env, ks, P, ops[i], part == "layer"), "backward") end
       end
       res.backward = { pre = indent(b.pre, 2), layer = indent(b.layer, 4), post = indent(b.post, 2) }
     end
@@ -715,7 +735,9 @@ function M.header(cfg, hash, opts)
 #define GPTC_SOURCE_HASH "%s"
 ]], name, gptc.version, d.V, d.C, d.H, d.hd, d.L, d.ctx, tostring(cfg.qkv_bias), tostring(cfg.tie_embeddings),
     d.p, d.B, d.T, d.eval_B, d.eval_T, S.n_params_real, opts.real or "float", host_vec_bytes(opts),
-    host_threads(opts), bf16_line(cfg, opts), schedule_lines(S, opts, cfg), hash, hash)
+    host_threads(opts), bf16_line(cfg, opts) .. (opts.profile and
+      " * profiled: a timing mark after every kernel call of the training passes (gptc bench --profile)\n" or ""),
+    schedule_lines(S, opts, cfg), hash, hash)
 end
 
 -- ---- readable summary ------------------------------------------------------------

@@ -1,5 +1,53 @@
 % local d = S.dims
 % local sz = sizes
+% local prof = pass.prof
+% if prof then
+/* ---- the step profile (`gptc bench --profile`) ------------------------------------
+ * prof_mark(i) adds the time since the previous mark (or prof_start) to call
+ * site kind i: a kernel of one pass, or AdamW and the gradient norm. The
+ * kernels and their arguments are those of the source without marks. */
+#include <time.h>
+#define GPTC_PROF_N {{#prof.list + 2}}
+static const char *const gptc_prof_names[GPTC_PROF_N] = {
+%   for _, e in ipairs(prof.list) do
+    "{{e.pass}} {{e.fn}}",
+%   end
+    "update gptc_grad_sq_norm",
+    "update gptc_adamw",
+};
+static double gptc_prof_seconds[GPTC_PROF_N];
+static long gptc_prof_calls[GPTC_PROF_N];
+static struct timespec prof_t0;
+static void prof_start(void) { clock_gettime(CLOCK_MONOTONIC, &prof_t0); }
+static void prof_mark(int i) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  gptc_prof_seconds[i] += (double)(t.tv_sec - prof_t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - prof_t0.tv_nsec);
+  gptc_prof_calls[i]++;
+  prof_t0 = t;
+}
+static double gptc_prof_grad_sq_norm(const real *grads) {
+  prof_start();
+  double s = gptc_grad_sq_norm(grads);
+  prof_mark({{#prof.list}});
+  return s;
+}
+static void gptc_prof_adamw(real *params, const real *grads, real *m, real *v, gptc_adamw_args a) {
+  prof_start();
+  gptc_adamw(params, grads, m, v, a);
+  prof_mark({{#prof.list + 1}});
+}
+/* the runtime's view (runtime/bench_step.c): names, seconds and calls by
+ * call site kind, summed since the model was loaded or last cleared */
+__attribute__((visibility("default"))) int gptc_prof_table(const char *const **names, double **seconds,
+                                                            long **calls) {
+  *names = gptc_prof_names;
+  *seconds = gptc_prof_seconds;
+  *calls = gptc_prof_calls;
+  return GPTC_PROF_N;
+}
+
+% end
 /* ---- the passes -------------------------------------------------------------------- */
 
 /* 1 when every input id is in [0, V={{d.V}}) and every target < V */
@@ -15,6 +63,9 @@ static real gptc_forward(const real *params, real *acts, const int32_t *inputs, 
                          gptc_rng rng) {
   if (!ids_ok(inputs, targets, {{d.B * d.T}})) return NAN;
   real loss = 0;
+% if prof then
+  prof_start();
+% end
 {{pass.train.pre}}
   for (int l = 0; l < {{d.L}}; l++) {
     const real *lp = params + (size_t)l * {{S.layer_stride}};
@@ -31,6 +82,9 @@ static real gptc_forward(const real *params, real *acts, const int32_t *inputs, 
 static void gptc_backward(const real *params, real *grads, real *acts, real *grad_acts, const int32_t *inputs,
                           const int32_t *targets, gptc_rng rng, float loss_scale) {
   if (!targets || !ids_ok(inputs, targets, {{d.B * d.T}})) return;
+% if prof then
+  prof_start();
+% end
 {{pass.backward.post}}
   for (int l = {{d.L - 1}}; l >= 0; l--) {
     const real *lp = params + (size_t)l * {{S.layer_stride}};
@@ -97,8 +151,8 @@ static const gptc_model gptc_the_model = {
   .forward = gptc_forward,
   .backward = gptc_backward,
   .forward_eval = gptc_forward_eval,
-  .grad_sq_norm = gptc_grad_sq_norm,
-  .adamw = gptc_adamw,
+  .grad_sq_norm = {{prof and "gptc_prof_grad_sq_norm" or "gptc_grad_sq_norm"}},
+  .adamw = {{prof and "gptc_prof_adamw" or "gptc_adamw"}},
   .infer = gptc_infer,
   .adamw_range = gptc_adamw_range,
 };

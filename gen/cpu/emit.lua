@@ -124,16 +124,18 @@ end
 -- (L2-sized: a reused block is read back from L2 or L3, never packed again)
 local A_WHOLE = 4 << 20
 
--- The micro-kernels a source needs, one per register block and unroll,
--- keyed "6x16u1"; the host's default block is always there (attention
--- runs on it).
-local function micro(ks, env, mr, nv, unroll)
-  local key = string.format("%dx%du%d", mr, nv * env.VL, unroll)
+-- The micro-kernels a source needs, one per register block, unroll and
+-- prefetch distance, keyed "6x16u1p0"; the host's default block is always
+-- there (attention runs on it).
+local function micro(ks, env, mr, nv, unroll, pf)
+  pf = pf or 0
+  local key = string.format("%dx%du%dp%d", mr, nv * env.VL, unroll, pf)
   ks.micro = ks.micro or { list = {}, by = {} }
   local m = ks.micro.by[key]
   if not m then
-    local suffix = string.format("_%dx%d%s", mr, nv * env.VL, unroll > 1 and ("_u" .. unroll) or "")
-    m = { MR = mr, NV = nv, NR = nv * env.VL, unroll = unroll, rows = "micro_kernel_rows" .. suffix,
+    local suffix = string.format("_%dx%d%s%s", mr, nv * env.VL, unroll > 1 and ("_u" .. unroll) or "",
+      pf > 0 and ("_pf" .. pf) or "")
+    m = { MR = mr, NV = nv, NR = nv * env.VL, unroll = unroll, pf = pf, rows = "micro_kernel_rows" .. suffix,
       cols = "micro_kernel_cols" .. suffix, edge = string.format("edge_%dx%d", mr, nv * env.VL) }
     if env.bf16 then
       -- the bf16 pair kernels: the portable one always (the others' fallback);
@@ -178,13 +180,13 @@ local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi, sched, 
   local fn = schedule.name(p) .. (suffix or "")
   if ks.by[fn] then return fn end
   local s, source = gemm_schedule(env, p, sched)
-  local m = micro(ks, env, s.mr, s.nv, s.unroll)
+  local m = micro(ks, env, s.mr, s.nv, s.unroll, s.pf)
   local MR, NR = s.mr, m.NR
   local k = {
     fn = fn, M = M_, N = N, K = K, ta = ta, tb = tb, mode = mode, desc = desc, epi = epi,
     lda = ta and M_ or K, ldb = tb and K or N,
     MR = MR, NV = s.nv, NR = NR, micro = m, MC = s.mc, NC = s.nc, KC = s.kc, pack_rows = not ta and s.pack == 1,
-    unroll = s.unroll, schedule = schedule.str(s), schedule_source = source, bf16 = env.bf16,
+    unroll = s.unroll, order = s.order, schedule = schedule.str(s), schedule_source = source, bf16 = env.bf16,
   }
   k.MT, k.NT = ceil_div(M_, k.MC), ceil_div(N, k.NC)
   -- packed A: the A^T strips of a block, the rows of a block (stride KC +

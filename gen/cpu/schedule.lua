@@ -13,6 +13,12 @@
 --   pack     A (M, K) only: copy A's rows of a block with a padded stride (1)
 --            or read them in place (0); A^T is always packed into strips
 --   unroll   unroll of the micro-kernel's k loop (1 = as the compiler likes)
+--   order    the order the tiles are handed out in: 0 row blocks outer (a
+--            thread's consecutive tiles share A's row block), 1 column
+--            blocks outer (they share B's column block)
+--   pf       software prefetch distance of the micro-kernel, in k: each k
+--            step asks for B's panel row k + pf and, once a cache line, A's
+--            elements k + pf (0: none, the hardware prefetchers alone)
 -- Every schedule sums each element of C in the same order: its first value
 -- (0, the bias, or C itself for +=) and then a(i, k) b(k, j) for k = 0, 1, ..,
 -- K-1, one fused multiply-add each (bf16: k in pairs, k + 1 before k, each
@@ -26,15 +32,17 @@
 --   host(env)                the host facts a schedule depends on
 --   default(p, host)         today's heuristics (and the tests' forced blocks)
 --   check(p, host, s)        s completed, clamped to the shape, or nil + why
---   parse(str) / str(s)      "mr=6 nv=2 mc=192 nc=256 kc=384 pack=1 unroll=1"
+--   parse(str) / str(s)      "mr=6 nv=2 mc=192 nc=256 kc=384 pack=1 unroll=1" (order and pf
+--                            only when not 0)
 --   neighbours(p, host, s)   s and the variants one field away, for the tuner
 --   att_default(a), att_check(a, s), att_parse(str), att_str(s), att_neighbours(a, s)
 --                            the same for an attention instance (below)
 
 local M = {}
 
-local FIELDS = { "mr", "nv", "mc", "nc", "kc", "pack", "unroll" }
+local FIELDS = { "mr", "nv", "mc", "nc", "kc", "pack", "unroll", "order", "pf" }
 local UNROLLS = { [1] = true, [2] = true, [4] = true, [8] = true }
+local PREFETCH = { 0, 4, 8, 16, 32 } -- the distances pf may take (the tuner races the next ones)
 
 local function ceil_div(a, b) return (a + b - 1) // b end
 local function round_up(a, b) return ceil_div(a, b) * b end
@@ -95,7 +103,7 @@ end
 -- The heuristic schedule with register block (mr, nv): K in blocks of at
 -- most 256, tiles as above, A's rows copied when they crowd the L1 sets.
 local function heuristic(p, h, mr, nv)
-  local s = { mr = mr, nv = nv, kc = ceil_div(p.K, ceil_div(p.K, 256)), unroll = 1 }
+  local s = { mr = mr, nv = nv, kc = ceil_div(p.K, ceil_div(p.K, 256)), unroll = 1, order = 0, pf = 0 }
   s.mc, s.nc = tiles(p, h, mr, nv * h.VL)
   s.pack = (not p.ta and crowded(p, h, mr)) and 1 or 0
   return s
@@ -135,6 +143,10 @@ function M.check(p, h, s)
   if out.mc < 1 or out.nc < 1 or out.kc < 1 then return nil, "mc, nc and kc must be positive" end
   if out.pack ~= 0 and out.pack ~= 1 then return nil, "pack must be 0 or 1" end
   if not UNROLLS[out.unroll] then return nil, "unroll must be 1, 2, 4 or 8" end
+  if out.order ~= 0 and out.order ~= 1 then return nil, "order must be 0 or 1" end
+  local pf_ok = false
+  for _, d in ipairs(PREFETCH) do pf_ok = pf_ok or out.pf == d end
+  if not pf_ok then return nil, "pf must be 0, 4, 8, 16 or 32" end
   -- A^T is always packed into strips; with bf16 A's rows too (the copy rounds them)
   if p.ta or p.bf16 then out.pack = 1 end
   out.mc = math.min(out.mc, round_up(p.M, out.mr))
@@ -146,7 +158,9 @@ function M.check(p, h, s)
 end
 
 function M.str(s)
-  return string.format("mr=%d nv=%d mc=%d nc=%d kc=%d pack=%d unroll=%d", s.mr, s.nv, s.mc, s.nc, s.kc, s.pack, s.unroll)
+  return string.format("mr=%d nv=%d mc=%d nc=%d kc=%d pack=%d unroll=%d", s.mr, s.nv, s.mc, s.nc, s.kc, s.pack,
+    s.unroll) .. (s.order ~= 0 and string.format(" order=%d", s.order) or "") ..
+    (s.pf ~= 0 and string.format(" pf=%d", s.pf) or "")
 end
 
 -- "key=value ..." -> a table of integers, or nil and why.
@@ -175,7 +189,8 @@ end
 
 -- s first, then the valid schedules one field away from it: another
 -- register block (with that block's heuristic tiles), K blocks, tiles twice
--- or half as tall or wide, packing flipped, the k loop unrolled. Duplicates
+-- or half as tall or wide, packing flipped, the k loop unrolled, the other
+-- tile order, the prefetch distances either side. Duplicates
 -- (after clamping) are dropped.
 function M.neighbours(p, h, s)
   s = assert(M.check(p, h, s))
@@ -214,6 +229,15 @@ function M.neighbours(p, h, s)
   if s.nc >= 2 * nr then add(with({ nc = round_up(s.nc // 2, nr) })) end
   if not p.ta then add(with({ pack = 1 - s.pack })) end
   add(with({ unroll = s.unroll == 1 and 4 or 1 }))
+  -- the other tile order when there are tiles both ways
+  if ceil_div(p.M, s.mc) > 1 and ceil_div(p.N, s.nc) > 1 then add(with({ order = 1 - s.order })) end
+  -- the prefetch distances next to this one
+  for i, d in ipairs(PREFETCH) do
+    if d == s.pf then
+      if PREFETCH[i - 1] then add(with({ pf = PREFETCH[i - 1] })) end
+      if PREFETCH[i + 1] then add(with({ pf = PREFETCH[i + 1] })) end
+    end
+  end
   return list
 end
 

@@ -47,7 +47,12 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
 % end
 #pragma omp parallel for schedule(dynamic, 1)
   for (int tile = 0; tile < {{k.MT * k.NT}}; tile++) {
+% if k.order == 1 then
+    /* column blocks outer (schedule order=1): consecutive tiles share B's column block */
+    const int ic = tile % {{k.MT}} * {{k.MC}}, jc = tile / {{k.MT}} * {{k.NC}};
+% else
     const int ic = tile / {{k.NT}} * {{k.MC}}, jc = tile % {{k.NT}} * {{k.NC}};
+% end
     const int mc = ic + {{k.MC}} <= {{k.M}} ? {{k.MC}} : {{k.M}} - ic;
     const int nc = jc + {{k.NC}} <= {{k.N}} ? {{k.NC}} : {{k.N}} - jc;
 % if k.a_whole then

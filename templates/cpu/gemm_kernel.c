@@ -57,6 +57,22 @@ static __attribute__((noinline, unused)) void {{name}}(int kc, const real *restr
 %   if not rows then
     const real *ak = a + (size_t)k * lda;
 %   end
+%   if m.pf > 0 then
+    /* prefetch (schedule pf={{m.pf}}): B's panel row k + {{m.pf}} and {{rows and ("each A row at k + " .. m.pf .. ", every " .. 64 // RSIZE .. " k (a line)") or ("A's strip row k + " .. m.pf)}}
+     * (a hint: past the end it reads nothing and never faults) */
+%     for l = 0, (NR * RSIZE - 1) // 64 do
+    __builtin_prefetch(bk + {{m.pf}} * (size_t)ldb + {{l * 64 // RSIZE}});
+%     end
+%     if rows then
+    if (k % {{64 // RSIZE}} == 0) {
+%       for i = 0, MR - 1 do
+      __builtin_prefetch(a{{i}} + k + {{m.pf}});
+%       end
+    }
+%     else
+    __builtin_prefetch(ak + {{m.pf}} * (size_t)lda);
+%     end
+%   end
 %   for v = 0, NV - 1 do
     const vreal b{{v}} = vload(bk + {{v * VL}});
 %   end

@@ -26,7 +26,7 @@ static const cli_spec cmd_tune_spec = {
     "gptc tune --config FILE [--set FIELD=VALUE]... [--budget SECONDS] [--rounds 1|2] [--missing] [--min-mflops X] [--vocab-size N]",
     "Finds the fastest schedule of each GEMM of the config's training step on this machine: for each\n"
     "instance (largest share of the step first) its heuristic schedule and the variants one field away\n"
-    "(register block, K block, tile height and width, packing of A, unroll, tile order, prefetch distance;\n"
+    "(register block, K block, tile height and width, packing of A and B, unroll, tile order, prefetch distance;\n"
     "gen/cpu/schedule.lua) are "
     "compiled, checked to give the heuristic's results bit for bit, and timed warm and cold. The winners\n"
     "go to $GPTC_CACHE/tune/<host>.txt (a readable file, keyed by CPU model, processor count, vector\n"

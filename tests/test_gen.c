@@ -632,14 +632,14 @@ END_TEST
 
 /* Every GEMM schedule sums each element of C in the same order (its start,
  * then k = 0, 1, .. K-1: gen/cpu/schedule.lua), so forced schedules with other
- * register blocks, K blocks (7 cuts K=384 into 55 blocks), tiles, packing,
- * unrolling, tile order and prefetch give the heuristic's loss and gradients bit for bit: what
+ * register blocks, K blocks (7 cuts K=384 into 55 blocks), tiles, packing of
+ * A or B, unrolling, tile order and prefetch give the heuristic's loss and gradients bit for bit: what
  * `gptc tune` picks changes speed, never results. */
 START_TEST(schedule_independence) {
   static const char *const forced[] = {
       "mr=4 nv=3 kc=40 unroll=4 order=1 pf=8",
-      "mr=3 nv=4 kc=7 pack=1",
-      "mr=5 nv=1 kc=33 pack=0 unroll=2 pf=16",
+      "mr=3 nv=4 kc=7 pack=1 packb=0",
+      "mr=5 nv=1 kc=33 pack=0 unroll=2 packb=0 pf=16",
       "mr=2 nv=2 kc=1000 unroll=8",
   };
   run_state a;
@@ -799,6 +799,7 @@ START_TEST(schedule_rules) {
       {"mr=6 mc=0", "must be positive"},
       {"unroll=3", "unroll must be"},
       {"order=2", "order must be 0 or 1"},
+      {"packb=2", "packb must be 0 or 1"},
       {"pf=5", "pf must be 0, 4, 8, 16 or 32"},
       {"mr=6 bogus=1", "not a schedule field"},
       {"mr=six", "not field=number"},

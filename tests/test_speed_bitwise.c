@@ -135,7 +135,8 @@ static const char *ODD =
 START_TEST(gelu_epilogue_forced_schedules) {
   static const char *const forced[] = {
       "mr=5 nv=1 kc=7 pack=1 order=1",           /* 111 rows: an edge strip of 1; K = 45 in 7 blocks */
-      "mr=3 nv=3 kc=33 pack=0 unroll=2 pf=32",   /* 180 = 7 x 24 + 12: a vector and a scalar tail */
+      "mr=3 nv=3 kc=33 pack=0 unroll=2 packb=0 pf=32", /* 180 = 7 x 24 + 12: a vector and a scalar
+                                                     * tail; B read in place, its edge panel packed */
   };
   for (size_t f = 0; f < sizeof forced / sizeof *forced; f++)
     ck_assert_int_ge(check_config(ODD, forced[f]), 2);

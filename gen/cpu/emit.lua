@@ -186,7 +186,7 @@ local function gemm_instance(ks, env, M_, N, K, ta, tb, mode, desc, epi, sched, 
     fn = fn, M = M_, N = N, K = K, ta = ta, tb = tb, mode = mode, desc = desc, epi = epi,
     lda = ta and M_ or K, ldb = tb and K or N,
     MR = MR, NV = s.nv, NR = NR, micro = m, MC = s.mc, NC = s.nc, KC = s.kc, pack_rows = not ta and s.pack == 1,
-    unroll = s.unroll, order = s.order, schedule = schedule.str(s), schedule_source = source, bf16 = env.bf16,
+    unroll = s.unroll, order = s.order, b_in_place = s.packb == 0, schedule = schedule.str(s), schedule_source = source, bf16 = env.bf16,
   }
   k.MT, k.NT = ceil_div(M_, k.MC), ceil_div(N, k.NC)
   -- packed A: the A^T strips of a block, the rows of a block (stride KC +

@@ -13,6 +13,9 @@
 --   pack     A (M, K) only: copy A's rows of a block with a padded stride (1)
 --            or read them in place (0); A^T is always packed into strips
 --   unroll   unroll of the micro-kernel's k loop (1 = as the compiler likes)
+--   packb    B (K, N) only, without a colsum epilogue, fp32: pack each K block of
+--            B into NR-column panels (1) or read B's rows in place (0; only a
+--            partial panel at the edge is packed); B^T is always packed
 --   order    the order the tiles are handed out in: 0 row blocks outer (a
 --            thread's consecutive tiles share A's row block), 1 column
 --            blocks outer (they share B's column block)
@@ -40,7 +43,7 @@
 
 local M = {}
 
-local FIELDS = { "mr", "nv", "mc", "nc", "kc", "pack", "unroll", "order", "pf" }
+local FIELDS = { "mr", "nv", "mc", "nc", "kc", "pack", "unroll", "packb", "order", "pf" }
 local UNROLLS = { [1] = true, [2] = true, [4] = true, [8] = true }
 local PREFETCH = { 0, 4, 8, 16, 32 } -- the distances pf may take (the tuner races the next ones)
 
@@ -51,6 +54,9 @@ function M.name(p)
   return string.format("gemm_%dx%dx%d_%s%s_%s%s%s", p.M, p.N, p.K, p.ta and "t" or "n", p.tb and "t" or "n", p.mode,
     p.epi and ("_" .. p.epi) or "", p.bf16 and "_bf16" or "")
 end
+
+-- Whether B may be read in place (packb = 0): B (K, N), fp32, no colsum epilogue.
+function M.b_in_place_ok(p) return not p.tb and not p.bf16 and p.epi ~= "colsum" end
 
 -- vec_bytes: the vector width; VL: floats (or doubles) a vector; threads:
 -- processors the tiles are cut for; regs: vector registers (32 with
@@ -103,7 +109,7 @@ end
 -- The heuristic schedule with register block (mr, nv): K in blocks of at
 -- most 256, tiles as above, A's rows copied when they crowd the L1 sets.
 local function heuristic(p, h, mr, nv)
-  local s = { mr = mr, nv = nv, kc = ceil_div(p.K, ceil_div(p.K, 256)), unroll = 1, order = 0, pf = 0 }
+  local s = { mr = mr, nv = nv, kc = ceil_div(p.K, ceil_div(p.K, 256)), unroll = 1, packb = 1, order = 0, pf = 0 }
   s.mc, s.nc = tiles(p, h, mr, nv * h.VL)
   s.pack = (not p.ta and crowded(p, h, mr)) and 1 or 0
   return s
@@ -143,12 +149,15 @@ function M.check(p, h, s)
   if out.mc < 1 or out.nc < 1 or out.kc < 1 then return nil, "mc, nc and kc must be positive" end
   if out.pack ~= 0 and out.pack ~= 1 then return nil, "pack must be 0 or 1" end
   if not UNROLLS[out.unroll] then return nil, "unroll must be 1, 2, 4 or 8" end
+  if out.packb ~= 0 and out.packb ~= 1 then return nil, "packb must be 0 or 1" end
   if out.order ~= 0 and out.order ~= 1 then return nil, "order must be 0 or 1" end
   local pf_ok = false
   for _, d in ipairs(PREFETCH) do pf_ok = pf_ok or out.pf == d end
   if not pf_ok then return nil, "pf must be 0, 4, 8, 16 or 32" end
   -- A^T is always packed into strips; with bf16 A's rows too (the copy rounds them)
   if p.ta or p.bf16 then out.pack = 1 end
+  -- B^T is transposed as it is packed, bf16 rounded, and colsum gathers its sums while packing
+  if not M.b_in_place_ok(p) then out.packb = 1 end
   out.mc = math.min(out.mc, round_up(p.M, out.mr))
   out.nc = math.min(out.nc, round_up(p.N, nr))
   out.kc = math.min(out.kc, p.K)
@@ -159,7 +168,7 @@ end
 
 function M.str(s)
   return string.format("mr=%d nv=%d mc=%d nc=%d kc=%d pack=%d unroll=%d", s.mr, s.nv, s.mc, s.nc, s.kc, s.pack,
-    s.unroll) .. (s.order ~= 0 and string.format(" order=%d", s.order) or "") ..
+    s.unroll) .. (s.packb ~= 1 and string.format(" packb=%d", s.packb) or "") .. (s.order ~= 0 and string.format(" order=%d", s.order) or "") ..
     (s.pf ~= 0 and string.format(" pf=%d", s.pf) or "")
 end
 
@@ -189,7 +198,7 @@ end
 
 -- s first, then the valid schedules one field away from it: another
 -- register block (with that block's heuristic tiles), K blocks, tiles twice
--- or half as tall or wide, packing flipped, the k loop unrolled, the other
+-- or half as tall or wide, packing of A or B flipped, the k loop unrolled, the other
 -- tile order, the prefetch distances either side. Duplicates
 -- (after clamping) are dropped.
 function M.neighbours(p, h, s)
@@ -228,6 +237,7 @@ function M.neighbours(p, h, s)
   if s.mc >= 2 * s.mr then add(with({ mc = round_up(s.mc // 2, s.mr) })) end
   if s.nc >= 2 * nr then add(with({ nc = round_up(s.nc // 2, nr) })) end
   if not p.ta then add(with({ pack = 1 - s.pack })) end
+  if M.b_in_place_ok(p) then add(with({ packb = 1 - s.packb })) end
   add(with({ unroll = s.unroll == 1 and 4 or 1 }))
   -- the other tile order when there are tiles both ways
   if ceil_div(p.M, s.mc) > 1 and ceil_div(p.N, s.nc) > 1 then add(with({ order = 1 - s.order })) end

@@ -141,6 +141,15 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
           }
         }
       }
+% elseif k.b_in_place then
+      /* B's rows are read in place (schedule packb=0), {{k.ldb}} apart; only a partial panel
+       * at the edge, columns [qe, nc), is packed (kc, {{NR}}), zero padded */
+      const int qe = nc / {{NR}} * {{NR}};
+      if (qe < nc)
+        for (int kk = 0; kk < kc; kk++) {
+          const real *src = B + (size_t)(pc + kk) * {{k.ldb}} + jc + qe;
+          for (int j = 0; j < {{NR}}; j++) pb[(size_t)kk * {{NR}} + j] = qe + j < nc ? src[j] : 0;
+        }
 % else
       /* B block (kc, nc) -> {{NR}}-column panels (kc, {{NR}}), zero padded */
       /* row by row, so each row of B is read once, in order */
@@ -231,6 +240,13 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
 % end
       for (int q = 0; q < nc; q += {{NR}}) {
         const int nr = nc - q < {{NR}} ? nc - q : {{NR}};
+% local BQ, LDBQ = "pb + (size_t)q * kc", NR
+% if k.b_in_place then
+%   BQ, LDBQ = "bq", "ldbq"
+        /* the panel: B itself, or the packed edge panel */
+        const real *bq = q < qe ? B + (size_t)pc * {{k.ldb}} + jc + q : pb;
+        const int ldbq = q < qe ? {{k.ldb}} : {{NR}};
+% end
         for (int p = 0; p < mc; p += {{MR}}) {
           const int mr = mc - p < {{MR}} ? mc - p : {{MR}};
           real *c = C + (size_t)(ic + p) * {{k.N}} + jc + q;
@@ -238,13 +254,13 @@ KERNEL void {{k.fn}}(real *restrict C, const real *restrict A, const real *restr
 % if bf then
 #define GEMM_STRIP(dst, ldc, m) {{mk.bf}}(kc, pa + (size_t)p * lda, lda, pb + (size_t)q * kc2, dst, ldc, m, bb)
 % elseif k.ta then
-#define GEMM_STRIP(dst, ldc, m) {{mk.cols}}(kc, pa + (size_t)p * kc, {{MR}}, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)
+#define GEMM_STRIP(dst, ldc, m) {{mk.cols}}(kc, pa + (size_t)p * kc, {{MR}}, {{BQ}}, {{LDBQ}}, dst, ldc, m, bb)
 % elseif k.pack_rows then
-#define GEMM_STRIP(dst, ldc, m) {{mk.rows}}(kc, pa + (size_t)p * lda, lda, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)
+#define GEMM_STRIP(dst, ldc, m) {{mk.rows}}(kc, pa + (size_t)p * lda, lda, {{BQ}}, {{LDBQ}}, dst, ldc, m, bb)
 % else
 #define GEMM_STRIP(dst, ldc, m)                                                                                    \
-  (mr < {{MR}} ? {{mk.rows}}(kc, pa, lda, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb)                       \
-           : {{mk.rows}}(kc, A + (size_t)(ic + p) * {{k.lda}} + pc, {{k.lda}}, pb + (size_t)q * kc, {{NR}}, dst, ldc, m, bb))
+  (mr < {{MR}} ? {{mk.rows}}(kc, pa, lda, {{BQ}}, {{LDBQ}}, dst, ldc, m, bb)                       \
+           : {{mk.rows}}(kc, A + (size_t)(ic + p) * {{k.lda}} + pc, {{k.lda}}, {{BQ}}, {{LDBQ}}, dst, ldc, m, bb))
 % end
           if (mr == {{MR}} && nr == {{NR}}) {
             GEMM_STRIP(c, {{k.N}}, mode);

@@ -295,22 +295,6 @@ END_TEST
 
 /* ---- the command ---- */
 
-static json_val *read_json(const char *path) {
-  char *text;
-  size_t n;
-  ck_assert_msg(util_read_file(path, &text, &n) == 0, "%s", util_errmsg());
-  json_val *v = json_parse(text, n, path);
-  ck_assert_msg(v != NULL, "%s", util_errmsg());
-  free(text);
-  return v;
-}
-
-static double num(const json_val *o, const char *key) {
-  const json_val *v = json_get(o, key);
-  ck_assert_msg(v && v->type == JSON_NUM, "'%s' is not a number", key);
-  return v->num;
-}
-
 START_TEST(test_cli_tiny) {
   char jpath[1100], spath[1100];
   snprintf(jpath, sizeof jpath, "%s/tiny.json", tu_tmpdir());
@@ -321,19 +305,19 @@ START_TEST(test_cli_tiny) {
   ck_assert_msg(code == 0, "exit %d: %s\n%s", code, r.err, r.out);
   ck_assert_ptr_nonnull(strstr(r.out, "specialized"));
   ck_assert_ptr_nonnull(strstr(r.out, "ms/step"));
-  json_val *v = read_json(jpath);
+  json_val *v = tu_read_json(jpath);
   const json_val *m = json_get(v, "machine");
   ck_assert_ptr_nonnull(m);
   ck_assert_int_eq(json_get(m, "cpu")->type, JSON_STR);
-  ck_assert_int_eq((int)num(m, "threads"), 1);
-  ck_assert_double_gt(num(m, "fma_peak_gflops"), 0);
-  ck_assert_double_gt(num(m, "copy_gbs"), 0);
+  ck_assert_int_eq((int)tu_json_num(m, "threads"), 1);
+  ck_assert_double_gt(tu_json_num(m, "fma_peak_gflops"), 0);
+  ck_assert_double_gt(tu_json_num(m, "copy_gbs"), 0);
   ck_assert_ptr_nonnull(json_get(m, "compiler"));
   const json_val *lib = json_get(m, "library");
   ck_assert_ptr_nonnull(lib);
   int have_lib = json_get(lib, "available")->boolean;
   ck_assert_str_eq(json_get(json_get(v, "config"), "name")->str, "tiny-test");
-  ck_assert_int_eq((int)num(v, "mismatches"), 0);
+  ck_assert_int_eq((int)tu_json_num(v, "mismatches"), 0);
 
   char *svg;
   size_t svg_len;
@@ -353,26 +337,26 @@ START_TEST(test_cli_tiny) {
       const json_val *var = json_get(o, k ? "generic" : "specialized");
       ck_assert_msg(var != NULL, "%s: no %s", kernel, k ? "generic" : "specialized");
       ck_assert_str_eq(json_get(var, "check")->str, "ok");
-      ck_assert_double_le(num(var, "rel_err"), 1e-4);
-      ck_assert_double_gt(num(var, "median_ms"), 0);
-      ck_assert_int_eq((int)num(var, "runs"), 3);
+      ck_assert_double_le(tu_json_num(var, "rel_err"), 1e-4);
+      ck_assert_double_gt(tu_json_num(var, "median_ms"), 0);
+      ck_assert_int_eq((int)tu_json_num(var, "runs"), 3);
     }
     if (!strcmp(json_get(o, "op")->str, "matmul")) {
       matmuls++;
       const json_val *l = json_get(o, "library");
       ck_assert_msg(l != NULL, "%s: no library entry", kernel);
       ck_assert_str_eq(json_get(l, "check")->str, have_lib ? "ok" : "n/a");
-      if (have_lib) ck_assert_double_gt(num(l, "median_ms"), 0);
+      if (have_lib) ck_assert_double_gt(tu_json_num(l, "median_ms"), 0);
     }
   }
   ck_assert_int_gt(matmuls, 0);
   const json_val *step = json_get(v, "step");
   ck_assert_msg(step && step->type == JSON_OBJ, "no step section");
-  ck_assert_double_gt(num(step, "ms_per_step"), 0);
-  ck_assert_double_gt(num(step, "tokens_per_s"), 0);
-  ck_assert_double_gt(num(step, "mfu"), 0);
-  ck_assert_double_gt(num(step, "peak_rss_bytes"), 0);
-  ck_assert_double_gt(num(json_get(step, "model_bytes"), "total"), 0);
+  ck_assert_double_gt(tu_json_num(step, "ms_per_step"), 0);
+  ck_assert_double_gt(tu_json_num(step, "tokens_per_s"), 0);
+  ck_assert_double_gt(tu_json_num(step, "mfu"), 0);
+  ck_assert_double_gt(tu_json_num(step, "peak_rss_bytes"), 0);
+  ck_assert_double_gt(tu_json_num(json_get(step, "model_bytes"), "total"), 0);
   ck_assert_ptr_nonnull(strstr(r.out, "caches:  warm"));
   ck_assert(!json_get(json_get(v, "settings"), "cold")->boolean);
   free(svg);
@@ -384,11 +368,11 @@ START_TEST(test_cli_tiny) {
                 tu_src("configs/tiny-test.lua"), jpath);
   ck_assert_msg(code == 0, "exit %d: %s\n%s", code, r.err, r.out);
   ck_assert_ptr_nonnull(strstr(r.out, "caches:  cold ("));
-  v = read_json(jpath);
+  v = tu_read_json(jpath);
   const json_val *set = json_get(v, "settings");
   ck_assert(json_get(set, "cold")->boolean);
-  ck_assert_double_eq(num(set, "flush_bytes"), (double)bench_flush_bytes());
-  ck_assert_int_eq((int)num(v, "mismatches"), 0);
+  ck_assert_double_eq(tu_json_num(set, "flush_bytes"), (double)bench_flush_bytes());
+  ck_assert_int_eq((int)tu_json_num(v, "mismatches"), 0);
   json_free(v);
   tu_run_free(&r);
 }

@@ -156,20 +156,6 @@ START_TEST(gen_marks_only) {
 }
 END_TEST
 
-static json_val *read_json(const char *path) {
-  char *text = read_text(path);
-  json_val *v = json_parse(text, strlen(text), path);
-  ck_assert_msg(v != NULL, "%s", util_errmsg());
-  free(text);
-  return v;
-}
-
-static double num(const json_val *o, const char *key) {
-  const json_val *v = json_get(o, key);
-  ck_assert_msg(v && v->type == JSON_NUM, "'%s' is not a number", key);
-  return v->num;
-}
-
 /* How often a step calls `fn` (NULL: any kernel) in a pass, counted in the
  * plain source: calls inside the layer loop n_layers times. */
 static int source_calls(const char *fsrc, const char *fn, int n_layers) {
@@ -206,11 +192,11 @@ START_TEST(bench_profile_counts) {
   ck_assert_ptr_null(strstr(r.out, "\nprofile: "));
   tu_run_free(&r);
 
-  json_val *p = read_json(pj), *q = read_json(qj);
+  json_val *p = tu_read_json(pj), *q = tu_read_json(qj);
   const json_val *ps = json_get(p, "step"), *qs = json_get(q, "step");
   /* the marks change no result: the same steps give the same loss, bit for bit */
-  ck_assert_msg(num(ps, "loss") == num(qs, "loss"), "loss %.9g profiled, %.9g plain", num(ps, "loss"),
-                num(qs, "loss"));
+  ck_assert_msg(tu_json_num(ps, "loss") == tu_json_num(qs, "loss"), "loss %.9g profiled, %.9g plain", tu_json_num(ps, "loss"),
+                tu_json_num(qs, "loss"));
   ck_assert_ptr_null(json_get(qs, "profile"));
   const json_val *prof = json_get(ps, "profile"), *sites = json_get(prof, "sites");
   ck_assert_int_eq(sites->type, JSON_ARR);
@@ -220,7 +206,7 @@ START_TEST(bench_profile_counts) {
   for (size_t i = 0; i < sites->len; i++) {
     const json_val *s = &sites->items[i];
     const char *pass = json_get(s, "pass")->str, *fn = json_get(s, "kernel")->str;
-    double calls = num(s, "calls_per_step"), ms = num(s, "ms_per_step");
+    double calls = tu_json_num(s, "calls_per_step"), ms = tu_json_num(s, "ms_per_step");
     int want = !strcmp(pass, "forward") ? source_calls(fwd, fn, 2)
                : !strcmp(pass, "backward") ? source_calls(bwd, fn, 2)
                                            : 1; /* update: the norm and AdamW once a step */
@@ -236,7 +222,7 @@ START_TEST(bench_profile_counts) {
   ck_assert_int_eq(n_bwd, source_calls(bwd, NULL, 2));
   ck_assert_int_gt(n_fwd, 0);
   /* the marks lie inside the step: their sum and the rest are the step */
-  double step = num(prof, "ms_per_step"), rest = num(prof, "rest_ms_per_step");
+  double step = tu_json_num(prof, "ms_per_step"), rest = tu_json_num(prof, "rest_ms_per_step");
   ck_assert_double_gt(step, 0);
   ck_assert_double_ge(rest, 0);
   ck_assert_double_le(fabs(marked + rest - step), 1e-9 * step + 1e-12);

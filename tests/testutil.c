@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "util.h"
 
 static char tu_dir[512];
@@ -260,4 +261,20 @@ void tu_same_run(const char *a, const char *b) {
   ck_assert_str_eq(la, lb);
   free(la);
   free(lb);
+}
+
+json_val *tu_read_json(const char *path) {
+  char *text;
+  size_t n;
+  ck_assert_msg(util_read_file(path, &text, &n) == 0, "%s", util_errmsg());
+  json_val *v = json_parse(text, n, path);
+  ck_assert_msg(v != NULL, "%s", util_errmsg());
+  free(text);
+  return v;
+}
+
+double tu_json_num(const json_val *o, const char *key) {
+  const json_val *v = json_get(o, key);
+  ck_assert_msg(v && v->type == JSON_NUM, "'%s' is not a number", key);
+  return v->num;
 }

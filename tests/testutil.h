@@ -68,4 +68,10 @@ void tu_same_tensors(const char *a, const char *b, const char *file);
  * without timing and without a job's ranks/batch fields. */
 void tu_same_run(const char *a, const char *b);
 
+/* The JSON document in file `path` (parsed by runtime/json.c; the test fails
+ * when it cannot be read or parsed); json_free it. */
+struct json_val *tu_read_json(const char *path);
+/* The number o[key]; the test fails when it is missing or not a number. */
+double tu_json_num(const struct json_val *o, const char *key);
+
 #endif

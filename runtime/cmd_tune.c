@@ -60,7 +60,8 @@ int cmd_tune(int argc, char **argv) {
                  cli_has(&a, "--quiet") ? NULL : stderr};
   tune_result r;
   if (tune_run(&cfg, &o, &r)) return cli_fail();
-  printf("%s\n%d GEMM instances, %d measured, %d faster than the heuristic%s\n", r.path, r.instances, r.measured,
-         r.improved, r.skipped ? ", the rest not measured (budget)" : "");
+  printf("%s\n%d instances (%d GEMM, %d attention), %d measured, %d faster than the heuristic%s\n", r.path,
+         r.instances, r.instances - r.attention, r.attention, r.measured, r.improved,
+         r.skipped ? ", the rest not measured (budget)" : "");
   return 0;
 }

@@ -236,6 +236,7 @@ int tune_run(const cfg_t *cfg, const tune_opts *o, tune_result *r) {
   }
   snprintf(r->path, sizeof r->path, "%s", f.path);
   r->instances = n;
+  for (int i = 0; i < n; i++) r->attention += !strncmp(items[i].fn, "attention_", 10);
   tune_item **todo = util_malloc((size_t)(n ? n : 1) * sizeof *todo, "tune");
   if (!todo) {
     free(items);

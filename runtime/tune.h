@@ -29,7 +29,8 @@ typedef struct {
 } tune_opts;
 
 typedef struct {
-  int instances, measured, improved, skipped; /* of the step's GEMM instances */
+  int instances, measured, improved, skipped; /* of the step's GEMM and attention instances */
+  int attention;                               /* how many of the instances are attention's */
   double seconds;
   char path[4200]; /* the host's schedule file */
 } tune_result;

@@ -343,6 +343,8 @@ START_TEST(tuner_picks_one) {
   ck_assert_msg(line && sscanf(line, "attention_2x64 %d candidates", &cands) == 1, "%s", r.err);
   /* qb and kb of 1, 2, 3, 4, 6, 8 (and 11, a whole head: clamped) blocks of 6 (AVX2) or 8 rows */
   ck_assert_msg(cands >= 9, "%d candidates: %s", cands, r.err);
+  /* the summary counts the attention instance as one, not as a GEMM */
+  ck_assert_msg(strstr(r.out, "\n16 instances (15 GEMM, 1 attention), "), "%s", r.out);
   char path[1024];
   snprintf(path, sizeof path, "%s", r.out);
   path[strcspn(path, "\n")] = 0;

@@ -71,7 +71,7 @@ START_TEST(tune_budget_and_file) {
   /* the first group (a batch of four instances for each processor) is measured */
   int measured = -1;
   const char *line2 = strchr(r.out, '\n');
-  ck_assert_msg(strstr(path, "/tune/") && line2 && sscanf(line2 + 1, "15 GEMM instances, %d measured", &measured) == 1,
+  ck_assert_msg(strstr(path, "/tune/") && line2 && sscanf(line2 + 1, "15 instances (15 GEMM, 0 attention), %d measured", &measured) == 1,
                 "%s", r.out);
   ck_assert_msg(measured >= 4 && measured < 15 && measured % 4 == 0, "%d measured", measured);
   ck_assert_msg(strstr(r.err, "round 1: ") && strstr(r.err, "candidate schedules of 4 instances"), "%s", r.err);
@@ -178,7 +178,7 @@ START_TEST(train_tunes_missing) {
   ck_assert_msg(system(dir) == 0, "train wrote no schedule file");
   snprintf(args, sizeof args, "tune --config '%s' --missing", cfg_path());
   ck_assert_msg(run_in(&r, c, args) == 0, "%s", r.err);
-  ck_assert_msg(strstr(r.out, "15 GEMM instances, 0 measured"), "every instance already has its entry: %s", r.out);
+  ck_assert_msg(strstr(r.out, "15 instances (15 GEMM, 0 attention), 0 measured"), "every instance already has its entry: %s", r.out);
   char path[1024];
   first_line(r.out, path, sizeof path);
   tu_run_free(&r);

@@ -83,8 +83,15 @@ static __attribute__((unused)) char *bf16_build(const char *prec, host_opts h, i
   char *text = src;
   size_t n = *len;
   if (emu) {
-    char def[1200];
-    int d = snprintf(def, sizeof def, "#define GPTC_X86_EMU \"%s\"\n", tu_src("tests/emu_x86/x86emu.h"));
+    /* the header's hash in the text, so the cache keys of the objects built
+     * with it change when it does */
+    const char *hdr = tu_src("tests/emu_x86/x86emu.h");
+    char def[1200], hash[65], *htext;
+    size_t hlen;
+    ck_assert_msg(util_read_file(hdr, &htext, &hlen) == 0, "%s", util_errmsg());
+    util_sha256_hex(htext, hlen, hash);
+    free(htext);
+    int d = snprintf(def, sizeof def, "/* x86emu.h %s */\n#define GPTC_X86_EMU \"%s\"\n", hash, hdr);
     text = malloc((size_t)d + n);
     ck_assert_ptr_nonnull(text);
     memcpy(text, def, (size_t)d);

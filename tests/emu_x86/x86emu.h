@@ -51,7 +51,7 @@
 /* 64-byte vectors by value without -mavx512f: GCC warns that the call ABI
  * differs from an AVX-512 build's; every function here is inlined, so no
  * call crosses that ABI */
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
@@ -247,7 +247,20 @@ X86EMU_INLINE void x86emu_tile_dpbf16ps(int dst, int a, int b) {
 
 /* ---- the intrinsics' names --------------------------------------------------------
  * Defined after any <immintrin.h> the source included (the prelude's, on an
- * AVX-512 host), so only the text that follows takes the emulation. */
+ * AVX-512 host; GCC's defines the _tile_ ones as macros), so only the text
+ * that follows takes the emulation. */
+#undef __m512
+#undef __m512i
+#undef __m512bh
+#undef _mm512_loadu_si512
+#undef _mm512_storeu_ps
+#undef _mm512_set1_epi32
+#undef _mm512_dpbf16_ps
+#undef _tile_loadconfig
+#undef _tile_zero
+#undef _tile_loadd
+#undef _tile_stored
+#undef _tile_dpbf16ps
 #define __m512 x86emu_m512
 #define __m512i x86emu_m512i
 #define __m512bh x86emu_m512bh

@@ -289,7 +289,8 @@ END_TEST
 /* AMX (emulated: the SDM's order exactly) equals the scalar reference of that
  * order bit for bit, and the portable path within test_bf16hw's bound:
  * |C_amx - C_portable| <= 2 K 2^-24 sum_k |a_k b_k| + 2^-126; somewhere it
- * differs from the portable path (so it is not the portable kernel running). */
+ * differs from the portable path (so it is not the portable kernel running).
+ * Refused the tile state, it falls back to vdpbf16ps: the portable bits. */
 START_TEST(amx_sdm_order) {
   for (int s = 0; s < N_SCHEDS; s++) {
     size_t len[2];
@@ -310,6 +311,15 @@ START_TEST(amx_sdm_order) {
       memcpy(start, d.C, mn * 4);
       ((gemm_fn)(uintptr_t)sym(&obj[0], g[i].name))(C0, d.A, d.B, d.bias);
       ((gemm_fn)(uintptr_t)sym(&obj[1], g[i].name))(d.C, d.A, d.B, d.bias);
+      /* the tile state refused (amx_ready() no): the vdpbf16ps fallback, the portable bits */
+      float *F = malloc(mn * 4);
+      memcpy(F, start, mn * 4);
+      setenv("X86EMU_AMX_REFUSED", "1", 1);
+      ((gemm_fn)(uintptr_t)sym(&obj[1], g[i].name))(F, d.A, d.B, d.bias);
+      unsetenv("X86EMU_AMX_REFUSED");
+      for (size_t e = 0; e < mn; e++)
+        ck_assert_msg(bits(F[e]) == bits(C0[e]), "%s: AMX refused %a, portable %a at %zu", g[i].name, F[e], C0[e], e);
+      free(F);
       for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++) {
           const size_t e = (size_t)r * N + c;

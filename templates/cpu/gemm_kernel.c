@@ -99,8 +99,9 @@ static __attribute__((unused)) void gemm_copy(real *restrict d, const real *rest
 #include <unistd.h>
 static int amx_state; /* 0 not asked, 1 granted, -1 refused */
 static __attribute__((unused)) int amx_ready(void) {
-#if defined(GPTC_X86_EMU)
-  return 1; /* the emulated tiles (tests/emu_x86/x86emu.h) need no permission */
+#if defined(GPTC_X86_EMU) /* the emulated tiles (tests/emu_x86/x86emu.h) need no permission; a test may refuse */
+  extern char *getenv(const char *);
+  return !getenv("X86EMU_AMX_REFUSED");
 #endif
   int s = __atomic_load_n(&amx_state, __ATOMIC_ACQUIRE);
   if (!s) {

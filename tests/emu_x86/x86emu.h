@@ -3,7 +3,8 @@
  * micro-kernels run, and are checked, on any host (tests/test_bf16emu.c).
  * A generated source with GPTC_X86_EMU defined as this header's path (in
  * quotes) includes it instead of <immintrin.h> and compiles both hardware
- * kernels whatever the CPU; amx_ready() then says yes.
+ * kernels whatever the CPU; amx_ready() then says yes (no while the
+ * environment has X86EMU_AMX_REFUSED, to test the fallback).
  *
  * Each function follows the Intel 64 and IA-32 Architectures Software
  * Developer's Manual, Vol. 2 ("Operation" and "Exceptions" of the instruction),

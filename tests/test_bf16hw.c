@@ -24,178 +24,16 @@
 #include "testutil.h"
 #include "util.h"
 
-/* A small model whose GEMMs have odd M (B T = 39), odd K (V = 67, and 39 for
- * the weight gradients) and N that fill no register block evenly. */
-static const char *SMALL =
-    "return { name = 'bf16hw', tokenizer = 'char', vocab_size = 67, emb_dim = 36, n_heads = 3, n_layers = 2,"
-    " context_length = 16, drop_rate = 0.0, qkv_bias = true, tie_embeddings = false, precision = '%s',"
-    " train = { batch_size = 3, max_length = 13 } }";
+#include "bf16test.h"
 
-static void load_cfg(const char *prec, cfg_t *c) {
-  char src[1024];
-  snprintf(src, sizeof src, SMALL, prec);
-  ck_assert_msg(cfg_load_string(src, "bf16hw.lua", c) == 0, "%s", util_errmsg());
-}
-
-/* The host a source is rendered for: vector width, bf16 path, a forced
- * schedule (NULL: the heuristic), every kernel exported */
-typedef struct {
-  int vec_bytes;
-  const char *path, *schedule_all;
-} host_opts;
-
-static void host_fill(lua_State *L, const void *arg) {
-  const host_opts *h = arg;
-  lua_pushstring(L, "float");
-  lua_setfield(L, -2, "real");
-  lua_pushinteger(L, h->vec_bytes);
-  lua_setfield(L, -2, "vec_bytes");
-  lua_pushinteger(L, 2);
-  lua_setfield(L, -2, "threads");
-  lua_pushstring(L, h->path);
-  lua_setfield(L, -2, "bf16_path");
-  if (h->schedule_all) {
-    lua_pushstring(L, h->schedule_all);
-    lua_setfield(L, -2, "schedule_all");
-  }
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "export_kernels");
-}
-
-static char *render_for(const char *prec, host_opts h, size_t *len) {
-  cfg_t c;
-  load_cfg(prec, &c);
-  char *src, hash[65];
-  ck_assert_msg(gen_render(&c, GEN_MOD_EMIT, host_fill, &h, &src, len, hash) == 0, "%s", util_errmsg());
-  return src;
-}
-
-static int accept_any(void *h, const char *so_path, void *ctx) {
-  (void)h, (void)so_path, (void)ctx;
-  return 0;
-}
-
-/* ---- the documented order, from its definition --------------------------------- */
-
-static uint32_t bits(float x) {
-  uint32_t u;
-  memcpy(&u, &x, 4);
-  return u;
-}
-static float from_bits(uint32_t u) {
-  float x;
-  memcpy(&x, &u, 4);
-  return x;
-}
-/* a denormal as a zero of its sign (DAZ on an input, FTZ on a result) */
-static float ftz(float x) { return (bits(x) & 0x7f800000u) ? x : from_bits(bits(x) & 0x80000000u); }
-/* x rounded to bfloat16, to nearest even, as the hardware reads it (denormals zero) */
-static float ref_bf16(float x) {
-  uint32_t u = bits(x);
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  return ftz(from_bits(u));
-}
-
-/* C (M, N) from its start: for each pair (2p, 2p + 1) of k in order, the odd
- * element's product then the even one's, each one FMA flushed to zero when
- * denormal; the start flushed too; k = K (odd K) is a zero. */
-static void ref_gemm(int M, int N, int K, int ta, int tb, int mode, const float *A, const float *B,
-                     const float *bias, float *C) {
-  for (int i = 0; i < M; i++)
-    for (int j = 0; j < N; j++) {
-      float r = ftz(mode == 1 ? C[(size_t)i * N + j] : mode == 2 ? bias[j] : 0);
-      for (int k = 0; k < K; k += 2)
-        for (int e = 1; e >= 0; e--) {
-          float a = 0, b = 0;
-          if (k + e < K) {
-            a = ref_bf16(ta ? A[(size_t)(k + e) * M + i] : A[(size_t)i * K + k + e]);
-            b = ref_bf16(tb ? B[(size_t)j * K + k + e] : B[(size_t)(k + e) * N + j]);
-          }
-          r = ftz(fmaf(a, b, r));
-        }
-      C[(size_t)i * N + j] = r;
-    }
-}
-
-/* The order the Intel SDM documents for tdpbf16ps, one 16-pair (32 k) block
- * per instruction: the even elements' products summed from zero in k order,
- * the odd ones' likewise, then C += (even + odd); every step flushed. Real
- * hardware need not follow it: the AMX case counts the elements that do. */
-static float ref_amx_elem(int M, int N, int K, int ta, int tb, const float *A, const float *B, float start, int i,
-                          int j) {
-  float r = ftz(start);
-  for (int k0 = 0; k0 < K; k0 += 32) {
-    float s[2] = {0, 0};
-    for (int k = k0; k < k0 + 32; k += 2)
-      for (int e = 0; e < 2; e++) {
-        float a = 0, b = 0;
-        if (k + e < K) {
-          a = ref_bf16(ta ? A[(size_t)(k + e) * M + i] : A[(size_t)i * K + k + e]);
-          b = ref_bf16(tb ? B[(size_t)j * K + k + e] : B[(size_t)(k + e) * N + j]);
-        }
-        s[e] = ftz(fmaf(a, b, s[e]));
-      }
-    r = ftz(r + ftz(s[0] + s[1]));
-  }
-  return r;
-}
-
-/* ---- running a source's plain GEMM instances ----------------------------------- */
-
-typedef void (*gemm_fn)(float *, const float *, const float *, const float *);
-
-typedef struct {
-  char name[128];
-  int M, N, K, ta, tb, mode;
-} gemm_inst;
-
-/* The plain GEMM instances of src (no fused epilogue), at most cap. */
-static int plain_gemms(const char *src, gemm_inst *g, int cap) {
-  int n = 0;
-  for (const char *p = src; n < cap && (p = strstr(p, "KERNEL void gemm_")); p++) {
-    char ta, tb, mode[16], want[160];
-    gemm_inst *x = &g[n];
-    if (sscanf(p, "KERNEL void %127[a-z0-9_](", x->name) != 1) continue;
-    if (sscanf(x->name, "gemm_%dx%dx%d_%c%c_%15[a-z0-9]", &x->M, &x->N, &x->K, &ta, &tb, mode) != 6) continue;
-    snprintf(want, sizeof want, "gemm_%dx%dx%d_%c%c_%s_bf16", x->M, x->N, x->K, ta, tb, mode);
-    if (strcmp(x->name, want)) continue;
-    x->ta = ta == 't', x->tb = tb == 't';
-    x->mode = !strcmp(mode, "acc") ? 1 : !strcmp(mode, "bias") ? 2 : 0;
-    n++;
-  }
-  return n;
-}
-
-typedef struct {
-  float *A, *B, *C, *bias;
-} gemm_data;
-
-/* Uniform values in [-0.5, 0.5) with, every 37th, a value whose bf16 is
- * denormal (the DAZ on input) and, every 41st, one whose products with
- * ordinary values land among the fp32 denormals (the FTZ on a result). */
-static gemm_data gemm_data_new(const gemm_inst *g, uint64_t seed) {
-  gemm_data d;
-  size_t sizes[] = {(size_t)g->M * g->K, (size_t)g->K * g->N, (size_t)g->M * g->N, (size_t)g->N};
-  float **all[] = {&d.A, &d.B, &d.C, &d.bias};
-  uint64_t x = seed;
-  for (int t = 0; t < 4; t++) {
-    *all[t] = malloc(sizes[t] * 4);
-    ck_assert_ptr_nonnull(*all[t]);
-    for (size_t i = 0; i < sizes[t]; i++) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      float u = (float)((double)(x >> 40) / (double)(1ull << 24)) - 0.5f;
-      (*all[t])[i] = i % 37 == 5 ? u * 1e-39f : i % 41 == 7 ? u * 1e-37f : u;
-    }
-  }
-  return d;
-}
-
-static void gemm_data_free(gemm_data *d) { free(d->A), free(d->B), free(d->C), free(d->bias); }
-
-static void *sym(cpu_object *o, const char *name) {
-  void *f = dlsym(o->handle, name);
-  ck_assert_msg(f != NULL, "%s not exported", name);
-  return f;
+/* 10 AdamW steps of the model under path (this host's vector width): the last loss */
+static float train10(const char *prec, const char *path, const char *sched) {
+  size_t len;
+  cpu_object obj;
+  free(bf16_build(prec, (host_opts){gen_vec_bytes(), path, sched}, 0, &obj, &len));
+  float loss = train_steps(&obj, 10, NULL, NULL);
+  cpu_object_close(&obj);
+  return loss;
 }
 
 /* ---- the portable path, every host ---------------------------------------------- */
@@ -300,48 +138,6 @@ START_TEST(hw_sources_compile) {
   }
 }
 END_TEST
-
-/* 10 AdamW steps of the model under path, from the same seeded start: the last loss */
-typedef struct {
-  float *params, *grads, *acts, *ga, *m, *v;
-  int32_t *in, *tg;
-} run_bufs;
-
-static float train10(const char *prec, const char *path, const char *sched) {
-  size_t len;
-  char *src = render_for(prec, (host_opts){gen_vec_bytes(), path, sched}, &len);
-  cpu_object obj;
-  ck_assert_msg(cpu_build(src, len, "cpu", accept_any, NULL, &obj) == 0, "%s", util_errmsg());
-  free(src);
-  const gptc_model *m = ((gptc_model_get_fn)(uintptr_t)sym(&obj, "gptc_model_get"))();
-  run_bufs b = {calloc(m->n_params, 4), calloc(m->n_params, 4), calloc(m->n_acts, 4), calloc(m->n_grad_acts, 4),
-                calloc(m->n_params, 4), calloc(m->n_params, 4), calloc((size_t)m->B * m->T, 4),
-                calloc((size_t)m->B * m->T, 4)};
-  uint64_t x = 42;
-  for (int i = 0; i < m->n_tensors; i++) {
-    const gptc_tensor *t = &m->tensors[i];
-    for (size_t j = 0; j < t->numel; j++) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      float u = (float)((double)(x >> 40) / (double)(1ull << 24)) - 0.5f;
-      b.params[t->offset + j] = t->init_std > 0 ? u * 4 * t->init_std * 3 : t->init_value + 0.1f * u;
-    }
-  }
-  for (int i = 0; i < m->B * m->T; i++) {
-    b.in[i] = (i * 37 + 5) % m->vocab_size;
-    b.tg[i] = (i * 13 + 1) % m->vocab_size;
-  }
-  float loss = 0;
-  for (int t = 1; t <= 10; t++) {
-    gptc_rng rng = {7, (uint64_t)t, 1};
-    memset(b.grads, 0, m->n_params * 4);
-    loss = m->forward(b.params, b.acts, b.in, b.tg, rng);
-    m->backward(b.params, b.grads, b.acts, b.ga, b.in, b.tg, rng, 1.0f);
-    m->adamw(b.params, b.grads, b.m, b.v, (gptc_adamw_args){1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, t});
-  }
-  free(b.params), free(b.grads), free(b.acts), free(b.ga), free(b.m), free(b.v), free(b.in), free(b.tg);
-  cpu_object_close(&obj);
-  return loss;
-}
 
 /* bf16 training on the portable path: within 2e-2 (relative) of fp32 after 10
  * AdamW steps, not equal to it, and the same bits under another schedule. */
@@ -461,7 +257,7 @@ START_TEST(amx_within_tolerance) {
         double tol = 2.0 * K * 0x1p-24 * mag + 0x1p-126, diff = fabs((double)d.C[(size_t)r * N + c] - C0[(size_t)r * N + c]);
         ck_assert_msg(diff <= tol, "%s: C[%d][%d] amx %a, portable %a (tolerance %g)", g[i].name, r, c,
                       d.C[(size_t)r * N + c], C0[(size_t)r * N + c], tol);
-        float want = ref_amx_elem(M, N, K, g[i].ta, g[i].tb, d.A, d.B,
+        float want = ref_amx_elem(M, N, K, g[i].KC, g[i].ta, g[i].tb, d.A, d.B,
                                   g[i].mode == 1 ? start[(size_t)r * N + c] : g[i].mode == 2 ? d.bias[c] : 0, r, c);
         sdm += bits(want) == bits(d.C[(size_t)r * N + c]);
         total++;

@@ -115,6 +115,10 @@ static __attribute__((unused)) void gemm_copy(real *restrict d, const real *rest
 #include <unistd.h>
 static int amx_state; /* 0 not asked, 1 granted, -1 refused */
 static __attribute__((unused)) int amx_ready(void) {
+#if defined(GPTC_X86_EMU) /* the emulated tiles (tests/emu_x86/x86emu.h) need no permission; a test may refuse */
+  extern char *getenv(const char *);
+  return !getenv("X86EMU_AMX_REFUSED");
+#endif
   int s = __atomic_load_n(&amx_state, __ATOMIC_ACQUIRE);
   if (!s) {
     s = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0 ? 1 : -1;
@@ -124,7 +128,11 @@ static __attribute__((unused)) int amx_ready(void) {
 }
 %   end
 %   if amx or (function() for _, m in ipairs(micros) do if m.bf_path ~= "portable" then return true end end end)() then
+#if defined(GPTC_X86_EMU)
+#include GPTC_X86_EMU /* tests: the intrinsics emulated on any host (tests/emu_x86/x86emu.h) */
+#else
 #include <immintrin.h>
+#endif
 %   end
 %   for _, m in ipairs(micros) do
 %     local MR, NV, NR = m.MR, m.NV, m.NR
@@ -184,7 +192,7 @@ static __attribute__((noinline, unused)) void {{m.bf_portable}}(int kc, const ui
 
 /* The same with vdpbf16ps ({{NV}} x 16-column B words a pair row; A's pair broadcast):
  * its documented order is the portable kernel's, so the two agree bit for bit. */
-#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#if (defined(__AVX512BF16__) && defined(__AVX512F__)) || defined(GPTC_X86_EMU)
 %       fallback = m.bf .. "_avx512"
 static __attribute__((noinline, unused)) void {{m.bf}}_avx512(int kc, const uint16_t *restrict a, int lda,
                                              const uint16_t *restrict b, real *restrict c, int ldc, int mode,
@@ -237,7 +245,7 @@ static __attribute__((noinline, unused)) void {{m.bf}}_avx512(int kc, const uint
  * with the portable kernel within the tolerance tests/test_bf16hw.c states, not bit for
  * bit. kc is padded to 32 with zeros by the pack layout. Refused the tile state,
  * {{fallback}}. */
-#if defined(__AMX_BF16__) && defined(__AMX_TILE__)
+#if (defined(__AMX_BF16__) && defined(__AMX_TILE__)) || defined(GPTC_X86_EMU)
 static const struct {
   uint8_t palette, start_row, reserved[14];
   uint16_t colsb[16];

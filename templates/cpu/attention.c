@@ -191,8 +191,8 @@ GPTC_INLINE void {{k.fn}}_softmax(real *restrict row, int n, int nv) {
 /* the softmax of query rows t0 .. t0 + r - 1 (row t over t2 <= t), their scores in sb
  * (rows {{Tp}} apart): each step over all r rows before the next. Row by row, each row
  * ended in a chain of dependent steps (the exponentials' polynomial, the lane sums, a
- * division) that the next row's work could not overlap; at T 64 that drain cost more
- * than the exponentials. Each row's own operations and their order are the same. */
+ * division) that the next row's work could not overlap (3-8% of the forward at T 64,
+ * docs/bench-cpu.md). Each row's own operations and their order are the same. */
 GPTC_INLINE void {{k.fn}}_block_softmax(real *restrict sb, int t0, int r) {
   real v[{{MR}}];
   for (int i = 0; i < r; i++) v[i] = {{k.fn}}_scale_max(sb + i * {{Tp}}, t0 + i + 1, (t0 + i) / {{VL}} + 1);
@@ -209,7 +209,7 @@ GPTC_INLINE void {{k.fn}}_weights(real *restrict row, real *restrict pw, real *a
   for (int t2 = nv * {{VL}}; t2 < kc; t2++) row[t2] = 0;
 % if k.store and real == "float" then
   /* the att row: row[0, n) and zeros, in whole vectors where they fit in its {{T}}
-   * (a memcpy and a memset a row cost a tenth of the forward at T 64) */
+   * (a memcpy and a memset a row were 4% of the forward's instructions at T 64) */
 %   local lanes = {}
 %   for j = 0, VL - 1 do lanes[#lanes + 1] = j end
   const vint lane = { {{table.concat(lanes, ", ")}} };

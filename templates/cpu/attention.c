@@ -92,11 +92,30 @@ GPTC_INLINE void {{k.fn}}_axpy(real *restrict y, real a, const real *restrict x)
 }
 
 /* fills the (hd, Tp) transpose (rows {{TS}} apart) of rows src[t2 * {{C3}} + d] (K or V of one
- * head), in blocks of 16 rows of src so both sides stay in cache */
+ * head), zero padded past T; the generic kernel in blocks of 16 rows of src so both sides
+ * stay in cache */
 GPTC_INLINE void {{k.fn}}_transpose(real *restrict dst, const real *restrict src) {
+% if k.generic then
   for (int t0 = 0; t0 < {{T}}; t0 += 16)
     for (int d = 0; d < {{hd}}; d++)
       for (int t2 = t0; t2 < t0 + 16 && t2 < {{T}}; t2++) dst[d * {{TS}} + t2] = src[(size_t)t2 * {{C3}} + d];
+% else
+  /* {{VL}} rows of src at a time, each d's {{VL}} values gathered into one vector and
+   * stored whole: element by element took 3.8 instructions an element, 10% of the
+   * forward at T 64 (docs/bench-cpu.md, "Small-T attention") */
+%   local g = {}
+%   for j = 0, VL - 1 do g[#g + 1] = j == 0 and "s[d]" or string.format("s[%d + d]", j * C3) end
+  int t0 = 0;
+  for (; t0 + {{VL}} <= {{T}}; t0 += {{VL}}) {
+    const real *s = src + (size_t)t0 * {{C3}};
+    for (int d = 0; d < {{hd}}; d++) {
+      const vreal x = { {{table.concat(g, ", ")}} };
+      vstore(dst + d * {{TS}} + t0, x);
+    }
+  }
+  for (int d = 0; d < {{hd}}; d++)
+    for (int t2 = t0; t2 < {{T}}; t2++) dst[d * {{TS}} + t2] = src[(size_t)t2 * {{C3}} + d];
+% end
 % if k.generic or Tp > T then
   for (int d = 0; d < {{hd}}; d++)
     for (int t2 = {{T}}; t2 < {{Tp}}; t2++) dst[d * {{TS}} + t2] = 0;

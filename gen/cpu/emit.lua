@@ -696,10 +696,15 @@ local function schedule_lines(S, opts, cfg)
     end
   end
   local a = {}
+  local MR = base_env(S, opts, cfg).MR
   for _, e in ipairs(ks.list) do
     if e.tpl == "attention.c" then
+      -- qb and kb a whole head: the backward runs a head's two passes in one
+      -- task (templates/cpu/attention.c)
+      local nblk = (e.k.T + MR - 1) // MR
+      local fused = e.k.backward and e.k.qb >= nblk and e.k.kb >= nblk
       a[#a + 1] = string.format(" *   %-" .. w .. "s  %s\n", e.k.fn, e.k.blocked and
-        (e.k.schedule .. ", " .. e.k.schedule_source) or
+        (e.k.schedule .. ", " .. e.k.schedule_source .. (fused and "; backward: both passes in one task a head" or "")) or
         string.format("none: row path (head_dim %d is no multiple of the %d-wide panels), one task a head", e.k.hd,
           base_env(S, opts, cfg).NR))
     end

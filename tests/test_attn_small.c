@@ -1,0 +1,280 @@
+/* Small-T attention (templates/cpu/attention.c, blocked path) at the shapes
+ * whose rows are short: T 64 with head_dim 32 (char's heads) and 64 (gpt2's),
+ * and T 37 (no multiple of any block). With qb and kb a whole head the
+ * backward runs a head's two passes in one task (the header says so); every
+ * schedule, fused or split, gives the same bits, dropout on and off. And each
+ * product is the k-order sum of the kernel's own operands, one fmaf a term:
+ * out = att . V and dv = att^T . dout (dropout off), dq = ds . K and
+ * dk = ds^T . q with ds (the scores' gradient) read back from the backward's
+ * scratch; att and ds themselves against a double-precision softmax. */
+#include <dlfcn.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "cpu.h"
+#include "gen.h"
+#include "lx.h"
+#include "testutil.h"
+#include "util.h"
+
+/* gptc_rng of templates/cpu/prelude.c, passed by value to the kernels */
+typedef struct {
+  uint64_t seed;
+  uint64_t offset;
+  int train;
+} rng_t;
+typedef void (*att_fwd_fn)(float *out, float *att, const float *qkv, float *scratch, rng_t rng, uint32_t site);
+typedef void (*att_bwd_fn)(float *dqkv, const float *dout, const float *qkv, const float *att, float *scratch,
+                           rng_t rng, uint32_t site);
+
+/* the host: one attention schedule forced (NULL: the heuristic), kernels exported */
+static void host_fill(lua_State *L, const void *arg) {
+  lua_pushstring(L, "float");
+  lua_setfield(L, -2, "real");
+  lua_pushinteger(L, gen_vec_bytes());
+  lua_setfield(L, -2, "vec_bytes");
+  if (arg) {
+    lua_pushstring(L, arg);
+    lua_setfield(L, -2, "att_schedule");
+  }
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "export_kernels");
+}
+
+static int accept_any(void *h, const char *so_path, void *ctx) {
+  (void)h, (void)so_path, (void)ctx;
+  return 0;
+}
+
+/* n values in [-3, 3) from a seeded LCG (wide enough that the softmax is far from uniform) */
+static float *seeded(size_t n, uint64_t x) {
+  float *v = malloc(n * sizeof *v);
+  ck_assert_ptr_nonnull(v);
+  for (size_t i = 0; i < n; i++) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    v[i] = 1.5f * ((float)((double)(x >> 40) / (double)(1ull << 22)) - 2.0f);
+  }
+  return v;
+}
+
+/* n NaNs: a value read before it is written, or an output left unwritten, shows */
+static float *nans(size_t n) {
+  float *v = malloc(n * sizeof *v);
+  ck_assert_ptr_nonnull(v);
+  for (size_t i = 0; i < n; i++) v[i] = NAN;
+  return v;
+}
+
+typedef struct {
+  int B, T, C, H;
+  double p; /* drop_rate */
+} shape;
+
+/* One schedule's results for rng.train 0 and 1: out (B, T, C), att (B, H, T, T),
+ * dqkv (B, T, 3C), and the backward's scratch (B, H, S2) */
+typedef struct {
+  float *out[2], *att[2], *dqkv[2], *scr[2];
+  long S2;
+  int fused; /* the header says the backward's passes share a task */
+} results;
+
+static void run(const shape *s, const char *schedule, results *r) {
+  char text[512];
+  snprintf(text, sizeof text,
+           "return { name = 'att', tokenizer = 'char', vocab_size = 30, emb_dim = %d, n_heads = %d, n_layers = 1,"
+           " context_length = %d, drop_rate = %g, qkv_bias = false, train = { batch_size = %d, max_length = %d } }",
+           s->C, s->H, s->T, s->p, s->B, s->T);
+  cfg_t c;
+  ck_assert_msg(cfg_load_string(text, "t.lua", &c) == 0, "%s", util_errmsg());
+  char *src, hash[65];
+  size_t len;
+  gen_unit *units;
+  int nu;
+  ck_assert_msg(gen_units_render(&c, GEN_MOD_EMIT, host_fill, schedule, 1, &src, &len, hash, &units, &nu) == 0, "%s",
+                util_errmsg());
+  char fn[64];
+  snprintf(fn, sizeof fn, "attention_%dx%d", s->B, s->T);
+  const char *h = strstr(src, " * attention schedules");
+  ck_assert_ptr_nonnull(h);
+  h = strstr(h, fn);
+  ck_assert_ptr_nonnull(h);
+  const char *eol = strchr(h, '\n');
+  char line[256];
+  snprintf(line, sizeof line, "%.*s", (int)(eol - h), h);
+  ck_assert_msg(!strstr(line, "row path"), "%s: the blocked path was expected", line);
+  r->fused = strstr(line, "backward: both passes in one task a head") != NULL;
+  const char *g = strstr(src, "grad scratch (B, H, S=");
+  const char *f = strstr(src, "scratch (B, H, S=");
+  ck_assert_msg(g && f, "no scratch sizes in the source");
+  r->S2 = strtol(g + strlen("grad scratch (B, H, S="), NULL, 10);
+  const long S = strtol(f + strlen("scratch (B, H, S="), NULL, 10);
+  const gen_unit *u = NULL;
+  for (int i = 0; i < nu; i++)
+    if (!strcmp(units[i].name, fn)) u = &units[i];
+  ck_assert_msg(u != NULL, "no compilation unit %s", fn);
+  cpu_object obj;
+  ck_assert_msg(cpu_build(u->src, u->len, "cpu", accept_any, NULL, &obj) == 0, "%s", util_errmsg());
+  char name[96];
+  snprintf(name, sizeof name, "%s_forward", fn);
+  att_fwd_fn fwd = (att_fwd_fn)(uintptr_t)dlsym(obj.handle, name);
+  snprintf(name, sizeof name, "%s_backward", fn);
+  att_bwd_fn bwd = (att_bwd_fn)(uintptr_t)dlsym(obj.handle, name);
+  ck_assert_msg(fwd && bwd, "%s_forward or _backward not exported", fn);
+  const size_t BT = (size_t)s->B * s->T, heads = (size_t)s->B * s->H;
+  float *qkv = seeded(BT * 3 * s->C, 1), *dout = seeded(BT * s->C, 2);
+  for (int train = 0; train < 2; train++) {
+    rng_t rng = { 9, 4, train };
+    float *scr = nans(heads * (size_t)(S > r->S2 ? S : r->S2));
+    r->out[train] = nans(BT * s->C);
+    r->att[train] = nans(heads * s->T * s->T);
+    r->dqkv[train] = nans(BT * 3 * s->C);
+    fwd(r->out[train], r->att[train], qkv, scr, rng, 6);
+    free(scr);
+    r->scr[train] = nans(heads * (size_t)r->S2);
+    bwd(r->dqkv[train], dout, qkv, r->att[train], r->scr[train], rng, 6);
+  }
+  free(qkv), free(dout), free(src);
+  gen_units_free(units, nu);
+  cpu_object_close(&obj);
+}
+
+static void results_free(results *r) {
+  for (int i = 0; i < 2; i++) free(r->out[i]), free(r->att[i]), free(r->dqkv[i]), free(r->scr[i]);
+}
+
+static void same(const float *a, const float *b, size_t n, const char *what, const char *sched, int train) {
+  for (size_t i = 0; i < n; i++)
+    ck_assert_msg(memcmp(&a[i], &b[i], 4) == 0, "%s [%s, train %d]: [%zu] = %.9g, the default's %.9g", what, sched,
+                  train, i, a[i], b[i]);
+}
+
+/* the default's results (dropout off) against the k-order sums of its own operands
+ * and the double reference. ds of head bh: the backward's scratch after the
+ * transposed V (hd rows Tp + 16 apart), (T, Tp) with Tp = T rounded up to 32
+ * (gen/cpu/layout.lua att_scratch) */
+static void reference(const shape *s, const results *r) {
+  const int B = s->B, T = s->T, C = s->C, H = s->H, hd = C / H, C3 = 3 * C;
+  const int Tp = (T + 31) / 32 * 32, TS = Tp + 16;
+  float *qkv0 = seeded((size_t)B * T * C3, 1), *dout0 = seeded((size_t)B * T * C, 2);
+  const float *att = r->att[0], *out = r->out[0], *dqkv = r->dqkv[0];
+  const double scale = 1 / sqrt((double)hd);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < H; h++) {
+      const float *q = qkv0 + (size_t)b * T * C3 + h * hd, *k = q + C, *v = q + 2 * C;
+      const float *dy = dout0 + (size_t)b * T * C + h * hd, *w = att + ((size_t)b * H + h) * T * T;
+      const float *ds = r->scr[0] + ((size_t)b * H + h) * r->S2 + (size_t)hd * TS;
+      const float *dq = dqkv + (size_t)b * T * C3 + h * hd, *dk = dq + C, *dv = dq + 2 * C;
+      for (int t = 0; t < T; t++) {
+        /* att row t: the causal softmax of the scaled scores, zero past t */
+        double sc[64], mx = -INFINITY, sum = 0;
+        for (int t2 = 0; t2 <= t; t2++) {
+          double a = 0;
+          for (int d = 0; d < hd; d++) a += (double)q[(size_t)t * C3 + d] * k[(size_t)t2 * C3 + d];
+          sc[t2] = a * scale;
+          mx = fmax(mx, sc[t2]);
+        }
+        for (int t2 = 0; t2 <= t; t2++) sum += exp(sc[t2] - mx);
+        /* ds row t: w (dw - w.dw) scale with dw = dout . V, zero past t */
+        double dw[64], wdw = 0;
+        for (int t2 = 0; t2 <= t; t2++) {
+          dw[t2] = 0;
+          for (int d = 0; d < hd; d++) dw[t2] += (double)dy[(size_t)t * C + d] * v[(size_t)t2 * C3 + d];
+          wdw += w[(size_t)t * T + t2] * dw[t2];
+        }
+        for (int t2 = 0; t2 < T; t2++) {
+          const float got = w[(size_t)t * T + t2], g = ds[(size_t)t * Tp + t2];
+          if (t2 > t) {
+            ck_assert_msg(got == 0 && g == 0, "att, ds (%d, %d, %d, %d) = %g, %g past t", b, h, t, t2, got, g);
+            continue;
+          }
+          const double want = exp(sc[t2] - mx) / sum, dwant = w[(size_t)t * T + t2] * (dw[t2] - wdw) * scale;
+          ck_assert_msg(fabs(got - want) < 1e-6, "att (%d, %d, %d, %d) = %.9g, softmax %.9g", b, h, t, t2, got, want);
+          ck_assert_msg(fabs(g - dwant) < 1e-5 * (1 + fabs(dwant)), "ds (%d, %d, %d, %d) = %.9g, reference %.9g", b, h,
+                        t, t2, g, dwant);
+        }
+        /* row t's outputs and gradients: sums in key (query) order, one fmaf a term */
+        for (int d = 0; d < hd; d++) {
+          float o = 0, gq = 0, gk = 0, gv = 0;
+          for (int t2 = 0; t2 <= t; t2++) {
+            o = fmaf(w[(size_t)t * T + t2], v[(size_t)t2 * C3 + d], o);
+            gq = fmaf(ds[(size_t)t * Tp + t2], k[(size_t)t2 * C3 + d], gq);
+          }
+          for (int t1 = t; t1 < T; t1++) {
+            gk = fmaf(ds[(size_t)t1 * Tp + t], q[(size_t)t1 * C3 + d], gk);
+            gv = fmaf(w[(size_t)t1 * T + t], dy[(size_t)t1 * C + d], gv);
+          }
+          const float got[4] = { out[((size_t)b * T + t) * C + h * hd + d], dq[(size_t)t * C3 + d],
+                                 dk[(size_t)t * C3 + d], dv[(size_t)t * C3 + d] };
+          const float want[4] = { o, gq, gk, gv };
+          static const char *const what[4] = { "out", "dq", "dk", "dv" };
+          for (int i = 0; i < 4; i++)
+            ck_assert_msg(memcmp(&got[i], &want[i], 4) == 0, "%s (b %d, t %d, h %d, d %d) = %.9g, the k-order sum %.9g",
+                          what[i], b, t, h, d, got[i], want[i]);
+        }
+      }
+    }
+  free(qkv0), free(dout0);
+}
+
+/* the default, then schedules fused (a whole head) and split, bitwise; then the
+ * default against the reference */
+static void check_shape(const shape *s) {
+  static const char *const forced[] = {
+      "qb=1000 kb=1000", /* a whole head a task: both backward passes in it */
+      "qb=1 kb=1",       /* a block a task, the passes apart */
+      "qb=1000 kb=2",    /* whole heads forward and in pass 1, pass 2 split */
+  };
+  ck_assert_int_le(s->T, 64);
+  results def;
+  run(s, NULL, &def);
+  const size_t BT = (size_t)s->B * s->T, natt = (size_t)s->B * s->H * s->T * s->T;
+  for (size_t f = 0; f < sizeof forced / sizeof *forced; f++) {
+    results r;
+    run(s, forced[f], &r);
+    ck_assert_msg(r.fused == (f == 0), "[%s]: the header %s the passes fused", forced[f], r.fused ? "calls" : "does not call");
+    for (int train = 0; train < (s->p > 0 ? 2 : 1); train++) {
+      same(r.out[train], def.out[train], BT * s->C, "out", forced[f], train);
+      same(r.att[train], def.att[train], natt, "att", forced[f], train);
+      same(r.dqkv[train], def.dqkv[train], BT * 3 * s->C, "dqkv", forced[f], train);
+    }
+    results_free(&r);
+  }
+  reference(s, &def);
+  results_free(&def);
+}
+
+/* char's heads: T 64, head_dim 32 (4 heads of 128) */
+START_TEST(char_heads) {
+  shape s = { 2, 64, 128, 4, 0.0 };
+  check_shape(&s);
+}
+END_TEST
+
+/* gpt2's head_dim 64 at T 64, dropout 0.1 on and off */
+START_TEST(head_dim_64_dropout) {
+  shape s = { 2, 64, 128, 2, 0.1 };
+  check_shape(&s);
+}
+END_TEST
+
+/* T 37: partial query and key blocks and a partial vector in every row's end */
+START_TEST(odd_T) {
+  shape s = { 3, 37, 64, 2, 0.1 };
+  check_shape(&s);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("attn_small");
+  TCase *tc = tcase_create("small_T");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, char_heads);
+  tcase_add_test(tc, head_dim_64_dropout);
+  tcase_add_test(tc, odd_T);
+  suite_add_tcase(s, tc);
+  return tu_main(s);
+}

@@ -235,6 +235,47 @@ static __attribute__((unused)) void *sym(cpu_object *o, const char *name) {
   return f;
 }
 
+/* Instance g run by a reference object and by the object under test on the
+ * same seeded data: ref and got (M, N), start the C both began from. */
+typedef struct {
+  gemm_data d; /* got is d.C */
+  float *ref, *start;
+} gemm_pair;
+
+static __attribute__((unused)) gemm_pair gemm_pair_run(const gemm_inst *g, cpu_object *ref, cpu_object *obj,
+                                                        uint64_t seed) {
+  gemm_pair p = {gemm_data_new(g, seed), NULL, NULL};
+  size_t mn = (size_t)g->M * g->N;
+  p.ref = malloc(mn * 4), p.start = malloc(mn * 4);
+  ck_assert(p.ref && p.start);
+  memcpy(p.ref, p.d.C, mn * 4);
+  memcpy(p.start, p.d.C, mn * 4);
+  ((gemm_fn)(uintptr_t)sym(ref, g->name))(p.ref, p.d.A, p.d.B, p.d.bias);
+  ((gemm_fn)(uintptr_t)sym(obj, g->name))(p.d.C, p.d.A, p.d.B, p.d.bias);
+  return p;
+}
+
+static __attribute__((unused)) void gemm_pair_free(gemm_pair *p) {
+  free(p->ref), free(p->start);
+  gemm_data_free(&p->d);
+}
+
+/* what element (r, c) of instance g starts from: 0, the bias or C itself */
+static __attribute__((unused)) float gemm_pair_start(const gemm_inst *g, const gemm_pair *p, int r, int c) {
+  return g->mode == 1 ? p->start[(size_t)r * g->N + c] : g->mode == 2 ? p->d.bias[c] : 0;
+}
+
+/* AMX's bound against the portable path for element (r, c) (docs/bench-cpu.md):
+ * 2 K 2^-24 (|start| + sum_k |a_k b_k|) + 2^-126, a and b rounded to bf16 */
+static __attribute__((unused)) double amx_bound(const gemm_inst *g, const gemm_pair *p, int r, int c) {
+  const int M = g->M, N = g->N, K = g->K;
+  double mag = fabs(gemm_pair_start(g, p, r, c));
+  for (int k = 0; k < K; k++)
+    mag += fabs((double)ref_bf16(g->ta ? p->d.A[(size_t)k * M + r] : p->d.A[(size_t)r * K + k]) *
+                ref_bf16(g->tb ? p->d.B[(size_t)c * K + k] : p->d.B[(size_t)k * N + c]));
+  return 2.0 * K * 0x1p-24 * mag + 0x1p-126;
+}
+
 /* AdamW steps of a built model, from the same seeded start: the last loss;
  * with state, a malloc'ed copy of what a checkpoint holds (parameters, then
  * AdamW's m and v: 3 n_params floats, *n of them) */

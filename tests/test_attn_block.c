@@ -7,75 +7,7 @@
  * reference (one fmaf a key, in key order) for the sums the design fixes:
  * out = weights . V and dv = weights^T . dout. `gptc tune` races the
  * candidates and picks one, which gen then uses. */
-#include <dlfcn.h>
-#include <math.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "cfg.h"
-#include "cpu.h"
-#include "gen.h"
-#include "lx.h"
-#include "testutil.h"
-#include "util.h"
-
-/* gptc_rng of templates/cpu/prelude.c, passed by value to the kernels */
-typedef struct {
-  uint64_t seed;
-  uint64_t offset;
-  int train;
-} rng_t;
-typedef void (*att_fwd_fn)(float *out, float *att, const float *qkv, float *scratch, rng_t rng, uint32_t site);
-typedef void (*att_bwd_fn)(float *dqkv, const float *dout, const float *qkv, const float *att, float *scratch,
-                           rng_t rng, uint32_t site);
-
-/* The host a source is rendered for: one attention schedule forced (NULL:
- * the heuristic), every kernel exported. */
-static void host_fill(lua_State *L, const void *arg) {
-  const char *schedule = arg;
-  lua_pushstring(L, "float");
-  lua_setfield(L, -2, "real");
-  lua_pushinteger(L, gen_vec_bytes());
-  lua_setfield(L, -2, "vec_bytes");
-  if (schedule) {
-    lua_pushstring(L, schedule);
-    lua_setfield(L, -2, "att_schedule");
-  }
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "export_kernels");
-}
-
-static int accept_any(void *h, const char *so_path, void *ctx) {
-  (void)h, (void)so_path, (void)ctx;
-  return 0;
-}
-
-/* n values in [-2, 2) from a seeded LCG */
-static float *seeded(size_t n, uint64_t x) {
-  float *v = malloc(n * sizeof *v);
-  ck_assert_ptr_nonnull(v);
-  for (size_t i = 0; i < n; i++) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    v[i] = (float)((double)(x >> 40) / (double)(1ull << 22)) - 2.0f;
-  }
-  return v;
-}
-
-/* n NaNs: scratch and outputs start as garbage, so a value read before it is
- * written, or an output left unwritten, shows */
-static float *nans(size_t n) {
-  float *v = malloc(n * sizeof *v);
-  ck_assert_ptr_nonnull(v);
-  for (size_t i = 0; i < n; i++) v[i] = NAN;
-  return v;
-}
-
-typedef struct {
-  int B, T, C, H;
-  double p; /* drop_rate */
-} shape;
+#include "attntest.h"
 
 /* One run's results: out (B, T, C) and att (B, H, T, T) of the forward,
  * dqkv (B, T, 3C) of the backward, for rng.train 0 and 1 */
@@ -84,82 +16,33 @@ typedef struct {
   char header_line[256]; /* the attention schedule line of the source's header */
 } results;
 
-/* the number after `key` in src (a "S=123" comment), or 0 */
-static long after(const char *src, const char *key) {
-  const char *p = strstr(src, key);
-  return p ? strtol(p + strlen(key), NULL, 10) : 0;
-}
-
 static void run(const shape *s, const char *schedule, results *r) {
-  char text[512];
-  snprintf(text, sizeof text,
-           "return { name = 'att', tokenizer = 'char', vocab_size = 30, emb_dim = %d, n_heads = %d, n_layers = 1,"
-           " context_length = %d, drop_rate = %g, qkv_bias = false, train = { batch_size = %d, max_length = %d } }",
-           s->C, s->H, s->T, s->p, s->B, s->T);
-  cfg_t c;
-  ck_assert_msg(cfg_load_string(text, "t.lua", &c) == 0, "%s", util_errmsg());
-  char *src, hash[65];
-  size_t len;
-  gen_unit *units;
-  int nu;
-  ck_assert_msg(gen_units_render(&c, GEN_MOD_EMIT, host_fill, schedule, 1, &src, &len, hash, &units, &nu) == 0, "%s",
-                util_errmsg());
-  /* the header names the instance's schedule and where it came from */
-  char fn[64];
-  snprintf(fn, sizeof fn, "attention_%dx%d", s->B, s->T);
-  const char *h = strstr(src, " * attention schedules");
-  ck_assert_ptr_nonnull(h);
-  h = strstr(h, fn);
-  ck_assert_ptr_nonnull(h);
-  size_t n = strcspn(h, "\n");
-  snprintf(r->header_line, sizeof r->header_line, "%.*s", (int)n, h);
+  att_kernel k;
+  att_build(s, schedule, &k);
+  snprintf(r->header_line, sizeof r->header_line, "%s", k.header_line);
   const int nr = 2 * gen_vec_bytes() / 4, blocked = (s->C / s->H) % nr == 0;
   ck_assert_msg(strstr(r->header_line, !blocked ? "none: row path" : schedule ? ", forced" : ", heuristic"), "header: %s",
                 r->header_line);
-  /* the scratch per head, forward and backward (their kernels' comments) */
-  long S = after(src, "scratch (B, H, S="), S2 = after(src, "grad scratch (B, H, S=");
-  ck_assert_msg(S > 0 && S2 > 0, "no scratch sizes in the source");
-  /* only the attention instance's own compilation unit (gen/cpu/emit.lua M.split: the
-   * prelude, the micro-kernel and the kernel), compiled as gptc compiles it */
-  const gen_unit *u = NULL;
-  for (int i = 0; i < nu; i++)
-    if (!strcmp(units[i].name, fn)) u = &units[i];
-  ck_assert_msg(u != NULL, "no compilation unit %s", fn);
-  cpu_object obj;
-  ck_assert_msg(cpu_build(u->src, u->len, "cpu", accept_any, NULL, &obj) == 0, "%s", util_errmsg());
-  char name[96];
-  snprintf(name, sizeof name, "%s_forward", fn);
-  att_fwd_fn fwd = (att_fwd_fn)(uintptr_t)dlsym(obj.handle, name);
-  snprintf(name, sizeof name, "%s_backward", fn);
-  att_bwd_fn bwd = (att_bwd_fn)(uintptr_t)dlsym(obj.handle, name);
-  ck_assert_msg(fwd && bwd, "%s_forward or _backward not exported", fn);
-  size_t BT = (size_t)s->B * s->T, nsc = (size_t)s->B * s->H * (size_t)(S > S2 ? S : S2);
-  float *qkv = seeded(BT * 3 * s->C, 1), *dout = seeded(BT * s->C, 2);
+  size_t BT = (size_t)s->B * s->T, nsc = (size_t)s->B * s->H * (size_t)(k.S > k.S2 ? k.S : k.S2);
+  float *qkv = seeded(BT * 3 * s->C, 1, 1), *dout = seeded(BT * s->C, 2, 1);
   for (int train = 0; train < 2; train++) {
     rng_t rng = { 7, 3, train };
     float *scr = nans(nsc);
     r->out[train] = nans(BT * s->C);
     r->att[train] = nans((size_t)s->B * s->H * s->T * s->T);
     r->dqkv[train] = nans(BT * 3 * s->C);
-    fwd(r->out[train], r->att[train], qkv, scr, rng, 5);
+    k.fwd(r->out[train], r->att[train], qkv, scr, rng, 5);
     free(scr);
     scr = nans(nsc);
-    bwd(r->dqkv[train], dout, qkv, r->att[train], scr, rng, 5);
+    k.bwd(r->dqkv[train], dout, qkv, r->att[train], scr, rng, 5);
     free(scr);
   }
-  free(qkv), free(dout), free(src);
-  gen_units_free(units, nu);
-  cpu_object_close(&obj);
+  free(qkv), free(dout);
+  cpu_object_close(&k.obj);
 }
 
 static void results_free(results *r) {
   for (int i = 0; i < 2; i++) free(r->out[i]), free(r->att[i]), free(r->dqkv[i]);
-}
-
-static void same(const float *a, const float *b, size_t n, const char *what, const char *sched, int train) {
-  for (size_t i = 0; i < n; i++)
-    ck_assert_msg(memcmp(&a[i], &b[i], 4) == 0, "%s [%s, train %d]: [%zu] = %.9g, the default's %.9g", what, sched,
-                  train, i, a[i], b[i]);
 }
 
 /* The default against the reference (rng.train 0: no dropout): att rows a
@@ -168,7 +51,7 @@ static void same(const float *a, const float *b, size_t n, const char *what, con
  * terms), dq and dk the softmax backward in double (to 1e-4). */
 static void reference(const shape *s, const results *r, int blocked) {
   const int B = s->B, T = s->T, C = s->C, H = s->H, hd = C / H, C3 = 3 * C;
-  const float *qkv0 = seeded((size_t)B * T * C3, 1), *dout0 = seeded((size_t)B * T * C, 2);
+  const float *qkv0 = seeded((size_t)B * T * C3, 1, 1), *dout0 = seeded((size_t)B * T * C, 2, 1);
   const float *att = r->att[0], *out = r->out[0], *dqkv = r->dqkv[0];
   double *ds = malloc((size_t)T * T * sizeof *ds);
   ck_assert_ptr_nonnull(ds);
@@ -312,7 +195,7 @@ START_TEST(bad_schedule) {
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     char *src, hash[65];
     size_t len;
-    ck_assert_int_ne(gen_render(&c, GEN_MOD_EMIT, host_fill, bad[i][0], &src, &len, hash), 0);
+    ck_assert_int_ne(gen_render(&c, GEN_MOD_EMIT, att_host_fill, bad[i][0], &src, &len, hash), 0);
     (void)src, (void)len;
     ck_assert_msg(strstr(util_errmsg(), bad[i][1]), "'%s': %s", bad[i][0], util_errmsg());
   }

@@ -7,72 +7,7 @@
  * out = att . V and dv = att^T . dout (dropout off), dq = ds . K and
  * dk = ds^T . q with ds (the scores' gradient) read back from the backward's
  * scratch; att and ds themselves against a double-precision softmax. */
-#include <dlfcn.h>
-#include <math.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "cfg.h"
-#include "cpu.h"
-#include "gen.h"
-#include "lx.h"
-#include "testutil.h"
-#include "util.h"
-
-/* gptc_rng of templates/cpu/prelude.c, passed by value to the kernels */
-typedef struct {
-  uint64_t seed;
-  uint64_t offset;
-  int train;
-} rng_t;
-typedef void (*att_fwd_fn)(float *out, float *att, const float *qkv, float *scratch, rng_t rng, uint32_t site);
-typedef void (*att_bwd_fn)(float *dqkv, const float *dout, const float *qkv, const float *att, float *scratch,
-                           rng_t rng, uint32_t site);
-
-/* the host: one attention schedule forced (NULL: the heuristic), kernels exported */
-static void host_fill(lua_State *L, const void *arg) {
-  lua_pushstring(L, "float");
-  lua_setfield(L, -2, "real");
-  lua_pushinteger(L, gen_vec_bytes());
-  lua_setfield(L, -2, "vec_bytes");
-  if (arg) {
-    lua_pushstring(L, arg);
-    lua_setfield(L, -2, "att_schedule");
-  }
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "export_kernels");
-}
-
-static int accept_any(void *h, const char *so_path, void *ctx) {
-  (void)h, (void)so_path, (void)ctx;
-  return 0;
-}
-
-/* n values in [-3, 3) from a seeded LCG (wide enough that the softmax is far from uniform) */
-static float *seeded(size_t n, uint64_t x) {
-  float *v = malloc(n * sizeof *v);
-  ck_assert_ptr_nonnull(v);
-  for (size_t i = 0; i < n; i++) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    v[i] = 1.5f * ((float)((double)(x >> 40) / (double)(1ull << 22)) - 2.0f);
-  }
-  return v;
-}
-
-/* n NaNs: a value read before it is written, or an output left unwritten, shows */
-static float *nans(size_t n) {
-  float *v = malloc(n * sizeof *v);
-  ck_assert_ptr_nonnull(v);
-  for (size_t i = 0; i < n; i++) v[i] = NAN;
-  return v;
-}
-
-typedef struct {
-  int B, T, C, H;
-  double p; /* drop_rate */
-} shape;
+#include "attntest.h"
 
 /* One schedule's results for rng.train 0 and 1: out (B, T, C), att (B, H, T, T),
  * dqkv (B, T, 3C), and the backward's scratch (B, H, S2) */
@@ -83,73 +18,30 @@ typedef struct {
 } results;
 
 static void run(const shape *s, const char *schedule, results *r) {
-  char text[512];
-  snprintf(text, sizeof text,
-           "return { name = 'att', tokenizer = 'char', vocab_size = 30, emb_dim = %d, n_heads = %d, n_layers = 1,"
-           " context_length = %d, drop_rate = %g, qkv_bias = false, train = { batch_size = %d, max_length = %d } }",
-           s->C, s->H, s->T, s->p, s->B, s->T);
-  cfg_t c;
-  ck_assert_msg(cfg_load_string(text, "t.lua", &c) == 0, "%s", util_errmsg());
-  char *src, hash[65];
-  size_t len;
-  gen_unit *units;
-  int nu;
-  ck_assert_msg(gen_units_render(&c, GEN_MOD_EMIT, host_fill, schedule, 1, &src, &len, hash, &units, &nu) == 0, "%s",
-                util_errmsg());
-  char fn[64];
-  snprintf(fn, sizeof fn, "attention_%dx%d", s->B, s->T);
-  const char *h = strstr(src, " * attention schedules");
-  ck_assert_ptr_nonnull(h);
-  h = strstr(h, fn);
-  ck_assert_ptr_nonnull(h);
-  const char *eol = strchr(h, '\n');
-  char line[256];
-  snprintf(line, sizeof line, "%.*s", (int)(eol - h), h);
-  ck_assert_msg(!strstr(line, "row path"), "%s: the blocked path was expected", line);
-  r->fused = strstr(line, "backward: both passes in one task a head") != NULL;
-  const char *g = strstr(src, "grad scratch (B, H, S=");
-  const char *f = strstr(src, "scratch (B, H, S=");
-  ck_assert_msg(g && f, "no scratch sizes in the source");
-  r->S2 = strtol(g + strlen("grad scratch (B, H, S="), NULL, 10);
-  const long S = strtol(f + strlen("scratch (B, H, S="), NULL, 10);
-  const gen_unit *u = NULL;
-  for (int i = 0; i < nu; i++)
-    if (!strcmp(units[i].name, fn)) u = &units[i];
-  ck_assert_msg(u != NULL, "no compilation unit %s", fn);
-  cpu_object obj;
-  ck_assert_msg(cpu_build(u->src, u->len, "cpu", accept_any, NULL, &obj) == 0, "%s", util_errmsg());
-  char name[96];
-  snprintf(name, sizeof name, "%s_forward", fn);
-  att_fwd_fn fwd = (att_fwd_fn)(uintptr_t)dlsym(obj.handle, name);
-  snprintf(name, sizeof name, "%s_backward", fn);
-  att_bwd_fn bwd = (att_bwd_fn)(uintptr_t)dlsym(obj.handle, name);
-  ck_assert_msg(fwd && bwd, "%s_forward or _backward not exported", fn);
+  att_kernel k;
+  att_build(s, schedule, &k);
+  ck_assert_msg(!strstr(k.header_line, "row path"), "%s: the blocked path was expected", k.header_line);
+  r->fused = strstr(k.header_line, "backward: both passes in one task a head") != NULL;
+  r->S2 = k.S2;
   const size_t BT = (size_t)s->B * s->T, heads = (size_t)s->B * s->H;
-  float *qkv = seeded(BT * 3 * s->C, 1), *dout = seeded(BT * s->C, 2);
+  float *qkv = seeded(BT * 3 * s->C, 1, 1.5f), *dout = seeded(BT * s->C, 2, 1.5f);
   for (int train = 0; train < 2; train++) {
     rng_t rng = { 9, 4, train };
-    float *scr = nans(heads * (size_t)(S > r->S2 ? S : r->S2));
+    float *scr = nans(heads * (size_t)(k.S > r->S2 ? k.S : r->S2));
     r->out[train] = nans(BT * s->C);
     r->att[train] = nans(heads * s->T * s->T);
     r->dqkv[train] = nans(BT * 3 * s->C);
-    fwd(r->out[train], r->att[train], qkv, scr, rng, 6);
+    k.fwd(r->out[train], r->att[train], qkv, scr, rng, 6);
     free(scr);
     r->scr[train] = nans(heads * (size_t)r->S2);
-    bwd(r->dqkv[train], dout, qkv, r->att[train], r->scr[train], rng, 6);
+    k.bwd(r->dqkv[train], dout, qkv, r->att[train], r->scr[train], rng, 6);
   }
-  free(qkv), free(dout), free(src);
-  gen_units_free(units, nu);
-  cpu_object_close(&obj);
+  free(qkv), free(dout);
+  cpu_object_close(&k.obj);
 }
 
 static void results_free(results *r) {
   for (int i = 0; i < 2; i++) free(r->out[i]), free(r->att[i]), free(r->dqkv[i]), free(r->scr[i]);
-}
-
-static void same(const float *a, const float *b, size_t n, const char *what, const char *sched, int train) {
-  for (size_t i = 0; i < n; i++)
-    ck_assert_msg(memcmp(&a[i], &b[i], 4) == 0, "%s [%s, train %d]: [%zu] = %.9g, the default's %.9g", what, sched,
-                  train, i, a[i], b[i]);
 }
 
 /* the default's results (dropout off) against the k-order sums of its own operands
@@ -159,7 +51,7 @@ static void same(const float *a, const float *b, size_t n, const char *what, con
 static void reference(const shape *s, const results *r) {
   const int B = s->B, T = s->T, C = s->C, H = s->H, hd = C / H, C3 = 3 * C;
   const int Tp = (T + 31) / 32 * 32, TS = Tp + 16;
-  float *qkv0 = seeded((size_t)B * T * C3, 1), *dout0 = seeded((size_t)B * T * C, 2);
+  float *qkv0 = seeded((size_t)B * T * C3, 1, 1.5f), *dout0 = seeded((size_t)B * T * C, 2, 1.5f);
   const float *att = r->att[0], *out = r->out[0], *dqkv = r->dqkv[0];
   const double scale = 1 / sqrt((double)hd);
   for (int b = 0; b < B; b++)

@@ -303,41 +303,33 @@ START_TEST(amx_sdm_order) {
     size_t differ = 0;
     ck_assert_msg(n >= 4, "%d plain GEMM instances", n);
     for (int i = 0; i < n; i++) {
-      gemm_data d = gemm_data_new(&g[i], 13 + (uint64_t)i);
+      gemm_pair q = gemm_pair_run(&g[i], &obj[0], &obj[1], 13 + (uint64_t)i);
       int M = g[i].M, N = g[i].N, K = g[i].K;
       size_t mn = (size_t)M * N;
-      float *C0 = malloc(mn * 4), *start = malloc(mn * 4);
-      memcpy(C0, d.C, mn * 4);
-      memcpy(start, d.C, mn * 4);
-      ((gemm_fn)(uintptr_t)sym(&obj[0], g[i].name))(C0, d.A, d.B, d.bias);
-      ((gemm_fn)(uintptr_t)sym(&obj[1], g[i].name))(d.C, d.A, d.B, d.bias);
       /* the tile state refused (amx_ready() no): the vdpbf16ps fallback, the portable bits */
       float *F = malloc(mn * 4);
-      memcpy(F, start, mn * 4);
+      memcpy(F, q.start, mn * 4);
       setenv("X86EMU_AMX_REFUSED", "1", 1);
-      ((gemm_fn)(uintptr_t)sym(&obj[1], g[i].name))(F, d.A, d.B, d.bias);
+      ((gemm_fn)(uintptr_t)sym(&obj[1], g[i].name))(F, q.d.A, q.d.B, q.d.bias);
       unsetenv("X86EMU_AMX_REFUSED");
       for (size_t e = 0; e < mn; e++)
-        ck_assert_msg(bits(F[e]) == bits(C0[e]), "%s: AMX refused %a, portable %a at %zu", g[i].name, F[e], C0[e], e);
+        ck_assert_msg(bits(F[e]) == bits(q.ref[e]), "%s: AMX refused %a, portable %a at %zu", g[i].name, F[e],
+                      q.ref[e], e);
       free(F);
       for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++) {
           const size_t e = (size_t)r * N + c;
-          const float st = g[i].mode == 1 ? start[e] : g[i].mode == 2 ? d.bias[c] : 0;
-          float want = ref_amx_elem(M, N, K, g[i].KC, g[i].ta, g[i].tb, d.A, d.B, st, r, c);
-          ck_assert_msg(bits(want) == bits(d.C[e]), "%s (%s, K blocks of %d): C[%d][%d] amx %a, the SDM order %a",
-                        g[i].name, SCHEDS[s] ? SCHEDS[s] : "heuristic", g[i].KC, r, c, d.C[e], want);
-          double mag = fabs(st);
-          for (int k = 0; k < K; k++)
-            mag += fabs((double)ref_bf16(g[i].ta ? d.A[(size_t)k * M + r] : d.A[(size_t)r * K + k]) *
-                        ref_bf16(g[i].tb ? d.B[(size_t)c * K + k] : d.B[(size_t)k * N + c]));
-          double tol = 2.0 * K * 0x1p-24 * mag + 0x1p-126, diff = fabs((double)d.C[e] - C0[e]);
-          ck_assert_msg(diff <= tol, "%s: C[%d][%d] amx %a, portable %a (tolerance %g)", g[i].name, r, c, d.C[e],
-                        C0[e], tol);
-          differ += bits(d.C[e]) != bits(C0[e]);
+          const float got = q.d.C[e],
+                      want = ref_amx_elem(M, N, K, g[i].KC, g[i].ta, g[i].tb, q.d.A, q.d.B,
+                                          gemm_pair_start(&g[i], &q, r, c), r, c);
+          ck_assert_msg(bits(want) == bits(got), "%s (%s, K blocks of %d): C[%d][%d] amx %a, the SDM order %a",
+                        g[i].name, SCHEDS[s] ? SCHEDS[s] : "heuristic", g[i].KC, r, c, got, want);
+          double tol = amx_bound(&g[i], &q, r, c), diff = fabs((double)got - q.ref[e]);
+          ck_assert_msg(diff <= tol, "%s: C[%d][%d] amx %a, portable %a (tolerance %g)", g[i].name, r, c, got,
+                        q.ref[e], tol);
+          differ += bits(got) != bits(q.ref[e]);
         }
-      free(C0), free(start);
-      gemm_data_free(&d);
+      gemm_pair_free(&q);
     }
     ck_assert_msg(differ > 0, "%s: amx equals portable everywhere: not the AMX kernel?",
                   SCHEDS[s] ? SCHEDS[s] : "heuristic");

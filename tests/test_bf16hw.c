@@ -240,30 +240,20 @@ START_TEST(amx_within_tolerance) {
   size_t sdm = 0, total = 0;
   ck_assert_msg(n >= 4, "%d plain GEMM instances", n);
   for (int i = 0; i < n; i++) {
-    gemm_data d = gemm_data_new(&g[i], 13 + (uint64_t)i);
+    gemm_pair q = gemm_pair_run(&g[i], &obj[0], &obj[1], 13 + (uint64_t)i);
     int M = g[i].M, N = g[i].N, K = g[i].K;
-    size_t mn = (size_t)M * N;
-    float *C0 = malloc(mn * 4), *start = malloc(mn * 4);
-    memcpy(C0, d.C, mn * 4);
-    memcpy(start, d.C, mn * 4);
-    ((gemm_fn)(uintptr_t)sym(&obj[0], g[i].name))(C0, d.A, d.B, d.bias);
-    ((gemm_fn)(uintptr_t)sym(&obj[1], g[i].name))(d.C, d.A, d.B, d.bias);
     for (int r = 0; r < M; r++)
       for (int c = 0; c < N; c++) {
-        double mag = fabs(g[i].mode == 1 ? start[(size_t)r * N + c] : g[i].mode == 2 ? d.bias[c] : 0);
-        for (int k = 0; k < K; k++)
-          mag += fabs((double)ref_bf16(g[i].ta ? d.A[(size_t)k * M + r] : d.A[(size_t)r * K + k]) *
-                      ref_bf16(g[i].tb ? d.B[(size_t)c * K + k] : d.B[(size_t)k * N + c]));
-        double tol = 2.0 * K * 0x1p-24 * mag + 0x1p-126, diff = fabs((double)d.C[(size_t)r * N + c] - C0[(size_t)r * N + c]);
-        ck_assert_msg(diff <= tol, "%s: C[%d][%d] amx %a, portable %a (tolerance %g)", g[i].name, r, c,
-                      d.C[(size_t)r * N + c], C0[(size_t)r * N + c], tol);
-        float want = ref_amx_elem(M, N, K, g[i].KC, g[i].ta, g[i].tb, d.A, d.B,
-                                  g[i].mode == 1 ? start[(size_t)r * N + c] : g[i].mode == 2 ? d.bias[c] : 0, r, c);
-        sdm += bits(want) == bits(d.C[(size_t)r * N + c]);
+        const size_t e = (size_t)r * N + c;
+        double tol = amx_bound(&g[i], &q, r, c), diff = fabs((double)q.d.C[e] - q.ref[e]);
+        ck_assert_msg(diff <= tol, "%s: C[%d][%d] amx %a, portable %a (tolerance %g)", g[i].name, r, c, q.d.C[e],
+                      q.ref[e], tol);
+        float want = ref_amx_elem(M, N, K, g[i].KC, g[i].ta, g[i].tb, q.d.A, q.d.B, gemm_pair_start(&g[i], &q, r, c),
+                                  r, c);
+        sdm += bits(want) == bits(q.d.C[e]);
         total++;
       }
-    free(C0), free(start);
-    gemm_data_free(&d);
+    gemm_pair_free(&q);
   }
   /* for the record (docs/bench-cpu.md): how closely this CPU follows the SDM's order */
   printf("bf16hw_amx: %zu of %zu elements equal the SDM pseudocode's order bit for bit\n", sdm, total);

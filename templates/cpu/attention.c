@@ -146,12 +146,7 @@ GPTC_INLINE real {{k.fn}}_scale_max(real *restrict row, int n, int nv) {
   }
   real acc[{{VL}}];
   vstore(acc, vm);
-%   local w = VL // 2
-%   while w >= 1 do
-  for (int j = 0; j < {{w}}; j++) acc[j] = acc[j + {{w}}] > acc[j] ? acc[j + {{w}}] : acc[j];
-%     w = w // 2
-%   end
-  return acc[0];
+  return lanes_max(acc);
 }
 
 /* _exp_sum: row[0, m) = exp(row - mx), zero past n; returns their sum (one lane sum

@@ -318,6 +318,17 @@ GPTC_INLINE real lanes_total(real *acc) {
   return acc[0];
 }
 
+/* the maximum of the {{VL}} lanes: halves folded as lanes_total adds them, each
+ * step acc[j + w] > acc[j] ? acc[j + w] : acc[j] */
+GPTC_INLINE real lanes_max(real *acc) {
+% local w = VL // 2
+% while w >= 1 do
+  for (int j = 0; j < {{w}}; j++) acc[j] = acc[j + {{w}}] > acc[j] ? acc[j + {{w}}] : acc[j];
+%   w = w // 2
+% end
+  return acc[0];
+}
+
 GPTC_INLINE real vec_sum(const real *x, int n) {
   real acc[{{VL}}] = {0};
   int i = 0;
@@ -353,12 +364,7 @@ GPTC_INLINE real vec_max(const real *x, int n) {
   for (; i + {{VL}} <= n; i += {{VL}})
     for (int j = 0; j < {{VL}}; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
   for (int j = 0; i + j < n; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
-% local w = VL // 2
-% while w >= 1 do
-  for (int j = 0; j < {{w}}; j++) acc[j] = acc[j + {{w}}] > acc[j] ? acc[j + {{w}}] : acc[j];
-%   w = w // 2
-% end
-  return acc[0];
+  return lanes_max(acc);
 }
 
 /* x[i] = exp(x[i] - m), returning the sum (fixed order) */

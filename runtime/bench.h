@@ -202,6 +202,7 @@ typedef struct {
     double seconds, calls;
   } *prof;           /* malloc'ed: bench_step_free */
   double prof_step_s; /* the profiled steps' mean wall time */
+  double prof_rest_s; /* of it, the time outside the marks */
 } bench_step_result;
 
 /* Opens a backend for cfg on `device` (cpu or cuda), fills the parameters

@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "backend.h"
 #include "backend_cpu.h"
 #include "bench.h"
 #include "gen.h"
+#include "util.h"
 
 /* a few distinct batches, so no step sees the same tokens as the last */
 #define BENCH_STEP_BATCHES 4
@@ -32,12 +32,6 @@ typedef struct {
   long warmup, timed;
   double wall;
 } bench_step_ctx;
-
-static double bench_step_now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void bench_prof_clear(bench_prof_table_fn f) {
   const char *const *names;
@@ -61,10 +55,10 @@ static void bench_step_run(void *p, int variant) {
                      tr->grad_clip};
   double norm;
   if (c->prof && c->step == c->warmup) bench_prof_clear(c->prof);
-  double t0 = c->prof ? bench_step_now() : 0;
+  double t0 = c->prof ? util_now() : 0;
   if (c->b->ops->train_step(c->b, &st, &c->loss, &norm)) c->failed = 1;
   if (c->prof && c->step >= c->warmup) {
-    c->wall += bench_step_now() - t0;
+    c->wall += util_now() - t0;
     c->timed++;
   }
   c->step++;
@@ -103,6 +97,8 @@ static int bench_prof_collect(bench_step_ctx *c, bench_step_result *r) {
   }
   r->n_prof = n;
   r->prof_step_s = c->wall / (double)c->timed;
+  r->prof_rest_s = r->prof_step_s;
+  for (int i = 0; i < n; i++) r->prof_rest_s -= r->prof[i].seconds;
   return 0;
 }
 

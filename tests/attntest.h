@@ -136,12 +136,68 @@ static __attribute__((unused)) void att_build(const shape *s, const char *schedu
   gen_units_free(units, nu);
 }
 
+/* What a run feeds the kernels: the rng's seed and offset, the dropout site,
+ * and the inputs' amplitude (qkv seeded 1, dout seeded 2). */
+typedef struct {
+  uint64_t seed, offset;
+  uint32_t site;
+  float amp;
+} att_inputs;
+
+/* One schedule's results for rng.train 0 and 1: out (B, T, C) and att
+ * (B, H, T, T) of the forward, dqkv (B, T, 3C) of the backward and the
+ * backward's scratch (B, H, S2) after it; the instance's header line. */
+typedef struct {
+  float *out[2], *att[2], *dqkv[2], *scr[2];
+  long S2;
+  char header_line[256];
+} att_results;
+
+static __attribute__((unused)) void att_run(const shape *s, const char *schedule, const att_inputs *in,
+                                            att_results *r) {
+  att_kernel k;
+  att_build(s, schedule, &k);
+  snprintf(r->header_line, sizeof r->header_line, "%s", k.header_line);
+  r->S2 = k.S2;
+  const size_t BT = (size_t)s->B * s->T, heads = (size_t)s->B * s->H;
+  float *qkv = seeded(BT * 3 * s->C, 1, in->amp), *dout = seeded(BT * s->C, 2, in->amp);
+  for (int train = 0; train < 2; train++) {
+    rng_t rng = {in->seed, in->offset, train};
+    float *scr = nans(heads * (size_t)(k.S > k.S2 ? k.S : k.S2));
+    r->out[train] = nans(BT * s->C);
+    r->att[train] = nans(heads * s->T * s->T);
+    r->dqkv[train] = nans(BT * 3 * s->C);
+    k.fwd(r->out[train], r->att[train], qkv, scr, rng, in->site);
+    free(scr);
+    r->scr[train] = nans(heads * (size_t)k.S2);
+    k.bwd(r->dqkv[train], dout, qkv, r->att[train], r->scr[train], rng, in->site);
+  }
+  free(qkv), free(dout);
+  cpu_object_close(&k.obj);
+}
+
+static __attribute__((unused)) void att_results_free(att_results *r) {
+  for (int i = 0; i < 2; i++) free(r->out[i]), free(r->att[i]), free(r->dqkv[i]), free(r->scr[i]);
+}
+
 /* a and b (n floats) bit for bit */
 static __attribute__((unused)) void same(const float *a, const float *b, size_t n, const char *what,
                                          const char *sched, int train) {
   for (size_t i = 0; i < n; i++)
     ck_assert_msg(memcmp(&a[i], &b[i], 4) == 0, "%s [%s, train %d]: [%zu] = %.9g, the default's %.9g", what, sched,
                   train, i, a[i], b[i]);
+}
+
+/* schedule sched's out, att and dqkv equal the default's bit for bit (with
+ * dropout on too when the shape has it) */
+static __attribute__((unused)) void att_same_results(const shape *s, const att_results *r, const att_results *def,
+                                                     const char *sched) {
+  const size_t BT = (size_t)s->B * s->T, natt = (size_t)s->B * s->H * s->T * s->T;
+  for (int train = 0; train < (s->p > 0 ? 2 : 1); train++) {
+    same(r->out[train], def->out[train], BT * s->C, "out", sched, train);
+    same(r->att[train], def->att[train], natt, "att", sched, train);
+    same(r->dqkv[train], def->dqkv[train], BT * 3 * s->C, "dqkv", sched, train);
+  }
 }
 
 #endif

@@ -9,47 +9,21 @@
  * candidates and picks one, which gen then uses. */
 #include "attntest.h"
 
-/* One run's results: out (B, T, C) and att (B, H, T, T) of the forward,
- * dqkv (B, T, 3C) of the backward, for rng.train 0 and 1 */
-typedef struct {
-  float *out[2], *att[2], *dqkv[2];
-  char header_line[256]; /* the attention schedule line of the source's header */
-} results;
-
-static void run(const shape *s, const char *schedule, results *r) {
-  att_kernel k;
-  att_build(s, schedule, &k);
-  snprintf(r->header_line, sizeof r->header_line, "%s", k.header_line);
+/* rng (7, 3), site 5, inputs in [-2, 2); the header names the schedule and
+ * where it came from */
+static void run(const shape *s, const char *schedule, att_results *r) {
+  static const att_inputs in = {7, 3, 5, 1};
+  att_run(s, schedule, &in, r);
   const int nr = 2 * gen_vec_bytes() / 4, blocked = (s->C / s->H) % nr == 0;
   ck_assert_msg(strstr(r->header_line, !blocked ? "none: row path" : schedule ? ", forced" : ", heuristic"), "header: %s",
                 r->header_line);
-  size_t BT = (size_t)s->B * s->T, nsc = (size_t)s->B * s->H * (size_t)(k.S > k.S2 ? k.S : k.S2);
-  float *qkv = seeded(BT * 3 * s->C, 1, 1), *dout = seeded(BT * s->C, 2, 1);
-  for (int train = 0; train < 2; train++) {
-    rng_t rng = { 7, 3, train };
-    float *scr = nans(nsc);
-    r->out[train] = nans(BT * s->C);
-    r->att[train] = nans((size_t)s->B * s->H * s->T * s->T);
-    r->dqkv[train] = nans(BT * 3 * s->C);
-    k.fwd(r->out[train], r->att[train], qkv, scr, rng, 5);
-    free(scr);
-    scr = nans(nsc);
-    k.bwd(r->dqkv[train], dout, qkv, r->att[train], scr, rng, 5);
-    free(scr);
-  }
-  free(qkv), free(dout);
-  cpu_object_close(&k.obj);
-}
-
-static void results_free(results *r) {
-  for (int i = 0; i < 2; i++) free(r->out[i]), free(r->att[i]), free(r->dqkv[i]);
 }
 
 /* The default against the reference (rng.train 0: no dropout): att rows a
  * causal softmax (zero past t), out and dv the k-order fmaf sums of the
  * kernel's own weights (bitwise, blocked path only: the row path pairs its
  * terms), dq and dk the softmax backward in double (to 1e-4). */
-static void reference(const shape *s, const results *r, int blocked) {
+static void reference(const shape *s, const att_results *r, int blocked) {
   const int B = s->B, T = s->T, C = s->C, H = s->H, hd = C / H, C3 = 3 * C;
   const float *qkv0 = seeded((size_t)B * T * C3, 1, 1), *dout0 = seeded((size_t)B * T * C, 2, 1);
   const float *att = r->att[0], *out = r->out[0], *dqkv = r->dqkv[0];
@@ -131,24 +105,19 @@ static void check_shape(const shape *s) {
       "qb=2 kb=3",      /* groups that end short of T */
       "qb=1000 kb=7",   /* a whole head a task (clamped) */
   };
-  results def;
+  att_results def;
   run(s, NULL, &def);
-  const size_t BT = (size_t)s->B * s->T, natt = (size_t)s->B * s->H * s->T * s->T;
   for (size_t f = 0; f < sizeof forced / sizeof *forced; f++) {
-    results r;
+    att_results r;
     run(s, forced[f], &r);
-    for (int train = 0; train < (s->p > 0 ? 2 : 1); train++) {
-      same(r.out[train], def.out[train], BT * s->C, "out", forced[f], train);
-      same(r.att[train], def.att[train], natt, "att", forced[f], train);
-      same(r.dqkv[train], def.dqkv[train], BT * 3 * s->C, "dqkv", forced[f], train);
-    }
-    results_free(&r);
+    att_same_results(s, &r, &def, forced[f]);
+    att_results_free(&r);
   }
   /* the blocked path needs head_dim a whole number of the micro-kernel's
    * panels: NR = 2 vectors (16 floats with AVX2, 32 with AVX-512) */
   const int hd = s->C / s->H, nr = 2 * gen_vec_bytes() / 4;
   reference(s, &def, hd % nr == 0);
-  results_free(&def);
+  att_results_free(&def);
 }
 
 /* T 37: no multiple of the 6- or 8-row blocks; head_dim 32; dropout 0.1 (on

@@ -9,46 +9,20 @@
  * scratch; att and ds themselves against a double-precision softmax. */
 #include "attntest.h"
 
-/* One schedule's results for rng.train 0 and 1: out (B, T, C), att (B, H, T, T),
- * dqkv (B, T, 3C), and the backward's scratch (B, H, S2) */
-typedef struct {
-  float *out[2], *att[2], *dqkv[2], *scr[2];
-  long S2;
-  int fused; /* the header says the backward's passes share a task */
-} results;
-
-static void run(const shape *s, const char *schedule, results *r) {
-  att_kernel k;
-  att_build(s, schedule, &k);
-  ck_assert_msg(!strstr(k.header_line, "row path"), "%s: the blocked path was expected", k.header_line);
-  r->fused = strstr(k.header_line, "backward: both passes in one task a head") != NULL;
-  r->S2 = k.S2;
-  const size_t BT = (size_t)s->B * s->T, heads = (size_t)s->B * s->H;
-  float *qkv = seeded(BT * 3 * s->C, 1, 1.5f), *dout = seeded(BT * s->C, 2, 1.5f);
-  for (int train = 0; train < 2; train++) {
-    rng_t rng = { 9, 4, train };
-    float *scr = nans(heads * (size_t)(k.S > r->S2 ? k.S : r->S2));
-    r->out[train] = nans(BT * s->C);
-    r->att[train] = nans(heads * s->T * s->T);
-    r->dqkv[train] = nans(BT * 3 * s->C);
-    k.fwd(r->out[train], r->att[train], qkv, scr, rng, 6);
-    free(scr);
-    r->scr[train] = nans(heads * (size_t)r->S2);
-    k.bwd(r->dqkv[train], dout, qkv, r->att[train], r->scr[train], rng, 6);
-  }
-  free(qkv), free(dout);
-  cpu_object_close(&k.obj);
-}
-
-static void results_free(results *r) {
-  for (int i = 0; i < 2; i++) free(r->out[i]), free(r->att[i]), free(r->dqkv[i]), free(r->scr[i]);
+/* rng (9, 4), site 6, inputs in [-3, 3) (the softmax far from uniform); the
+ * blocked path; whether the header says the backward's passes share a task */
+static int run(const shape *s, const char *schedule, att_results *r) {
+  static const att_inputs in = {9, 4, 6, 1.5f};
+  att_run(s, schedule, &in, r);
+  ck_assert_msg(!strstr(r->header_line, "row path"), "%s: the blocked path was expected", r->header_line);
+  return strstr(r->header_line, "backward: both passes in one task a head") != NULL;
 }
 
 /* the default's results (dropout off) against the k-order sums of its own operands
  * and the double reference. ds of head bh: the backward's scratch after the
  * transposed V (hd rows Tp + 16 apart), (T, Tp) with Tp = T rounded up to 32
  * (gen/cpu/layout.lua att_scratch) */
-static void reference(const shape *s, const results *r) {
+static void reference(const shape *s, const att_results *r) {
   const int B = s->B, T = s->T, C = s->C, H = s->H, hd = C / H, C3 = 3 * C;
   const int Tp = (T + 31) / 32 * 32, TS = Tp + 16;
   float *qkv0 = seeded((size_t)B * T * C3, 1, 1.5f), *dout0 = seeded((size_t)B * T * C, 2, 1.5f);
@@ -121,22 +95,17 @@ static void check_shape(const shape *s) {
       "qb=1000 kb=2",    /* whole heads forward and in pass 1, pass 2 split */
   };
   ck_assert_int_le(s->T, 64);
-  results def;
+  att_results def;
   run(s, NULL, &def);
-  const size_t BT = (size_t)s->B * s->T, natt = (size_t)s->B * s->H * s->T * s->T;
   for (size_t f = 0; f < sizeof forced / sizeof *forced; f++) {
-    results r;
-    run(s, forced[f], &r);
-    ck_assert_msg(r.fused == (f == 0), "[%s]: the header %s the passes fused", forced[f], r.fused ? "calls" : "does not call");
-    for (int train = 0; train < (s->p > 0 ? 2 : 1); train++) {
-      same(r.out[train], def.out[train], BT * s->C, "out", forced[f], train);
-      same(r.att[train], def.att[train], natt, "att", forced[f], train);
-      same(r.dqkv[train], def.dqkv[train], BT * 3 * s->C, "dqkv", forced[f], train);
-    }
-    results_free(&r);
+    att_results r;
+    int fused = run(s, forced[f], &r);
+    ck_assert_msg(fused == (f == 0), "[%s]: the header %s the passes fused", forced[f], fused ? "calls" : "does not call");
+    att_same_results(s, &r, &def, forced[f]);
+    att_results_free(&r);
   }
   reference(s, &def);
-  results_free(&def);
+  att_results_free(&def);
 }
 
 /* char's heads: T 64, head_dim 32 (4 heads of 128) */
